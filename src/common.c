@@ -1,0 +1,76 @@
+/* common.c: error recording, aligned allocation, logging and timing. */
+#include "common.h"
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+static _Thread_local char df_error_buf[1024];
+
+df_status df_fail(df_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(df_error_buf, sizeof df_error_buf, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *df_last_error(void) { return df_error_buf[0] ? df_error_buf : "no error recorded"; }
+
+void df_clear_error(void) { df_error_buf[0] = 0; }
+
+const char *df_status_name(df_status s) {
+    switch (s) {
+    case DF_OK: return "ok";
+    case DF_ERR_ARG: return "bad argument";
+    case DF_ERR_IO: return "i/o error";
+    case DF_ERR_FORMAT: return "bad file format";
+    case DF_ERR_SHAPE: return "shape mismatch";
+    case DF_ERR_NOMEM: return "out of memory";
+    case DF_ERR_NAN: return "non-finite value";
+    case DF_ERR_UNSUPPORTED: return "unsupported";
+    case DF_ERR_INTERRUPTED: return "interrupted";
+    }
+    return "unknown status";
+}
+
+void *df_alloc(size_t bytes, const char *what) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        df_fail(DF_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
+        return NULL;
+    }
+    return p;
+}
+
+void *df_calloc(size_t bytes, const char *what) {
+    void *p = df_alloc(bytes, what);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void df_free(void *p) { free(p); }
+
+static df_log_fn df_log_callback;
+static void *df_log_user;
+
+void df_set_log(df_log_fn fn, void *user) {
+    df_log_callback = fn;
+    df_log_user = user;
+}
+
+void df_log(const char *fmt, ...) {
+    if (!df_log_callback) return;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    df_log_callback(buf, df_log_user);
+}
+
+double df_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

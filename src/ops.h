@@ -1,0 +1,113 @@
+/* ops.h: the neural-network ops of diffuse, each a forward/backward pair with explicit shapes.
+ *
+ * This header is the seam where another backend (CUDA, later) slots in: models call only these.
+ * Layout: NCHW float32 at this interface ("hw" = H*W). Weights in PyTorch order: conv (OC,IC,KH,KW),
+ * linear (OUT,IN).
+ *
+ * Gradient convention (one rule for every op): every backward ACCUMULATES (+=) into all of its
+ * gradient outputs, input gradients and parameter gradients alike. The caller zeroes the gradient
+ * blocks once per step. A NULL gradient pointer means "not needed" and is skipped.
+ *
+ * Each op with a fast path also has a plain `_ref` version: the fallback and the oracle that the
+ * tests compare the fast one against. No op allocates: workspace comes from the caller, sized by
+ * the *_scratch_floats() functions.
+ */
+#ifndef DF_OPS_H
+#define DF_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- conv2d */
+/* 2-D convolution with independent top/left/bottom/right zero padding, so that the DDPM
+ * downsampler (pad 0 top/left, 1 bottom/right, 3x3 stride 2) is one call.
+ * oh = (h + pad_t + pad_b - kh) / stride + 1, likewise ow. */
+typedef struct {
+    int n, ic, h, w;      /* input (N,IC,H,W) */
+    int oc, kh, kw;       /* weight (OC,IC,KH,KW) */
+    int stride;
+    int pad_t, pad_l, pad_b, pad_r;
+    int oh, ow;           /* derived */
+} df_conv_shape;
+
+/* Fills s and derives oh, ow. */
+void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, int k, int stride,
+                        int pad_t, int pad_l, int pad_b, int pad_r);
+/* Floats of workspace that df_conv2d_forward/backward need for this shape. */
+size_t df_conv2d_scratch_floats(const df_conv_shape *s);
+
+/* out (N,OC,OH,OW) = conv(inp (N,IC,H,W), w (OC,IC,KH,KW)) + b (OC) [b may be NULL]. Overwrites out. */
+void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
+                       float *scratch);
+/* dinp (N,IC,H,W) += ..., dw (OC,IC,KH,KW) += ..., db (OC) += ... from dout (N,OC,OH,OW). */
+void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const df_conv_shape *s, float *scratch);
+void df_conv2d_forward_ref(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s);
+void df_conv2d_backward_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const df_conv_shape *s);
+
+/* ---------------------------------------------------------------- linear */
+/* out (N,OUT) = inp (N,IN) w^T (w: OUT,IN) + b (OUT) [b may be NULL]. Overwrites out. */
+void df_linear_forward(float *out, const float *inp, const float *w, const float *b, int n, int in, int out_dim);
+/* dinp (N,IN) += dout w; dw (OUT,IN) += dout^T inp; db (OUT) += sum_n dout. */
+void df_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        int n, int in, int out_dim);
+
+/* ---------------------------------------------------------------- group norm */
+/* out (N,C,HW) = GroupNorm(inp) * gamma (C) + beta (C), `groups` groups of C/groups channels,
+ * biased variance, eps inside the sqrt (PyTorch). Caches mean and rstd (N,groups) for backward. */
+void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                          const float *beta, int n, int c, int hw, int groups, float eps);
+void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups);
+
+/* ---------------------------------------------------------------- elementwise */
+/* SiLU (swish): x * sigmoid(x). out may alias inp in forward. */
+void df_silu_forward(float *out, const float *inp, size_t n);
+void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* out = a + b (out may alias a or b). Backward: da += dout, db += dout. */
+void df_add_forward(float *out, const float *a, const float *b, size_t n);
+void df_add_backward(float *da, float *db, const float *dout, size_t n);
+/* x (N,C,HW) += bias (N,C) broadcast over HW (the time-embedding add of a ResNet block).
+ * Backward: dbias (N,C) += sum over HW of dx. */
+void df_add_channel_bias_forward(float *x, const float *bias, int n, int c, int hw);
+void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, int hw);
+
+/* Dropout with probability p (inverted: kept values scaled by 1/(1-p)). The mask is not stored:
+ * element e of the call keyed (seed, a, b) is kept iff df_randu(seed, DF_STREAM_DROPOUT, a, b)[e] >= p,
+ * so backward regenerates it. p = 0 copies. out may alias inp. */
+void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b);
+void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b);
+
+/* ---------------------------------------------------------------- shape ops */
+/* Nearest-neighbour 2x upsampling: out (N,C,2H,2W) from inp (N,C,H,W). Backward sums the 4 copies. */
+void df_upsample2x_forward(float *out, const float *inp, int n, int c, int h, int w);
+void df_upsample2x_backward(float *dinp, const float *dout, int n, int c, int h, int w);
+/* Channel concatenation out (N,CA+CB,HW) = [a (N,CA,HW), b (N,CB,HW)] (diffusers: cat([h, skip], 1)). */
+void df_concat_forward(float *out, const float *a, const float *b, int n, int ca, int cb, int hw);
+void df_concat_backward(float *da, float *db, const float *dout, int n, int ca, int cb, int hw);
+
+/* ---------------------------------------------------------------- timestep embedding */
+/* Sinusoidal embedding (DDPM / diffusers get_timestep_embedding): half = dim/2,
+ * freq_j = exp(-ln(10000) * j / (half - freq_shift)), emb = [sin(t freq), cos(t freq)]
+ * (cos first if flip_sin_to_cos); a zero column is appended when dim is odd. Computed in float
+ * like diffusers. out (N,dim). No parameters, so no backward. */
+void df_timestep_embedding(float *out, const int *t, int n, int dim, int freq_shift, int flip_sin_to_cos);
+
+/* ---------------------------------------------------------------- attention */
+/* Multi-head self-attention over the HW pixels, on already projected q, k, v (N,C,HW), channel
+ * c = head * (C/heads) + d. For each image and head: P = softmax_j(q_i . k_j / sqrt(C/heads))
+ * (N,heads,HW,HW), out_i = sum_j P_ij v_j. out (N,C,HW). probs is cached for backward.
+ * scratch: df_attention_scratch_floats() floats. */
+size_t df_attention_scratch_floats(int n, int c, int hw, int heads);
+void df_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                          int n, int c, int hw, int heads, float *scratch);
+void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                           const float *q, const float *k, const float *v, int n, int c, int hw, int heads,
+                           float *scratch);
+void df_attention_forward_ref(float *out, float *probs, const float *q, const float *k, const float *v,
+                              int n, int c, int hw, int heads);
+void df_attention_backward_ref(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                               const float *q, const float *k, const float *v, int n, int c, int hw, int heads);
+
+#endif
