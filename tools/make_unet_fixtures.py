@@ -500,8 +500,8 @@ FIXTURES = [
 
 def main():
     torch.set_num_threads(1)  # deterministic reductions; the nets are tiny
-    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                                                "tests", "fixtures")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "tests", "fixtures")
     os.makedirs(outdir, exist_ok=True)
     check_ddpm_cifar10_layout()
     for name, over, batch, ts, seed in FIXTURES:
