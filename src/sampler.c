@@ -1,0 +1,135 @@
+/* sampler.c: the note's ancestral sampler and DDIM (Song et al. 2021), driven by any network seen
+ * through df_predict_fn. Noise for sample j at step i comes from the Philox counter (j, i), so a
+ * sample does not depend on the batch it was drawn in or on the thread count. */
+#include "common.h"
+#include <math.h>
+#include <string.h>
+
+void df_sample_params_init(df_sample_params *p) {
+    memset(p, 0, sizeof *p);
+    p->sampler = DF_SAMPLER_ANCESTRAL;
+    p->steps = 50;
+    p->eta = 0.0;
+    p->var = DF_VAR_POSTERIOR;
+    p->clip_x0 = 0;
+    p->clip_min = -1.0f;
+    p->clip_max = 1.0f;
+    p->seed = 0;
+    p->batch = 64;
+}
+
+void df_ddim_timesteps(int T, int S, int *seq) {
+    for (int k = 0; k < S; k++) seq[k] = (int)(((int64_t)k * T) / S);
+}
+
+/* Runs the network on all n samples at step i, `batch` at a time. */
+static df_status predict_all(df_predict_fn fn, void *ctx, int n, size_t dim, int batch, int i, const float *x,
+                             float *out, int *tbuf) {
+    for (int k = 0; k < batch; k++) tbuf[k] = i;
+    for (int b0 = 0; b0 < n; b0 += batch) {
+        int nb = n - b0 < batch ? n - b0 : batch;
+        df_status st = fn(ctx, nb, tbuf, x + (size_t)b0 * dim, out + (size_t)b0 * dim);
+        if (st != DF_OK) return st;
+    }
+    return DF_OK;
+}
+
+static inline double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* One ancestral step (the note's algorithm): x_{t-1} = mu_theta(x_t, t) + sigma(t) z, z = 0 at t = 1.
+ * With clipping, mu_theta = mu_q(x_t, clip(x0_hat)) as in the DDPM code. */
+static void ancestral_step(const df_schedule *s, df_pred pred, const df_sample_params *p, int i, int n, size_t dim,
+                           uint64_t first_index, float *x, const float *out, float *noise) {
+    double sigma = i > 0 ? sqrt(p->var == DF_VAR_BETA ? s->beta[i] : s->posterior_var[i]) : 0.0;
+    double c0 = s->posterior_coef_x0[i], ct = s->posterior_coef_xt[i];
+    for (int j = 0; j < n; j++) {
+        float *xj = x + (size_t)j * dim;
+        const float *oj = out + (size_t)j * dim;
+        if (sigma > 0) df_randn(p->seed, DF_STREAM_SAMPLE_STEP, (uint32_t)(first_index + j), (uint32_t)i, noise, dim);
+        for (size_t k = 0; k < dim; k++) {
+            double mean;
+            if (p->clip_x0 || pred != DF_PRED_MEAN) {
+                float x0f;
+                df_pred_convert(s, i, pred, DF_PRED_X0, &xj[k], &oj[k], &x0f, 1);
+                double x0 = p->clip_x0 ? clampd(x0f, p->clip_min, p->clip_max) : x0f;
+                mean = c0 * x0 + ct * xj[k];
+            } else {
+                mean = oj[k];
+            }
+            xj[k] = (float)(sigma > 0 ? mean + sigma * noise[k] : mean);
+        }
+    }
+}
+
+/* One DDIM step from alphabar_t to alphabar_prev (Song et al. 2021, eq. 12):
+ * x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
+ * sigma = eta sqrt((1 - ab_prev)/(1 - ab)) sqrt(1 - ab/ab_prev). With clipping, eps is recomputed
+ * from the clipped x0 (as diffusers does). */
+static void ddim_step(const df_schedule *s, df_pred pred, const df_sample_params *p, int i, int i_prev, int n,
+                      size_t dim, uint64_t first_index, float *x, const float *out, float *noise) {
+    double ab = s->alphabar[i], ab_prev = i_prev >= 0 ? s->alphabar[i_prev] : 1.0;
+    double sigma = p->eta * sqrt((1.0 - ab_prev) / (1.0 - ab)) * sqrt(1.0 - ab / ab_prev);
+    double dir = sqrt(fmax(1.0 - ab_prev - sigma * sigma, 0.0));
+    double sa = s->sqrt_alphabar[i], s1 = s->sqrt_one_minus_alphabar[i];
+    for (int j = 0; j < n; j++) {
+        float *xj = x + (size_t)j * dim;
+        const float *oj = out + (size_t)j * dim;
+        if (sigma > 0) df_randn(p->seed, DF_STREAM_SAMPLE_STEP, (uint32_t)(first_index + j), (uint32_t)i, noise, dim);
+        for (size_t k = 0; k < dim; k++) {
+            float x0f, epsf;
+            df_pred_convert(s, i, pred, DF_PRED_X0, &xj[k], &oj[k], &x0f, 1);
+            df_pred_convert(s, i, pred, DF_PRED_EPS, &xj[k], &oj[k], &epsf, 1);
+            double x0 = x0f, eps = epsf;
+            if (p->clip_x0) {
+                x0 = clampd(x0, p->clip_min, p->clip_max);
+                eps = (xj[k] - sa * x0) / s1;
+            }
+            double v = sqrt(ab_prev) * x0 + dir * eps;
+            xj[k] = (float)(sigma > 0 ? v + sigma * noise[k] : v);
+        }
+    }
+}
+
+df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *p, df_predict_fn fn, void *ctx, int n,
+                    size_t dim, uint64_t first_index, float *x, df_step_fn step_fn, void *step_ctx) {
+    if (n <= 0) return df_fail(DF_ERR_ARG, "number of samples must be positive (got %d)", n);
+    if (p->batch <= 0) return df_fail(DF_ERR_ARG, "sampling batch must be positive (got %d)", p->batch);
+    int nsteps = p->sampler == DF_SAMPLER_DDIM ? p->steps : s->T;
+    if (p->sampler == DF_SAMPLER_DDIM && (p->steps < 1 || p->steps > s->T))
+        return df_fail(DF_ERR_ARG, "DDIM steps must be in 1..%d (got %d)", s->T, p->steps);
+    if (p->sampler == DF_SAMPLER_DDIM && !(p->eta >= 0)) return df_fail(DF_ERR_ARG, "DDIM eta must be >= 0");
+    int batch = p->batch < n ? p->batch : n;
+
+    df_status st = DF_ERR_NOMEM;
+    float *out = df_alloc(sizeof(float) * (size_t)n * dim, "sampler network outputs");
+    float *noise = df_alloc(sizeof(float) * dim, "sampler noise");
+    int *tbuf = df_alloc(sizeof(int) * (size_t)batch, "sampler timesteps");
+    int *seq = df_alloc(sizeof(int) * (size_t)nsteps, "sampler timestep sequence");
+    if (!out || !noise || !tbuf || !seq) goto free_buffers;
+
+    /* x_T ~ N(0, I) */
+    for (int j = 0; j < n; j++)
+        df_randn(p->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)(first_index + j), 0, x + (size_t)j * dim, dim);
+    if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
+    else for (int k = 0; k < nsteps; k++) seq[k] = k;
+
+    for (int k = nsteps - 1; k >= 0; k--) {
+        int i = seq[k];
+        st = predict_all(fn, ctx, n, dim, batch, i, x, out, tbuf);
+        if (st != DF_OK) goto free_buffers;
+        if (p->sampler == DF_SAMPLER_DDIM) ddim_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, n, dim, first_index, x, out, noise);
+        else ancestral_step(s, pred, p, i, n, dim, first_index, x, out, noise);
+        int reached = k > 0 ? seq[k - 1] : -1;
+        if (step_fn && step_fn(step_ctx, nsteps - k, nsteps, reached, x, n, dim)) {
+            st = df_fail(DF_ERR_INTERRUPTED, "sampling stopped at step %d of %d", nsteps - k, nsteps);
+            goto free_buffers;
+        }
+    }
+    st = DF_OK;
+free_buffers:
+    df_free(out);
+    df_free(noise);
+    df_free(tbuf);
+    df_free(seq);
+    return st;
+}
