@@ -1,0 +1,180 @@
+/* ops_attention.c: multi-head self-attention over pixels (ops.h), fast and reference.
+ *
+ * What it is: the core P = softmax(q^T k / sqrt(d)), out = v P^T on already projected q, k, v in
+ * the (N,C,HW) layout; for one image and head each of q, k, v is a (d, HW) row-major matrix
+ * (channel-major), so the fast path feeds those blocks to sgemm with transposes instead of copying.
+ * The scores go straight into the caller's probs (N,heads,HW,HW), which backward reuses.
+ * What it is not: no GroupNorm, no q/k/v/out projections (those are linear layers in the model),
+ * no flash-style tiling: the full (HW,HW) matrix is stored, which is fine at U-Net attention sizes.
+ *
+ * Backward (Vaswani et al. 2017; softmax Jacobian): dV = dO P, dP = dO^T V,
+ * dS = P * (dP - rowsum(dP * P)), dQ = scale * K dS^T, dK = scale * Q dS (in the (d,HW) layout).
+ * Gradients ACCUMULATE (+=) into dq, dk, dv; NULL means "not needed".
+ * Threads: sgemm threads itself (OpenMP OpenBLAS); only the softmax rows use our own OpenMP.
+ */
+#include "ops.h"
+#include "common.h"
+#include <cblas.h>
+#include <math.h>
+
+#define ATTN_OMP_MIN_FLOATS 16384
+
+size_t df_attention_scratch_floats(int n, int c, int hw, int heads) {
+    (void)n; (void)c; (void)heads;
+    /* backward: dP, then dS in place, for one (image, head) at a time */
+    return (size_t)hw * hw;
+}
+
+/* 1/sqrt(d) in double, rounded once. */
+static float attn_scale(int c, int heads) {
+    ASSERT(heads > 0 && c % heads == 0);
+    return (float)(1.0 / sqrt((double)(c / heads)));
+}
+
+/* Row-wise softmax of p (rows, cols) in place, subtracting each row's max so exp never overflows. */
+static void attn_softmax_rows(float *p, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > ATTN_OMP_MIN_FLOATS)
+    for (int i = 0; i < rows; i++) {
+        float *r = p + (size_t)i * cols;
+        float mx = r[0];
+        for (int j = 1; j < cols; j++) mx = r[j] > mx ? r[j] : mx;
+        double sum = 0.0;
+        for (int j = 0; j < cols; j++) {
+            r[j] = expf(r[j] - mx);
+            sum += r[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < cols; j++) r[j] *= inv;
+    }
+}
+
+/* dS = P * (dP - rowsum(dP * P)), in place over dp (rows, cols). */
+static void attn_softmax_backward_rows(float *dp, const float *p, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > ATTN_OMP_MIN_FLOATS)
+    for (int i = 0; i < rows; i++) {
+        float *g = dp + (size_t)i * cols;
+        const float *pr = p + (size_t)i * cols;
+        double dot = 0.0;
+        for (int j = 0; j < cols; j++) dot += (double)g[j] * pr[j];
+        const float d = (float)dot;
+        for (int j = 0; j < cols; j++) g[j] = pr[j] * (g[j] - d);
+    }
+}
+
+void df_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                          int n, int c, int hw, int heads, float *scratch) {
+    (void)scratch;
+    const int d = c / heads;
+    const float scale = attn_scale(c, heads);
+    for (int b = 0; b < n; b++)
+        for (int h = 0; h < heads; h++) {
+            const size_t off = ((size_t)b * c + (size_t)h * d) * hw;  /* (d, HW) block of this head */
+            float *p = probs + ((size_t)b * heads + h) * hw * hw;    /* (HW, HW) */
+            /* S (HW, HW) = scale * Q^T K */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, d, scale, q + off, hw, k + off, hw,
+                        0.0f, p, hw);
+            attn_softmax_rows(p, hw, hw);
+            /* O (d, HW) = V (d, HW) P^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, hw, hw, 1.0f, v + off, hw, p, hw, 0.0f,
+                        out + off, hw);
+        }
+}
+
+void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                           const float *q, const float *k, const float *v, int n, int c, int hw, int heads,
+                           float *scratch) {
+    const int d = c / heads;
+    const float scale = attn_scale(c, heads);
+    for (int b = 0; b < n; b++)
+        for (int h = 0; h < heads; h++) {
+            const size_t off = ((size_t)b * c + (size_t)h * d) * hw;
+            const float *p = probs + ((size_t)b * heads + h) * hw * hw;
+            const float *g = dout + off;  /* dO (d, HW) */
+            if (dv)  /* dV (d, HW) += dO (d, HW) P (HW, HW) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, hw, hw, 1.0f, g, hw, p, hw, 1.0f,
+                            dv + off, hw);
+            if (!dq && !dk) continue;
+            /* dP (HW, HW) = dO^T V, then dS in place */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, d, 1.0f, g, hw, v + off, hw, 0.0f,
+                        scratch, hw);
+            attn_softmax_backward_rows(scratch, p, hw, hw);
+            if (dq)  /* dQ (d, HW) += scale * K (d, HW) dS^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, hw, hw, scale, k + off, hw, scratch, hw,
+                            1.0f, dq + off, hw);
+            if (dk)  /* dK (d, HW) += scale * Q (d, HW) dS */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, hw, hw, scale, q + off, hw, scratch,
+                            hw, 1.0f, dk + off, hw);
+        }
+}
+
+/* ---------------------------------------------------------------- reference */
+
+void df_attention_forward_ref(float *out, float *probs, const float *q, const float *k, const float *v,
+                              int n, int c, int hw, int heads) {
+    const int d = c / heads;
+    const double scale = 1.0 / sqrt((double)d);
+    ASSERT(heads > 0 && c % heads == 0);
+    for (int b = 0; b < n; b++)
+        for (int h = 0; h < heads; h++) {
+            const size_t off = ((size_t)b * c + (size_t)h * d) * hw;
+            const float *Q = q + off, *K = k + off, *V = v + off;
+            float *P = probs + ((size_t)b * heads + h) * hw * hw;
+            for (int i = 0; i < hw; i++) {
+                float *row = P + (size_t)i * hw;
+                double mx = -INFINITY;
+                for (int j = 0; j < hw; j++) {
+                    double s = 0.0;
+                    for (int e = 0; e < d; e++) s += (double)Q[(size_t)e * hw + i] * K[(size_t)e * hw + j];
+                    row[j] = (float)(s * scale);
+                    if (row[j] > mx) mx = row[j];
+                }
+                double sum = 0.0;
+                for (int j = 0; j < hw; j++) sum += exp(row[j] - mx);
+                for (int j = 0; j < hw; j++) row[j] = (float)(exp(row[j] - mx) / sum);
+                for (int e = 0; e < d; e++) {
+                    double o = 0.0;
+                    for (int j = 0; j < hw; j++) o += (double)row[j] * V[(size_t)e * hw + j];
+                    out[off + (size_t)e * hw + i] = (float)o;
+                }
+            }
+        }
+}
+
+/* No scratch: each row's sum_j P_ij dP_ij is found in a first pass, then dP_ij is recomputed. */
+void df_attention_backward_ref(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                               const float *q, const float *k, const float *v, int n, int c, int hw, int heads) {
+    const int d = c / heads;
+    const double scale = 1.0 / sqrt((double)d);
+    ASSERT(heads > 0 && c % heads == 0);
+    for (int b = 0; b < n; b++)
+        for (int h = 0; h < heads; h++) {
+            const size_t off = ((size_t)b * c + (size_t)h * d) * hw;
+            const float *Q = q + off, *K = k + off, *V = v + off, *G = dout + off;
+            const float *P = probs + ((size_t)b * heads + h) * hw * hw;
+            if (dv)
+                for (int e = 0; e < d; e++)
+                    for (int j = 0; j < hw; j++) {
+                        double acc = 0.0;  /* dV[e][j] = sum_i dO[e][i] P[i][j] */
+                        for (int i = 0; i < hw; i++) acc += (double)G[(size_t)e * hw + i] * P[(size_t)i * hw + j];
+                        dv[off + (size_t)e * hw + j] += (float)acc;
+                    }
+            if (!dq && !dk) continue;
+            for (int i = 0; i < hw; i++) {
+                double rowdot = 0.0;  /* sum_j P_ij dP_ij, dP_ij = sum_e dO[e][i] V[e][j] */
+                for (int j = 0; j < hw; j++) {
+                    double dp = 0.0;
+                    for (int e = 0; e < d; e++) dp += (double)G[(size_t)e * hw + i] * V[(size_t)e * hw + j];
+                    rowdot += dp * P[(size_t)i * hw + j];
+                }
+                for (int j = 0; j < hw; j++) {
+                    double dp = 0.0;
+                    for (int e = 0; e < d; e++) dp += (double)G[(size_t)e * hw + i] * V[(size_t)e * hw + j];
+                    const double ds = P[(size_t)i * hw + j] * (dp - rowdot) * scale;
+                    for (int e = 0; e < d; e++) {
+                        if (dq) dq[off + (size_t)e * hw + i] += (float)(ds * K[(size_t)e * hw + j]);
+                        if (dk) dk[off + (size_t)e * hw + j] += (float)(ds * Q[(size_t)e * hw + i]);
+                    }
+                }
+            }
+        }
+}

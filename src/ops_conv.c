@@ -1,0 +1,261 @@
+/* ops_conv.c: 2-D convolution (ops.h), forward and backward, fast and reference.
+ *
+ * What it is: the fast path lowers each image to a matrix with im2col (into the caller's scratch)
+ * and multiplies it with OpenBLAS sgemm; a 1x1 stride-1 unpadded conv is already a matrix product
+ * and skips im2col. Backward: dW via sgemm on the im2col buffer, then dX via sgemm into the same
+ * buffer (reused as a column gradient) and col2im. The `_ref` pair is direct loops accumulating in
+ * double: the oracle of the tests and the fallback.
+ * What it is not: no Winograd/FFT, no channels-last layout, no batching of several images into one
+ * sgemm (scratch holds ONE image's columns).
+ *
+ * Threads: OpenBLAS is the OpenMP build and threads each sgemm itself, so sgemm calls are never
+ * placed inside our own parallel regions; only im2col/col2im and the bias loops use OpenMP.
+ * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db; NULL means "not needed".
+ */
+#include "ops.h"
+#include "common.h"
+#include <cblas.h>
+#include <string.h>
+
+/* Parallelise the copy loops only when there is enough work to pay for waking the threads. */
+#define CONV_OMP_MIN_FLOATS 32768
+
+void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, int k, int stride,
+                        int pad_t, int pad_l, int pad_b, int pad_r) {
+    ASSERT(n > 0 && ic > 0 && h > 0 && w > 0 && oc > 0 && k > 0 && stride > 0);
+    ASSERT(pad_t >= 0 && pad_l >= 0 && pad_b >= 0 && pad_r >= 0);
+    s->n = n; s->ic = ic; s->h = h; s->w = w;
+    s->oc = oc; s->kh = k; s->kw = k;
+    s->stride = stride;
+    s->pad_t = pad_t; s->pad_l = pad_l; s->pad_b = pad_b; s->pad_r = pad_r;
+    ASSERT(h + pad_t + pad_b >= k && w + pad_l + pad_r >= k);
+    s->oh = (h + pad_t + pad_b - k) / stride + 1;
+    s->ow = (w + pad_l + pad_r - k) / stride + 1;
+}
+
+/* A 1x1 stride-1 unpadded conv reads the image as the (IC, H*W) matrix itself. */
+static int conv_is_pointwise(const df_conv_shape *s) {
+    return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_t == 0 && s->pad_l == 0 &&
+           s->pad_b == 0 && s->pad_r == 0;
+}
+
+size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
+    if (conv_is_pointwise(s)) return 0;
+    /* One column matrix (IC*KH*KW, OH*OW) for one image; backward reuses it for the column gradient. */
+    return (size_t)s->ic * s->kh * s->kw * s->oh * s->ow;
+}
+
+/* Output columns ox whose input column ix = ox*stride - pad_l + kj lies inside [0, w):
+ * [*ox0, *ox1), possibly empty. */
+static void conv_valid_range(int pad, int kj, int stride, int w, int ow, int *ox0, int *ox1) {
+    int lo = pad - kj;          /* need ox*stride >= lo */
+    int hi = w - 1 + pad - kj;  /* need ox*stride <= hi */
+    int a = lo <= 0 ? 0 : (lo + stride - 1) / stride;
+    int b = hi < 0 ? 0 : hi / stride + 1;
+    if (b > ow) b = ow;
+    if (b < a) b = a;
+    *ox0 = a;
+    *ox1 = b;
+}
+
+/* col (IC*KH*KW, OH*OW) from img (IC,H,W): row (c,ki,kj), column (oy,ox) holds
+ * img[c][oy*stride - pad_t + ki][ox*stride - pad_l + kj], or 0 in the padding. */
+static void conv_im2col(float *col, const float *img, const df_conv_shape *s) {
+    const int kk = s->kh * s->kw, rows = s->ic * kk, ow = s->ow, oh = s->oh, st = s->stride;
+    const size_t ohw = (size_t)oh * ow;
+#pragma omp parallel for schedule(static) if ((size_t)rows * ohw > CONV_OMP_MIN_FLOATS)
+    for (int r = 0; r < rows; r++) {
+        const int c = r / kk, ki = (r % kk) / s->kw, kj = r % s->kw;
+        const float *plane = img + (size_t)c * s->h * s->w;
+        float *dst = col + (size_t)r * ohw;
+        int ox0, ox1;
+        conv_valid_range(s->pad_l, kj, st, s->w, ow, &ox0, &ox1);
+        for (int oy = 0; oy < oh; oy++) {
+            float *drow = dst + (size_t)oy * ow;
+            const int iy = oy * st - s->pad_t + ki;
+            if (iy < 0 || iy >= s->h || ox0 == ox1) {
+                memset(drow, 0, sizeof(float) * ow);
+                continue;
+            }
+            const float *srow = plane + (size_t)iy * s->w;
+            const int shift = kj - s->pad_l;  /* ix = ox*st + shift, inside [0, w) for ox in [ox0, ox1) */
+            for (int ox = 0; ox < ox0; ox++) drow[ox] = 0.0f;
+            if (st == 1) {
+                memcpy(drow + ox0, srow + ox0 + shift, sizeof(float) * (ox1 - ox0));
+            } else {
+                for (int ox = ox0; ox < ox1; ox++) drow[ox] = srow[ox * st + shift];
+            }
+            for (int ox = ox1; ox < ow; ox++) drow[ox] = 0.0f;
+        }
+    }
+}
+
+/* img (IC,H,W) += the column gradient col (IC*KH*KW, OH*OW) scattered back (adjoint of im2col).
+ * One thread per input channel, so no two threads write the same pixel. */
+static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s) {
+    const int kk = s->kh * s->kw, ow = s->ow, oh = s->oh, st = s->stride;
+    const size_t ohw = (size_t)oh * ow;
+#pragma omp parallel for schedule(static) if ((size_t)s->ic * kk * ohw > CONV_OMP_MIN_FLOATS)
+    for (int c = 0; c < s->ic; c++) {
+        float *plane = img + (size_t)c * s->h * s->w;
+        for (int ki = 0; ki < s->kh; ki++) {
+            for (int kj = 0; kj < s->kw; kj++) {
+                const float *src = col + ((size_t)c * kk + ki * s->kw + kj) * ohw;
+                int ox0, ox1;
+                conv_valid_range(s->pad_l, kj, st, s->w, ow, &ox0, &ox1);
+                for (int oy = 0; oy < oh; oy++) {
+                    const int iy = oy * st - s->pad_t + ki;
+                    if (iy < 0 || iy >= s->h) continue;
+                    float *drow = plane + (size_t)iy * s->w;
+                    const float *srow = src + (size_t)oy * ow;
+                    const int shift = kj - s->pad_l;
+                    for (int ox = ox0; ox < ox1; ox++) drow[ox * st + shift] += srow[ox];
+                }
+            }
+        }
+    }
+}
+
+void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
+                       float *scratch) {
+    const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int pointwise = conv_is_pointwise(s);
+    for (int n = 0; n < s->n; n++) {
+        const float *x = inp + (size_t)n * s->ic * s->h * s->w;  /* (IC,H,W) */
+        float *y = out + (size_t)n * s->oc * ohw;                 /* (OC,OH*OW) */
+        const float *cols = x;                                     /* (KDIM, OH*OW) */
+        if (!pointwise) {
+            conv_im2col(scratch, x, s);
+            cols = scratch;
+        }
+        float beta = 0.0f;
+        if (b) {
+            for (int o = 0; o < s->oc; o++)
+                for (int p = 0; p < ohw; p++) y[(size_t)o * ohw + p] = b[o];
+            beta = 1.0f;
+        }
+        /* y (OC, OHW) = w (OC, KDIM) cols (KDIM, OHW) [+ y] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->oc, ohw, kdim, 1.0f, w, kdim, cols, ohw,
+                    beta, y, ohw);
+    }
+}
+
+/* db (OC) += sum over images and pixels of dout (N,OC,OH*OW). */
+static void conv_bias_backward(float *db, const float *dout, const df_conv_shape *s) {
+    const size_t ohw = (size_t)s->oh * s->ow;
+#pragma omp parallel for schedule(static) if ((size_t)s->n * s->oc * ohw > CONV_OMP_MIN_FLOATS)
+    for (int o = 0; o < s->oc; o++) {
+        double acc = 0.0;
+        for (int n = 0; n < s->n; n++) {
+            const float *g = dout + ((size_t)n * s->oc + o) * ohw;
+            for (size_t p = 0; p < ohw; p++) acc += g[p];
+        }
+        db[o] += (float)acc;
+    }
+}
+
+void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const df_conv_shape *s, float *scratch) {
+    const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int pointwise = conv_is_pointwise(s);
+    if (db) conv_bias_backward(db, dout, s);
+    if (!dw && !dinp) return;
+    for (int n = 0; n < s->n; n++) {
+        const float *x = inp + (size_t)n * s->ic * s->h * s->w;  /* (IC,H,W) */
+        const float *g = dout + (size_t)n * s->oc * ohw;          /* (OC,OHW) */
+        if (dw) {
+            const float *cols = x;
+            if (!pointwise) {
+                conv_im2col(scratch, x, s);
+                cols = scratch;
+            }
+            /* dw (OC, KDIM) += g (OC, OHW) cols^T (OHW, KDIM) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->oc, kdim, ohw, 1.0f, g, ohw, cols, ohw,
+                        1.0f, dw, kdim);
+        }
+        if (dinp) {
+            float *dx = dinp + (size_t)n * s->ic * s->h * s->w;
+            if (pointwise) {
+                /* dx (IC, HW) += w^T (IC, OC) g (OC, HW) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw,
+                            1.0f, dx, ohw);
+            } else {
+                /* dcols (KDIM, OHW) = w^T (KDIM, OC) g (OC, OHW); the columns are no longer needed. */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw,
+                            0.0f, scratch, ohw);
+                conv_col2im_add(dx, scratch, s);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- reference */
+
+void df_conv2d_forward_ref(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s) {
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->oc; o++)
+            for (int oy = 0; oy < s->oh; oy++)
+                for (int ox = 0; ox < s->ow; ox++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int c = 0; c < s->ic; c++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int iy = oy * s->stride - s->pad_t + ki, ix = ox * s->stride - s->pad_l + kj;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                acc += (double)w[(((size_t)o * s->ic + c) * s->kh + ki) * s->kw + kj] *
+                                       inp[(((size_t)n * s->ic + c) * s->h + iy) * s->w + ix];
+                            }
+                    out[(((size_t)n * s->oc + o) * s->oh + oy) * s->ow + ox] = (float)acc;
+                }
+}
+
+/* Gather form: each gradient element is one double sum over the outputs it touched. */
+void df_conv2d_backward_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const df_conv_shape *s) {
+#define DOUT(n, o, oy, ox) dout[(((size_t)(n) * s->oc + (o)) * s->oh + (oy)) * s->ow + (ox)]
+#define INP(n, c, iy, ix) inp[(((size_t)(n) * s->ic + (c)) * s->h + (iy)) * s->w + (ix)]
+    if (db)
+        for (int o = 0; o < s->oc; o++) {
+            double acc = 0.0;
+            for (int n = 0; n < s->n; n++)
+                for (int oy = 0; oy < s->oh; oy++)
+                    for (int ox = 0; ox < s->ow; ox++) acc += DOUT(n, o, oy, ox);
+            db[o] += (float)acc;
+        }
+    if (dw)
+        for (int o = 0; o < s->oc; o++)
+            for (int c = 0; c < s->ic; c++)
+                for (int ki = 0; ki < s->kh; ki++)
+                    for (int kj = 0; kj < s->kw; kj++) {
+                        double acc = 0.0;
+                        for (int n = 0; n < s->n; n++)
+                            for (int oy = 0; oy < s->oh; oy++)
+                                for (int ox = 0; ox < s->ow; ox++) {
+                                    int iy = oy * s->stride - s->pad_t + ki, ix = ox * s->stride - s->pad_l + kj;
+                                    if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                    acc += (double)DOUT(n, o, oy, ox) * INP(n, c, iy, ix);
+                                }
+                        dw[(((size_t)o * s->ic + c) * s->kh + ki) * s->kw + kj] += (float)acc;
+                    }
+    if (dinp)
+        for (int n = 0; n < s->n; n++)
+            for (int c = 0; c < s->ic; c++)
+                for (int iy = 0; iy < s->h; iy++)
+                    for (int ix = 0; ix < s->w; ix++) {
+                        double acc = 0.0;
+                        for (int o = 0; o < s->oc; o++)
+                            for (int ki = 0; ki < s->kh; ki++)
+                                for (int kj = 0; kj < s->kw; kj++) {
+                                    /* this pixel feeds output (oy, ox) when oy*stride - pad_t + ki == iy */
+                                    int ty = iy + s->pad_t - ki, tx = ix + s->pad_l - kj;
+                                    if (ty < 0 || tx < 0 || ty % s->stride || tx % s->stride) continue;
+                                    int oy = ty / s->stride, ox = tx / s->stride;
+                                    if (oy >= s->oh || ox >= s->ow) continue;
+                                    acc += (double)DOUT(n, o, oy, ox) *
+                                           w[(((size_t)o * s->ic + c) * s->kh + ki) * s->kw + kj];
+                                }
+                        dinp[(((size_t)n * s->ic + c) * s->h + iy) * s->w + ix] += (float)acc;
+                    }
+#undef DOUT
+#undef INP
+}

@@ -1,0 +1,122 @@
+/* ops_elementwise.c: pointwise ops (ops.h): SiLU, add, per-(image,channel) bias add, dropout.
+ *
+ * What it is: plain loops, OpenMP over large counts. These ops are memory-bound; the model may
+ * later fuse them, but each stays available here as the plain pair.
+ * What it is not: no GroupNorm (ops_norm.c), no shape ops (ops_misc.c).
+ * Gradients ACCUMULATE (+=) into every gradient output; NULL means "not needed".
+ */
+#include "ops.h"
+#include "common.h"
+#include <math.h>
+#include <string.h>
+
+/* Below this many elements one thread is faster than waking the team. */
+#define ELT_OMP_MIN 32768
+
+/* ---------------------------------------------------------------- SiLU */
+/* silu(x) = x * sigmoid(x) (Elfwing et al. 2018; "swish" in DDPM). For x very negative exp(-x)
+ * overflows to inf and x / inf = -0, the correct limit. */
+void df_silu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        out[i] = x / (1.0f + expf(-x));
+    }
+}
+
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
+void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        const float s = 1.0f / (1.0f + expf(-x));
+        dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
+    }
+}
+
+/* ---------------------------------------------------------------- add */
+void df_add_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* Two separate passes, so da == db (out = x + x) correctly receives 2 dout. */
+void df_add_backward(float *da, float *db, const float *dout, size_t n) {
+    if (da) {
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+        for (size_t i = 0; i < n; i++) da[i] += dout[i];
+    }
+    if (db) {
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+        for (size_t i = 0; i < n; i++) db[i] += dout[i];
+    }
+}
+
+/* ---------------------------------------------------------------- channel bias */
+void df_add_channel_bias_forward(float *x, const float *bias, int n, int c, int hw) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > ELT_OMP_MIN)
+    for (int nc = 0; nc < n * c; nc++) {
+        float *row = x + (size_t)nc * hw;
+        const float v = bias[nc];
+        for (int p = 0; p < hw; p++) row[p] += v;
+    }
+}
+
+void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, int hw) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > ELT_OMP_MIN)
+    for (int nc = 0; nc < n * c; nc++) {
+        const float *row = dx + (size_t)nc * hw;
+        double acc = 0.0;
+        for (int p = 0; p < hw; p++) acc += row[p];
+        dbias[nc] += (float)acc;
+    }
+}
+
+/* ---------------------------------------------------------------- dropout */
+/* Inverted dropout (Srivastava et al. 2014). Element e is kept iff its uniform u_e >= p, where u_e
+ * is exactly df_randu(seed, DF_STREAM_DROPOUT, a, b, ...)[e]: Philox block {e/4, a, b, stream},
+ * word e%4, top 24 bits times 2^-24 (the conversion of rng.c, restated here because the ops may not
+ * allocate a buffer for df_randu; tests/test_ops.c checks that the two agree). Blocks are
+ * independent, so OpenMP over blocks gives the same mask for any thread count. */
+static void dropout_block_uniforms(uint64_t seed, uint32_t a, uint32_t b, size_t block, float u[4]) {
+    uint32_t ctr[4] = {(uint32_t)block, a, b, DF_STREAM_DROPOUT}, r[4];
+    df_philox4x32(ctr, seed, r);
+    for (int j = 0; j < 4; j++) u[j] = (float)(r[j] >> 8) * (1.0f / 16777216.0f);
+}
+
+/* dst[e] (+)= src[e] * mask_e / (1 - p); accumulate selects += (backward) or = (forward). */
+static void dropout_apply(float *dst, const float *src, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b,
+                          int accumulate) {
+    ASSERT(p >= 0.0f && p < 1.0f);
+    ASSERT((n + 3) / 4 <= 0xFFFFFFFFu);
+    const float scale = 1.0f / (1.0f - p);
+    const size_t blocks = (n + 3) / 4;
+#pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
+    for (size_t blk = 0; blk < blocks; blk++) {
+        float u[4];
+        dropout_block_uniforms(seed, a, b, blk, u);
+        for (size_t j = 0; j < 4 && blk * 4 + j < n; j++) {
+            const size_t e = blk * 4 + j;
+            const float v = u[j] >= p ? src[e] * scale : 0.0f;
+            if (accumulate) dst[e] += v;
+            else dst[e] = v;
+        }
+    }
+}
+
+void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+    if (p == 0.0f) {
+        if (out != inp) memcpy(out, inp, n * sizeof(float));
+        return;
+    }
+    dropout_apply(out, inp, n, p, seed, a, b, 0);
+}
+
+void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+    if (!dinp) return;
+    if (p == 0.0f) {
+        df_add_backward(dinp, NULL, dout, n);
+        return;
+    }
+    dropout_apply(dinp, dout, n, p, seed, a, b, 1);
+}

@@ -1,0 +1,106 @@
+/* ops_norm.c: GroupNorm (Wu & He 2018) forward and backward (ops.h).
+ *
+ * What it is: PyTorch's nn.GroupNorm semantics: biased variance over the C/groups channels x HW
+ * pixels of a group, eps inside the sqrt, per-channel affine gamma/beta. Statistics are computed
+ * in double (two passes: mean, then centred squares) so a large mean does not cancel the variance.
+ * What it is not: no LayerNorm/BatchNorm variants, no fused SiLU.
+ *
+ * Gradients ACCUMULATE (+=) into dinp, dgamma, dbeta; NULL means "not needed".
+ * Threads: OpenMP over the N*groups groups (dinp) and over channels (dgamma, dbeta) so no two
+ * threads write the same element.
+ */
+#include "ops.h"
+#include "common.h"
+#include <math.h>
+
+#define NORM_OMP_MIN_FLOATS 16384
+
+void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                          const float *beta, int n, int c, int hw, int groups, float eps) {
+    ASSERT(groups > 0 && c % groups == 0);
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;  /* a group's channels are contiguous in (N,C,HW) */
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ng = 0; ng < n * groups; ng++) {
+        const float *x = inp + (size_t)ng * gsize;
+        float *y = out + (size_t)ng * gsize;
+        double sum = 0.0;
+        for (size_t i = 0; i < gsize; i++) sum += x[i];
+        const double mu = sum / (double)gsize;
+        double sq = 0.0;
+        for (size_t i = 0; i < gsize; i++) sq += (x[i] - mu) * (x[i] - mu);
+        const double rs = 1.0 / sqrt(sq / (double)gsize + (double)eps);
+        mean[ng] = (float)mu;
+        rstd[ng] = (float)rs;
+        const int g = ng % groups;
+        for (int cc = 0; cc < cpg; cc++) {
+            const int ch = g * cpg + cc;
+            /* y = (x - mu) * rstd * gamma + beta, folded into one scale and shift per channel */
+            const float a = (float)(rs * gamma[ch]);
+            const float s = (float)(beta[ch] - mu * rs * gamma[ch]);
+            const float *xc = x + (size_t)cc * hw;
+            float *yc = y + (size_t)cc * hw;
+            for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
+        }
+    }
+}
+
+/* dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout * gamma, xhat = (x - mean) rstd,
+ * the means taken over the group (the standard normalisation backward). */
+static void groupnorm_backward_input(float *dinp, const float *dout, const float *inp, const float *mean,
+                                     const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ng = 0; ng < n * groups; ng++) {
+        const float *x = inp + (size_t)ng * gsize, *g = dout + (size_t)ng * gsize;
+        float *dx = dinp + (size_t)ng * gsize;
+        const int grp = ng % groups;
+        const double mu = mean[ng], rs = rstd[ng];
+        double sum_g = 0.0, sum_gx = 0.0;
+        for (int cc = 0; cc < cpg; cc++) {
+            const double gm = gamma[grp * cpg + cc];
+            const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
+            double a = 0.0, b = 0.0;
+            for (int p = 0; p < hw; p++) {
+                a += gc[p];
+                b += (double)gc[p] * ((xc[p] - mu) * rs);
+            }
+            sum_g += gm * a;
+            sum_gx += gm * b;
+        }
+        const double mean_g = sum_g / (double)gsize, mean_gx = sum_gx / (double)gsize;
+        for (int cc = 0; cc < cpg; cc++) {
+            const double gm = gamma[grp * cpg + cc];
+            const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
+            float *dxc = dx + (size_t)cc * hw;
+            for (int p = 0; p < hw; p++) {
+                const double xhat = (xc[p] - mu) * rs;
+                dxc[p] += (float)(rs * (gc[p] * gm - mean_g - xhat * mean_gx));
+            }
+        }
+    }
+}
+
+void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+    ASSERT(groups > 0 && c % groups == 0);
+    const int cpg = c / groups;
+    if (dinp) groupnorm_backward_input(dinp, dout, inp, mean, rstd, gamma, n, c, hw, groups);
+    if (!dgamma && !dbeta) return;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ch = 0; ch < c; ch++) {
+        double sg = 0.0, sgx = 0.0;
+        for (int b = 0; b < n; b++) {
+            const int ng = b * groups + ch / cpg;
+            const double mu = mean[ng], rs = rstd[ng];
+            const float *x = inp + ((size_t)b * c + ch) * hw, *g = dout + ((size_t)b * c + ch) * hw;
+            for (int p = 0; p < hw; p++) {
+                sg += g[p];
+                sgx += (double)g[p] * ((x[p] - mu) * rs);
+            }
+        }
+        if (dgamma) dgamma[ch] += (float)sgx;
+        if (dbeta) dbeta[ch] += (float)sg;
+    }
+}

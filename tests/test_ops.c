@@ -1,0 +1,823 @@
+/* test_ops.c: one table-driven harness for every op of ops.h.
+ *
+ * Each case is (op, shape, flags). For each case the harness checks:
+ *  (a) fast forward == reference forward (and cached values: probs, mean, rstd);
+ *  (b) fast backward == reference backward, for every gradient;
+ *  (c) finite differences of L = sum(out * R) (fixed random R) on a capped sample of elements of
+ *      every input and parameter, against the fast analytic gradient;
+ *  (d) guard bytes around every output, gradient and scratch buffer stay untouched, the scratch
+ *      is filled with NaN first (so reading it before writing shows), and inputs are not modified;
+ *  (e) backward accumulates: a second call doubles the gradients; a NULL gradient pointer is
+ *      skipped without changing the others;
+ *  (f) ops documented as in-place (silu, add, dropout) give the same result aliased.
+ * The "reference" is the library's _ref function where ops.h has one (conv2d, attention), else a
+ * plain double-precision loop written here. Then hand-computed values that need no reference (conv
+ * padding placement, uniform attention, the timestep embedding) and the dropout mask against df_randu. Prints the worst error of every check; returns 1 on failure.
+ */
+#include "check.h"
+#include "common.h"
+#include "ops.h"
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- tolerances */
+/* Fast vs reference, as max|fast - ref| / max|ref| over the tensor. The references accumulate in
+ * double and round once; the fast paths accumulate K products in float (sgemm, K <= 288*2 here), a
+ * random-walk error of about sqrt(K) * 2^-24 * |term| ~ 1.5e-6 of a typical term, and well below
+ * that relative to the largest output. 1e-5 leaves a margin of ~10x over the worst observed. */
+#define TOL_FAST_REF 1e-5
+/* Accumulation: g + g' where g' recomputes g, so the only error is the final float roundings. */
+#define TOL_ACCUM 1e-6
+/* Finite differences with float forward evaluations, h = 1e-2: rounding noise
+ * ~ 2^-24 * |out| * sqrt(#outputs touched) / h ~ 1e-4 of the gradient scale, plus truncation
+ * h^2/6 * f''' ~ 1e-4 for the nonlinear ops (silu, groupnorm with small groups, softmax). Errors are
+ * measured relative to the largest |analytic gradient| of the tensor; the worst seen is 3.7e-5
+ * (groupnorm dinp), so 5e-4 keeps a ~13x margin while a wrong term (errors of O(1)) fails. */
+#define FD_H 1e-2
+#define TOL_FD 5e-4
+#define FD_SAMPLES 12
+
+/* ---------------------------------------------------------------- deterministic data */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rand_uniform(float lo, float hi) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
+}
+static size_t rand_index(size_t n) {
+    rand_uniform(0, 1);
+    return (size_t)(rng_state % n);
+}
+static void fill_uniform(float *p, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) p[i] = rand_uniform(lo, hi);
+}
+
+/* ---------------------------------------------------------------- guarded buffers */
+/* [GUARD floats][n floats][GUARD floats]; the data stays 64-byte aligned. */
+#define GUARD 16
+#define GUARD_BITS 0x7FBADBADu
+static float *galloc(size_t n) {
+    uint32_t *raw = df_alloc((n + 2 * GUARD) * sizeof(float), "test buffer");
+    ASSERT(raw);
+    for (size_t i = 0; i < GUARD; i++) raw[i] = raw[GUARD + n + i] = GUARD_BITS;
+    memset(raw + GUARD, 0, n * sizeof(float));
+    return (float *)(raw + GUARD);
+}
+static void gfree(float *p) {
+    if (p) df_free((uint32_t *)p - GUARD);
+}
+static void gcheck(const float *p, size_t n, const char *label, const char *what) {
+    const uint32_t *raw = (const uint32_t *)p - GUARD;
+    int bad = 0;
+    for (size_t i = 0; i < GUARD; i++) bad += (raw[i] != GUARD_BITS) + (raw[GUARD + n + i] != GUARD_BITS);
+    CHECK(bad == 0, "%s: %s: %d guard words overwritten", label, what, bad);
+}
+static float *gdup(const float *src, size_t n) {
+    float *p = galloc(n);
+    memcpy(p, src, n * sizeof(float));
+    return p;
+}
+
+/* ---------------------------------------------------------------- comparisons */
+static double max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+/* max|got - want| / max|want|, printing the worst element; non-finite values fail. */
+static void compare(const float *got, const float *want, size_t n, double tol, const char *label, const char *what) {
+    double scale = max_abs(want, n), worst = 0;
+    size_t wi = 0;
+    int nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(want[i])) nonfinite++;
+        double e = fabs((double)got[i] - want[i]);
+        if (e > worst) worst = e, wi = i;
+    }
+    double rel = scale > 0 ? worst / scale : worst;
+    printf("  %-32s %-12s rel err %.2e (worst [%zu] %.7g vs %.7g, scale %.3g)\n", label, what, rel, wi,
+           n ? got[wi] : 0.0, n ? want[wi] : 0.0, scale);
+    CHECK(nonfinite == 0, "%s: %s: %d non-finite values", label, what, nonfinite);
+    CHECK(rel <= tol, "%s: %s: rel err %.3e > tol %.1e", label, what, rel, tol);
+}
+
+/* ---------------------------------------------------------------- the case table */
+typedef enum { OP_CONV, OP_LINEAR, OP_GROUPNORM, OP_SILU, OP_ADD, OP_CHANNEL_BIAS, OP_DROPOUT, OP_UPSAMPLE,
+               OP_CONCAT, OP_ATTENTION } op_kind;
+
+enum { F_NO_BIAS = 1, F_INPLACE = 2 };
+
+typedef struct {
+    op_kind op;
+    const char *label;
+    int n, c, h, w;   /* input (N,C,H,W); linear: (N, IN=c); elementwise: n*c*h*w elements */
+    int oc, k, stride; /* conv: OC, kernel, stride; linear: OUT = oc; concat: CB = oc */
+    int pad[4];        /* conv padding: top, left, bottom, right */
+    int groups;        /* groupnorm groups; attention heads */
+    float p;           /* dropout probability; groupnorm eps */
+    int flags;
+} op_case;
+
+static const op_case CASES[] = {
+    /* conv2d: every variant, odd sizes, ic != oc */
+    {OP_CONV, "conv 3x3 s1 p1 ic3 7x7", 2, 3, 7, 7, 4, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s1 p1 5x3", 2, 4, 5, 3, 6, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s1 p1 no bias", 1, 5, 4, 6, 3, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS},
+    {OP_CONV, "conv 3x3 s2 p(0,0,1,1) 8x8", 2, 4, 8, 8, 4, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s2 p(0,0,1,1) 7x7", 2, 3, 7, 7, 5, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s1 p(1,0,2,1) 4x6", 2, 3, 4, 6, 2, 3, 1, {1, 0, 2, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s1 p0 5x5", 1, 2, 5, 5, 3, 3, 1, {0, 0, 0, 0}, 0, 0, 0},
+    {OP_CONV, "conv 1x1 5x3 ic6 oc4", 2, 6, 5, 3, 4, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
+    {OP_CONV, "conv 1x1 no bias", 3, 4, 3, 3, 7, 1, 1, {0, 0, 0, 0}, 0, 0, F_NO_BIAS},
+    {OP_CONV, "conv 1x1 s2 (im2col path)", 2, 3, 5, 5, 2, 1, 2, {0, 0, 0, 0}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s1 p1 32->16 14x14", 2, 32, 14, 14, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s2 down 32 14x14", 1, 32, 14, 14, 32, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 1x1 32->64 14x14", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
+    /* linear */
+    {OP_LINEAR, "linear 3x5->7", 3, 5, 1, 1, 7, 0, 0, {0}, 0, 0, 0},
+    {OP_LINEAR, "linear 4x32->64 no bias", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_NO_BIAS},
+    /* groupnorm: p is eps */
+    {OP_GROUPNORM, "groupnorm c6 g3 7x7", 2, 6, 7, 7, 0, 0, 0, {0}, 3, 1e-5f, 0},
+    {OP_GROUPNORM, "groupnorm c8 g8 5x3", 3, 8, 5, 3, 0, 0, 0, {0}, 8, 1e-6f, 0},
+    {OP_GROUPNORM, "groupnorm c4 g1 3x3", 2, 4, 3, 3, 0, 0, 0, {0}, 1, 1e-6f, 0},
+    {OP_GROUPNORM, "groupnorm c32 g8 14x14", 4, 32, 14, 14, 0, 0, 0, {0}, 8, 1e-6f, 0},
+    /* elementwise */
+    {OP_SILU, "silu 1001", 1, 1, 1, 1001, 0, 0, 0, {0}, 0, 0, 0},
+    {OP_SILU, "silu 40000 in place", 4, 10, 20, 50, 0, 0, 0, {0}, 0, 0, F_INPLACE},
+    {OP_ADD, "add 999", 1, 1, 1, 999, 0, 0, 0, {0}, 0, 0, 0},
+    {OP_ADD, "add 40000 in place", 4, 10, 20, 50, 0, 0, 0, {0}, 0, 0, F_INPLACE},
+    {OP_CHANNEL_BIAS, "channel bias c5 7x7", 2, 5, 7, 7, 0, 0, 0, {0}, 0, 0, 0},
+    {OP_DROPOUT, "dropout p0.3 1001", 1, 1, 1, 1001, 0, 0, 0, {0}, 0, 0.3f, 0},
+    {OP_DROPOUT, "dropout p0.5 40000 in place", 4, 10, 20, 50, 0, 0, 0, {0}, 0, 0.5f, F_INPLACE},
+    {OP_DROPOUT, "dropout p0 copy", 1, 1, 1, 10, 0, 0, 0, {0}, 0, 0.0f, 0},
+    /* shape ops */
+    {OP_UPSAMPLE, "upsample2x c3 5x3", 2, 3, 5, 3, 0, 0, 0, {0}, 0, 0, 0},
+    {OP_UPSAMPLE, "upsample2x c16 14x14", 2, 16, 14, 14, 0, 0, 0, {0}, 0, 0, 0},
+    {OP_CONCAT, "concat 3+5 5x3", 2, 3, 5, 3, 5, 0, 0, {0}, 0, 0, 0},
+    /* attention: groups is heads */
+    {OP_ATTENTION, "attention c4 h1 5x3", 2, 4, 5, 3, 0, 0, 0, {0}, 1, 0, 0},
+    {OP_ATTENTION, "attention c6 h3 7x1", 1, 6, 7, 1, 0, 0, 0, {0}, 3, 0, 0},
+    {OP_ATTENTION, "attention c8 h2 7x7", 2, 8, 7, 7, 0, 0, 0, {0}, 2, 0, 0},
+    {OP_ATTENTION, "attention c16 h2 14x14", 1, 16, 14, 14, 0, 0, 0, {0}, 2, 0, 0},
+};
+
+/* ---------------------------------------------------------------- per-op bindings */
+#define MAXT 4
+typedef struct {
+    int nt;                     /* tensors: inputs, then parameters */
+    const char *names[MAXT];
+    size_t sizes[MAXT];
+    int diff[MAXT];             /* has a gradient */
+    float range[MAXT];          /* filled uniform in [-range, range] */
+    size_t nout;
+    int naux;                   /* cached forward values (probs, mean, rstd) */
+    const char *aux_names[2];
+    size_t aux_sizes[2];
+    size_t scratch;
+    df_conv_shape cs;
+} op_setup;
+
+static size_t case_numel(const op_case *c) { return (size_t)c->n * c->c * c->h * c->w; }
+
+static void setup_tensor(op_setup *s, const char *name, size_t n, int diff, float range) {
+    s->names[s->nt] = name;
+    s->sizes[s->nt] = n;
+    s->diff[s->nt] = diff;
+    s->range[s->nt] = range;
+    s->nt++;
+}
+
+static void op_setup_init(const op_case *c, op_setup *s) {
+    memset(s, 0, sizeof *s);
+    const size_t hw = (size_t)c->h * c->w, numel = case_numel(c);
+    const int bias = !(c->flags & F_NO_BIAS);
+    switch (c->op) {
+    case OP_CONV:
+        df_conv_shape_init(&s->cs, c->n, c->c, c->h, c->w, c->oc, c->k, c->stride, c->pad[0], c->pad[1],
+                           c->pad[2], c->pad[3]);
+        setup_tensor(s, "dinp", numel, 1, 1);
+        setup_tensor(s, "dw", (size_t)c->oc * c->c * c->k * c->k, 1, 1);
+        setup_tensor(s, "db", (size_t)c->oc, bias, 1);
+        s->nout = (size_t)c->n * c->oc * s->cs.oh * s->cs.ow;
+        s->scratch = df_conv2d_scratch_floats(&s->cs);
+        break;
+    case OP_LINEAR:
+        setup_tensor(s, "dinp", (size_t)c->n * c->c, 1, 1);
+        setup_tensor(s, "dw", (size_t)c->oc * c->c, 1, 1);
+        setup_tensor(s, "db", (size_t)c->oc, bias, 1);
+        s->nout = (size_t)c->n * c->oc;
+        break;
+    case OP_GROUPNORM:
+        setup_tensor(s, "dinp", numel, 1, 1);
+        setup_tensor(s, "dgamma", (size_t)c->c, 1, 1.5f);
+        setup_tensor(s, "dbeta", (size_t)c->c, 1, 1);
+        s->nout = numel;
+        s->naux = 2;
+        s->aux_names[0] = "mean";
+        s->aux_names[1] = "rstd";
+        s->aux_sizes[0] = s->aux_sizes[1] = (size_t)c->n * c->groups;
+        break;
+    case OP_SILU:
+        setup_tensor(s, "dinp", numel, 1, 4);
+        s->nout = numel;
+        break;
+    case OP_ADD:
+        setup_tensor(s, "da", numel, 1, 1);
+        setup_tensor(s, "db", numel, 1, 1);
+        s->nout = numel;
+        break;
+    case OP_CHANNEL_BIAS:
+        setup_tensor(s, "dx", numel, 1, 1);
+        setup_tensor(s, "dbias", (size_t)c->n * c->c, 1, 1);
+        s->nout = numel;
+        break;
+    case OP_DROPOUT:
+        setup_tensor(s, "dinp", numel, 1, 1);
+        s->nout = numel;
+        break;
+    case OP_UPSAMPLE:
+        setup_tensor(s, "dinp", numel, 1, 1);
+        s->nout = numel * 4;
+        break;
+    case OP_CONCAT:
+        setup_tensor(s, "da", numel, 1, 1);
+        setup_tensor(s, "db", (size_t)c->n * c->oc * hw, 1, 1);
+        s->nout = (size_t)c->n * (c->c + c->oc) * hw;
+        break;
+    case OP_ATTENTION:
+        /* q scaled up a little so some softmax rows are peaked, not nearly uniform */
+        setup_tensor(s, "dq", numel, 1, 2);
+        setup_tensor(s, "dk", numel, 1, 2);
+        setup_tensor(s, "dv", numel, 1, 1);
+        s->nout = numel;
+        s->naux = 1;
+        s->aux_names[0] = "probs";
+        s->aux_sizes[0] = (size_t)c->n * c->groups * hw * hw;
+        s->scratch = df_attention_scratch_floats(c->n, c->c, (int)hw, c->groups);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- test-local references */
+/* Plain double loops for the ops that have a single version in the library. */
+
+static void linear_forward_oracle(float *out, const float *x, const float *w, const float *b, int n, int in, int od) {
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < od; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int j = 0; j < in; j++) acc += (double)x[i * in + j] * w[o * in + j];
+            out[i * od + o] = (float)acc;
+        }
+}
+static void linear_backward_oracle(float *dx, float *dw, float *db, const float *g, const float *x, const float *w,
+                                   int n, int in, int od) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < in; j++) {
+            double acc = 0;
+            for (int o = 0; o < od; o++) acc += (double)g[i * od + o] * w[o * in + j];
+            if (dx) dx[i * in + j] += (float)acc;
+        }
+    for (int o = 0; o < od; o++) {
+        double sb = 0;
+        for (int i = 0; i < n; i++) sb += g[i * od + o];
+        if (db) db[o] += (float)sb;
+        for (int j = 0; j < in; j++) {
+            double acc = 0;
+            for (int i = 0; i < n; i++) acc += (double)g[i * od + o] * x[i * in + j];
+            if (dw) dw[o * in + j] += (float)acc;
+        }
+    }
+}
+
+static void groupnorm_forward_oracle(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                                     const float *beta, int n, int c, int hw, int groups, float eps) {
+    const int cpg = c / groups;
+    for (int b = 0; b < n; b++)
+        for (int g = 0; g < groups; g++) {
+            double s = 0, s2 = 0, m = (double)cpg * hw;
+            for (int ch = g * cpg; ch < (g + 1) * cpg; ch++)
+                for (int p = 0; p < hw; p++) s += x[((size_t)b * c + ch) * hw + p];
+            double mu = s / m;
+            for (int ch = g * cpg; ch < (g + 1) * cpg; ch++)
+                for (int p = 0; p < hw; p++) {
+                    double d = x[((size_t)b * c + ch) * hw + p] - mu;
+                    s2 += d * d;
+                }
+            double rs = 1 / sqrt(s2 / m + eps);
+            mean[b * groups + g] = (float)mu;
+            rstd[b * groups + g] = (float)rs;
+            for (int ch = g * cpg; ch < (g + 1) * cpg; ch++)
+                for (int p = 0; p < hw; p++) {
+                    size_t e = ((size_t)b * c + ch) * hw + p;
+                    out[e] = (float)((x[e] - mu) * rs * gamma[ch] + beta[ch]);
+                }
+        }
+}
+/* dx_i = rstd/m * (m gx_i - sum gx - xhat_i sum(gx xhat)), gx = dout * gamma (m = group size). */
+static void groupnorm_backward_oracle(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                                      const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,
+                                      int groups) {
+    const int cpg = c / groups;
+    for (int b = 0; b < n; b++)
+        for (int g = 0; g < groups; g++) {
+            const double mu = mean[b * groups + g], rs = rstd[b * groups + g], m = (double)cpg * hw;
+            double sg = 0, sgx = 0;
+            for (int ch = g * cpg; ch < (g + 1) * cpg; ch++)
+                for (int p = 0; p < hw; p++) {
+                    size_t e = ((size_t)b * c + ch) * hw + p;
+                    sg += (double)dout[e] * gamma[ch];
+                    sgx += (double)dout[e] * gamma[ch] * (x[e] - mu) * rs;
+                }
+            for (int ch = g * cpg; ch < (g + 1) * cpg; ch++)
+                for (int p = 0; p < hw; p++) {
+                    size_t e = ((size_t)b * c + ch) * hw + p;
+                    double xhat = (x[e] - mu) * rs;
+                    if (dx) dx[e] += (float)(rs / m * (m * dout[e] * gamma[ch] - sg - xhat * sgx));
+                }
+        }
+    for (int ch = 0; ch < c; ch++) {
+        double sg = 0, sgx = 0;
+        for (int b = 0; b < n; b++)
+            for (int p = 0; p < hw; p++) {
+                size_t e = ((size_t)b * c + ch) * hw + p;
+                int ng = b * groups + ch / cpg;
+                sg += dout[e];
+                sgx += (double)dout[e] * (x[e] - mean[ng]) * rstd[ng];
+            }
+        if (dgamma) dgamma[ch] += (float)sgx;
+        if (dbeta) dbeta[ch] += (float)sg;
+    }
+}
+
+/* The dropout oracle draws the mask with df_randu itself, so it also checks the op's restatement
+ * of the uniform conversion. */
+static void dropout_oracle(float *dst, const float *src, size_t n, float p, int accumulate) {
+    float *u = df_alloc(n * sizeof(float), "dropout uniforms");
+    ASSERT(u);
+    df_randu(1234, DF_STREAM_DROPOUT, 5, 6, u, n);
+    for (size_t i = 0; i < n; i++) {
+        float v = (p == 0.0f || u[i] >= p) ? (float)((double)src[i] / (1.0 - p)) : 0.0f;
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
+    df_free(u);
+}
+
+/* ---------------------------------------------------------------- forward / backward dispatch */
+/* in[]: the tensors of op_setup (inputs, then parameters); grad[i] may be NULL. */
+static void op_forward(const op_case *c, const op_setup *s, int ref, float *const *in, float *out, float *const *aux,
+                       float *scratch) {
+    const int hw = c->h * c->w;
+    const size_t numel = case_numel(c);
+    const float *bias = (c->flags & F_NO_BIAS) ? NULL : in[2];
+    switch (c->op) {
+    case OP_CONV:
+        if (ref) df_conv2d_forward_ref(out, in[0], in[1], bias, &s->cs);
+        else df_conv2d_forward(out, in[0], in[1], bias, &s->cs, scratch);
+        break;
+    case OP_LINEAR:
+        if (ref) linear_forward_oracle(out, in[0], in[1], bias, c->n, c->c, c->oc);
+        else df_linear_forward(out, in[0], in[1], bias, c->n, c->c, c->oc);
+        break;
+    case OP_GROUPNORM:
+        if (ref) groupnorm_forward_oracle(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
+        else df_groupnorm_forward(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
+        break;
+    case OP_SILU:
+        if (ref)
+            for (size_t i = 0; i < numel; i++) out[i] = (float)(in[0][i] / (1.0 + exp(-(double)in[0][i])));
+        else df_silu_forward(out, in[0], numel);
+        break;
+    case OP_ADD:
+        if (ref)
+            for (size_t i = 0; i < numel; i++) out[i] = in[0][i] + in[1][i];
+        else df_add_forward(out, in[0], in[1], numel);
+        break;
+    case OP_CHANNEL_BIAS:
+        /* in place by contract: out starts as a copy of x */
+        memcpy(out, in[0], numel * sizeof(float));
+        if (ref)
+            for (size_t i = 0; i < numel; i++) out[i] += in[1][i / hw];
+        else df_add_channel_bias_forward(out, in[1], c->n, c->c, hw);
+        break;
+    case OP_DROPOUT:
+        if (ref) dropout_oracle(out, in[0], numel, c->p, 0);
+        else df_dropout_forward(out, in[0], numel, c->p, 1234, 5, 6);
+        break;
+    case OP_UPSAMPLE:
+        if (ref)
+            for (size_t e = 0; e < numel * 4; e++) {
+                size_t X = e % (2 * c->w), Y = (e / (2 * c->w)) % (2 * c->h), nc = e / (4 * (size_t)hw);
+                out[e] = in[0][nc * hw + (Y / 2) * c->w + X / 2];
+            }
+        else df_upsample2x_forward(out, in[0], c->n, c->c, c->h, c->w);
+        break;
+    case OP_CONCAT:
+        if (ref)
+            for (int b = 0; b < c->n; b++)
+                for (int ch = 0; ch < c->c + c->oc; ch++)
+                    for (int p = 0; p < hw; p++)
+                        out[((size_t)b * (c->c + c->oc) + ch) * hw + p] =
+                            ch < c->c ? in[0][((size_t)b * c->c + ch) * hw + p]
+                                      : in[1][((size_t)b * c->oc + ch - c->c) * hw + p];
+        else df_concat_forward(out, in[0], in[1], c->n, c->c, c->oc, hw);
+        break;
+    case OP_ATTENTION:
+        if (ref) df_attention_forward_ref(out, aux[0], in[0], in[1], in[2], c->n, c->c, hw, c->groups);
+        else df_attention_forward(out, aux[0], in[0], in[1], in[2], c->n, c->c, hw, c->groups, scratch);
+        break;
+    }
+}
+
+static void op_backward(const op_case *c, const op_setup *s, int ref, float *const *in, float *const *grad,
+                        const float *dout, float *const *aux, float *scratch) {
+    const int hw = c->h * c->w;
+    const size_t numel = case_numel(c);
+    switch (c->op) {
+    case OP_CONV:
+        if (ref) df_conv2d_backward_ref(grad[0], grad[1], grad[2], dout, in[0], in[1], &s->cs);
+        else df_conv2d_backward(grad[0], grad[1], grad[2], dout, in[0], in[1], &s->cs, scratch);
+        break;
+    case OP_LINEAR:
+        if (ref) linear_backward_oracle(grad[0], grad[1], grad[2], dout, in[0], in[1], c->n, c->c, c->oc);
+        else df_linear_backward(grad[0], grad[1], grad[2], dout, in[0], in[1], c->n, c->c, c->oc);
+        break;
+    case OP_GROUPNORM:
+        if (ref)
+            groupnorm_backward_oracle(grad[0], grad[1], grad[2], dout, in[0], aux[0], aux[1], in[1], c->n, c->c, hw,
+                                      c->groups);
+        else
+            df_groupnorm_backward(grad[0], grad[1], grad[2], dout, in[0], aux[0], aux[1], in[1], c->n, c->c, hw,
+                                  c->groups);
+        break;
+    case OP_SILU:
+        if (!ref) {
+            df_silu_backward(grad[0], dout, in[0], numel);
+        } else if (grad[0]) {
+            for (size_t i = 0; i < numel; i++) {
+                double x = in[0][i], sg = 1 / (1 + exp(-x));
+                grad[0][i] += (float)(dout[i] * sg * (1 + x * (1 - sg)));
+            }
+        }
+        break;
+    case OP_ADD:
+        if (!ref) {
+            df_add_backward(grad[0], grad[1], dout, numel);
+        } else {
+            for (int t = 0; t < 2; t++)
+                if (grad[t])
+                    for (size_t i = 0; i < numel; i++) grad[t][i] += dout[i];
+        }
+        break;
+    case OP_CHANNEL_BIAS:
+        if (grad[0]) df_add_backward(grad[0], NULL, dout, numel); /* x += bias: dx passes through */
+        if (!ref) {
+            if (grad[1]) df_add_channel_bias_backward(grad[1], dout, c->n, c->c, hw);
+        } else if (grad[1]) {
+            for (size_t nc = 0; nc < (size_t)c->n * c->c; nc++) {
+                double acc = 0;
+                for (int p = 0; p < hw; p++) acc += dout[nc * hw + p];
+                grad[1][nc] += (float)acc;
+            }
+        }
+        break;
+    case OP_DROPOUT:
+        if (ref) {
+            if (grad[0]) dropout_oracle(grad[0], dout, numel, c->p, 1);
+        } else {
+            df_dropout_backward(grad[0], dout, numel, c->p, 1234, 5, 6);
+        }
+        break;
+    case OP_UPSAMPLE:
+        if (!ref) {
+            df_upsample2x_backward(grad[0], dout, c->n, c->c, c->h, c->w);
+        } else if (grad[0]) {
+            for (size_t e = 0; e < numel * 4; e++) {
+                size_t X = e % (2 * c->w), Y = (e / (2 * c->w)) % (2 * c->h), nc = e / (4 * (size_t)hw);
+                grad[0][nc * hw + (Y / 2) * c->w + X / 2] += dout[e];
+            }
+        }
+        break;
+    case OP_CONCAT:
+        if (!ref) {
+            df_concat_backward(grad[0], grad[1], dout, c->n, c->c, c->oc, hw);
+        } else {
+            for (int b = 0; b < c->n; b++)
+                for (int ch = 0; ch < c->c + c->oc; ch++)
+                    for (int p = 0; p < hw; p++) {
+                        float g = dout[((size_t)b * (c->c + c->oc) + ch) * hw + p];
+                        if (ch < c->c && grad[0]) grad[0][((size_t)b * c->c + ch) * hw + p] += g;
+                        if (ch >= c->c && grad[1]) grad[1][((size_t)b * c->oc + ch - c->c) * hw + p] += g;
+                    }
+        }
+        break;
+    case OP_ATTENTION:
+        if (ref)
+            df_attention_backward_ref(grad[0], grad[1], grad[2], dout, aux[0], in[0], in[1], in[2], c->n, c->c, hw,
+                                      c->groups);
+        else
+            df_attention_backward(grad[0], grad[1], grad[2], dout, aux[0], in[0], in[1], in[2], c->n, c->c, hw,
+                                  c->groups, scratch);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- the checks */
+typedef struct {
+    const op_case *c;
+    op_setup s;
+    float *in[MAXT], *in_copy[MAXT];
+    float *out_fast, *out_ref, *aux_fast[2], *aux_ref[2], *scratch, *dout;
+    float *g_fast[MAXT], *g_ref[MAXT], *g_once[MAXT];
+} harness;
+
+static void scratch_poison(harness *t) {
+    for (size_t i = 0; i < t->s.scratch; i++) t->scratch[i] = NAN;
+}
+
+static void harness_init(harness *t, const op_case *c) {
+    memset(t, 0, sizeof *t);
+    t->c = c;
+    op_setup_init(c, &t->s);
+    for (int i = 0; i < t->s.nt; i++) {
+        t->in[i] = galloc(t->s.sizes[i]);
+        fill_uniform(t->in[i], t->s.sizes[i], -t->s.range[i], t->s.range[i]);
+        t->in_copy[i] = gdup(t->in[i], t->s.sizes[i]);
+        t->g_fast[i] = galloc(t->s.sizes[i]);
+        t->g_ref[i] = galloc(t->s.sizes[i]);
+    }
+    t->out_fast = galloc(t->s.nout);
+    t->out_ref = galloc(t->s.nout);
+    t->dout = galloc(t->s.nout);
+    fill_uniform(t->dout, t->s.nout, -1, 1);
+    for (int a = 0; a < t->s.naux; a++) {
+        t->aux_fast[a] = galloc(t->s.aux_sizes[a]);
+        t->aux_ref[a] = galloc(t->s.aux_sizes[a]);
+    }
+    t->scratch = galloc(t->s.scratch);
+}
+
+static void harness_free(harness *t) {
+    for (int i = 0; i < t->s.nt; i++) {
+        gfree(t->in[i]);
+        gfree(t->in_copy[i]);
+        gfree(t->g_fast[i]);
+        gfree(t->g_ref[i]);
+        gfree(t->g_once[i]);
+    }
+    for (int a = 0; a < t->s.naux; a++) {
+        gfree(t->aux_fast[a]);
+        gfree(t->aux_ref[a]);
+    }
+    gfree(t->out_fast);
+    gfree(t->out_ref);
+    gfree(t->dout);
+    gfree(t->scratch);
+}
+
+/* The gradient pointers a backward call gets: NULL where the tensor has no gradient. */
+static void grad_ptrs(const harness *t, float *const *bufs, float **ptrs) {
+    for (int i = 0; i < MAXT; i++) ptrs[i] = (i < t->s.nt && t->s.diff[i]) ? bufs[i] : NULL;
+}
+
+static void check_guards(const harness *t) {
+    const char *l = t->c->label;
+    gcheck(t->out_fast, t->s.nout, l, "out (fast)");
+    gcheck(t->out_ref, t->s.nout, l, "out (ref)");
+    gcheck(t->scratch, t->s.scratch, l, "scratch");
+    for (int a = 0; a < t->s.naux; a++) {
+        gcheck(t->aux_fast[a], t->s.aux_sizes[a], l, t->s.aux_names[a]);
+        gcheck(t->aux_ref[a], t->s.aux_sizes[a], l, t->s.aux_names[a]);
+    }
+    for (int i = 0; i < t->s.nt; i++) {
+        gcheck(t->g_fast[i], t->s.sizes[i], l, t->s.names[i]);
+        gcheck(t->g_ref[i], t->s.sizes[i], l, t->s.names[i]);
+        gcheck(t->in[i], t->s.sizes[i], l, "input");
+        CHECK(memcmp(t->in[i], t->in_copy[i], t->s.sizes[i] * sizeof(float)) == 0, "%s: %s: input modified", l,
+              t->s.names[i]);
+    }
+}
+
+/* (a) forward, fast against reference, plus the cached values. */
+static void check_forward(harness *t) {
+    scratch_poison(t);
+    op_forward(t->c, &t->s, 0, t->in, t->out_fast, t->aux_fast, t->scratch);
+    op_forward(t->c, &t->s, 1, t->in, t->out_ref, t->aux_ref, NULL);
+    compare(t->out_fast, t->out_ref, t->s.nout, TOL_FAST_REF, t->c->label, "forward");
+    for (int a = 0; a < t->s.naux; a++)
+        compare(t->aux_fast[a], t->aux_ref[a], t->s.aux_sizes[a], TOL_FAST_REF, t->c->label, t->s.aux_names[a]);
+}
+
+/* (b) backward, fast against reference; (e) accumulation and NULL gradients. */
+static void check_backward(harness *t) {
+    float *gf[MAXT], *gr[MAXT];
+    grad_ptrs(t, t->g_fast, gf);
+    grad_ptrs(t, t->g_ref, gr);
+    scratch_poison(t);
+    op_backward(t->c, &t->s, 0, t->in, gf, t->dout, t->aux_fast, t->scratch);
+    op_backward(t->c, &t->s, 1, t->in, gr, t->dout, t->aux_ref, NULL);
+    for (int i = 0; i < t->s.nt; i++)
+        if (t->s.diff[i]) compare(t->g_fast[i], t->g_ref[i], t->s.sizes[i], TOL_FAST_REF, t->c->label, t->s.names[i]);
+
+    /* a second call adds the same gradient again */
+    for (int i = 0; i < t->s.nt; i++) t->g_once[i] = gdup(t->g_fast[i], t->s.sizes[i]);
+    scratch_poison(t);
+    op_backward(t->c, &t->s, 0, t->in, gf, t->dout, t->aux_fast, t->scratch);
+    for (int i = 0; i < t->s.nt; i++) {
+        if (!t->s.diff[i]) continue;
+        float *twice = gdup(t->g_once[i], t->s.sizes[i]);
+        for (size_t e = 0; e < t->s.sizes[i]; e++) twice[e] *= 2;
+        char what[48];
+        snprintf(what, sizeof what, "%s x2", t->s.names[i]);
+        compare(t->g_fast[i], twice, t->s.sizes[i], TOL_ACCUM, t->c->label, what);
+        gfree(twice);
+    }
+
+    /* each gradient alone (the others NULL) is the same gradient */
+    for (int i = 0; i < t->s.nt; i++) {
+        if (!t->s.diff[i]) continue;
+        float *only[MAXT] = {NULL}, *buf = galloc(t->s.sizes[i]);
+        only[i] = buf;
+        scratch_poison(t);
+        op_backward(t->c, &t->s, 0, t->in, only, t->dout, t->aux_fast, t->scratch);
+        char what[48];
+        snprintf(what, sizeof what, "%s alone", t->s.names[i]);
+        compare(buf, t->g_once[i], t->s.sizes[i], TOL_ACCUM, t->c->label, what);
+        gcheck(buf, t->s.sizes[i], t->c->label, what);
+        gfree(buf);
+    }
+}
+
+/* L = sum(out * R) in double, out from the reference forward. */
+static double fd_loss(harness *t, float *out) {
+    op_forward(t->c, &t->s, 1, t->in, out, t->aux_ref, NULL);
+    double l = 0;
+    for (size_t e = 0; e < t->s.nout; e++) l += (double)out[e] * t->dout[e];
+    return l;
+}
+
+/* (c) central differences on up to FD_SAMPLES elements of each tensor (first, last, random). */
+static void check_finite_differences(harness *t) {
+    float *out = galloc(t->s.nout);
+    for (int i = 0; i < t->s.nt; i++) {
+        if (!t->s.diff[i]) continue;
+        const size_t n = t->s.sizes[i];
+        const double scale = max_abs(t->g_once[i], n);
+        double worst = 0, w_num = 0, w_ana = 0;
+        size_t w_e = 0;
+        int nonfinite = 0;
+        for (int k = 0; k < FD_SAMPLES && k < (int)n; k++) {
+            size_t e = k == 0 ? 0 : k == 1 ? n - 1 : (n <= FD_SAMPLES ? (size_t)k : rand_index(n));
+            const float x = t->in[i][e];
+            const float xp = x + (float)FD_H, xm = x - (float)FD_H;
+            t->in[i][e] = xp;
+            double lp = fd_loss(t, out);
+            t->in[i][e] = xm;
+            double lm = fd_loss(t, out);
+            t->in[i][e] = x;
+            double num = (lp - lm) / ((double)xp - xm), ana = t->g_once[i][e];
+            if (!isfinite(num) || !isfinite(ana)) nonfinite++;
+            double err = fabs(num - ana) / (scale > 0 ? scale : 1);
+            if (err >= worst) worst = err, w_num = num, w_ana = ana, w_e = e;
+        }
+        char what[48];
+        snprintf(what, sizeof what, "%s fd", t->s.names[i]);
+        printf("  %-32s %-12s rel err %.2e (worst [%zu] numeric %.7g analytic %.7g, scale %.3g)\n", t->c->label,
+               what, worst, w_e, w_num, w_ana, scale);
+        CHECK(nonfinite == 0, "%s: %s: non-finite gradient", t->c->label, what);
+        CHECK(worst <= TOL_FD, "%s: %s: rel err %.3e > tol %.1e", t->c->label, what, worst, TOL_FD);
+    }
+    gcheck(out, t->s.nout, t->c->label, "fd out");
+    gfree(out);
+}
+
+/* (f) the ops documented as in place give the same result with out aliasing the input. */
+static void check_inplace(harness *t) {
+    const size_t n = t->s.nout;
+    float *buf = gdup(t->in[0], n);
+    switch (t->c->op) {
+    case OP_SILU: df_silu_forward(buf, buf, n); break;
+    case OP_ADD: df_add_forward(buf, buf, t->in[1], n); break;
+    case OP_DROPOUT: df_dropout_forward(buf, buf, n, t->c->p, 1234, 5, 6); break;
+    default: ASSERT(0);
+    }
+    CHECK(memcmp(buf, t->out_fast, n * sizeof(float)) == 0, "%s: in-place result differs", t->c->label);
+    gcheck(buf, n, t->c->label, "in place");
+    gfree(buf);
+}
+
+static void run_case(const op_case *c) {
+    harness t;
+    harness_init(&t, c);
+    check_forward(&t);
+    check_backward(&t);
+    check_finite_differences(&t);
+    if (c->flags & F_INPLACE) check_inplace(&t);
+    check_guards(&t);
+    harness_free(&t);
+}
+
+/* ---------------------------------------------------------------- single-value checks */
+static void test_timestep_embedding(void) {
+    float e[2 * 9];
+    int t0[2] = {0, 0};
+    /* t = 0: sin 0 = 0, cos 0 = 1; dim 9 is odd, so a zero column is appended */
+    df_timestep_embedding(e, t0, 2, 9, 1, 0);
+    for (int i = 0; i < 18; i++) {
+        float want = (i % 9) < 4 ? 0.0f : (i % 9) < 8 ? 1.0f : 0.0f;
+        CHECK(e[i] == want, "t=0 emb[%d] = %g, want %g", i, e[i], want);
+    }
+    /* t = 1, dim 4, freq_shift 1: half 2, freq = exp(-ln(1e4) j / 1) = 1, 1e-4 */
+    int t1 = 1;
+    df_timestep_embedding(e, &t1, 1, 4, 1, 0);
+    const double want[4] = {sin(1.0), sin(1e-4), cos(1.0), cos(1e-4)};
+    for (int i = 0; i < 4; i++) CHECK_CLOSE(e[i], want[i], 1e-6, "t=1 dim 4 shift 1");
+    /* flip puts the cosines first */
+    df_timestep_embedding(e, &t1, 1, 4, 1, 1);
+    for (int i = 0; i < 4; i++) CHECK_CLOSE(e[i], want[(i + 2) % 4], 1e-6, "t=1 dim 4 flipped");
+    /* DDPM's 128-dim embedding at t = 999 against double: the float argument t*freq carries
+     * |arg| * 2^-24 * (few ulps from exp and the product) ~ 999 * 1.2e-7 * 3 ~ 4e-4 of absolute error */
+    float big[128];
+    int t2 = 999;
+    df_timestep_embedding(big, &t2, 1, 128, 1, 0);
+    double worst = 0;
+    for (int j = 0; j < 64; j++) {
+        double arg = 999.0 * exp(-log(10000.0) * j / 63.0);
+        worst = fmax(worst, fabs(big[j] - sin(arg)));
+        worst = fmax(worst, fabs(big[64 + j] - cos(arg)));
+    }
+    printf("  timestep embedding t=999 dim 128: max abs err vs double %.2e (tol 1e-3)\n", worst);
+    CHECK(worst <= 1e-3, "t=999 embedding error %g", worst);
+}
+
+/* Hand-computed values that do not depend on any reference: with all-ones input and weights a conv
+ * output counts the in-image taps, which pins down where the padding goes. */
+static void test_conv_known_values(void) {
+    float x[16], w[9], out[16], scratch[9 * 16];
+    for (int i = 0; i < 16; i++) x[i] = 1.0f;
+    for (int i = 0; i < 9; i++) w[i] = 1.0f;
+    df_conv_shape s;
+    /* 3x3 pad 1 on 3x3: corners see 4 taps, edges 6, the centre 9 */
+    df_conv_shape_init(&s, 1, 1, 3, 3, 1, 3, 1, 1, 1, 1, 1);
+    df_conv2d_forward(out, x, w, NULL, &s, scratch);
+    const float same[9] = {4, 6, 4, 6, 9, 6, 4, 6, 4};
+    for (int i = 0; i < 9; i++) CHECK(out[i] == same[i], "3x3 pad 1: out[%d] = %g, want %g", i, out[i], same[i]);
+    /* DDPM downsampler on 4x4: pad 0 top/left, 1 bottom/right, stride 2 -> 2x2 of 9, 6 / 6, 4 */
+    df_conv_shape_init(&s, 1, 1, 4, 4, 1, 3, 2, 0, 0, 1, 1);
+    CHECK(s.oh == 2 && s.ow == 2, "downsample 4x4 -> %dx%d, want 2x2", s.oh, s.ow);
+    df_conv2d_forward(out, x, w, NULL, &s, scratch);
+    const float down[4] = {9, 6, 6, 4};
+    for (int i = 0; i < 4; i++) CHECK(out[i] == down[i], "downsample: out[%d] = %g, want %g", i, out[i], down[i]);
+}
+
+/* With all keys equal every softmax row is uniform, so each output pixel is the mean of v. */
+static void test_attention_known_values(void) {
+    enum { C = 4, HW = 6 };
+    float q[C * HW], k[C * HW], v[C * HW], out[C * HW], probs[2 * HW * HW], scratch[HW * HW];
+    for (int i = 0; i < C * HW; i++) {
+        q[i] = (float)(i % 5) - 2.0f;
+        k[i] = 0.5f;
+        v[i] = (float)i;
+    }
+    df_attention_forward(out, probs, q, k, v, 1, C, HW, 2, scratch);
+    double worst = 0;
+    for (int i = 0; i < 2 * HW * HW; i++) worst = fmax(worst, fabs(probs[i] - 1.0 / HW));
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < HW; i++) worst = fmax(worst, fabs(out[c * HW + i] - (c * HW + (HW - 1) / 2.0)));
+    /* float softmax of equal scores and a 6-term float sum: a few ulps of values <= 23.5 */
+    CHECK(worst <= 1e-5, "uniform attention: max abs err %g", worst);
+}
+
+/* The dropout mask is df_randu's: the kept fraction is near 1-p and the same keys give the same mask. */
+static void test_dropout_mask(void) {
+    enum { N = 4099 };
+    static float ones[N], out[N], u[N];
+    for (int i = 0; i < N; i++) ones[i] = 1.0f;
+    df_dropout_forward(out, ones, N, 0.25f, 77, 1, 2);
+    df_randu(77, DF_STREAM_DROPOUT, 1, 2, u, N);
+    int mismatches = 0, kept = 0;
+    for (int i = 0; i < N; i++) {
+        int keep = u[i] >= 0.25f;
+        kept += keep;
+        mismatches += keep ? out[i] != 1.0f / 0.75f : out[i] != 0.0f;
+    }
+    /* kept ~ Binomial(4099, 0.75): sd 27.7, so +-5 sd is +-139 */
+    printf("  dropout mask: %d mismatches vs df_randu, kept %d of %d (expect ~%d)\n", mismatches, kept, N,
+           (int)(0.75 * N));
+    CHECK(mismatches == 0, "dropout mask differs from df_randu in %d places", mismatches);
+    CHECK(abs(kept - (int)(0.75 * N)) < 139, "kept %d", kept);
+}
+
+int main(void) {
+    double t0 = df_time();
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        printf("%s\n", CASES[i].label);
+        run_case(&CASES[i]);
+    }
+    test_conv_known_values();
+    test_attention_known_values();
+    test_timestep_embedding();
+    test_dropout_mask();
+    printf("test_ops: %.2f s\n", df_time() - t0);
+    return check_exit_code("test_ops");
+}
