@@ -1,0 +1,567 @@
+/* data.c: dataset loaders (IDX, CIFAR-10 binary, image folders) and the batch gather.
+ * Contracts and the spec grammar are in data.h. Every loader validates the whole file before it
+ * trusts a size from it: a bad header, a short or long file, or a mismatch between files is a
+ * DF_ERR_FORMAT naming the file, never a crash or a silent partial dataset.
+ * Not here: shuffling and flip choice (the trainer draws them from the counter-based RNG). */
+#define _POSIX_C_SOURCE 200809L /* strdup, stat */
+#include "data.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <stb/stb_image.h> /* implementation provided by Debian's libstb; do not define STB_IMAGE_IMPLEMENTATION */
+
+#define DATA_PATH_MAX 4096
+/* The pixel block is indexed with int counts (df_dataset.n) and must stay addressable in one
+ * allocation; 2^31 bytes is far beyond any dataset this engine trains on. */
+#define DATA_MAX_BYTES ((uint64_t)1 << 31)
+
+#define IDX_MAGIC_IMAGES 0x00000803u /* unsigned byte, 3 dims */
+#define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
+#define CIFAR_RECORD 3073            /* 1 label byte + 3x32x32 pixels, CHW */
+#define CIFAR_CLASSES 10
+
+/* ------------------------------------------------------------------ small helpers */
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static df_status path_join(char *out, const char *dir, const char *file) {
+    int len = snprintf(out, DATA_PATH_MAX, "%s/%s", dir, file);
+    if (len < 0 || len >= DATA_PATH_MAX)
+        return df_fail(DF_ERR_ARG, "%s/%s: path longer than %d bytes", dir, file, DATA_PATH_MAX - 1);
+    return DF_OK;
+}
+
+/* Fixed-shape data (IDX, CIFAR) cannot be resized here: a model that wants another shape is a
+ * user error that must name both shapes. */
+static df_status check_fixed_shape(const char *kind, const char *path, int c, int h, int w, int want_c,
+                                   int want_size) {
+    if ((want_c && want_c != c) || (want_size && (want_size != h || want_size != w)))
+        return df_fail(DF_ERR_SHAPE, "%s images are %dx%dx%d but the model expects %dx%dx%d (%s)", kind, c, h, w,
+                       want_c ? want_c : c, want_size ? want_size : h, want_size ? want_size : w, path);
+    return DF_OK;
+}
+
+/* Copies name, cut to fit (a long folder path only shortens the label, never fails the load). */
+static void dataset_set_name(df_dataset *ds, const char *name) {
+    size_t len = strlen(name);
+    if (len >= sizeof ds->name) len = sizeof ds->name - 1;
+    memcpy(ds->name, name, len);
+    ds->name[len] = 0;
+}
+
+/* ------------------------------------------------------------------ IDX (MNIST format) */
+
+/* zlib's gzerror() text is "PATH: what"; the messages here name the path once already. */
+static const char *gz_error_text(gzFile gz, const char *path, int *errnum) {
+    const char *msg = gzerror(gz, errnum);
+    size_t len = strlen(path);
+    if (!strncmp(msg, path, len) && !strncmp(msg + len, ": ", 2)) msg += len + 2;
+    return msg;
+}
+
+/* Reads up to n bytes; *got says how many arrived. gzread handles raw and gzipped files alike.
+ * A corrupt gzip stream is DF_ERR_FORMAT; a short stream is left to the caller (it knows what
+ * was expected and words the "truncated" message). */
+static df_status gz_read_upto(gzFile gz, const char *path, uint8_t *buf, size_t n, size_t *got) {
+    *got = 0;
+    while (*got < n) {
+        size_t chunk = n - *got;
+        if (chunk > (1u << 30)) chunk = 1u << 30;
+        int r = gzread(gz, buf + *got, (unsigned)chunk);
+        if (r < 0) {
+            int errnum;
+            return df_fail(DF_ERR_FORMAT, "%s: corrupt gzip data: %s", path, gz_error_text(gz, path, &errnum));
+        }
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return DF_OK;
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Opens an IDX file and validates its header: magic, then `ndim` nonzero big-endian dims. */
+static df_status idx_open(const char *path, uint32_t magic, int ndim, uint32_t *dims, gzFile *out) {
+    *out = NULL;
+    errno = 0;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) return df_fail(DF_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    gzbuffer(gz, 1u << 17);
+    uint8_t hdr[16];
+    size_t hdr_bytes = 4 + 4 * (size_t)ndim, got;
+    df_status st = gz_read_upto(gz, path, hdr, hdr_bytes, &got);
+    if (st != DF_OK) goto fail;
+    if (got < 4 || be32(hdr) != magic) {
+        st = got < 4 ? df_fail(DF_ERR_FORMAT, "%s: truncated: expected an IDX header of %zu bytes, got %zu",
+                               path, hdr_bytes, got)
+                     : df_fail(DF_ERR_FORMAT, "%s: not an IDX %s file: magic 0x%08x, expected 0x%08x", path,
+                               magic == IDX_MAGIC_IMAGES ? "image" : "label", be32(hdr), magic);
+        goto fail;
+    }
+    if (got < hdr_bytes) {
+        st = df_fail(DF_ERR_FORMAT, "%s: truncated: expected an IDX header of %zu bytes, got %zu", path,
+                     hdr_bytes, got);
+        goto fail;
+    }
+    for (int d = 0; d < ndim; d++) {
+        dims[d] = be32(hdr + 4 + 4 * d);
+        if (dims[d] == 0) {
+            st = df_fail(DF_ERR_FORMAT, "%s: IDX dimension %d is zero", path, d);
+            goto fail;
+        }
+    }
+    *out = gz;
+    return DF_OK;
+fail:
+    gzclose(gz);
+    return st;
+}
+
+/* Reads exactly n body bytes and insists the file ends there. */
+static df_status idx_read_body(gzFile gz, const char *path, const char *what, uint8_t *buf, size_t n) {
+    size_t got;
+    df_status st = gz_read_upto(gz, path, buf, n, &got);
+    if (st != DF_OK) return st;
+    if (got < n) {
+        int errnum;
+        const char *msg = gz_error_text(gz, path, &errnum);
+        return df_fail(DF_ERR_FORMAT, "%s: truncated: expected %zu bytes of %s, got %zu%s%s%s", path, n, what, got,
+                       errnum == Z_BUF_ERROR ? " (" : "", errnum == Z_BUF_ERROR ? msg : "",
+                       errnum == Z_BUF_ERROR ? ")" : "");
+    }
+    uint8_t extra;
+    st = gz_read_upto(gz, path, &extra, 1, &got);
+    if (st != DF_OK) return st;
+    if (got != 0)
+        return df_fail(DF_ERR_FORMAT, "%s: longer than its header says: data continues after %zu bytes of %s", path,
+                       n, what);
+    return DF_OK;
+}
+
+/* Picks DIR/NAME, else DIR/NAME.gz. */
+static df_status idx_find(const char *dir, const char *name, char *path) {
+    char gz_name[256];
+    snprintf(gz_name, sizeof gz_name, "%s.gz", name);
+    df_status st = path_join(path, dir, name);
+    if (st != DF_OK || file_exists(path)) return st;
+    st = path_join(path, dir, gz_name);
+    if (st != DF_OK || file_exists(path)) return st;
+    return df_fail(DF_ERR_IO, "%s: neither %s nor %s found", dir, name, gz_name);
+}
+
+/* An IDX image file + label file pair. `kind` names the data in shape messages. */
+static df_status idx_load_pair(const char *kind, const char *images_path, const char *labels_path, int want_c,
+                               int want_size, df_dataset *ds) {
+    gzFile gi = NULL, gl = NULL;
+    uint8_t *label_bytes = NULL;
+    uint32_t idims[3], ldims[1];
+    df_status st = idx_open(images_path, IDX_MAGIC_IMAGES, 3, idims, &gi);
+    if (st != DF_OK) return st;
+    uint64_t total = (uint64_t)idims[0] * idims[1] * idims[2]; /* each < 2^32: the product of three fits */
+    if (idims[1] > (1u << 16) || idims[2] > (1u << 16) || total > DATA_MAX_BYTES) {
+        st = df_fail(DF_ERR_FORMAT, "%s: implausible IDX dims %u x %u x %u (more than 2^31 bytes of pixels)",
+                     images_path, idims[0], idims[1], idims[2]);
+        goto close_images;
+    }
+    st = check_fixed_shape(kind, images_path, 1, (int)idims[1], (int)idims[2], want_c, want_size);
+    if (st != DF_OK) goto close_images;
+    st = idx_open(labels_path, IDX_MAGIC_LABELS, 1, ldims, &gl);
+    if (st != DF_OK) goto close_images;
+    if (ldims[0] != idims[0]) {
+        st = df_fail(DF_ERR_FORMAT, "%s has %u images but %s has %u labels", images_path, idims[0], labels_path,
+                     ldims[0]);
+        goto close_labels;
+    }
+
+    ds->n = (int)idims[0];
+    ds->c = 1;
+    ds->h = (int)idims[1];
+    ds->w = (int)idims[2];
+    ds->pixels = df_alloc((size_t)total, "dataset pixels");
+    ds->labels = df_alloc(sizeof(int) * (size_t)ds->n, "dataset labels");
+    label_bytes = df_alloc((size_t)ds->n, "IDX label bytes");
+    if (!ds->pixels || !ds->labels || !label_bytes) {
+        st = DF_ERR_NOMEM;
+        goto close_labels;
+    }
+    st = idx_read_body(gi, images_path, "pixels", ds->pixels, (size_t)total);
+    if (st != DF_OK) goto close_labels;
+    st = idx_read_body(gl, labels_path, "labels", label_bytes, (size_t)ds->n);
+    if (st != DF_OK) goto close_labels;
+    int max_label = 0;
+    for (int i = 0; i < ds->n; i++) { /* labels are bytes, hence < 256 by construction */
+        ds->labels[i] = label_bytes[i];
+        if (label_bytes[i] > max_label) max_label = label_bytes[i];
+    }
+    ds->n_classes = max_label + 1;
+
+close_labels:
+    gzclose(gl);
+close_images:
+    gzclose(gi);
+    df_free(label_bytes);
+    return st;
+}
+
+static df_status idx_load_dir(const char *kind, const char *dir, int test, int want_c, int want_size,
+                              df_dataset *ds) {
+    char images[DATA_PATH_MAX], labels[DATA_PATH_MAX];
+    const char *prefix = test ? "t10k" : "train";
+    char iname[64], lname[64];
+    snprintf(iname, sizeof iname, "%s-images-idx3-ubyte", prefix);
+    snprintf(lname, sizeof lname, "%s-labels-idx1-ubyte", prefix);
+    if (!dir_exists(dir)) return df_fail(DF_ERR_IO, "%s: no such directory", dir);
+    df_status st = idx_find(dir, iname, images);
+    if (st == DF_OK) st = idx_find(dir, lname, labels);
+    if (st == DF_OK) st = idx_load_pair(kind, images, labels, want_c, want_size, ds);
+    return st;
+}
+
+/* ------------------------------------------------------------------ CIFAR-10 binary */
+
+static df_status cifar_file_records(const char *path, size_t *records) {
+    struct stat st;
+    if (stat(path, &st) != 0) return df_fail(DF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return df_fail(DF_ERR_IO, "%s: not a regular file", path);
+    if (st.st_size == 0 || st.st_size % CIFAR_RECORD != 0)
+        return df_fail(DF_ERR_FORMAT,
+                       "%s: size %lld bytes is not a positive multiple of %d (1 label byte + 3072 pixel bytes "
+                       "per CIFAR-10 record)",
+                       path, (long long)st.st_size, CIFAR_RECORD);
+    *records = (size_t)(st.st_size / CIFAR_RECORD);
+    return DF_OK;
+}
+
+/* Reads `records` records of one file into pixels/labels starting at image `first`. */
+static df_status cifar_read_file(const char *path, size_t records, size_t first, df_dataset *ds) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return df_fail(DF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    df_status st = DF_OK;
+    uint8_t rec[CIFAR_RECORD];
+    for (size_t r = 0; r < records; r++) {
+        if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD) {
+            st = df_fail(DF_ERR_IO, "%s: read failed at record %zu (file changed while loading?)", path, r);
+            break;
+        }
+        if (rec[0] >= CIFAR_CLASSES) {
+            st = df_fail(DF_ERR_FORMAT, "%s: record %zu has label %d, CIFAR-10 labels are 0..9", path, r, rec[0]);
+            break;
+        }
+        ds->labels[first + r] = rec[0];
+        memcpy(ds->pixels + (first + r) * (CIFAR_RECORD - 1), rec + 1, CIFAR_RECORD - 1);
+    }
+    fclose(f);
+    return st;
+}
+
+static df_status cifar_load_dir(const char *dir, int test, int want_c, int want_size, df_dataset *ds) {
+    enum { MAX_FILES = 5 };
+    char paths[MAX_FILES][DATA_PATH_MAX];
+    size_t records[MAX_FILES], total = 0;
+    int nfiles = test ? 1 : MAX_FILES;
+    if (!dir_exists(dir)) return df_fail(DF_ERR_IO, "%s: no such directory", dir);
+    for (int i = 0; i < nfiles; i++) {
+        char name[64];
+        snprintf(name, sizeof name, test ? "test_batch.bin" : "data_batch_%d.bin", i + 1);
+        df_status st = path_join(paths[i], dir, name);
+        if (st == DF_OK) st = cifar_file_records(paths[i], &records[i]);
+        if (st != DF_OK) return st;
+        total += records[i];
+    }
+    df_status st = check_fixed_shape("CIFAR-10", paths[0], 3, 32, 32, want_c, want_size);
+    if (st != DF_OK) return st;
+    if ((uint64_t)total * (CIFAR_RECORD - 1) > DATA_MAX_BYTES)
+        return df_fail(DF_ERR_FORMAT, "%s: %zu CIFAR-10 records exceed 2^31 bytes of pixels", dir, total);
+    ds->n = (int)total;
+    ds->c = 3;
+    ds->h = ds->w = 32;
+    ds->n_classes = CIFAR_CLASSES;
+    ds->pixels = df_alloc(total * (CIFAR_RECORD - 1), "dataset pixels");
+    ds->labels = df_alloc(sizeof(int) * total, "dataset labels");
+    if (!ds->pixels || !ds->labels) return DF_ERR_NOMEM;
+    size_t first = 0;
+    for (int i = 0; i < nfiles; i++) {
+        st = cifar_read_file(paths[i], records[i], first, ds);
+        if (st != DF_OK) return st;
+        first += records[i];
+    }
+    return DF_OK;
+}
+
+/* ------------------------------------------------------------------ image folders */
+
+static int has_image_extension(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name) return 0;
+    char ext[8];
+    size_t len = strlen(dot + 1);
+    if (len == 0 || len >= sizeof ext) return 0;
+    for (size_t i = 0; i <= len; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* Lists the image files of dir, sorted bytewise. *names is malloc'd (free_names). */
+static df_status folder_list(const char *dir, char ***names_out, int *n_out) {
+    *names_out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(dir);
+    if (!d) return df_fail(DF_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0;
+    df_status st = DF_OK;
+    struct dirent *e;
+    char path[DATA_PATH_MAX];
+    while ((e = readdir(d)) != NULL) {
+        if (!has_image_extension(e->d_name)) continue;
+        if (path_join(path, dir, e->d_name) != DF_OK || !file_exists(path)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(names, sizeof *names * (size_t)cap);
+            if (!grown) {
+                st = df_fail(DF_ERR_NOMEM, "%s: out of memory listing the directory", dir);
+                break;
+            }
+            names = grown;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            st = df_fail(DF_ERR_NOMEM, "%s: out of memory listing the directory", dir);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (st == DF_OK && n == 0) st = df_fail(DF_ERR_FORMAT, "%s: no .png, .jpg or .jpeg files", dir);
+    if (st != DF_OK) {
+        free_names(names, n);
+        return st;
+    }
+    qsort(names, (size_t)n, sizeof *names, compare_names);
+    *names_out = names;
+    *n_out = n;
+    return DF_OK;
+}
+
+/* Box-filter taps of one axis: resizing in_n samples to out_n, output o averages the input interval
+ * [o*in_n/out_n, (o+1)*in_n/out_n) with each input sample weighted by its overlap (area averaging,
+ * as PIL's BOX / OpenCV's INTER_AREA when shrinking). Only outputs first..first+count-1 are built.
+ * tap_first[k] is the first input index of output first+k, taps[k*max_taps + j] its weights, already
+ * divided by the interval length so they sum to 1. */
+static void box_taps(int in_n, int out_n, int first, int count, int max_taps, int *tap_first, int *tap_count,
+                     double *taps) {
+    double scale = (double)in_n / out_n;
+    for (int k = 0; k < count; k++) {
+        int o = first + k;
+        double a = (double)o * in_n / out_n, b = (double)(o + 1) * in_n / out_n;
+        int i0 = (int)floor(a), i1 = (int)ceil(b);
+        if (i1 > in_n) i1 = in_n;
+        if (i1 - i0 > max_taps) i1 = i0 + max_taps; /* cannot happen with max_taps = ceil(scale) + 1 */
+        tap_first[k] = i0;
+        tap_count[k] = i1 - i0;
+        for (int i = i0; i < i1; i++) {
+            double lo = a > i ? a : i, hi = b < i + 1 ? b : i + 1;
+            taps[k * max_taps + (i - i0)] = (hi - lo) / scale;
+        }
+    }
+}
+
+/* src: h x w x c interleaved (stb_image layout). dst: c x s x s (CHW). Resizes so the short side is s
+ * (the long side rounded to nearest, at least s) and keeps the centre s x s. */
+static df_status resize_crop(const uint8_t *src, int w, int h, int c, int s, uint8_t *dst, const char *path) {
+    int rw, rh;
+    if (w <= h) {
+        rw = s;
+        rh = (int)floor((double)h * s / w + 0.5);
+    } else {
+        rh = s;
+        rw = (int)floor((double)w * s / h + 0.5);
+    }
+    if (rw < s) rw = s;
+    if (rh < s) rh = s;
+    int x0 = (rw - s) / 2, y0 = (rh - s) / 2;
+    int max_tx = (int)ceil((double)w / rw) + 1, max_ty = (int)ceil((double)h / rh) + 1;
+    size_t ints = 4 * (size_t)s, doubles = (size_t)s * (max_tx + max_ty) + (size_t)h * s * c;
+    char *block = df_alloc(ints * sizeof(int) + doubles * sizeof(double), "image resize buffers");
+    if (!block) return df_fail(DF_ERR_NOMEM, "%s: out of memory resizing a %dx%d image", path, w, h);
+    double *tx = (double *)block, *ty = tx + (size_t)s * max_tx, *rows = ty + (size_t)s * max_ty; /* rows: h x s x c */
+    int *fx = (int *)(rows + (size_t)h * s * c), *nx = fx + s, *fy = nx + s, *ny = fy + s;
+    box_taps(w, rw, x0, s, max_tx, fx, nx, tx);
+    box_taps(h, rh, y0, s, max_ty, fy, ny, ty);
+    for (int y = 0; y < h; y++) /* horizontal pass over every input row */
+        for (int ox = 0; ox < s; ox++)
+            for (int ch = 0; ch < c; ch++) {
+                double acc = 0;
+                for (int j = 0; j < nx[ox]; j++)
+                    acc += tx[ox * max_tx + j] * src[((size_t)y * w + fx[ox] + j) * c + ch];
+                rows[((size_t)y * s + ox) * c + ch] = acc;
+            }
+    for (int oy = 0; oy < s; oy++) /* vertical pass, written as CHW */
+        for (int ox = 0; ox < s; ox++)
+            for (int ch = 0; ch < c; ch++) {
+                double acc = 0;
+                for (int j = 0; j < ny[oy]; j++) acc += ty[oy * max_ty + j] * rows[((size_t)(fy[oy] + j) * s + ox) * c + ch];
+                long v = lround(acc);
+                dst[((size_t)ch * s + oy) * s + ox] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    df_free(block);
+    return DF_OK;
+}
+
+static df_status folder_load(const char *dir, int want_c, int want_size, df_dataset *ds) {
+    if (want_c < 0 || want_c > 4)
+        return df_fail(DF_ERR_ARG, "%s: image folders can give 1 to 4 channels, not %d", dir, want_c);
+    if (want_size < 0) return df_fail(DF_ERR_ARG, "%s: image size %d is negative", dir, want_size);
+    char **names;
+    int n;
+    df_status st = folder_list(dir, &names, &n);
+    if (st != DF_OK) return st;
+    char path[DATA_PATH_MAX];
+    int c = want_c, s = want_size;
+    if (!c || !s) { /* take what the first file has */
+        int w, h, comp;
+        st = path_join(path, dir, names[0]);
+        if (st != DF_OK) goto done;
+        if (!stbi_info(path, &w, &h, &comp)) {
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            goto done;
+        }
+        if (!c) c = comp <= 2 ? 1 : 3;
+        if (!s) s = w < h ? w : h;
+    }
+    if ((uint64_t)n * c * s * s > DATA_MAX_BYTES) {
+        st = df_fail(DF_ERR_NOMEM, "%s: %d images of %dx%dx%d exceed 2^31 bytes", dir, n, c, s, s);
+        goto done;
+    }
+    size_t image_bytes = (size_t)c * s * s;
+    ds->n = n;
+    ds->c = c;
+    ds->h = ds->w = s;
+    ds->n_classes = 0;
+    ds->pixels = df_alloc(image_bytes * n, "dataset pixels");
+    ds->labels = df_alloc(sizeof(int) * n, "dataset labels");
+    if (!ds->pixels || !ds->labels) {
+        st = DF_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n && st == DF_OK; i++) {
+        int w, h, comp;
+        ds->labels[i] = -1;
+        st = path_join(path, dir, names[i]);
+        if (st != DF_OK) break;
+        uint8_t *img = stbi_load(path, &w, &h, &comp, c);
+        if (!img) {
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            break;
+        }
+        st = resize_crop(img, w, h, c, s, ds->pixels + image_bytes * i, path);
+        stbi_image_free(img);
+    }
+done:
+    free_names(names, n);
+    return st;
+}
+
+/* ------------------------------------------------------------------ spec parsing and the public API */
+
+/* Strips a final ":train" or ":test" from s; returns 1 for test. */
+static int strip_split(char *s) {
+    size_t len = strlen(s);
+    if (len >= 5 && !strcmp(s + len - 5, ":test")) {
+        s[len - 5] = 0;
+        return 1;
+    }
+    if (len >= 6 && !strcmp(s + len - 6, ":train")) s[len - 6] = 0;
+    return 0;
+}
+
+static df_status dataset_load_spec(const char *spec, int want_c, int want_size, df_dataset *ds) {
+    static const char usage[] =
+        "expected fashion-mnist[:train|:test], mnist:DIR[:train|:test], cifar10:DIR[:train|:test] or folder:DIR";
+    char rest[DATA_PATH_MAX];
+    if (want_c < 0 || want_size < 0)
+        return df_fail(DF_ERR_ARG, "dataset '%s': want_c %d and want_size %d must be >= 0", spec, want_c, want_size);
+    if (strlen(spec) >= sizeof rest) return df_fail(DF_ERR_ARG, "dataset spec longer than %zu bytes", sizeof rest - 1);
+
+    if (!strcmp(spec, "fashion-mnist") || !strncmp(spec, "fashion-mnist:", 14)) {
+        const char *split = spec[13] ? spec + 14 : "train";
+        if (strcmp(split, "train") && strcmp(split, "test"))
+            return df_fail(DF_ERR_ARG, "dataset '%s': fashion-mnist has splits train and test", spec);
+        if (!dir_exists(DF_FASHION_MNIST_DIR))
+            return df_fail(DF_ERR_IO, "%s: no such directory (install Debian's dataset-fashion-mnist package, or "
+                           "point mnist:DIR at the IDX files)", DF_FASHION_MNIST_DIR);
+        snprintf(rest, sizeof rest, "fashion-mnist:%s", split);
+        dataset_set_name(ds, rest);
+        return idx_load_dir("fashion-mnist", DF_FASHION_MNIST_DIR, !strcmp(split, "test"), want_c, want_size, ds);
+    }
+    if (!strncmp(spec, "mnist:", 6) || !strncmp(spec, "cifar10:", 8)) {
+        int is_mnist = spec[0] == 'm';
+        strcpy(rest, spec + (is_mnist ? 6 : 8));
+        int test = strip_split(rest);
+        if (!rest[0]) return df_fail(DF_ERR_ARG, "dataset '%s': no directory given; %s", spec, usage);
+        char name[sizeof ds->name];
+        snprintf(name, sizeof name, "%s:%.200s:%s", is_mnist ? "mnist" : "cifar10", rest, test ? "test" : "train");
+        dataset_set_name(ds, name);
+        return is_mnist ? idx_load_dir("IDX", rest, test, want_c, want_size, ds)
+                        : cifar_load_dir(rest, test, want_c, want_size, ds);
+    }
+    if (!strncmp(spec, "folder:", 7)) {
+        if (!spec[7]) return df_fail(DF_ERR_ARG, "dataset '%s': no directory given; %s", spec, usage);
+        dataset_set_name(ds, spec);
+        return folder_load(spec + 7, want_c, want_size, ds);
+    }
+    return df_fail(DF_ERR_ARG, "unknown dataset '%s': %s", spec, usage);
+}
+
+df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds) {
+    ASSERT(spec && ds);
+    memset(ds, 0, sizeof *ds);
+    df_status st = dataset_load_spec(spec, want_c, want_size, ds);
+    if (st != DF_OK) df_dataset_free(ds);
+    return st;
+}
+
+void df_dataset_free(df_dataset *ds) {
+    if (!ds) return;
+    df_free(ds->pixels);
+    df_free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+void df_dataset_batch(const df_dataset *ds, const int *idx, const uint8_t *flip, int n, float *x) {
+    // x (n, C, H, W) out; ds->pixels (N, C, H, W) bytes
+    const int w = ds->w;
+    const size_t rows = (size_t)ds->c * ds->h, image = rows * w;
+    for (int k = 0; k < n; k++) {
+        ASSERT(idx[k] >= 0 && idx[k] < ds->n);
+        const uint8_t *src = ds->pixels + (size_t)idx[k] * image;
+        float *dst = x + (size_t)k * image;
+        const int mirror = flip && flip[k];
+        for (size_t r = 0; r < rows; r++)
+            for (int j = 0; j < w; j++)
+                dst[r * w + j] = (float)src[r * w + (mirror ? w - 1 - j : j)] / 127.5f - 1.0f;
+    }
+}
