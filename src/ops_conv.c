@@ -109,7 +109,11 @@ static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s
                     float *drow = plane + (size_t)iy * s->w;
                     const float *srow = src + (size_t)oy * ow;
                     const int shift = kj - s->pad_l;
-                    for (int ox = ox0; ox < ox1; ox++) drow[ox * st + shift] += srow[ox];
+                    if (st == 1) {  /* contiguous: lets the compiler vectorise */
+                        for (int ox = ox0; ox < ox1; ox++) drow[ox + shift] += srow[ox];
+                    } else {
+                        for (int ox = ox0; ox < ox1; ox++) drow[ox * st + shift] += srow[ox];
+                    }
                 }
             }
         }
