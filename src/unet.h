@@ -1,0 +1,137 @@
+/* unet.h: the DDPM U-Net (Ho et al. 2020) exactly as diffusers' UNet2DModel builds it, with
+ * forward and backward passes for training.
+ *
+ * What it is: the network of docs/ddpm-unet.md. Every parameter tensor carries diffusers'
+ * state-dict name and PyTorch shape (e.g. "down_blocks.1.attentions.0.to_q.weight" [C,C]), so a
+ * checkpoint moves between diffuse and diffusers by name. Attention's linears over channels run as
+ * 1x1 convolutions: the (C,C) weight is the same memory as (C,C,1,1).
+ *
+ * What it is not: an optimiser, a loss or a sampler (those live elsewhere), and it does no I/O.
+ * All arithmetic goes through ops.h; this file only wires the ops together and plans memory.
+ *
+ * Memory: df_unet_new sizes ONE activation arena (and, when training, ONE gradient arena) for
+ * max_batch images; forward and backward allocate nothing. Parameters and their gradients are
+ * blocks owned by the caller, laid out by the parameter table (params.h).
+ */
+#ifndef DF_UNET_H
+#define DF_UNET_H
+
+#include "params.h"
+
+#define DF_UNET_MAX_LEVELS 8
+
+typedef struct {
+    int in_channels, out_channels, sample_size;
+    int n_levels; int block_out_channels[DF_UNET_MAX_LEVELS];  /* e.g. 128,256,256,256 */
+    int layers_per_block;                                      /* resnets per down level; up levels have +1 */
+    int n_attn; int attn_resolutions[DF_UNET_MAX_LEVELS];      /* pixel sizes at which levels have attention */
+    int norm_num_groups; float norm_eps;
+    float dropout;
+    int attention_head_dim;                                    /* 0 = one head over all channels (diffusers null) */
+    int freq_shift, flip_sin_to_cos;                           /* time embedding: 1, 0 for DDPM */
+} df_unet_config;
+
+/* Fills *c with a named preset: "fmnist-small" (1x28x28, 32,64,64, attention at 7; the same network
+ * as torch_ddpm.py --config small) or "ddpm-cifar10" (google/ddpm-cifar10-32: 3x32x32,
+ * 128,256,256,256, attention at 16, dropout 0.1; 35,746,307 parameters in 328 tensors).
+ * DF_ERR_ARG naming the valid presets for any other name. */
+df_status df_unet_preset(const char *name, df_unet_config *c);
+
+/* DF_OK, or DF_ERR_ARG with a message naming the first problem: counts out of range, groups not
+ * dividing a channel count, a sample size that does not halve evenly at every downsampler, an
+ * attention resolution that no level has, a head size not dividing an attention layer's channels. */
+df_status df_unet_config_validate(const df_unet_config *c);
+
+/* ---------------------------------------------------------------- the network graph
+ * The network is a flat list of nodes run in order (backward in reverse). These types are public
+ * so tools can walk the graph; callers normally need only the functions further down. */
+typedef enum {
+    DF_UNET_CONV_IN,    /* y = conv_in(x), 3x3 */
+    DF_UNET_RESNET,     /* ResnetBlock2D with the time embedding */
+    DF_UNET_ATTENTION,  /* GN, q/k/v, softmax attention, to_out.0, + residual */
+    DF_UNET_DOWNSAMPLE, /* 3x3 stride 2, pad bottom/right by 1 */
+    DF_UNET_UPSAMPLE,   /* nearest x2 then 3x3 */
+    DF_UNET_CONCAT,     /* y = cat([x, skip], channels) */
+    DF_UNET_OUT,        /* conv_norm_out GN -> SiLU -> conv_out 3x3 */
+} df_unet_node_kind;
+
+#define DF_UNET_NODE_PARAMS 12  /* parameter offsets per node, meaning per kind (see unet.c) */
+#define DF_UNET_NODE_KEPT 6     /* intermediate tensors per node, meaning per kind (see unet.c) */
+
+typedef struct {
+    df_unet_node_kind kind;
+    int cin, cout;          /* channels of x and y (concat: cin = channels of x, cskip of skip) */
+    int cskip;
+    int h, w, oh, ow;       /* spatial size of x and of y */
+    int heads;              /* attention heads */
+    int dropout_id;         /* resnets: the b counter of their dropout masks */
+    int has_shortcut;       /* resnets: a 1x1 conv_shortcut (cin != cout) */
+    int skip_from;          /* concat: the node whose output it pops; else -1 */
+    int pushes_skip;        /* y goes on the skip stack */
+    size_t param[DF_UNET_NODE_PARAMS];  /* offsets into the parameter block */
+    /* Activations (sized for max_batch). x is the previous node's y; skip is skip_from's y. */
+    float *x, *skip, *y;
+    float *kept[DF_UNET_NODE_KEPT];
+    float *mean[2], *rstd[2];           /* group-norm statistics (N, groups) */
+    /* Gradients (training only): dy is read, dx and dskip are accumulated into; dx is zeroed
+     * first when this node is x's only consumer (zero_dx). */
+    float *dx, *dskip, *dy;
+    int zero_dx;
+} df_unet_node;
+
+typedef struct df_unet {
+    df_unet_config config;
+    df_param_table table;
+    unsigned char *param_init;  /* per tensor: how df_unet_init fills it (unet.c) */
+    int *param_fan_in;          /* per tensor: fan-in for the uniform bound */
+    int n_nodes;
+    df_unet_node *nodes;
+    int max_batch, training;
+    int temb_dim;               /* 4 * block_out_channels[0] */
+    size_t temb_param[4];       /* time_embedding.linear_1.{weight,bias}, linear_2.{weight,bias} */
+    /* time embedding activations: emb (N,C0), l1/s1/temb/stemb (N,temb_dim) */
+    float *emb, *l1, *s1, *temb, *stemb;
+    float *dstemb, *dtemb, *ds1, *dl1;
+    /* shared scratch: recompute (largest N*C*H*W), time projection (N, largest C), op workspace */
+    float *recompute, *tproj, *dtproj, *scratch;
+    size_t scratch_floats;
+    float *tmp[4];              /* gradient temporaries (largest N*C*H*W each) */
+    float *act, *grad;          /* the two arenas */
+    size_t act_floats, grad_floats;
+    /* state of the last forward, for backward */
+    int last_n, last_training;
+    uint64_t dropout_seed;
+    uint32_t dropout_step;
+} df_unet;
+
+/* Builds the parameter table and the node graph and allocates the arenas for batches up to
+ * max_batch (the gradient arena only if training). DF_ERR_ARG for a bad config or max_batch < 1,
+ * DF_ERR_NOMEM naming the bytes it could not get. Nothing is allocated after this. */
+df_status df_unet_new(const df_unet_config *c, int max_batch, int training, df_unet **out);
+void df_unet_free(df_unet *u);
+
+size_t df_unet_param_floats(const df_unet *u);     /* floats of a parameter block (padding included) */
+const df_param_table *df_unet_params(const df_unet *u);
+
+/* PyTorch default init into params (df_unet_param_floats floats): conv/linear weights and biases
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), group-norm weight 1 and bias 0; zero for each resnet's conv2,
+ * each attention's to_out.0 and conv_out (DDPM). Tensor k draws df_randu(seed, DF_STREAM_INIT, k, 0).
+ * Padding between tensors is zeroed. */
+void df_unet_init(const df_unet *u, float *params, uint64_t seed);
+
+/* out (n,out,S,S) = network(x (n,in,S,S), t_index (n)), 1 <= n <= max_batch.
+ * training=1 (needs a model built with training) applies dropout, element masks keyed
+ * (dropout_seed, a = dropout_step, b = resnet number), and keeps what backward needs.
+ * Every call overwrites the previous call's activations. */
+void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, float *out,
+                     int training, uint64_t dropout_seed, uint32_t dropout_step);
+
+/* ACCUMULATES d loss / d params into grads (same layout as params) from dout (n,out,S,S) = d loss /
+ * d out, for the last forward, which must have been a training forward with the same params. */
+void df_unet_backward(df_unet *u, const float *params, float *grads, int n, const float *dout);
+
+/* Analytic forward FLOPs per image: 2 * MACs of every conv, linear and attention matmul (group norms,
+ * activations, softmax and adds not counted; the convention of torch_ddpm.py params). 0 if invalid. */
+double df_unet_forward_flops(const df_unet_config *c);
+
+#endif

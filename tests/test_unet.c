@@ -1,0 +1,392 @@
+/* test_unet.c: the DDPM U-Net (src/unet.c) against facts that do not depend on PyTorch fixtures:
+ * parameter counts and diffusers names/shapes of both presets, analytic FLOPs against
+ * torch_ddpm.py, config validation, the DDPM init, a finite-difference check of the whole
+ * backward pass (every tensor, dropout on), batch independence, the inference memory plan against
+ * the training one, and gradient accumulation. The PyTorch comparison is test_unet_torch.c. */
+#include "check.h"
+#include "common.h"
+#include "unet.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void check_shape(const df_param_table *t, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3) {
+    const df_param_info *p = df_param_table_find(t, name);
+    CHECK(p != NULL, "tensor %s missing", name);
+    if (!p) return;
+    int64_t want[4] = {d0, d1, d2, d3};
+    int same = p->ndim == ndim;
+    for (int d = 0; d < ndim && same; d++) same = p->shape[d] == want[d];
+    CHECK(same, "%s: ndim %d shape [%lld,%lld,%lld,%lld], want ndim %d [%lld,%lld,%lld,%lld]", name, p->ndim,
+          (long long)p->shape[0], (long long)p->shape[1], (long long)p->shape[2], (long long)p->shape[3], ndim,
+          (long long)d0, (long long)d1, (long long)d2, (long long)d3);
+}
+
+static void test_presets(void) {
+    df_unet_config c;
+    df_unet *u = NULL;
+    /* google/ddpm-cifar10-32: docs/ddpm-unet.md section 2 */
+    CHECK(df_unet_preset("ddpm-cifar10", &c) == DF_OK, "preset");
+    CHECK(df_unet_new(&c, 1, 0, &u) == DF_OK, "new: %s", df_last_error());
+    const df_param_table *t = df_unet_params(u);
+    CHECK(df_param_table_count(t) == 35746307, "ddpm-cifar10 parameters %zu, want 35746307", df_param_table_count(t));
+    CHECK(t->count == 328, "ddpm-cifar10 tensors %d, want 328", t->count);
+    CHECK(df_unet_param_floats(u) >= df_param_table_count(t), "block floats");
+    check_shape(t, "conv_in.weight", 4, 128, 3, 3, 3);
+    check_shape(t, "conv_in.bias", 1, 128, 0, 0, 0);
+    check_shape(t, "time_embedding.linear_1.weight", 2, 512, 128, 0, 0);
+    check_shape(t, "time_embedding.linear_2.weight", 2, 512, 512, 0, 0);
+    check_shape(t, "down_blocks.0.resnets.1.conv2.weight", 4, 128, 128, 3, 3);
+    check_shape(t, "down_blocks.1.resnets.0.conv_shortcut.weight", 4, 256, 128, 1, 1);
+    check_shape(t, "down_blocks.1.resnets.0.time_emb_proj.weight", 2, 256, 512, 0, 0);
+    check_shape(t, "down_blocks.1.attentions.0.to_q.weight", 2, 256, 256, 0, 0);
+    check_shape(t, "down_blocks.1.attentions.1.to_out.0.bias", 1, 256, 0, 0, 0);
+    check_shape(t, "down_blocks.2.downsamplers.0.conv.weight", 4, 256, 256, 3, 3);
+    check_shape(t, "mid_block.attentions.0.group_norm.weight", 1, 256, 0, 0, 0);
+    check_shape(t, "mid_block.resnets.1.time_emb_proj.weight", 2, 256, 512, 0, 0);
+    check_shape(t, "up_blocks.0.resnets.0.conv1.weight", 4, 256, 512, 3, 3);
+    check_shape(t, "up_blocks.2.resnets.2.conv_shortcut.weight", 4, 256, 384, 1, 1);
+    check_shape(t, "up_blocks.2.attentions.2.to_v.weight", 2, 256, 256, 0, 0);
+    check_shape(t, "up_blocks.2.upsamplers.0.conv.weight", 4, 256, 256, 3, 3);
+    check_shape(t, "up_blocks.3.resnets.0.norm1.weight", 1, 384, 0, 0, 0);
+    check_shape(t, "up_blocks.3.resnets.1.conv1.weight", 4, 128, 256, 3, 3);
+    check_shape(t, "conv_norm_out.weight", 1, 128, 0, 0, 0);
+    check_shape(t, "conv_out.weight", 4, 3, 128, 3, 3);
+    check_shape(t, "conv_out.bias", 1, 3, 0, 0, 0);
+    CHECK(!df_param_table_find(t, "up_blocks.3.upsamplers.0.conv.weight"), "no upsampler on the last up block");
+    CHECK(!df_param_table_find(t, "down_blocks.3.downsamplers.0.conv.weight"), "no downsampler on the last level");
+    CHECK(!df_param_table_find(t, "down_blocks.0.attentions.0.to_q.weight"), "no attention at 32 px");
+    CHECK(!df_param_table_find(t, "down_blocks.0.resnets.0.conv_shortcut.weight"), "no shortcut when Cin == Cout");
+    for (int k = 0; k < t->count; k++) CHECK(t->info[k].offset % 16 == 0, "offset of %s", t->info[k].name);
+    df_unet_free(u);
+    /* 2 x MACs of torch_ddpm.py params --config cifar: fwd_macs_per_img 6221856768 */
+    double f = df_unet_forward_flops(&c);
+    CHECK(f == 2.0 * 6221856768.0, "ddpm-cifar10 flops %.0f want %.0f", f, 2.0 * 6221856768.0);
+
+    /* torch_ddpm.py params --config small: params 1623169, fwd_macs_per_img 277198592 */
+    CHECK(df_unet_preset("fmnist-small", &c) == DF_OK, "preset");
+    CHECK(df_unet_new(&c, 2, 1, &u) == DF_OK, "new: %s", df_last_error());
+    size_t np = df_param_table_count(df_unet_params(u));
+    CHECK(np == 1623169, "fmnist-small parameters %zu, want 1623169 (torch_ddpm.py --config small)", np);
+    check_shape(df_unet_params(u), "down_blocks.2.attentions.1.to_k.weight", 2, 64, 64, 0, 0);
+    check_shape(df_unet_params(u), "up_blocks.0.attentions.2.group_norm.bias", 1, 64, 0, 0, 0);
+    df_unet_free(u);
+    f = df_unet_forward_flops(&c);
+    CHECK(f == 2.0 * 277198592.0, "fmnist-small flops %.0f want %.0f", f, 2.0 * 277198592.0);
+
+    CHECK(df_unet_preset("nope", &c) == DF_ERR_ARG, "unknown preset");
+    CHECK(strstr(df_last_error(), "fmnist-small") && strstr(df_last_error(), "ddpm-cifar10"), "message lists presets: %s",
+          df_last_error());
+}
+
+static void test_validate(void) {
+    df_unet_config base, c;
+    df_unet *u = NULL;
+    df_unet_preset("fmnist-small", &base);
+    CHECK(df_unet_config_validate(&base) == DF_OK, "preset valid: %s", df_last_error());
+    c = base, c.norm_num_groups = 24;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG && strstr(df_last_error(), "norm_num_groups"), "groups: %s",
+          df_last_error());
+    c = base, c.sample_size = 30;  /* 30 -> 15 -> 7.5 */
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG && strstr(df_last_error(), "divisible"), "size: %s", df_last_error());
+    c = base, c.attn_resolutions[0] = 8;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG && strstr(df_last_error(), "attention resolution"), "attn: %s",
+          df_last_error());
+    c = base, c.attention_head_dim = 48;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG && strstr(df_last_error(), "attention_head_dim"), "heads: %s",
+          df_last_error());
+    c = base, c.n_levels = 0;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG, "levels");
+    c = base, c.dropout = 1.0f;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG, "dropout");
+    c = base, c.norm_eps = 0.0f;
+    CHECK(df_unet_config_validate(&c) == DF_ERR_ARG, "eps");
+    CHECK(df_unet_new(&base, 0, 0, &u) == DF_ERR_ARG && u == NULL, "max_batch 0");
+    /* An arena far too large must fail cleanly with DF_ERR_NOMEM and the byte count. */
+    c = base, c.sample_size = 4096, c.n_attn = 1, c.attn_resolutions[0] = 4096;
+    CHECK(df_unet_new(&c, 1 << 20, 1, &u) == DF_ERR_NOMEM && u == NULL, "huge arena");
+    CHECK(strstr(df_last_error(), "bytes") != NULL, "NOMEM message: %s", df_last_error());
+}
+
+/* The tiny network of the gradient checks: 8x8, channels 8,16, 4 groups, attention at 4 px (level 1
+ * and mid), one resnet per down level. */
+static df_unet_config tiny_config(void) {
+    df_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_channels = 2, c.out_channels = 3, c.sample_size = 8;
+    c.n_levels = 2, c.block_out_channels[0] = 8, c.block_out_channels[1] = 16;
+    c.layers_per_block = 1;
+    c.n_attn = 1, c.attn_resolutions[0] = 4;
+    c.norm_num_groups = 4, c.norm_eps = 1e-6f;
+    c.dropout = 0.0f;
+    c.attention_head_dim = 0;
+    c.freq_shift = 1, c.flip_sin_to_cos = 0;
+    return c;
+}
+
+static int name_ends(const char *name, const char *suffix) {
+    size_t a = strlen(name), b = strlen(suffix);
+    return a >= b && strcmp(name + a - b, suffix) == 0;
+}
+
+static void test_init(void) {
+    df_unet_config c;
+    df_unet_preset("fmnist-small", &c);
+    df_unet *u = NULL;
+    CHECK(df_unet_new(&c, 1, 0, &u) == DF_OK, "new");
+    size_t nf = df_unet_param_floats(u);
+    float *p = malloc(nf * sizeof(float)), *q = malloc(nf * sizeof(float));
+    df_unet_init(u, p, 7);
+    df_unet_init(u, q, 7);
+    CHECK(memcmp(p, q, nf * sizeof(float)) == 0, "init is a function of the seed");
+    df_unet_init(u, q, 8);
+    CHECK(memcmp(p, q, nf * sizeof(float)) != 0, "another seed, other weights");
+    const df_param_table *t = df_unet_params(u);
+    int zero_tensors = 0;
+    for (int k = 0; k < t->count; k++) {
+        const df_param_info *info = &t->info[k];
+        const float *w = p + info->offset;
+        int zero_init = strstr(info->name, ".conv2.") || strstr(info->name, ".to_out.0.") ||
+                        strncmp(info->name, "conv_out.", 9) == 0;
+        int norm = strstr(info->name, "norm") != NULL;
+        double maxabs = 0.0, sum = 0.0;
+        for (size_t e = 0; e < info->numel; e++) maxabs = fmax(maxabs, fabs(w[e])), sum += w[e];
+        if (zero_init) {
+            zero_tensors++;
+            CHECK(maxabs == 0.0, "%s must be zero after init, max |w| %g", info->name, maxabs);
+        } else if (norm) {
+            float want = name_ends(info->name, ".weight") ? 1.0f : 0.0f;
+            int ok = 1;
+            for (size_t e = 0; e < info->numel; e++) ok &= w[e] == want;
+            CHECK(ok, "%s must be all %g", info->name, (double)want);
+        } else {
+            /* U(-b, b), b = 1/sqrt(fan_in): every value within b, and the largest close to b for big tensors */
+            /* a bias shares the fan-in of its weight, registered just before it */
+            const df_param_info *wi = info->ndim >= 2 ? info : &t->info[k - 1];
+            int64_t fan_in = wi->shape[1] * (wi->ndim == 4 ? wi->shape[2] * wi->shape[3] : 1);
+            double bound = 1.0 / sqrt((double)fan_in);
+            CHECK(maxabs <= bound && maxabs > 0.0, "%s: max |w| %g, bound %g", info->name, maxabs, bound);
+            if (info->numel >= 1000)
+                CHECK(maxabs > 0.99 * bound && fabs(sum / info->numel) < 0.05 * bound, "%s: max %g mean %g bound %g",
+                      info->name, maxabs, sum / info->numel, bound);
+        }
+    }
+    /* 2 x (6 down + 2 mid + 9 up) resnets' conv2 + (2 + 1 + 3) attentions' to_out.0 + conv_out, weight and bias */
+    CHECK(zero_tensors == 2 * (17 + 6 + 1), "zero-initialised tensors %d, want %d", zero_tensors, 2 * (17 + 6 + 1));
+    free(p);
+    free(q);
+    df_unet_free(u);
+}
+
+/* Parameters for the gradient checks: every tensor random and non-zero (DDPM's zero init would make
+ * most gradients vanish), weights U(-sqrt(3/fan_in), +) so activations stay O(1). */
+static void random_params(const df_unet *u, float *p, uint64_t seed) {
+    const df_param_table *t = df_unet_params(u);
+    df_unet_init(u, p, seed);
+    for (int k = 0; k < t->count; k++) {
+        const df_param_info *info = &t->info[k];
+        float *w = p + info->offset;
+        df_randu(seed + 1, DF_STREAM_USER, (uint32_t)k, 0, w, info->numel);
+        double scale = 0.2;
+        if (info->ndim >= 2) {
+            int64_t fan_in = info->shape[1] * (info->ndim == 4 ? info->shape[2] * info->shape[3] : 1);
+            scale = sqrt(3.0 / (double)fan_in);
+        }
+        int gn_weight = strstr(info->name, "norm") && name_ends(info->name, ".weight");
+        for (size_t e = 0; e < info->numel; e++) w[e] = (float)((gn_weight ? 1.0 : 0.0) + (2.0 * w[e] - 1.0) * scale);
+    }
+}
+
+/* L = sum_i r_i out_i in double, so dL/dout = r. */
+static double weighted_sum(const float *out, const float *r, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+static void gradient_check(df_unet_config c, const char *what) {
+    const int n = 2;
+    const int t_index[2] = {3, 917};
+    const uint64_t dseed = 99;
+    const uint32_t dstep = 5;
+    df_unet *u = NULL;
+    CHECK(df_unet_new(&c, n, 1, &u) == DF_OK, "new: %s", df_last_error());
+    if (!u) return;
+    size_t nf = df_unet_param_floats(u), nx = (size_t)n * c.in_channels * c.sample_size * c.sample_size;
+    size_t ny = (size_t)n * c.out_channels * c.sample_size * c.sample_size;
+    float *p = malloc(nf * sizeof(float)), *g = calloc(nf, sizeof(float));
+    float *x = malloc(nx * sizeof(float)), *out = malloc(ny * sizeof(float)), *r = malloc(ny * sizeof(float));
+    random_params(u, p, 11);
+    df_randn(12, DF_STREAM_USER, 1, 0, x, nx);
+    df_randn(12, DF_STREAM_USER, 2, 0, r, ny);
+    df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+    df_unet_backward(u, p, g, n, r);
+
+    const df_param_table *t = df_unet_params(u);
+    double gmax = 0.0;
+    for (int k = 0; k < t->count; k++)
+        for (size_t e = 0; e < t->info[k].numel; e++) gmax = fmax(gmax, fabs(g[t->info[k].offset + e]));
+    /* Central differences through the float32 network, L accumulated in double. h = 1e-2: the
+     * rounding noise of L (|L| ~ 10, a few float ulps through the net, ~1e-5 absolute) over h is
+     * ~1e-3, and the truncation error is h^2/6 |d3L| ~ 2e-5 |d3L|.
+     * Tolerance |fd - an| <= 5e-3 |an| + 3e-4 max|grad|: the relative part covers truncation on the
+     * large entries, the absolute part the rounding noise on entries near zero (some are exactly zero
+     * in exact arithmetic, e.g. to_k.bias, which the softmax ignores). Measured worst is ~0.1 of this
+     * tolerance; dropping one term of the backward (a residual, the dropout mask, the time-embedding
+     * gradient) gives errors of 100x-600x the tolerance. */
+    const double h = 1e-2, rtol = 5e-3, atol = 3e-4 * gmax;
+    double worst = 0.0;
+    const char *worst_name = "";
+    int checked = 0, bad = 0;
+    for (int k = 0; k < t->count; k++) {
+        const df_param_info *info = &t->info[k];
+        /* 3 elements of every tensor: the first, the last and one in between */
+        size_t picks[3] = {0, info->numel - 1, (info->numel * 7919u + (size_t)k * 31u) % info->numel};
+        for (int s = 0; s < 3; s++) {
+            size_t idx = info->offset + picks[s];
+            float keep = p[idx];
+            p[idx] = keep + (float)h;
+            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            double lp = weighted_sum(out, r, ny);
+            p[idx] = keep - (float)h;
+            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            double lm = weighted_sum(out, r, ny);
+            p[idx] = keep;
+            double fd = (lp - lm) / ((double)(keep + (float)h) - (double)(keep - (float)h));
+            double an = g[idx], err = fabs(fd - an), lim = rtol * fabs(an) + atol;
+            checked++;
+            if (!isfinite(an) || err > lim) {
+                bad++;
+                if (bad <= 10) printf("  %s: %s[%zu] analytic %.6g numeric %.6g\n", what, info->name, picks[s], an, fd);
+            }
+            if (err / lim > worst) worst = err / lim, worst_name = info->name;
+        }
+    }
+    printf("%s: %d gradient entries from %d tensors, worst |fd-an|/tol = %.3f (%s), max|grad| %.3g\n", what, checked,
+           t->count, worst, worst_name, gmax);
+    CHECK(bad == 0, "%s: %d of %d gradient entries outside tolerance", what, bad, checked);
+    free(p), free(g), free(x), free(out), free(r);
+    df_unet_free(u);
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]) / fmax(1e-3, fabs((double)b[i])));
+    return m;
+}
+
+/* A batched forward equals single forwards; the inference plan equals the training plan. */
+static void test_batch_and_plans(void) {
+    df_unet_config c = tiny_config();
+    c.dropout = 0.1f;
+    const int n = 3, t_index[3] = {0, 500, 999};
+    df_unet *inf = NULL, *trn = NULL;
+    CHECK(df_unet_new(&c, n, 0, &inf) == DF_OK, "new");
+    CHECK(df_unet_new(&c, n, 1, &trn) == DF_OK, "new");
+    CHECK(inf->act_floats < trn->act_floats && inf->grad == NULL, "the inference arena is smaller (%zu vs %zu)",
+          inf->act_floats, trn->act_floats);
+    size_t nf = df_unet_param_floats(inf), img = (size_t)c.in_channels * 64, oimg = (size_t)c.out_channels * 64;
+    float *p = malloc(nf * sizeof(float)), *x = malloc(n * img * sizeof(float));
+    float *batched = malloc(n * oimg * sizeof(float)), *single = malloc(n * oimg * sizeof(float));
+    float *other = malloc(n * oimg * sizeof(float));
+    random_params(inf, p, 21);
+    df_randn(22, DF_STREAM_USER, 0, 0, x, n * img);
+    df_unet_forward(inf, p, n, x, t_index, batched, 0, 0, 0);
+    for (int k = 0; k < n; k++) df_unet_forward(inf, p, 1, x + k * img, t_index + k, single + k * oimg, 0, 0, 0);
+    /* Every op treats images independently in the same order of operations, so the rows agree to the
+     * last bit; allow 1e-6 relative in case a BLAS kernel blocks differently for another batch size. */
+    double d = max_rel_diff(batched, single, n * oimg);
+    printf("batch independence: max rel diff %.3g (tol 1e-6)\n", d);
+    CHECK(d <= 1e-6, "batched vs single forward: %g", d);
+    /* The same network on the training plan (eval forward, then training forward with dropout off
+     * is covered by fmnist below): identical arithmetic, so identical bits. */
+    df_unet_forward(trn, p, n, x, t_index, other, 0, 0, 0);
+    CHECK(memcmp(other, batched, n * oimg * sizeof(float)) == 0, "training plan eval forward differs from inference plan");
+    /* A training forward applies dropout: different from eval, but a function of (seed, step). */
+    df_unet_forward(trn, p, n, x, t_index, other, 1, 5, 1);
+    CHECK(max_rel_diff(other, batched, n * oimg) > 1e-3, "dropout changes the output");
+    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 1);
+    CHECK(memcmp(other, single, n * oimg * sizeof(float)) == 0, "dropout is a function of seed and step");
+    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 2);
+    CHECK(memcmp(other, single, n * oimg * sizeof(float)) != 0, "another step, another mask");
+    free(p), free(x), free(batched), free(single), free(other);
+    df_unet_free(inf);
+    df_unet_free(trn);
+}
+
+/* Backward accumulates into grads (and zeroes its own skip gradients between calls). */
+static void test_accumulate(void) {
+    df_unet_config c = tiny_config();
+    c.layers_per_block = 2;
+    const int n = 2, t_index[2] = {10, 900};
+    df_unet *u = NULL;
+    CHECK(df_unet_new(&c, n, 1, &u) == DF_OK, "new");
+    size_t nf = df_unet_param_floats(u), nx = (size_t)n * c.in_channels * 64, ny = (size_t)n * c.out_channels * 64;
+    float *p = malloc(nf * sizeof(float)), *g1 = calloc(nf, sizeof(float)), *g2 = calloc(nf, sizeof(float));
+    float *x = malloc(nx * sizeof(float)), *out = malloc(ny * sizeof(float)), *dout = malloc(ny * sizeof(float));
+    random_params(u, p, 31);
+    df_randn(32, DF_STREAM_USER, 0, 0, x, nx);
+    df_randn(32, DF_STREAM_USER, 1, 0, dout, ny);
+    df_unet_forward(u, p, n, x, t_index, out, 1, 0, 0);
+    df_unet_backward(u, p, g1, n, dout);
+    df_unet_backward(u, p, g2, n, dout);
+    df_unet_backward(u, p, g2, n, dout);
+    double worst = 0.0, gmax = 0.0;
+    int finite = 1;
+    for (size_t i = 0; i < nf; i++) {
+        finite &= isfinite(g1[i]) != 0;
+        gmax = fmax(gmax, fabs(g1[i]));
+        worst = fmax(worst, fabs((double)g2[i] - 2.0 * g1[i]));
+    }
+    CHECK(finite && gmax > 0.0, "finite non-zero gradients (max %g)", gmax);
+    /* The second backward adds its partial sums onto g1 (e.g. one image at a time), so roundings
+     * differ from 2*g1 by a few float ulps of the partials: 1e-5 of the largest gradient. */
+    CHECK(worst <= 1e-5 * gmax, "two backwards accumulate to 2x: worst %g (max grad %g)", worst, gmax);
+    free(p), free(g1), free(g2), free(x), free(out), free(dout);
+    df_unet_free(u);
+}
+
+/* fmnist-small, 3 levels: a training forward (dropout 0) on the training plan equals the forward on
+ * the inference plan, bit for bit (same ops, same order; only the buffers differ). */
+static void test_fmnist_plans(void) {
+    df_unet_config c;
+    df_unet_preset("fmnist-small", &c);
+    const int t_index[1] = {10};
+    df_unet *u = NULL, *inf = NULL;
+    CHECK(df_unet_new(&c, 1, 1, &u) == DF_OK, "new");
+    CHECK(df_unet_new(&c, 1, 0, &inf) == DF_OK, "new");
+    size_t nf = df_unet_param_floats(u), nx = 28 * 28;
+    float *p = malloc(nf * sizeof(float)), *x = malloc(nx * sizeof(float));
+    float *out = malloc(nx * sizeof(float)), *out2 = malloc(nx * sizeof(float));
+    random_params(u, p, 41);
+    df_randn(42, DF_STREAM_USER, 0, 0, x, nx);
+    df_unet_forward(u, p, 1, x, t_index, out, 1, 0, 0);
+    df_unet_forward(inf, p, 1, x, t_index, out2, 0, 0, 0);
+    double mx = 0.0;
+    for (size_t i = 0; i < nx; i++) mx = fmax(mx, fabs(out[i]));
+    CHECK(mx > 0.1 && isfinite(mx), "fmnist-small output is non-trivial (max %g)", mx);
+    CHECK(memcmp(out, out2, nx * sizeof(float)) == 0, "fmnist-small: training forward (dropout 0) equals inference");
+    printf("fmnist-small arenas for batch 1: training %.1f MB activations + %.1f MB gradients, inference %.1f MB\n",
+           u->act_floats * 4e-6, u->grad_floats * 4e-6, inf->act_floats * 4e-6);
+    free(p), free(x), free(out), free(out2);
+    df_unet_free(u);
+    df_unet_free(inf);
+}
+
+int main(void) {
+    double t0 = df_time();
+#define TIMED(call) do { call; printf("  %-40s %.2f s\n", #call, df_time() - t0); t0 = df_time(); } while (0)
+    TIMED(test_presets());
+    TIMED(test_validate());
+    TIMED(test_init());
+    df_unet_config c = tiny_config();
+    TIMED(gradient_check(c, "tiny (1 head)"));
+    c.dropout = 0.2f;
+    c.attention_head_dim = 4;  /* 4 heads of 4 channels at 16 channels */
+    TIMED(gradient_check(c, "tiny (dropout 0.2, 4 heads)"));
+    TIMED(test_batch_and_plans());
+    TIMED(test_accumulate());
+    TIMED(test_fmnist_plans());
+    return check_exit_code("test_unet");
+}
