@@ -45,9 +45,12 @@ static df_status png_write_stream(FILE *fp, const char *path, const uint8_t *pix
         png_destroy_write_struct(&png, NULL);
         return df_fail(DF_ERR_NOMEM, "cannot write %s: out of memory in libpng", path);
     }
+    errno = 0; /* so that an errno seen after a libpng error belongs to this write */
     if (setjmp(png_jmpbuf(png))) {
+        int e = errno;
         png_destroy_write_struct(&png, &info);
-        return df_fail(DF_ERR_IO, "cannot write %s: %s (%s)", path, err.msg, strerror(errno));
+        return df_fail(DF_ERR_IO, "cannot write %s: %s%s%s%s", path, err.msg, e ? " (" : "", e ? strerror(e) : "",
+                       e ? ")" : "");
     }
     int color = channels == 1 ? PNG_COLOR_TYPE_GRAY : channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
     png_init_io(png, fp);
@@ -400,8 +403,8 @@ static double axis_value(const axis *a, double v) { return a->log ? log10(v) : v
 static int axis_pixel(const axis *a, double v) {
     double t = (axis_value(a, v) - a->lo) / (a->hi - a->lo);
     double p = a->p0 + t * (a->p1 - a->p0);
-    if (p < -1e6) p = -1e6; /* keep far-off points inside int range; the clip drops them */
-    if (p > 1e6) p = 1e6;
+    if (!(p >= -1e6)) p = -1e6; /* keep far-off points (and NaN from overflowing ranges) inside */
+    if (p > 1e6) p = 1e6;       /* int range; the clip rectangle drops them */
     return (int)lround(p);
 }
 
@@ -582,6 +585,7 @@ df_status df_plot_scatter(const char *path, const float *a, int na, const float 
      * point gets a small span around it. */
     double span = fmax(xhi - xlo, yhi - ylo) * 1.1;
     if (!(span > 1e-12)) span = 2.0 * fmax(1.0, fmax(fabs(xlo), fabs(ylo)) * 1e-3);
+    if (!isfinite(span)) span = DBL_MAX / 4; /* points near +-FLT_MAX: draw something, never NaN */
     double xc = 0.5 * (xlo + xhi), yc = 0.5 * (ylo + yhi);
     int side = W - LEFT - RIGHT; /* = H - TOP - BOTTOM */
     axis ax = {xc - span / 2, xc + span / 2, 0, LEFT, LEFT + side};
