@@ -42,6 +42,19 @@ df_status df_unet_preset(const char *name, df_unet_config *c);
  * attention resolution that no level has, a head size not dividing an attention layer's channels. */
 df_status df_unet_config_validate(const df_unet_config *c);
 
+/* Reads a diffusers UNet2DModel config.json (text[0..len)) into *c: attention at level i when
+ * down_block_types[i] is AttnDownBlock2D (up_block_types must mirror them), attention_head_dim null =
+ * one head, dropout absent = 0 (as diffusers loads google/ddpm-cifar10-32). DF_ERR_FORMAT for bad
+ * JSON or a missing key, DF_ERR_UNSUPPORTED naming an option this network does not implement
+ * (another act_fn, block type, time embedding, downsample_padding != 0, class embedding, ...),
+ * DF_ERR_ARG if the result fails df_unet_config_validate. */
+df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c);
+
+/* Writes c as diffusers config.json text (the keys of google/ddpm-cifar10-32's config plus
+ * "dropout") into buf (cap bytes, NUL-terminated when cap > 0). Returns the length of the full
+ * text, like snprintf: a result >= cap means it was cut. */
+size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap);
+
 /* ---------------------------------------------------------------- the network graph
  * The network is a flat list of nodes run in order (backward in reverse). These types are public
  * so tools can walk the graph; callers normally need only the functions further down. */

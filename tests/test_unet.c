@@ -109,6 +109,60 @@ static void test_validate(void) {
     CHECK(strstr(df_last_error(), "bytes") != NULL, "NOMEM message: %s", df_last_error());
 }
 
+/* diffusers config.json: the published google/ddpm-cifar10-32 config (docs/ddpm-unet.md section 2,
+ * verbatim), round trips of both presets, and refusals. */
+static void test_config_json(void) {
+    static const char cifar[] =
+        "{\"_class_name\": \"UNet2DModel\", \"act_fn\": \"silu\", \"add_attention\": true, \"attention_head_dim\": null,"
+        " \"block_out_channels\": [128, 256, 256, 256], \"center_input_sample\": false, \"class_embed_type\": null,"
+        " \"down_block_types\": [\"DownBlock2D\", \"AttnDownBlock2D\", \"DownBlock2D\", \"DownBlock2D\"],"
+        " \"downsample_padding\": 0, \"flip_sin_to_cos\": false, \"freq_shift\": 1, \"in_channels\": 3,"
+        " \"layers_per_block\": 2, \"mid_block_scale_factor\": 1, \"norm_eps\": 1e-06, \"norm_num_groups\": 32,"
+        " \"num_class_embeds\": null, \"out_channels\": 3, \"resnet_time_scale_shift\": \"default\","
+        " \"sample_size\": 32, \"time_embedding_type\": \"positional\","
+        " \"up_block_types\": [\"UpBlock2D\", \"UpBlock2D\", \"AttnUpBlock2D\", \"UpBlock2D\"]}";
+    df_unet_config c, want, back;
+    CHECK(df_unet_config_from_json(cifar, strlen(cifar), &c) == DF_OK, "published config: %s", df_last_error());
+    df_unet_preset("ddpm-cifar10", &want);
+    want.dropout = 0.0f;  /* absent from the published config: diffusers loads 0.0 */
+    CHECK(memcmp(&c, &want, sizeof c) == 0, "published ddpm-cifar10 config = preset with dropout 0");
+    const char *presets[2] = {"ddpm-cifar10", "fmnist-small"};
+    char buf[4096];
+    for (int k = 0; k < 2; k++) {
+        df_unet_preset(presets[k], &want);
+        size_t len = df_unet_config_to_json(&want, buf, sizeof buf);
+        CHECK(len < sizeof buf, "to_json length %zu", len);
+        CHECK(df_unet_config_from_json(buf, len, &back) == DF_OK, "%s round trip: %s", presets[k], df_last_error());
+        CHECK(memcmp(&back, &want, sizeof back) == 0, "%s: config -> JSON -> config is the identity: %s", presets[k], buf);
+    }
+    df_unet_preset("ddpm-cifar10", &want);
+    size_t len = df_unet_config_to_json(&want, buf, 10);
+    CHECK(len > 10 && strlen(buf) == 9, "a short buffer is cut and terminated, the full length returned");
+    /* refusals: each edit of the published text */
+    struct { const char *from, *to; df_status st; } bad[] = {
+        {"\"silu\"", "\"gelu\"", DF_ERR_UNSUPPORTED},
+        {"\"downsample_padding\": 0", "\"downsample_padding\": 1", DF_ERR_UNSUPPORTED},
+        {"\"AttnUpBlock2D\"", "\"UpBlock2D\"", DF_ERR_UNSUPPORTED},
+        {"\"positional\"", "\"fourier\"", DF_ERR_UNSUPPORTED},
+        {"\"in_channels\": 3,", "", DF_ERR_FORMAT},
+        {"\"norm_num_groups\": 32", "\"norm_num_groups\": 24", DF_ERR_ARG},
+        {"[128, 256, 256, 256]", "[128, 256, 256]", DF_ERR_FORMAT},
+        {"}", ",}", DF_ERR_FORMAT},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        char text[2048];
+        const char *at = strstr(cifar, bad[b].from);
+        CHECK(at != NULL, "edit %zu applies", b);
+        if (!at) continue;
+        if (strcmp(bad[b].from, "}") == 0) at = strrchr(cifar, '}');
+        size_t pre = (size_t)(at - cifar);
+        snprintf(text, sizeof text, "%.*s%s%s", (int)pre, cifar, bad[b].to, at + strlen(bad[b].from));
+        df_status st = df_unet_config_from_json(text, strlen(text), &c);
+        CHECK(st == bad[b].st, "edit %s -> %s: status %s (%s), want %s", bad[b].from, bad[b].to, df_status_name(st),
+              df_last_error(), df_status_name(bad[b].st));
+    }
+}
+
 /* The tiny network of the gradient checks: 8x8, channels 8,16, 4 groups, attention at 4 px (level 1
  * and mid), one resnet per down level. */
 static df_unet_config tiny_config(void) {
@@ -379,6 +433,7 @@ int main(void) {
 #define TIMED(call) do { call; printf("  %-40s %.2f s\n", #call, df_time() - t0); t0 = df_time(); } while (0)
     TIMED(test_presets());
     TIMED(test_validate());
+    TIMED(test_config_json());
     TIMED(test_init());
     df_unet_config c = tiny_config();
     TIMED(gradient_check(c, "tiny (1 head)"));

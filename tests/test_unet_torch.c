@@ -18,7 +18,6 @@
  *    relative error is printed too.
  */
 #include "check.h"
-#include "json.h"
 #include "safetensors.h"
 #include "unet.h"
 #include <dirent.h>
@@ -29,62 +28,6 @@
 #define OUT_TOL 1e-4
 #define LOSS_TOL 1e-4
 #define GRAD_TOL 1e-3
-
-static int json_int(const df_json *cfg, const char *key, int *out) {
-    const df_json *v = df_json_get(cfg, key);
-    if (!v || v->type != DF_JSON_NUMBER || v->number != floor(v->number)) return 0;
-    *out = (int)v->number;
-    return 1;
-}
-
-static int json_is(const df_json *cfg, const char *key, const char *want) {
-    const df_json *v = df_json_get(cfg, key);
-    return v && v->type == DF_JSON_STRING && strcmp(v->string, want) == 0;
-}
-
-/* diffusers UNet2DModel config.json -> df_unet_config. Returns 0 (and prints why) for options the
- * network does not implement. Attention levels come from down_block_types (AttnDownBlock2D at
- * level i = attention at sample_size >> i); up_block_types must be their mirror. */
-static int config_from_diffusers(const df_json *j, df_unet_config *c) {
-    memset(c, 0, sizeof *c);
-    const df_json *boc = df_json_get(j, "block_out_channels"), *down = df_json_get(j, "down_block_types");
-    const df_json *up = df_json_get(j, "up_block_types"), *v;
-    int ok = json_int(j, "in_channels", &c->in_channels) && json_int(j, "out_channels", &c->out_channels) &&
-             json_int(j, "sample_size", &c->sample_size) && json_int(j, "layers_per_block", &c->layers_per_block) &&
-             json_int(j, "norm_num_groups", &c->norm_num_groups) && json_int(j, "freq_shift", &c->freq_shift);
-    if (!ok || !boc || boc->type != DF_JSON_ARRAY || !down || !up || boc->count < 1 ||
-        boc->count > DF_UNET_MAX_LEVELS || down->count != boc->count || up->count != boc->count) {
-        printf("config: missing or malformed fields\n");
-        return 0;
-    }
-    c->n_levels = boc->count;
-    for (int i = 0; i < boc->count; i++) c->block_out_channels[i] = (int)boc->items[i].number;
-    for (int i = 0; i < down->count; i++) {
-        const char *d = down->items[i].string, *u = up->items[down->count - 1 - i].string;
-        int attn = strcmp(d, "AttnDownBlock2D") == 0;
-        if (!attn && strcmp(d, "DownBlock2D") != 0) return printf("config: down block %s unsupported\n", d), 0;
-        if (strcmp(u, attn ? "AttnUpBlock2D" : "UpBlock2D") != 0)
-            return printf("config: up block %s does not mirror down block %s\n", u, d), 0;
-        if (attn) c->attn_resolutions[c->n_attn++] = c->sample_size >> i;
-    }
-    v = df_json_get(j, "norm_eps");
-    c->norm_eps = v && v->type == DF_JSON_NUMBER ? (float)v->number : 1e-5f;
-    v = df_json_get(j, "dropout");
-    c->dropout = v && v->type == DF_JSON_NUMBER ? (float)v->number : 0.0f;
-    v = df_json_get(j, "attention_head_dim");
-    c->attention_head_dim = v && v->type == DF_JSON_NUMBER ? (int)v->number : 0;  /* null: one head */
-    v = df_json_get(j, "flip_sin_to_cos");
-    c->flip_sin_to_cos = v && v->type == DF_JSON_BOOL ? v->boolean : 0;
-    int scale = 1, pad = 0;
-    json_int(j, "mid_block_scale_factor", &scale);
-    json_int(j, "downsample_padding", &pad);
-    if (!json_is(j, "act_fn", "silu") || !json_is(j, "time_embedding_type", "positional") ||
-        !json_is(j, "resnet_time_scale_shift", "default") || scale != 1 || pad != 0) {
-        printf("config: an option other than the DDPM defaults\n");
-        return 0;
-    }
-    return 1;
-}
 
 /* max |a - b| and max |b|. */
 static void diff_stats(const float *a, const float *b, size_t n, double *maxdiff, double *maxref) {
@@ -114,7 +57,6 @@ static float *get_any(const df_st_file *f, const char *name, size_t *numel, cons
 
 static void check_fixture(const char *path) {
     df_st_file f;
-    df_json *cfg_json = NULL;
     df_unet *u = NULL;
     df_unet_config c;
     printf("%s\n", path);
@@ -123,11 +65,10 @@ static void check_fixture(const char *path) {
     if (st != DF_OK) return;
     const char *cfg_text = df_st_meta(&f, "config");
     CHECK(cfg_text != NULL, "%s: no config metadata", path);
-    if (!cfg_text || df_json_parse(cfg_text, strlen(cfg_text), &cfg_json) != DF_OK) goto done;
-    if (!config_from_diffusers(cfg_json, &c)) {
-        CHECK(0, "%s: config not supported", path);
-        goto done;
-    }
+    if (!cfg_text) goto done;
+    st = df_unet_config_from_json(cfg_text, strlen(cfg_text), &c);
+    CHECK(st == DF_OK, "%s: config: %s", path, df_last_error());
+    if (st != DF_OK) goto done;
     CHECK(c.dropout == 0.0f, "%s: the fixture must have dropout 0 (torch's mask cannot be reproduced)", path);
 
     size_t nx, ny, nt, ntarget;
@@ -211,7 +152,6 @@ free_io:
     free(x), free(t), free(target), free(ref_out), free(ref_loss);
 done:
     df_unet_free(u);
-    df_json_free(cfg_json);
     df_st_free(&f);
 }
 
