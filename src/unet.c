@@ -596,14 +596,89 @@ static float *plan_inter(const df_unet *u, plan_arena *A, int slot, size_t float
     return u->training ? plan_kept(A, floats) : plan_slot(A, slot, floats);
 }
 
+/* Node i's output and the intermediates its backward needs. */
+static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
+    df_unet_node *nd = &u->nodes[i];
+    const size_t B = (size_t)u->max_batch, groups = (size_t)u->config.norm_num_groups;
+    const size_t hw = (size_t)nd->h * nd->w, xs = B * nd->cin * hw, ys = B * nd->cout * nd->oh * nd->ow;
+    const int last = nd->kind == DF_UNET_OUT;
+
+    nd->x = i > 0 ? u->nodes[i - 1].y : NULL;  /* conv_in: the caller's input, set per call */
+    nd->skip = nd->skip_from >= 0 ? u->nodes[nd->skip_from].y : NULL;
+    if (last)
+        nd->y = NULL;  /* the caller's output, set per call */
+    else if (nd->pushes_skip || (u->training && needs_input_in_backward(u->nodes[i + 1].kind)))
+        nd->y = plan_kept(A, ys);
+    else
+        nd->y = plan_slot(A, A_Y0 + (i & 1), ys);
+
+    for (int k = 0; k < DF_UNET_NODE_KEPT; k++) nd->kept[k] = NULL;
+    nd->mean[0] = nd->rstd[0] = nd->mean[1] = nd->rstd[1] = NULL;
+    switch (nd->kind) {
+    case DF_UNET_CONV_IN:
+        if (u->training) nd->kept[IN_X] = plan_kept(A, xs);
+        break;
+    case DF_UNET_RESNET:
+        nd->kept[RES_GN1] = plan_inter(u, A, A_S0 + 0, xs);
+        nd->kept[RES_H1] = plan_inter(u, A, A_S0 + 1, ys);
+        nd->kept[RES_GN2] = plan_inter(u, A, A_S0 + 2, ys);
+        for (int k = 0; k < 2; k++) {
+            nd->mean[k] = plan_inter(u, A, A_M0 + 2 * k, B * groups);
+            nd->rstd[k] = plan_inter(u, A, A_M0 + 2 * k + 1, B * groups);
+        }
+        plan_slot(A, A_RECOMPUTE, xs > ys ? xs : ys);  /* SiLU outputs and the shortcut */
+        plan_slot(A, A_TPROJ, B * nd->cout);
+        break;
+    case DF_UNET_ATTENTION:
+        nd->kept[ATT_GN] = plan_inter(u, A, A_S0 + 0, xs);
+        nd->kept[ATT_Q] = plan_inter(u, A, A_S0 + 1, xs);
+        nd->kept[ATT_K] = plan_inter(u, A, A_S0 + 2, xs);
+        nd->kept[ATT_V] = plan_inter(u, A, A_S0 + 3, xs);
+        nd->kept[ATT_O] = plan_inter(u, A, A_S0 + 4, xs);
+        nd->kept[ATT_PROBS] = plan_inter(u, A, A_S0 + 5, B * nd->heads * hw * hw);
+        nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
+        nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
+        break;
+    case DF_UNET_UPSAMPLE:
+        nd->kept[UP_U] = plan_inter(u, A, A_S0 + 0, ys);
+        break;
+    case DF_UNET_OUT:
+        nd->kept[OUT_GN] = plan_inter(u, A, A_S0 + 0, xs);
+        nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
+        nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
+        plan_slot(A, A_RECOMPUTE, xs);
+        break;
+    case DF_UNET_DOWNSAMPLE:
+    case DF_UNET_CONCAT:
+        break;
+    }
+    plan_slot(A, A_SCRATCH, node_scratch_floats(nd, (int)B));
+}
+
+/* Node i's gradient routing: dy (a skip's own buffer, else ping-pong), dx and dskip (its inputs'
+ * dy), and the shared temporaries of its backward. */
+static void plan_node_gradients(df_unet *u, plan_arena *G, int i) {
+    df_unet_node *nd = &u->nodes[i];
+    const size_t B = (size_t)u->max_batch, hw = (size_t)nd->h * nd->w;
+    const size_t xs = B * nd->cin * hw, ys = B * nd->cout * nd->oh * nd->ow;
+    if (nd->kind == DF_UNET_OUT)
+        nd->dy = NULL;  /* the caller's dout */
+    else if (nd->pushes_skip)
+        nd->dy = plan_kept(G, ys);  /* accumulated by both consumers; zeroed once per backward */
+    else
+        nd->dy = plan_slot(G, G_Y0 + (i & 1), ys);
+    nd->dx = i > 0 ? u->nodes[i - 1].dy : NULL;
+    nd->zero_dx = i > 0 && !u->nodes[i - 1].pushes_skip;
+    nd->dskip = nd->skip_from >= 0 ? u->nodes[nd->skip_from].dy : NULL;
+    for (int k = 0; k < 4; k++) u->tmp[k] = plan_slot(G, G_T0 + k, xs > ys ? xs : ys);
+    if (nd->kind == DF_UNET_RESNET) u->dtproj = plan_slot(G, G_TPROJ, B * nd->cout);
+}
+
 /* Assigns every activation (A) and gradient (G, NULL unless training) pointer. Run twice: sizing
  * (arena bases NULL) and placing. */
 static void unet_plan(df_unet *u, plan_arena *A, plan_arena *G) {
-    const size_t B = (size_t)u->max_batch;
-    const size_t groups = (size_t)u->config.norm_num_groups, td = (size_t)u->temb_dim;
-    const int tr = u->training;
-    size_t c0 = (size_t)u->config.block_out_channels[0];
-
+    const size_t B = (size_t)u->max_batch, td = (size_t)u->temb_dim;
+    const size_t c0 = (size_t)u->config.block_out_channels[0];
     u->emb = plan_kept(A, B * c0);
     u->l1 = plan_kept(A, B * td);
     u->s1 = plan_kept(A, B * td);
@@ -615,83 +690,9 @@ static void unet_plan(df_unet *u, plan_arena *A, plan_arena *G) {
         u->ds1 = plan_kept(G, B * td);
         u->dl1 = plan_kept(G, B * td);
     }
-
     for (int i = 0; i < u->n_nodes; i++) {
-        df_unet_node *nd = &u->nodes[i];
-        const size_t hw = (size_t)nd->h * nd->w, ohw = (size_t)nd->oh * nd->ow;
-        const size_t xs = B * nd->cin * hw, ys = B * nd->cout * ohw;
-        int last = nd->kind == DF_UNET_OUT;
-        int next_needs = !last && needs_input_in_backward(u->nodes[i + 1].kind);
-
-        nd->x = i > 0 ? u->nodes[i - 1].y : NULL;  /* conv_in: the caller's input, set per call */
-        nd->skip = nd->skip_from >= 0 ? u->nodes[nd->skip_from].y : NULL;
-        if (last)
-            nd->y = NULL;  /* the caller's output, set per call */
-        else if (nd->pushes_skip || (tr && next_needs))
-            nd->y = plan_kept(A, ys);
-        else
-            nd->y = plan_slot(A, A_Y0 + (i & 1), ys);
-
-        for (int k = 0; k < DF_UNET_NODE_KEPT; k++) nd->kept[k] = NULL;
-        nd->mean[0] = nd->rstd[0] = nd->mean[1] = nd->rstd[1] = NULL;
-        switch (nd->kind) {
-        case DF_UNET_CONV_IN:
-            if (tr) nd->kept[IN_X] = plan_kept(A, xs);
-            break;
-        case DF_UNET_RESNET:
-            nd->kept[RES_GN1] = plan_inter(u, A, A_S0 + 0, xs);
-            nd->kept[RES_H1] = plan_inter(u, A, A_S0 + 1, ys);
-            nd->kept[RES_GN2] = plan_inter(u, A, A_S0 + 2, ys);
-            for (int k = 0; k < 2; k++) {
-                nd->mean[k] = plan_inter(u, A, A_M0 + 2 * k, B * groups);
-                nd->rstd[k] = plan_inter(u, A, A_M0 + 2 * k + 1, B * groups);
-            }
-            plan_slot(A, A_RECOMPUTE, xs > ys ? xs : ys);  /* SiLU outputs and the shortcut */
-            plan_slot(A, A_TPROJ, B * nd->cout);
-            break;
-        case DF_UNET_ATTENTION:
-            nd->kept[ATT_GN] = plan_inter(u, A, A_S0 + 0, xs);
-            nd->kept[ATT_Q] = plan_inter(u, A, A_S0 + 1, xs);
-            nd->kept[ATT_K] = plan_inter(u, A, A_S0 + 2, xs);
-            nd->kept[ATT_V] = plan_inter(u, A, A_S0 + 3, xs);
-            nd->kept[ATT_O] = plan_inter(u, A, A_S0 + 4, xs);
-            nd->kept[ATT_PROBS] = plan_inter(u, A, A_S0 + 5, B * nd->heads * hw * hw);
-            nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
-            nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
-            break;
-        case DF_UNET_UPSAMPLE:
-            nd->kept[UP_U] = plan_inter(u, A, A_S0 + 0, ys);
-            break;
-        case DF_UNET_OUT:
-            nd->kept[OUT_GN] = plan_inter(u, A, A_S0 + 0, xs);
-            nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
-            nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
-            plan_slot(A, A_RECOMPUTE, xs);
-            break;
-        case DF_UNET_DOWNSAMPLE:
-        case DF_UNET_CONCAT:
-            break;
-        }
-        plan_slot(A, A_SCRATCH, node_scratch_floats(nd, (int)B));
-
-        nd->dx = nd->dskip = nd->dy = NULL;
-        nd->zero_dx = 0;
-        if (G) {
-            if (last)
-                nd->dy = NULL;  /* the caller's dout */
-            else if (nd->pushes_skip)
-                nd->dy = plan_kept(G, ys);  /* accumulated by both consumers; zeroed once per backward */
-            else
-                nd->dy = plan_slot(G, G_Y0 + (i & 1), ys);
-            if (i > 0) {
-                nd->dx = u->nodes[i - 1].dy;
-                nd->zero_dx = !u->nodes[i - 1].pushes_skip;
-            }
-            if (nd->skip_from >= 0) nd->dskip = u->nodes[nd->skip_from].dy;
-            size_t big = xs > ys ? xs : ys;
-            for (int k = 0; k < 4; k++) u->tmp[k] = plan_slot(G, G_T0 + k, big);
-            if (nd->kind == DF_UNET_RESNET) u->dtproj = plan_slot(G, G_TPROJ, B * nd->cout);
-        }
+        plan_node_activations(u, A, i);
+        if (G) plan_node_gradients(u, G, i);
     }
     u->recompute = plan_slot(A, A_RECOMPUTE, 0);
     u->tproj = plan_slot(A, A_TPROJ, 0);
