@@ -34,4 +34,7 @@ void df_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Monotonic wall clock in seconds. */
 double df_time(void);
 
+/* mkdir -p: creates path and its missing parents. */
+df_status df_mkdirs(const char *path);
+
 #endif

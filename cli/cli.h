@@ -1,0 +1,20 @@
+/* cli.h: shared pieces of the diffuse command-line tool (the only place that prints and exits). */
+#ifndef DF_CLI_H
+#define DF_CLI_H
+
+#include "args.h"
+#include "common.h"
+
+/* Prints "diffuse CMD: <message of the last error>" and returns the exit code for status st. */
+int cli_error(const char *cmd, df_status st);
+/* Sets the OpenMP/OpenBLAS thread count (0 = leave the default). */
+void cli_set_threads(int threads);
+/* Progress line on stderr: a redrawn bar on a terminal, plain lines otherwise. */
+void cli_progress_bar(const char *what, long done, long total, double elapsed, double eta, const char *extra, int final);
+void cli_format_seconds(double s, char *buf, size_t cap);
+
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,300 @@
+/* model.c: a network plus its diffusion settings; checkpoints in safetensors. See model.h. */
+#include "model.h"
+#include "safetensors.h"
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+void df_diffusion_config_init(df_diffusion_config *d) {
+    memset(d, 0, sizeof *d);
+    df_schedule_params_init(&d->schedule);
+    d->pred = DF_PRED_EPS;
+    d->loss = DF_LOSS_SIMPLE;
+    d->var = DF_VAR_POSTERIOR;
+}
+
+static df_status alloc_blocks(df_model *m) {
+    size_t bytes = m->table->total * sizeof(float);
+    m->n_floats = m->table->total;
+    if (!(m->params = df_calloc(bytes, "model weights")) || !(m->ema = df_calloc(bytes, "EMA weights")))
+        return DF_ERR_NOMEM;
+    if (m->training && (!(m->grads = df_calloc(bytes, "gradients")) || !(m->adam_m = df_calloc(bytes, "AdamW moments")) ||
+                        !(m->adam_v = df_calloc(bytes, "AdamW moments"))))
+        return DF_ERR_NOMEM;
+    return DF_OK;
+}
+
+static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, int training) {
+    m->kind = DF_NET_MLP;
+    m->mlp = *c;
+    df_mlp *net;
+    df_status st = df_mlp_new(c, max_batch, &net);
+    if (st != DF_OK) return st;
+    m->net = net;
+    m->table = &net->table;
+    m->dim = (size_t)c->dim;
+    m->channels = c->dim;
+    m->height = m->width = 1;
+    m->max_batch = max_batch;
+    m->training = training;
+    return alloc_blocks(m);
+}
+
+df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
+                           int training, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->diff = *d;
+    df_status st = df_schedule_new(&d->schedule, &m->schedule);
+    if (st == DF_OK) st = build_mlp(m, c, max_batch, training);
+    if (st != DF_OK) {
+        df_model_free(m);
+        return st;
+    }
+    m->seed = seed;
+    df_mlp_init(m->net, m->params, seed);
+    memcpy(m->ema, m->params, m->n_floats * sizeof(float));
+    m->use_ema = 1;
+    return DF_OK;
+}
+
+void df_model_free(df_model *m) {
+    if (m->net && m->kind == DF_NET_MLP) df_mlp_free(m->net);
+    df_free(m->params);
+    df_free(m->ema);
+    df_free(m->grads);
+    df_free(m->adam_m);
+    df_free(m->adam_v);
+    df_schedule_free(&m->schedule);
+    memset(m, 0, sizeof *m);
+}
+
+void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training) {
+    ASSERT(n <= m->max_batch);
+    switch (m->kind) {
+    case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
+    default: ASSERT(0);
+    }
+}
+
+void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout) {
+    switch (m->kind) {
+    case DF_NET_MLP: df_mlp_backward(m->net, params, grads, n, dout); break;
+    default: ASSERT(0);
+    }
+}
+
+df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out) {
+    df_model *m = ctx;
+    const float *w = m->use_ema ? m->ema : m->params;
+    for (int b0 = 0; b0 < n; b0 += m->max_batch) {
+        int nb = n - b0 < m->max_batch ? n - b0 : m->max_batch;
+        df_model_forward(m, w, nb, x + (size_t)b0 * m->dim, t + b0, out + (size_t)b0 * m->dim, 0);
+    }
+    return DF_OK;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static void meta_int(df_st_writer *w, const char *key, long v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", v);
+    df_st_writer_meta(w, key, buf);
+}
+
+static void meta_double(df_st_writer *w, const char *key, double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    df_st_writer_meta(w, key, buf);
+}
+
+df_status df_model_save(const df_model *m, const char *path, int with_state) {
+    df_st_writer *w = df_st_writer_new();
+    if (!w) return df_fail(DF_ERR_NOMEM, "out of memory writing %s", path);
+    char (*ema_names)[DF_PARAM_NAME_MAX + 8] = malloc((size_t)m->table->count * sizeof *ema_names);
+    if (!ema_names) {
+        df_st_writer_free(w);
+        return df_fail(DF_ERR_NOMEM, "out of memory writing %s", path);
+    }
+    for (int k = 0; k < m->table->count; k++) {
+        const df_param_info *p = &m->table->info[k];
+        df_st_writer_add(w, p->name, DF_DTYPE_F32, p->ndim, p->shape, m->params + p->offset);
+    }
+    for (int k = 0; k < m->table->count; k++) {
+        const df_param_info *p = &m->table->info[k];
+        snprintf(ema_names[k], sizeof ema_names[k], "ema/%s", p->name);
+        df_st_writer_add(w, ema_names[k], DF_DTYPE_F32, p->ndim, p->shape, m->ema + p->offset);
+    }
+    int64_t flat = (int64_t)m->n_floats;
+    if (with_state) {
+        ASSERT(m->adam_m && m->adam_v);
+        df_st_writer_add(w, "train/adam_m", DF_DTYPE_F32, 1, &flat, m->adam_m);
+        df_st_writer_add(w, "train/adam_v", DF_DTYPE_F32, 1, &flat, m->adam_v);
+    }
+    df_st_writer_meta(w, "diffuse.format", "1");
+    df_st_writer_meta(w, "diffuse.net", m->kind == DF_NET_MLP ? "mlp" : "unet");
+    if (m->kind == DF_NET_MLP) {
+        meta_int(w, "mlp.dim", m->mlp.dim);
+        meta_int(w, "mlp.hidden", m->mlp.hidden);
+        meta_int(w, "mlp.layers", m->mlp.layers);
+        meta_int(w, "mlp.temb_dim", m->mlp.temb_dim);
+    } else {
+        df_st_writer_meta(w, "unet.config", m->unet_config_json);
+    }
+    const df_schedule_params *sp = &m->diff.schedule;
+    df_st_writer_meta(w, "diffusion.schedule", df_schedule_name(sp->kind));
+    meta_int(w, "diffusion.timesteps", sp->T);
+    meta_double(w, "diffusion.beta_start", sp->beta_start);
+    meta_double(w, "diffusion.beta_end", sp->beta_end);
+    meta_double(w, "diffusion.cosine_s", sp->cosine_s);
+    meta_double(w, "diffusion.max_beta", sp->max_beta);
+    df_st_writer_meta(w, "diffusion.pred", df_pred_name(m->diff.pred));
+    df_st_writer_meta(w, "diffusion.loss", df_loss_name(m->diff.loss));
+    df_st_writer_meta(w, "diffusion.var", df_var_name(m->diff.var));
+    meta_int(w, "train.step", m->step);
+    meta_int(w, "train.seed", (long)m->seed);
+    meta_double(w, "train.ema_decay", m->ema_decay);
+    df_st_writer_meta(w, "train.data", m->data);
+    df_status st = df_st_writer_write(w, path);
+    df_st_writer_free(w);
+    free(ema_names);
+    return st;
+}
+
+/* Reads metadata value `key` as a long / double / string, with a clear message when absent or bad. */
+static df_status get_meta(const df_st_file *f, const char *key, const char **out) {
+    *out = df_st_meta(f, key);
+    if (!*out) return df_fail(DF_ERR_FORMAT, "%s: not a diffuse checkpoint: metadata '%s' is missing", f->path, key);
+    return DF_OK;
+}
+
+static df_status get_meta_long(const df_st_file *f, const char *key, long lo, long hi, long *out) {
+    const char *s;
+    df_status st = get_meta(f, key, &s);
+    if (st != DF_OK) return st;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return df_fail(DF_ERR_FORMAT, "%s: metadata '%s' = '%s' is not an integer in %ld..%ld", f->path, key, s, lo, hi);
+    *out = v;
+    return DF_OK;
+}
+
+static df_status get_meta_double(const df_st_file *f, const char *key, double *out) {
+    const char *s;
+    df_status st = get_meta(f, key, &s);
+    if (st != DF_OK) return st;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return df_fail(DF_ERR_FORMAT, "%s: metadata '%s' = '%s' is not a number", f->path, key, s);
+    *out = v;
+    return DF_OK;
+}
+
+/* Prefixes the last error message with the checkpoint's path. */
+static df_status in_file(const df_st_file *f, df_status st) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", df_last_error());
+    return df_fail(st, "%s: %s", f->path, msg);
+}
+
+static df_status read_diffusion_meta(const df_st_file *f, df_diffusion_config *d) {
+    const char *s;
+    long T;
+    df_status st;
+    df_diffusion_config_init(d);
+    if ((st = get_meta(f, "diffusion.schedule", &s))) return st;
+    if ((st = df_schedule_from_name(s, &d->schedule.kind))) return in_file(f, st);
+    if ((st = get_meta_long(f, "diffusion.timesteps", 2, 100000, &T))) return st;
+    d->schedule.T = (int)T;
+    if ((st = get_meta_double(f, "diffusion.beta_start", &d->schedule.beta_start)) ||
+        (st = get_meta_double(f, "diffusion.beta_end", &d->schedule.beta_end)) ||
+        (st = get_meta_double(f, "diffusion.cosine_s", &d->schedule.cosine_s)) ||
+        (st = get_meta_double(f, "diffusion.max_beta", &d->schedule.max_beta)))
+        return st;
+    if ((st = get_meta(f, "diffusion.pred", &s))) return st;
+    if ((st = df_pred_from_name(s, &d->pred))) return in_file(f, st);
+    if ((st = get_meta(f, "diffusion.loss", &s))) return st;
+    if ((st = df_loss_from_name(s, &d->loss))) return in_file(f, st);
+    if ((st = get_meta(f, "diffusion.var", &s))) return st;
+    if ((st = df_var_from_name(s, &d->var))) return in_file(f, st);
+    return DF_OK;
+}
+
+static df_status load_weights(df_model *m, const df_st_file *f) {
+    char name[DF_PARAM_NAME_MAX + 8];
+    for (int k = 0; k < m->table->count; k++) {
+        const df_param_info *p = &m->table->info[k];
+        df_status st = df_st_get_f32(f, p->name, p->ndim, p->shape, m->params + p->offset);
+        if (st != DF_OK) return st;
+        snprintf(name, sizeof name, "ema/%s", p->name);
+        if (df_st_find(f, name)) st = df_st_get_f32(f, name, p->ndim, p->shape, m->ema + p->offset);
+        else memcpy(m->ema + p->offset, m->params + p->offset, p->numel * sizeof(float));
+        if (st != DF_OK) return st;
+    }
+    for (size_t i = 0; i < m->n_floats; i++)
+        if (!isfinite(m->params[i]) || !isfinite(m->ema[i]))
+            return df_fail(DF_ERR_NAN, "%s: the checkpoint holds non-finite weights", f->path);
+    if (m->training && df_st_find(f, "train/adam_m")) {
+        int64_t flat = (int64_t)m->n_floats;
+        df_status st = df_st_get_f32(f, "train/adam_m", 1, &flat, m->adam_m);
+        if (st == DF_OK) st = df_st_get_f32(f, "train/adam_v", 1, &flat, m->adam_v);
+        if (st != DF_OK) return st;
+    }
+    return DF_OK;
+}
+
+df_status df_model_load(df_model *m, const char *path, int max_batch, int training) {
+    memset(m, 0, sizeof *m);
+    df_st_file f;
+    df_status st = df_st_read(path, &f);
+    if (st != DF_OK) return st;
+    const char *net, *s;
+    long v;
+    if ((st = get_meta(&f, "diffuse.net", &net))) goto done;
+    if ((st = read_diffusion_meta(&f, &m->diff))) goto done;
+    if ((st = df_schedule_new(&m->diff.schedule, &m->schedule))) goto done;
+    if (strcmp(net, "mlp") == 0) {
+        df_mlp_config c;
+        df_mlp_config_init(&c);
+        if ((st = get_meta_long(&f, "mlp.dim", 1, 1 << 16, &v))) goto done;
+        c.dim = (int)v;
+        if ((st = get_meta_long(&f, "mlp.hidden", 1, 1 << 16, &v))) goto done;
+        c.hidden = (int)v;
+        if ((st = get_meta_long(&f, "mlp.layers", 1, 64, &v))) goto done;
+        c.layers = (int)v;
+        if ((st = get_meta_long(&f, "mlp.temb_dim", 2, 1 << 16, &v))) goto done;
+        c.temb_dim = (int)v;
+        if ((st = build_mlp(m, &c, max_batch, training))) goto done;
+    } else {
+        st = df_fail(DF_ERR_FORMAT, "%s: unknown network '%s'", path, net);
+        goto done;
+    }
+    if ((st = load_weights(m, &f))) goto done;
+    if ((st = get_meta_long(&f, "train.step", 0, 1L << 50, &m->step))) goto done;
+    if ((st = get_meta_long(&f, "train.seed", 0, 1L << 62, &v))) goto done;
+    m->seed = (uint64_t)v;
+    if ((st = get_meta_double(&f, "train.ema_decay", &m->ema_decay))) goto done;
+    if ((s = df_st_meta(&f, "train.data"))) snprintf(m->data, sizeof m->data, "%s", s);
+    m->use_ema = 1;
+done:
+    df_st_free(&f);
+    if (st != DF_OK) {
+        df_schedule_free(&m->schedule);
+        if (m->table) df_model_free(m);
+    }
+    return st;
+}
+
+void df_model_describe(const df_model *m, char *buf, size_t cap) {
+    const df_schedule_params *sp = &m->diff.schedule;
+    if (m->kind == DF_NET_MLP)
+        snprintf(buf, cap, "mlp (dim %d, hidden %d, layers %d, temb %d), %zu parameters",
+                 m->mlp.dim, m->mlp.hidden, m->mlp.layers, m->mlp.temb_dim, df_param_table_count(m->table));
+    else
+        snprintf(buf, cap, "unet, %zu parameters", df_param_table_count(m->table));
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, "; schedule %s T=%d (beta %g..%g), pred %s, loss %s, var %s; trained %ld steps",
+             df_schedule_name(sp->kind), sp->T, sp->beta_start, sp->beta_end, df_pred_name(m->diff.pred),
+             df_loss_name(m->diff.loss), df_var_name(m->diff.var), m->step);
+}

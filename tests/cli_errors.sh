@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every user error gives one clear message naming the problem and a non-zero exit, and leaves no
+# output file behind. Usage: cli_errors.sh PATH/TO/diffuse
+set -u
+BIN="$1"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+pass=0
+
+# expect_fail NAME PATTERN CMD...: CMD must exit non-zero with stderr matching PATTERN (one line).
+expect_fail() {
+    local name="$1" pattern="$2"
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    local lines
+    lines=$(grep -c . "$T/err")
+    if [ $rc -eq 0 ] || ! grep -qE -- "$pattern" "$T/err" || [ "$lines" -ne 1 ]; then
+        echo "FAIL $name: rc=$rc, stderr:"; cat "$T/err"; fails=$((fails + 1))
+    else
+        echo "ok $name: $(cat "$T/err")"; pass=$((pass + 1))
+    fi
+}
+
+expect_fail "no command" "no command given" "$BIN"
+expect_fail "unknown command" "unknown command 'fly'" "$BIN" fly
+expect_fail "unknown flag" "unknown option '--bogus'" "$BIN" train --bogus 3
+expect_fail "bad number" "--steps expects an integer, got 'ten'" "$BIN" train --steps ten
+expect_fail "missing value" "--out needs a value" "$BIN" train --out
+expect_fail "unknown toy" "unknown toy data 'spiral'" "$BIN" train --data toy:spiral --out "$T/r"
+expect_fail "unknown schedule" "unknown schedule 'fancy'" "$BIN" train --schedule fancy --out "$T/r"
+expect_fail "unknown pred" "unknown parameterisation 'score'" "$BIN" train --pred score --out "$T/r"
+expect_fail "missing data file" "cannot open $T/nope.csv" "$BIN" train --data "csv:$T/nope.csv" --out "$T/r"
+printf 'x,y\n1,2\n3,oops\n' > "$T/bad.csv"
+expect_fail "malformed csv" "bad.csv:3: expected two numbers" "$BIN" train --data "csv:$T/bad.csv" --out "$T/r"
+printf '# nothing\n' > "$T/empty.csv"
+expect_fail "empty csv" "empty.csv: no points found" "$BIN" train --data "csv:$T/empty.csv" --out "$T/r"
+expect_fail "missing model" "cannot open|No such file" "$BIN" sample --model "$T/none.safetensors" --out "$T/s.csv"
+expect_fail "sample without model" "--model is required" "$BIN" sample --out "$T/s.csv"
+
+# A real small checkpoint to damage.
+"$BIN" train --data toy:moons --out "$T/run" --steps 20 --batch 16 --hidden 16 --layers 1 --plot-n 10 >/dev/null 2>&1 \
+    || { echo "FAIL: could not train the small model"; exit 1; }
+CK="$T/run/model.safetensors"
+size=$(stat -c %s "$CK")
+head -c $((size / 2)) "$CK" > "$T/truncated.safetensors"
+expect_fail "truncated checkpoint" "truncated" "$BIN" sample --model "$T/truncated.safetensors" --out "$T/s1.csv"
+head -c 7 "$CK" > "$T/tiny.safetensors"
+expect_fail "tiny checkpoint" "truncated|too small|short" "$BIN" sample --model "$T/tiny.safetensors" --out "$T/s2.csv"
+{ printf '\x10\x00\x00\x00\x00\x00\x00\x00'; printf 'this is not json'; } > "$T/garbage.safetensors"
+expect_fail "corrupt header" "JSON|json" "$BIN" sample --model "$T/garbage.safetensors" --out "$T/s3.csv"
+LC_ALL=C sed 's/"mlp.hidden":"16"/"mlp.hidden":"32"/' "$CK" > "$T/wrongshape.safetensors"
+expect_fail "wrong-shaped tensor" "shape" "$BIN" sample --model "$T/wrongshape.safetensors" --out "$T/s4.csv"
+LC_ALL=C sed 's/"diffusion.pred":"eps"/"diffusion.pred":"xyz"/' "$CK" > "$T/badmeta.safetensors"
+expect_fail "bad metadata" "unknown parameterisation 'xyz'" "$BIN" sample --model "$T/badmeta.safetensors" --out "$T/s5.csv"
+expect_fail "points need csv" "must end in .csv" "$BIN" sample --model "$CK" --out "$T/s.png"
+for f in s1 s2 s3 s4 s5; do
+    if [ -e "$T/$f.csv" ]; then echo "FAIL: $f.csv was written despite the error"; fails=$((fails + 1)); fi
+done
+if ls "$T"/*.tmp.* >/dev/null 2>&1; then echo "FAIL: temporary files left behind"; fails=$((fails + 1)); fi
+
+echo "cli_errors: $pass passed, $fails failed"
+[ $fails -eq 0 ]
