@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "common.h"
+#include "model.h"
 
 /* Prints "diffuse CMD: <message of the last error>" and returns the exit code for status st. */
 int cli_error(const char *cmd, df_status st);
@@ -16,5 +17,12 @@ void cli_format_seconds(double s, char *buf, size_t cap);
 int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+/* Opens a model file or a diffusers folder for inference. */
+df_status cli_model_open(const char *path, int max_batch, df_model *m);
+/* Whether --data names an image dataset (else 2-D points). */
+int cli_is_image_data(const char *spec);
 
 #endif

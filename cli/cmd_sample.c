@@ -2,12 +2,17 @@
 #include "cli.h"
 #include "image.h"
 #include "model.h"
+#include "npy.h"
 #include "toydata.h"
 #include <string.h>
 
 typedef struct {
     double t0;
     int every;
+    /* --trajectory: x at evenly spaced steps for the first traj_n samples */
+    float *traj;
+    int traj_n, traj_cols, traj_col;
+    size_t dim;
 } sample_progress;
 
 static int on_step(void *ctx, int step, int nsteps, int t_index, const float *x, int n, size_t dim) {
@@ -18,6 +23,13 @@ static int on_step(void *ctx, int step, int nsteps, int t_index, const float *x,
         snprintf(extra, sizeof extra, "steps (%.1f steps/s)", step / el);
         cli_progress_bar("sample", step, nsteps, el, el / step * (nsteps - step), extra, step == nsteps);
     }
+    /* column c (1..cols-1) holds x after step round(c * nsteps / (cols - 1)); column 0 is x_T */
+    if (p->traj && p->traj_col < p->traj_cols &&
+        (long)step * (p->traj_cols - 1) >= (long)p->traj_col * nsteps) {
+        for (int j = 0; j < p->traj_n; j++)
+            memcpy(p->traj + ((size_t)j * p->traj_cols + p->traj_col) * dim, x + (size_t)j * dim, dim * sizeof(float));
+        p->traj_col++;
+    }
     return 0;
 }
 
@@ -26,33 +38,82 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* Writes n images (N,C,H,W in [-1,1]) as a grid PNG, a folder of PNGs (out ends in '/') or a
+ * uint8 N x H x W x C .npy. */
+static df_status write_images(const char *out, const float *x, int n, int c, int h, int w) {
+    df_status st = DF_OK;
+    size_t dim = (size_t)c * h * w;
+    if (ends_with(out, ".npy")) {
+        uint8_t *u = malloc((size_t)n * dim);
+        if (!u) return df_fail(DF_ERR_NOMEM, "out of memory writing %s", out);
+        for (int j = 0; j < n; j++)
+            for (int ch = 0; ch < c; ch++)
+                for (int p = 0; p < h * w; p++) {
+                    float v = (x[(size_t)j * dim + (size_t)ch * h * w + p] + 1.0f) * 127.5f;
+                    v = v < 0 ? 0 : v > 255 ? 255 : v;
+                    u[(size_t)j * dim + (size_t)p * c + ch] = (uint8_t)(v + 0.5f);
+                }
+        int64_t shape[4] = {n, h, w, c};
+        st = df_npy_write(out, "|u1", 4, shape, u);
+        free(u);
+        return st;
+    }
+    if (ends_with(out, "/")) {
+        if ((st = df_mkdirs(out))) return st;
+        for (int j = 0; j < n && st == DF_OK; j++) {
+            uint8_t *pix;
+            int gw, gh;
+            st = df_image_grid(x + (size_t)j * dim, 1, c, h, w, 1, 0, &pix, &gw, &gh);
+            if (st != DF_OK) break;
+            char path[4200];
+            snprintf(path, sizeof path, "%s%06d.png", out, j);
+            st = df_png_write(path, pix, gw, gh, c);
+            free(pix);
+        }
+        return st;
+    }
+    if (!ends_with(out, ".png"))
+        return df_fail(DF_ERR_ARG, "--out must be a .png grid, a .npy file or a folder ending in '/' (got %s)", out);
+    int cols = 1;
+    while (cols * cols < n) cols++;
+    uint8_t *pix;
+    int gw, gh;
+    if ((st = df_image_grid(x, n, c, h, w, cols, 2, &pix, &gw, &gh))) return st;
+    st = df_png_write(out, pix, gw, gh, c);
+    free(pix);
+    return st;
+}
+
 int cmd_sample(int argc, char **argv) {
-    const char *model = NULL, *out = "samples.csv", *sampler = "ancestral", *var = NULL, *plot = NULL;
-    int n = 1000, steps = 50, seed = 0, threads = 0, batch = 256, no_ema = 0, clip = 0;
+    const char *model = NULL, *out = NULL, *sampler = "ancestral", *var = NULL, *plot = NULL, *trajectory = NULL;
+    int n = 0, steps = 50, seed = 0, threads = 0, batch = 0, no_ema = 0, clip = 0, no_clip = 0;
     double eta = 0;
     arg_spec specs[] = {
-        {"model", ARG_STRING, &model, "model checkpoint (model.safetensors)"},
-        {"n", ARG_INT, &n, "number of samples (default 1000)"},
-        {"out", ARG_STRING, &out, "output: points.csv for 2-D models"},
+        {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder"},
+        {"n", ARG_INT, &n, "number of samples (2-D 1000, images 64)"},
+        {"out", ARG_STRING, &out, "points.csv (2-D); grid.png, DIR/ (one PNG each) or samples.npy (images)"},
         {"sampler", ARG_STRING, &sampler, "ancestral (the note's algorithm, default) or ddim"},
         {"steps", ARG_INT, &steps, "DDIM steps (default 50)"},
         {"eta", ARG_DOUBLE, &eta, "DDIM eta (0 = deterministic, default 0)"},
         {"var", ARG_STRING, &var, "ancestral variance: posterior or beta (default: the model's)"},
-        {"clip", ARG_FLAG, &clip, "clip the predicted x0 to [-1, 1]"},
+        {"clip", ARG_FLAG, &clip, "clip the predicted x0 to [-1, 1] (default for images)"},
+        {"no-clip", ARG_FLAG, &no_clip, "do not clip the predicted x0"},
         {"seed", ARG_INT, &seed, "random seed (default 0)"},
-        {"batch", ARG_INT, &batch, "network batch size (default 256)"},
+        {"batch", ARG_INT, &batch, "network batch size (2-D 256, images 64)"},
         {"no-ema", ARG_FLAG, &no_ema, "use the raw weights instead of the EMA weights"},
-        {"plot", ARG_STRING, &plot, "also write a scatter plot PNG (2-D models)"},
+        {"plot", ARG_STRING, &plot, "2-D: also write a scatter plot PNG"},
+        {"trajectory", ARG_STRING, &trajectory, "images: PNG of x_t at evenly spaced steps for the first 8 samples"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("sample", "usage: diffuse sample --model runs/toy/model.safetensors --n 2000 --out points.csv [options]",
+    int rc = args_parse("sample", "usage: diffuse sample --model M --n N --out points.csv|grid.png|DIR/|samples.npy [options]",
                         specs, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     cli_set_threads(threads);
     if (!model) return cli_error("sample", df_fail(DF_ERR_ARG, "--model is required"));
-    if (n < 1 || n > 10000000) return cli_error("sample", df_fail(DF_ERR_ARG, "--n must be in 1..10000000"));
-    if (batch < 1 || batch > 65536) return cli_error("sample", df_fail(DF_ERR_ARG, "--batch must be in 1..65536"));
+    if (n < 0 || n > 10000000) return cli_error("sample", df_fail(DF_ERR_ARG, "--n must be in 1..10000000"));
+    if (batch < 0 || batch > 65536) return cli_error("sample", df_fail(DF_ERR_ARG, "--batch must be in 1..65536"));
+    if (clip && no_clip) return cli_error("sample", df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other"));
 
     df_status st;
     df_sample_params sp;
@@ -61,27 +122,56 @@ int cmd_sample(int argc, char **argv) {
     sp.steps = steps;
     sp.eta = eta;
     sp.seed = (uint64_t)seed;
-    sp.clip_x0 = clip;
-    sp.batch = batch;
 
     df_model m;
-    if ((st = df_model_load(&m, model, batch, 0))) return cli_error("sample", st);
+    if ((st = cli_model_open(model, batch ? batch : 64, &m))) return cli_error("sample", st);
+    int images = m.kind == DF_NET_UNET;
+    if (!n) n = images ? 64 : 1000;
+    if (!out) out = images ? "samples.png" : "samples.csv";
+    sp.batch = batch ? batch : m.max_batch;
+    sp.clip_x0 = clip || (images && !no_clip);
     sp.var = m.diff.var;
+    float *x = NULL;
+    sample_progress pr = {df_time(), sp.sampler == DF_SAMPLER_DDIM ? 1 : 50, NULL, 0, 0, 0, m.dim};
     if (var && (st = df_var_from_name(var, &sp.var))) goto done;
     m.use_ema = !no_ema;
-    if (m.kind == DF_NET_MLP && !ends_with(out, ".csv")) {
+    if (!images && !ends_with(out, ".csv")) {
         st = df_fail(DF_ERR_ARG, "a 2-D model writes points: --out must end in .csv (got %s)", out);
         goto done;
     }
-    float *x = df_alloc(sizeof(float) * (size_t)n * m.dim, "samples");
-    if (!x) {
+    if (images && !(ends_with(out, ".png") || ends_with(out, ".npy") || ends_with(out, "/"))) {
+        st = df_fail(DF_ERR_ARG, "--out must be a .png grid, a .npy file or a folder ending in '/' (got %s)", out);
+        goto done;
+    }
+    if (trajectory && !images) {
+        st = df_fail(DF_ERR_ARG, "--trajectory is for image models");
+        goto done;
+    }
+    if (!(x = df_alloc(sizeof(float) * (size_t)n * m.dim, "samples"))) {
         st = DF_ERR_NOMEM;
         goto done;
     }
-    sample_progress pr = {df_time(), sp.sampler == DF_SAMPLER_DDIM ? 1 : 50};
+    if (trajectory) {
+        pr.traj_n = n < 8 ? n : 8;
+        pr.traj_cols = 10;
+        if (!(pr.traj = df_alloc(sizeof(float) * pr.traj_n * pr.traj_cols * m.dim, "trajectory"))) {
+            st = DF_ERR_NOMEM;
+            goto done;
+        }
+        for (int j = 0; j < pr.traj_n; j++)  /* x_T, exactly as the sampler draws it */
+            df_randn(sp.seed, DF_STREAM_SAMPLE_INIT, (uint32_t)j, 0, pr.traj + (size_t)j * pr.traj_cols * m.dim, m.dim);
+        pr.traj_col = 1;
+    }
     st = df_sample(&m.schedule, m.diff.pred, &sp, df_model_predict, &m, n, m.dim, 0, x, on_step, &pr);
-    if (st == DF_OK) st = df_csv_write_points(out, x, n);
-    if (st == DF_OK && plot) {
+    if (st == DF_OK) st = images ? write_images(out, x, n, m.channels, m.height, m.width) : df_csv_write_points(out, x, n);
+    if (st == DF_OK && trajectory) {
+        uint8_t *pix = NULL;
+        int gw, gh;
+        st = df_image_grid(pr.traj, pr.traj_n * pr.traj_cols, m.channels, m.height, m.width, pr.traj_cols, 2, &pix, &gw, &gh);
+        if (st == DF_OK) st = df_png_write(trajectory, pix, gw, gh, m.channels);
+        free(pix);
+    }
+    if (st == DF_OK && plot && !images) {
         df_points data;
         if (df_points_open(m.data, &data) == DF_OK) {
             float *d = malloc(sizeof(float) * 2 * (size_t)n);
@@ -95,35 +185,11 @@ int cmd_sample(int argc, char **argv) {
             st = df_plot_scatter(plot, x, 0, x, n, "samples");
         }
     }
-    if (st == DF_OK) fprintf(stderr, "wrote %d samples to %s%s%s\n", n, out, plot ? " and " : "", plot ? plot : "");
-    df_free(x);
+    if (st == DF_OK) fprintf(stderr, "wrote %d samples to %s\n", n, out);
 done:
+    df_free(x);
+    df_free(pr.traj);
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("sample", st);
 }
 
-int cmd_info(int argc, char **argv) {
-    const char *model = NULL;
-    arg_spec specs[] = {
-        {"model", ARG_STRING, &model, "model checkpoint to describe"},
-        {NULL, 0, NULL, NULL, 0},
-    };
-    int rc = args_parse("info", "usage: diffuse info --model M", specs, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    if (!model) return cli_error("info", df_fail(DF_ERR_ARG, "--model is required"));
-    df_model m;
-    df_status st = df_model_load(&m, model, 1, 0);
-    if (st) return cli_error("info", st);
-    char desc[1024];
-    df_model_describe(&m, desc, sizeof desc);
-    printf("model: %s\n", model);
-    printf("network: %s\n", desc);
-    printf("parameters: %zu\n", df_param_table_count(m.table));
-    printf("tensors: %d\n", m.table->count);
-    printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(m.diff.schedule.kind), m.diff.schedule.T,
-           m.diff.schedule.beta_start, m.diff.schedule.beta_end);
-    printf("prediction: %s\nloss: %s\nvariance: %s\n", df_pred_name(m.diff.pred), df_loss_name(m.diff.loss), df_var_name(m.diff.var));
-    printf("trained steps: %ld\nseed: %llu\nEMA decay: %g\ndata: %s\n", m.step, (unsigned long long)m.seed, m.ema_decay, m.data);
-    df_model_free(&m);
-    return 0;
-}

@@ -61,12 +61,14 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train    train a diffusion model (2-D toy data or images)\n"
             "  sample   draw samples from a trained model\n"
-            "  info     print a model's configuration\n");
+            "  info     print a model's or a preset's configuration\n"
+            "  predict  run the network alone on a .npy input (for checking against other implementations)\n"
+            "  export   write a model as a diffusers folder (DDPMPipeline: unet/ + scheduler/)\n");
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "diffuse: no command given (commands: train, sample, info; see diffuse --help)\n");
+        fprintf(stderr, "diffuse: no command given (commands: train, sample, info, predict, export; see diffuse --help)\n");
         return 2;
     }
     const char *cmd = argv[1];
@@ -77,6 +79,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
-    fprintf(stderr, "diffuse: unknown command '%s' (commands: train, sample, info)\n", cmd);
+    if (strcmp(cmd, "predict") == 0) return cmd_predict(argc, argv);
+    fprintf(stderr, "diffuse: unknown command '%s' (commands: train, sample, info, predict, export)\n", cmd);
     return 2;
 }

@@ -1,6 +1,7 @@
 /* model.c: a network plus its diffusion settings; checkpoints in safetensors. See model.h. */
 #include "model.h"
 #include "safetensors.h"
+#include "unet.h"
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -40,6 +41,44 @@ static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, i
     return alloc_blocks(m);
 }
 
+static df_status build_unet(df_model *m, const df_unet_config *c, int max_batch, int training) {
+    m->kind = DF_NET_UNET;
+    m->unet = *c;
+    if (df_unet_config_to_json(c, m->unet_config_json, sizeof m->unet_config_json) >= sizeof m->unet_config_json)
+        return df_fail(DF_ERR_ARG, "U-Net config too large");
+    df_unet *net;
+    df_status st = df_unet_new(c, max_batch, training, &net);
+    if (st != DF_OK) return st;
+    m->net = net;
+    m->table = df_unet_params(net);
+    m->channels = c->in_channels;
+    m->height = m->width = c->sample_size;
+    m->dim = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    m->max_batch = max_batch;
+    m->training = training;
+    if (c->out_channels != c->in_channels)
+        return df_fail(DF_ERR_UNSUPPORTED, "a denoiser needs out_channels == in_channels (got %d and %d)", c->out_channels,
+                       c->in_channels);
+    return alloc_blocks(m);
+}
+
+df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                            int training, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->diff = *d;
+    df_status st = df_schedule_new(&d->schedule, &m->schedule);
+    if (st == DF_OK) st = build_unet(m, c, max_batch, training);
+    if (st != DF_OK) {
+        df_model_free(m);
+        return st;
+    }
+    m->seed = seed;
+    df_unet_init(m->net, m->params, seed);
+    memcpy(m->ema, m->params, m->n_floats * sizeof(float));
+    m->use_ema = 1;
+    return DF_OK;
+}
+
 df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
                            int training, uint64_t seed) {
     memset(m, 0, sizeof *m);
@@ -59,6 +98,7 @@ df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusi
 
 void df_model_free(df_model *m) {
     if (m->net && m->kind == DF_NET_MLP) df_mlp_free(m->net);
+    if (m->net && m->kind == DF_NET_UNET) df_unet_free(m->net);
     df_free(m->params);
     df_free(m->ema);
     df_free(m->grads);
@@ -72,6 +112,7 @@ void df_model_forward(df_model *m, const float *params, int n, const float *x, c
     ASSERT(n <= m->max_batch);
     switch (m->kind) {
     case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
+    case DF_NET_UNET: df_unet_forward(m->net, params, n, x, t, out, training, m->seed, (uint32_t)m->dropout_step); break;
     default: ASSERT(0);
     }
 }
@@ -79,6 +120,7 @@ void df_model_forward(df_model *m, const float *params, int n, const float *x, c
 void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout) {
     switch (m->kind) {
     case DF_NET_MLP: df_mlp_backward(m->net, params, grads, n, dout); break;
+    case DF_NET_UNET: df_unet_backward(m->net, params, grads, n, dout); break;
     default: ASSERT(0);
     }
 }
@@ -266,6 +308,14 @@ df_status df_model_load(df_model *m, const char *path, int max_batch, int traini
         if ((st = get_meta_long(&f, "mlp.temb_dim", 2, 1 << 16, &v))) goto done;
         c.temb_dim = (int)v;
         if ((st = build_mlp(m, &c, max_batch, training))) goto done;
+    } else if (strcmp(net, "unet") == 0) {
+        df_unet_config c;
+        if ((st = get_meta(&f, "unet.config", &s))) goto done;
+        if ((st = df_unet_config_from_json(s, strlen(s), &c))) {
+            st = in_file(&f, st);
+            goto done;
+        }
+        if ((st = build_unet(m, &c, max_batch, training))) goto done;
     } else {
         st = df_fail(DF_ERR_FORMAT, "%s: unknown network '%s'", path, net);
         goto done;
@@ -292,7 +342,7 @@ void df_model_describe(const df_model *m, char *buf, size_t cap) {
         snprintf(buf, cap, "mlp (dim %d, hidden %d, layers %d, temb %d), %zu parameters",
                  m->mlp.dim, m->mlp.hidden, m->mlp.layers, m->mlp.temb_dim, df_param_table_count(m->table));
     else
-        snprintf(buf, cap, "unet, %zu parameters", df_param_table_count(m->table));
+        snprintf(buf, cap, "unet %dx%dx%d, %zu parameters", m->channels, m->height, m->width, df_param_table_count(m->table));
     size_t len = strlen(buf);
     snprintf(buf + len, cap - len, "; schedule %s T=%d (beta %g..%g), pred %s, loss %s, var %s; trained %ld steps",
              df_schedule_name(sp->kind), sp->T, sp->beta_start, sp->beta_end, df_pred_name(m->diff.pred),

@@ -13,6 +13,7 @@
 #include "common.h"
 #include "mlp.h"
 #include "params.h"
+#include "unet.h"
 
 typedef enum { DF_NET_MLP, DF_NET_UNET } df_net_kind;
 
@@ -28,6 +29,7 @@ void df_diffusion_config_init(df_diffusion_config *d);
 typedef struct df_model {
     df_net_kind kind;
     df_mlp_config mlp;
+    df_unet_config unet;
     char unet_config_json[4096];   /* U-Net: its diffusers config.json text */
     df_diffusion_config diff;
     df_schedule schedule;          /* derived from diff.schedule */
@@ -50,6 +52,9 @@ typedef struct df_model {
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
 df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
                            int training, uint64_t seed);
+/* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
+df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                            int training, uint64_t seed);
 void df_model_free(df_model *m);
 
 /* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
