@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void df_train_opts_init(df_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -84,6 +86,25 @@ static FILE *open_loss_log(const char *dir, long resume_step, int resume) {
     return f;
 }
 
+/* A run killed while writing leaves "<file>.tmp.<pid>" behind (the rename never happened); the
+ * file it was replacing is intact. Remove such leftovers of earlier processes at start-up. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        const char *tmp = strstr(e->d_name, ".tmp.");
+        if (!tmp || strtol(tmp + 5, NULL, 10) == (long)getpid()) continue;
+        if (strncmp(e->d_name, "checkpoint.safetensors", 22) && strncmp(e->d_name, "model.safetensors", 17) &&
+            strncmp(e->d_name, "samples.png", 11) && strncmp(e->d_name, "loss.png", 8))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 df_status df_train(df_model *m, const df_train_opts *o, int resume) {
     if (o->batch < 1 || o->batch > m->max_batch)
         return df_fail(DF_ERR_ARG, "batch must be in 1..%d (got %d)", m->max_batch, o->batch);
@@ -93,6 +114,7 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
     ASSERT(m->training && o->batch_fn);
     df_status mk = df_mkdirs(o->out_dir);
     if (mk != DF_OK) return mk;
+    remove_stale_temporaries(o->out_dir);
     m->seed = o->seed;
     m->ema_decay = o->ema_decay;
 
