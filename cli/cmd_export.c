@@ -1,0 +1,33 @@
+/* cmd_export.c: `diffuse export`: writes a model (a diffuse checkpoint or a diffusers folder) as a
+ * diffusers DDPMPipeline folder that DDPMPipeline.from_pretrained() loads. A thin layer over
+ * df_model_open_ex and df_diffusers_save_ex (src/diffusers.h). */
+#include "cli.h"
+#include "diffusers.h"
+
+int cmd_export(int argc, char **argv) {
+    const char *model = NULL, *out = NULL;
+    int raw = 0;
+    arg_spec specs[] = {
+        {"model", ARG_STRING, &model, "model to export: a checkpoint (model.safetensors) or a diffusers folder", 0},
+        {"out", ARG_STRING, &out, "output folder (created; its model files are replaced)", 0},
+        {"raw", ARG_FLAG, &raw, "export the raw weights instead of the EMA weights", 0},
+        {NULL, 0, NULL, NULL, 0},
+    };
+    int rc = args_parse("export", "usage: diffuse export --model runs/cifar/model.safetensors --out ddpm-pipeline [--raw]",
+                        specs, argc, argv, 2);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model) return cli_error("export", df_fail(DF_ERR_ARG, "--model is required"));
+    if (!out) return cli_error("export", df_fail(DF_ERR_ARG, "--out is required"));
+
+    df_model m;
+    df_diffusers_info info;
+    df_status st = df_model_open_ex(model, 1, 0, &m, &info);
+    if (st) return cli_error("export", st);
+    /* info: the source folder's clipping, or DDPM's clip_sample true for a checkpoint */
+    st = df_diffusers_save_ex(&m, out, !raw, &info);
+    if (st == DF_OK)
+        fprintf(stderr, "wrote diffusers pipeline %s (%s weights, %d tensors, %zu parameters)\n", out, raw ? "raw" : "EMA",
+                m.table->count, df_param_table_count(m.table));
+    df_model_free(&m);
+    return st == DF_OK ? 0 : cli_error("export", st);
+}
