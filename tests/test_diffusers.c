@@ -650,9 +650,12 @@ static const char *cat256_config =
     " \"time_embedding_type\": \"positional\", \"up_block_types\": [\"UpBlock2D\", \"AttnUpBlock2D\", \"UpBlock2D\",\n"
     " \"UpBlock2D\", \"UpBlock2D\", \"UpBlock2D\"]}\n";
 
-/* What diffusers 0.24 writes for the same cifar10 network: the keys added since, at their values. */
-static const char *cifar10_v024_config =
-    "{\"_class_name\": \"UNet2DModel\", \"_diffusers_version\": \"0.24.0\", \"act_fn\": \"silu\", \"add_attention\": true,\n"
+/* What recent diffusers (0.24 .. 0.34) write for the same cifar10 network: the keys added since
+ * 2022 (attn_norm_num_groups, downsample_type, mid_block_type, time_embedding_dim, ...) at the values
+ * that keep the DDPM network. */
+static const char *cifar10_recent_config =
+    "{\"_class_name\": \"UNet2DModel\", \"_diffusers_version\": \"0.34.0\", \"mid_block_type\": \"UNetMidBlock2D\",\n"
+    " \"time_embedding_dim\": null, \"act_fn\": \"silu\", \"add_attention\": true,\n"
     " \"attention_head_dim\": null, \"attn_norm_num_groups\": null, \"block_out_channels\": [128, 256, 256, 256],\n"
     " \"center_input_sample\": false, \"class_embed_type\": null, \"down_block_types\": [\"DownBlock2D\",\n"
     " \"AttnDownBlock2D\", \"DownBlock2D\", \"DownBlock2D\"], \"downsample_padding\": 0, \"downsample_type\": \"conv\",\n"
@@ -692,9 +695,9 @@ static void test_published_configs(void) {
               "cifar10: 328 tensors, 35,746,307 parameters (docs/ddpm-unet.md)");
         if (u) df_unet_free(u);
     }
-    write_file(path, cifar10_v024_config);
+    write_file(path, cifar10_recent_config);
     st = df_diffusers_read_unet_config(path, &c);
-    CHECK(st == DF_OK && same_structure(&c, &preset), "cifar10 config as diffusers 0.24 writes it: %s",
+    CHECK(st == DF_OK && same_structure(&c, &preset), "cifar10 config as recent diffusers write it: %s",
           st ? df_last_error() : "");
 
     write_file(path, cat256_config);
