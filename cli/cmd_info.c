@@ -1,11 +1,12 @@
 /* cmd_info.c: `diffuse info` (a model's or a preset's configuration) and `diffuse predict` (the
  * network alone on NumPy input, for checking against other implementations). */
 #include "cli.h"
+#include "diffusers.h"
 #include "npy.h"
 #include <errno.h>
 #include <string.h>
 
-df_status cli_model_open(const char *path, int max_batch, df_model *m) { return df_model_load(m, path, max_batch, 0); }
+df_status cli_model_open(const char *path, int max_batch, df_model *m) { return df_model_open(path, max_batch, 0, m); }
 
 static void print_unet_config(const df_unet_config *c) {
     printf("image: %d x %d x %d (out channels %d)\n", c->in_channels, c->sample_size, c->sample_size, c->out_channels);

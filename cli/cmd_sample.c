@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "image.h"
 #include "model.h"
+#include "diffusers.h"
 #include "npy.h"
 #include "toydata.h"
 #include <string.h>
@@ -84,10 +85,38 @@ static df_status write_images(const char *out, const float *x, int n, int c, int
     return st;
 }
 
+/* Reads one PNG as a model input (C,H,W in [-1,1]); it must have the model's size. Gray and RGB
+ * convert to the model's channel count. */
+static df_status read_model_image(const char *path, const df_model *m, float **out) {
+    uint8_t *pix;
+    int w, h, c;
+    df_status st = df_png_read(path, &pix, &w, &h, &c);
+    if (st != DF_OK) return st;
+    if (w != m->width || h != m->height) {
+        free(pix);
+        return df_fail(DF_ERR_SHAPE, "%s is %dx%d but the model makes %dx%d images", path, w, h, m->width, m->height);
+    }
+    float *x = df_alloc(sizeof(float) * m->dim, "input image");
+    if (!x) {
+        free(pix);
+        return DF_ERR_NOMEM;
+    }
+    for (int ch = 0; ch < m->channels; ch++)
+        for (int p = 0; p < w * h; p++) {
+            const uint8_t *q = pix + (size_t)p * c;
+            double v = c >= 3 ? (m->channels == 1 ? (0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2]) : q[ch < 3 ? ch : 0]) : q[0];
+            x[(size_t)ch * w * h + p] = (float)(v / 127.5 - 1.0);
+        }
+    free(pix);
+    *out = x;
+    return DF_OK;
+}
+
 int cmd_sample(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *sampler = "ancestral", *var = NULL, *plot = NULL, *trajectory = NULL;
+    const char *model = NULL, *out = NULL, *sampler = "ancestral", *var = NULL, *plot = NULL, *trajectory = NULL,
+               *init = NULL, *inpaint = NULL, *mask = NULL;
     int n = 0, steps = 50, seed = 0, threads = 0, batch = 0, no_ema = 0, clip = 0, no_clip = 0;
-    double eta = 0;
+    double eta = 0, strength = 0.5;
     arg_spec specs[] = {
         {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder"},
         {"n", ARG_INT, &n, "number of samples (2-D 1000, images 64)"},
@@ -103,6 +132,10 @@ int cmd_sample(int argc, char **argv) {
         {"no-ema", ARG_FLAG, &no_ema, "use the raw weights instead of the EMA weights"},
         {"plot", ARG_STRING, &plot, "2-D: also write a scatter plot PNG"},
         {"trajectory", ARG_STRING, &trajectory, "images: PNG of x_t at evenly spaced steps for the first 8 samples"},
+        {"init", ARG_STRING, &init, "images: edit this PNG (SDEdit): noise it, then denoise"},
+        {"strength", ARG_DOUBLE, &strength, "editing: how far to noise --init, 0..1 (fraction of T, default 0.5)"},
+        {"inpaint", ARG_STRING, &inpaint, "images: fill in this PNG where --mask is black"},
+        {"mask", ARG_STRING, &mask, "inpainting: PNG, white = keep the --inpaint pixels, black = generate"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
         {NULL, 0, NULL, NULL, 0},
     };
@@ -124,12 +157,19 @@ int cmd_sample(int argc, char **argv) {
     sp.seed = (uint64_t)seed;
 
     df_model m;
-    if ((st = cli_model_open(model, batch ? batch : 64, &m))) return cli_error("sample", st);
+    df_diffusers_info dinfo;
+    if ((st = df_model_open_ex(model, batch ? batch : 64, 0, &m, &dinfo))) return cli_error("sample", st);
     int images = m.kind == DF_NET_UNET;
+    float *init_x = NULL, *known_x = NULL, *mask_x = NULL;
     if (!n) n = images ? 64 : 1000;
     if (!out) out = images ? "samples.png" : "samples.csv";
     sp.batch = batch ? batch : m.max_batch;
     sp.clip_x0 = clip || (images && !no_clip);
+    if (dinfo.has_scheduler && !clip && !no_clip) {  /* a diffusers folder: its scheduler's clipping */
+        sp.clip_x0 = dinfo.clip_sample;
+        sp.clip_min = (float)-dinfo.clip_sample_range;
+        sp.clip_max = (float)dinfo.clip_sample_range;
+    }
     sp.var = m.diff.var;
     float *x = NULL;
     sample_progress pr = {df_time(), sp.sampler == DF_SAMPLER_DDIM ? 1 : 50, NULL, 0, 0, 0, m.dim};
@@ -146,6 +186,30 @@ int cmd_sample(int argc, char **argv) {
     if (trajectory && !images) {
         st = df_fail(DF_ERR_ARG, "--trajectory is for image models");
         goto done;
+    }
+    if ((init || inpaint || mask) && !images) {
+        st = df_fail(DF_ERR_ARG, "--init, --inpaint and --mask are for image models");
+        goto done;
+    }
+    if (init) {
+        if (!(strength > 0 && strength <= 1)) {
+            st = df_fail(DF_ERR_ARG, "--strength must be in (0, 1] (got %g)", strength);
+            goto done;
+        }
+        if ((st = read_model_image(init, &m, &init_x))) goto done;
+        sp.init = init_x;
+        sp.t_start = (int)(strength * m.schedule.T + 0.5) - 1;
+        if (sp.t_start < 0) sp.t_start = 0;
+    }
+    if (!inpaint != !mask) {
+        st = df_fail(DF_ERR_ARG, "inpainting needs both --inpaint IMAGE and --mask MASK");
+        goto done;
+    }
+    if (inpaint) {
+        if ((st = read_model_image(inpaint, &m, &known_x)) || (st = read_model_image(mask, &m, &mask_x))) goto done;
+        for (size_t k = 0; k < m.dim; k++) mask_x[k] = mask_x[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
+        sp.known = known_x;
+        sp.mask = mask_x;
     }
     if (!(x = df_alloc(sizeof(float) * (size_t)n * m.dim, "samples"))) {
         st = DF_ERR_NOMEM;
@@ -189,6 +253,9 @@ int cmd_sample(int argc, char **argv) {
 done:
     df_free(x);
     df_free(pr.traj);
+    df_free(init_x);
+    df_free(known_x);
+    df_free(mask_x);
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("sample", st);
 }

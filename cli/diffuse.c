@@ -80,6 +80,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc, argv);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
     fprintf(stderr, "diffuse: unknown command '%s' (commands: train, sample, info, predict, export)\n", cmd);
     return 2;
 }

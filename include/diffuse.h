@@ -58,6 +58,7 @@ enum {
     DF_STREAM_INIT,            /* weight initialisation */
     DF_STREAM_DROPOUT,         /* dropout masks */
     DF_STREAM_DATA,            /* fresh toy data, flips */
+    DF_STREAM_SAMPLE_KNOWN,    /* inpainting: noise of the known region */
     DF_STREAM_USER = 64,       /* first stream free for callers */
 };
 
@@ -185,6 +186,16 @@ typedef struct {
     float clip_min, clip_max;
     uint64_t seed;
     int batch;                /* network calls take at most this many samples (default 64) */
+    /* Applications (the note's "Application" link). Each pointer, when set, holds `dim` floats
+     * applied to every sample, and must stay valid during df_sample.
+     * Editing (SDEdit, Meng et al. 2022): start from `init` noised to step t_start (an index,
+     * 0..T-1) instead of from pure noise, and denoise from there. */
+    const float *init;
+    int t_start;
+    /* Inpainting: where mask = 1 the sample is held to `known` (noised to the current step,
+     * exactly known at the end); where mask = 0 the model fills in (Lugmayr et al. 2022, without
+     * resampling). */
+    const float *known, *mask;
 } df_sample_params;
 
 void df_sample_params_init(df_sample_params *p);

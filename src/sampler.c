@@ -90,6 +90,23 @@ static void ddim_step(const df_schedule *s, df_pred pred, const df_sample_params
     }
 }
 
+/* Inpainting: hold the known region to q(x_r | known) after the step that reached index r
+ * (r = -1: x_0, exactly known). */
+static void apply_known(const df_schedule *s, const df_sample_params *p, int r, int n, size_t dim, uint64_t first_index,
+                        float *x, float *noise) {
+    for (int j = 0; j < n; j++) {
+        float *xj = x + (size_t)j * dim;
+        if (r >= 0) df_randn(p->seed, DF_STREAM_SAMPLE_KNOWN, (uint32_t)(first_index + j), (uint32_t)r, noise, dim);
+        double a = r >= 0 ? s->sqrt_alphabar[r] : 1.0, b = r >= 0 ? s->sqrt_one_minus_alphabar[r] : 0.0;
+        for (size_t k = 0; k < dim; k++) {
+            double m = p->mask[k];
+            if (m == 0) continue;
+            double kn = a * p->known[k] + (r >= 0 ? b * noise[k] : 0.0);
+            xj[k] = (float)(m * kn + (1 - m) * xj[k]);
+        }
+    }
+}
+
 df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *p, df_predict_fn fn, void *ctx, int n,
                     size_t dim, uint64_t first_index, float *x, df_step_fn step_fn, void *step_ctx) {
     if (n <= 0) return df_fail(DF_ERR_ARG, "number of samples must be positive (got %d)", n);
@@ -98,6 +115,9 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
     if (p->sampler == DF_SAMPLER_DDIM && (p->steps < 1 || p->steps > s->T))
         return df_fail(DF_ERR_ARG, "DDIM steps must be in 1..%d (got %d)", s->T, p->steps);
     if (p->sampler == DF_SAMPLER_DDIM && !(p->eta >= 0)) return df_fail(DF_ERR_ARG, "DDIM eta must be >= 0");
+    if (p->init && (p->t_start < 0 || p->t_start >= s->T))
+        return df_fail(DF_ERR_ARG, "editing start step must be in 0..%d (got %d)", s->T - 1, p->t_start);
+    if (!p->known != !p->mask) return df_fail(DF_ERR_ARG, "inpainting needs both the known image and the mask");
     int batch = p->batch < n ? p->batch : n;
 
     df_status st = DF_ERR_NOMEM;
@@ -107,21 +127,29 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
     int *seq = df_alloc(sizeof(int) * (size_t)nsteps, "sampler timestep sequence");
     if (!out || !noise || !tbuf || !seq) goto free_buffers;
 
-    /* x_T ~ N(0, I) */
-    for (int j = 0; j < n; j++)
-        df_randn(p->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)(first_index + j), 0, x + (size_t)j * dim, dim);
     if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
     else for (int k = 0; k < nsteps; k++) seq[k] = k;
+    int k_first = nsteps - 1;  /* editing starts at the last step not above t_start */
+    if (p->init)
+        while (k_first > 0 && seq[k_first] > p->t_start) k_first--;
+    /* x_T ~ N(0, I); editing: x ~ q(x_t | init) at the first step's t */
+    for (int j = 0; j < n; j++) {
+        float *xj = x + (size_t)j * dim;
+        df_randn(p->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)(first_index + j), 0, xj, dim);
+        if (p->init) df_q_sample(s, seq[k_first], p->init, xj, xj, dim);
+    }
+    if (p->known) apply_known(s, p, seq[k_first], n, dim, first_index, x, noise);
 
-    for (int k = nsteps - 1; k >= 0; k--) {
+    for (int k = k_first; k >= 0; k--) {
         int i = seq[k];
         st = predict_all(fn, ctx, n, dim, batch, i, x, out, tbuf);
         if (st != DF_OK) goto free_buffers;
         if (p->sampler == DF_SAMPLER_DDIM) ddim_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, n, dim, first_index, x, out, noise);
         else ancestral_step(s, pred, p, i, n, dim, first_index, x, out, noise);
         int reached = k > 0 ? seq[k - 1] : -1;
-        if (step_fn && step_fn(step_ctx, nsteps - k, nsteps, reached, x, n, dim)) {
-            st = df_fail(DF_ERR_INTERRUPTED, "sampling stopped at step %d of %d", nsteps - k, nsteps);
+        if (p->known) apply_known(s, p, reached, n, dim, first_index, x, noise);
+        if (step_fn && step_fn(step_ctx, k_first + 1 - k, k_first + 1, reached, x, n, dim)) {
+            st = df_fail(DF_ERR_INTERRUPTED, "sampling stopped at step %d of %d", k_first + 1 - k, k_first + 1);
             goto free_buffers;
         }
     }

@@ -315,11 +315,63 @@ static void test_sampler_oracle(void) {
     df_schedule_free(&s);
 }
 
+/* Applications: inpainting holds the known dims exactly and leaves the free dims' distribution
+ * alone (the oracle's dims are independent); editing from a small t stays close to the input,
+ * and from t = T it samples the data distribution. */
+static void test_applications(void) {
+    df_schedule_params p;
+    df_schedule_params_init(&p);
+    df_schedule s;
+    df_schedule_new(&p, &s);
+    enum { N = 4000 };
+    static float x[N * 2];
+    oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
+    float known[2] = {0.25f, 3.0f}, mask[2] = {0, 1};
+    df_sample_params sp;
+    df_sample_params_init(&sp);
+    sp.seed = 5;
+    sp.batch = 1000;
+    sp.known = known;
+    sp.mask = mask;
+    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "inpaint");
+    int exact = 1;
+    for (int j = 0; j < N; j++) exact &= x[2 * j + 1] == 3.0f;
+    CHECK(exact, "inpainting keeps the known dimension exactly");
+    double m, v;
+    moments(x, N, 0, &m, &v);
+    CHECK(fabs(m - 0.7) < 4 * 0.5 / sqrt(N) && fabs(v - 0.25) < 4 * 0.25 * sqrt(2.0 / N) + 0.03 * 0.25,
+          "inpainting: free dim mean %g var %g", m, v);
+
+    float init[2] = {0.1f, -0.9f};
+    sp.known = sp.mask = NULL;
+    sp.init = init;
+    /* sqrt(1 - alphabar_21) ~ 0.07 per dimension: the noise moves a point by ~0.1 and the pull
+     * towards the data a few hundredths more; sampling from scratch would move it by ~0.8. */
+    sp.t_start = 20;
+    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit");
+    double moved = 0;
+    for (int j = 0; j < N; j++) moved += hypot(x[2 * j] - init[0], x[2 * j + 1] - init[1]) / N;
+    CHECK(moved < 0.2, "editing from t=21 moved points by %g on average", moved);
+    printf("  editing from t=21: mean displacement %.4f\n", moved);
+    sp.t_start = 999;
+    sp.sampler = DF_SAMPLER_DDIM;
+    sp.eta = 1.0;
+    sp.steps = 1000;
+    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit from T");
+    moments(x, N, 1, &m, &v);
+    CHECK(fabs(m + 1.2) < 4 * 0.2 / sqrt(N) + 0.01 && fabs(v - 0.04) < 4 * 0.04 * sqrt(2.0 / N) + 0.03 * 0.04,
+          "editing from T: mean %g var %g", m, v);
+    sp.t_start = 1000;
+    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, 1, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "t_start out of range");
+    df_schedule_free(&s);
+}
+
 int main(void) {
     test_philox();
     test_schedules();
     test_identities();
     test_loss();
     test_sampler_oracle();
+    test_applications();
     return check_exit_code("test_diffusion");
 }
