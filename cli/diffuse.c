@@ -62,13 +62,14 @@ static void usage(FILE *f) {
             "  train    train a diffusion model (2-D toy data or images)\n"
             "  sample   draw samples from a trained model\n"
             "  info     print a model's or a preset's configuration\n"
+            "  eval     measure a model: the variational bound on held-out data (bits/dim)\n"
             "  predict  run the network alone on a .npy input (for checking against other implementations)\n"
             "  export   write a model as a diffusers folder (DDPMPipeline: unet/ + scheduler/)\n");
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "diffuse: no command given (commands: train, sample, info, predict, export; see diffuse --help)\n");
+        fprintf(stderr, "diffuse: no command given (commands: train, sample, eval, info, predict, export; see diffuse --help)\n");
         return 2;
     }
     const char *cmd = argv[1];
@@ -80,7 +81,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
-    fprintf(stderr, "diffuse: unknown command '%s' (commands: train, sample, info, predict, export)\n", cmd);
+    fprintf(stderr, "diffuse: unknown command '%s' (commands: train, sample, eval, info, predict, export)\n", cmd);
     return 2;
 }
