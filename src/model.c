@@ -62,38 +62,34 @@ static df_status build_unet(df_model *m, const df_unet_config *c, int max_batch,
     return alloc_blocks(m);
 }
 
-df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                            int training, uint64_t seed) {
+/* Shared by the constructors: the schedule, the network (build_net), fresh weights, EMA = weights. */
+static df_status new_model(df_model *m, df_net_kind kind, const void *net_config, const df_diffusion_config *d,
+                           int max_batch, int training, uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->diff = *d;
     df_status st = df_schedule_new(&d->schedule, &m->schedule);
-    if (st == DF_OK) st = build_unet(m, c, max_batch, training);
+    if (st == DF_OK)
+        st = kind == DF_NET_UNET ? build_unet(m, net_config, max_batch, training) : build_mlp(m, net_config, max_batch, training);
     if (st != DF_OK) {
         df_model_free(m);
         return st;
     }
     m->seed = seed;
-    df_unet_init(m->net, m->params, seed);
+    if (kind == DF_NET_UNET) df_unet_init(m->net, m->params, seed);
+    else df_mlp_init(m->net, m->params, seed);
     memcpy(m->ema, m->params, m->n_floats * sizeof(float));
     m->use_ema = 1;
     return DF_OK;
 }
 
+df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                            int training, uint64_t seed) {
+    return new_model(m, DF_NET_UNET, c, d, max_batch, training, seed);
+}
+
 df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
                            int training, uint64_t seed) {
-    memset(m, 0, sizeof *m);
-    m->diff = *d;
-    df_status st = df_schedule_new(&d->schedule, &m->schedule);
-    if (st == DF_OK) st = build_mlp(m, c, max_batch, training);
-    if (st != DF_OK) {
-        df_model_free(m);
-        return st;
-    }
-    m->seed = seed;
-    df_mlp_init(m->net, m->params, seed);
-    memcpy(m->ema, m->params, m->n_floats * sizeof(float));
-    m->use_ema = 1;
-    return DF_OK;
+    return new_model(m, DF_NET_MLP, c, d, max_batch, training, seed);
 }
 
 void df_model_free(df_model *m) {
