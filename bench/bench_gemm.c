@@ -1,0 +1,140 @@
+/* bench_gemm.c: df_gemm_bf16 (bf16 inputs, fp32 accumulation) against OpenBLAS cblas_sgemm on the
+ * matrix products of the U-Net's convolutions, at 1 and 2 threads.
+ *
+ * A program, not a test. Shapes are the conv GEMMs of ops_conv.c: forward out (OC x P) = W (OC x K)
+ * cols (K x P) with K = IC*3*3, backward dW (OC x K) = dout (OC x P) cols^T and dcols (K x P) =
+ * W^T dout (OC x P), with P = OH*OW for one image or for a whole batch. For each shape it first
+ * checks df_gemm_bf16 against a double reference on bf16-rounded inputs (a sample of elements,
+ * tolerance as in test_gemm.c), warms up, then reports the best of REPEATS timings for each
+ * (routine, threads). The AVX512_BF16 path is used when the CPU has it (printed at the top).
+ * Usage: bench_gemm [repeats] (default 5). The machine may be shared: check `uptime` first.
+ */
+#include "common.h"
+#include "gemm.h"
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct {
+    const char *name;
+    int ta, tb, m, n, k;
+} bench_shape;
+
+static const bench_shape SHAPES[] = {
+    /* fmnist-small, batch 64 (P = 64 images x OH*OW) */
+    {"fwd 64<-64x9 14x14 b64", 0, 0, 64, 64 * 196, 576},
+    {"fwd 32<-32x9 28x28 b64", 0, 0, 32, 64 * 784, 288},
+    {"dW  64<-64x9 14x14 b64", 0, 1, 64, 576, 64 * 196},
+    {"dx  64<-64x9 14x14 b64", 1, 0, 576, 64 * 196, 64},
+    {"dx  32<-32x9 28x28 b64", 1, 0, 288, 64 * 784, 32},
+    /* the same per image (ops_conv.c runs one image per thread) */
+    {"fwd 64<-64x9 14x14 1img", 0, 0, 64, 196, 576},
+    {"fwd 32<-32x9 28x28 1img", 0, 0, 32, 784, 288},
+    {"fwd 64<-64x9 7x7 1img", 0, 0, 64, 49, 576},
+    {"dW  64<-64x9 14x14 1img", 0, 1, 64, 576, 196},
+    {"dx  64<-64x9 14x14 1img", 1, 0, 576, 196, 64},
+    /* cifar10 (256 channels at 16x16, batch 16) */
+    {"fwd 256<-256x9 16x16 b16", 0, 0, 256, 16 * 256, 2304},
+    {"dW  256<-256x9 16x16 b16", 0, 1, 256, 2304, 16 * 256},
+    {"dx  256<-256x9 16x16 b16", 1, 0, 2304, 16 * 256, 256},
+};
+
+static void fill(float *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)((seed >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+    }
+}
+
+/* Checks 200 sampled elements of C against the double reference on rounded inputs. */
+static int validate(const bench_shape *s, const float *a, const float *b, const float *c) {
+    const int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    unsigned seed = 7;
+    int bad = 0;
+    for (int t = 0; t < 200; t++) {
+        seed = seed * 1664525u + 1013904223u;
+        const int i = (int)((seed >> 8) % (unsigned)s->m);
+        seed = seed * 1664525u + 1013904223u;
+        const int j = (int)((seed >> 8) % (unsigned)s->n);
+        double ref = 0, bound = 0;
+        for (int p = 0; p < s->k; p++) {
+            float x = s->ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+            float y = s->tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+            df_bf16_round(&x, &x, 1);
+            df_bf16_round(&y, &y, 1);
+            ref += (double)x * y;
+            bound += fabs((double)x * y);
+        }
+        /* fp32 summation bound, as in test_gemm.c */
+        const double tol = (s->k + 8) * ldexp(1.0, -24) * bound;
+        bad += !(fabs(c[(size_t)i * s->n + j] - ref) <= tol);
+    }
+    return bad;
+}
+
+static void set_threads(int t) {
+#ifdef _OPENMP
+    omp_set_num_threads(t);
+#endif
+    openblas_set_num_threads(t);
+}
+
+/* Best seconds of `repeats` runs after one warm-up. */
+static double time_gemm(int bf16, const bench_shape *s, const float *a, const float *b, float *c, void *ws,
+                        int repeats) {
+    const int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    double best = 1e30;
+    for (int r = 0; r <= repeats; r++) {
+        const double t0 = df_time();
+        if (bf16)
+            df_gemm_bf16(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n, ws);
+        else
+            cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->m,
+                        s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n);
+        const double dt = df_time() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    const int repeats = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 5;
+    printf("df_gemm_bf16 path: %s; best of %d; GFLOP/s\n",
+           df_gemm_bf16_native() ? "AVX512_BF16 (vdpbf16ps)" : "fallback (bf16 rounding + sgemm)", repeats);
+    printf("%-26s %5s %5s %6s | %8s %8s %6s | %8s %8s %6s\n", "shape", "M", "N", "K", "bf16 1t", "sgemm 1t", "ratio",
+           "bf16 2t", "sgemm 2t", "ratio");
+    int failed = 0;
+    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
+        const bench_shape *s = &SHAPES[si];
+        const size_t na = (size_t)s->m * s->k, nb = (size_t)s->k * s->n, nc = (size_t)s->m * s->n;
+        float *a = df_alloc(na * sizeof(float), "bench A"), *b = df_alloc(nb * sizeof(float), "bench B");
+        float *c = df_alloc(nc * sizeof(float), "bench C");
+        const size_t wsb = df_gemm_bf16_workspace(s->m, s->n, s->k);
+        void *ws = df_alloc(wsb ? wsb : 64, "bench workspace");
+        if (!a || !b || !c || !ws) return 1;
+        fill(a, na, 1u + (unsigned)si);
+        fill(b, nb, 100u + (unsigned)si);
+        set_threads(2);
+        df_gemm_bf16(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n, 0.0f, c,
+                      s->n, ws);
+        const int bad = validate(s, a, b, c);
+        failed += bad != 0;
+        const double flops = 2.0 * s->m * s->n * s->k;
+        double g[4];
+        for (int t = 1; t <= 2; t++) {
+            set_threads(t);
+            g[2 * (t - 1)] = flops / time_gemm(1, s, a, b, c, ws, repeats) * 1e-9;
+            g[2 * (t - 1) + 1] = flops / time_gemm(0, s, a, b, c, ws, repeats) * 1e-9;
+        }
+        printf("%-26s %5d %5d %6d | %8.1f %8.1f %5.2fx | %8.1f %8.1f %5.2fx%s\n", s->name, s->m, s->n, s->k, g[0], g[1],
+               g[0] / g[1], g[2], g[3], g[2] / g[3], bad ? "  WRONG RESULT" : "");
+        df_free(a);
+        df_free(b);
+        df_free(c);
+        df_free(ws);
+    }
+    return failed ? 1 : 0;
+}

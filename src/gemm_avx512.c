@@ -1,0 +1,378 @@
+/* gemm_avx512.c: the AVX512_BF16 path of df_gemm_bf16 (gemm.h): packing and the vdpbf16ps kernel.
+ *
+ * What it is: a GotoBLAS-style blocked GEMM. K is cut into blocks of KC (<= 384) and M into blocks
+ * of MC (<= 336). For each (K, M) block the threads together pack op(A) into strips of MR = 8 rows
+ * (shared, double-buffered so one barrier per block suffices); then each thread takes its share
+ * of the NR = 48-column strips of op(B), packs one strip at a time into a private stack buffer
+ * (it stays in L1/L2) and runs the 8x48 micro-kernel over its MR strips. Packing rounds to bf16
+ * (VCVTNE2PS2BF16) and stores pairs of consecutive k in one 32-bit lane, the layout vdpbf16ps
+ * takes: lane i of a packed B row holds (B[k][n+i], B[k+1][n+i]); a packed A element holds
+ * (A[m][k], A[m][k+1]) and is broadcast. Odd K gets a zero partner. The kernel keeps 24 zmm fp32
+ * accumulators (8 rows x 3 vectors of 16 columns), so each k pair costs 3 loads, 8 broadcasts
+ * and 24 vdpbf16ps (64 flops each).
+ * Every function that uses AVX-512 carries a target attribute, so the file compiles for any
+ * x86-64 and gemm.c calls it only after checking the CPU. On other architectures it is a stub.
+ * What it is not: no dispatch, no argument checks, no fallback (all in gemm.c).
+ */
+#include "gemm.h"
+#include "common.h"
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define GEMM_MR 8
+#define GEMM_NR 48
+#define GEMM_KC_MAX 384 /* even: a block never splits a k pair */
+#define GEMM_MC_MAX 336 /* multiple of MR; the packed A block (MC x KC bf16 = 252 KiB) sits in L2 */
+/* Packed panels hold pairs rounded up to 16: the transposing packers write 16 pairs at a time. */
+#define GEMM_PAIRS_PAD(kp) (((size_t)(kp) + 15) & ~(size_t)15)
+
+/* Balanced block sizes: K = 576 becomes two blocks of 288 rather than 384 + 192. */
+static void gemm_block_sizes(int M, int K, int *kc, int *mc) {
+    const int nk = (K + GEMM_KC_MAX - 1) / GEMM_KC_MAX;
+    const int k = (K + nk - 1) / nk;
+    *kc = (k + 1) & ~1;
+    const int nm = (M + GEMM_MC_MAX - 1) / GEMM_MC_MAX;
+    const int m = (M + nm - 1) / nm;
+    *mc = (m + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+}
+
+/* Words (uint32 pairs) of one packed A block. */
+static size_t gemm_a_block_words(int M, int K) {
+    int kc, mc;
+    gemm_block_sizes(M, K, &kc, &mc);
+    return (size_t)mc * GEMM_PAIRS_PAD(kc / 2);
+}
+
+size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
+    (void)N;
+    if (M <= 0 || K <= 0) return 0;
+    return 2 * gemm_a_block_words(M, K) * sizeof(uint32_t) + 64; /* two A buffers + alignment slack */
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* The lanes 0..n-1 of a 16-lane vector, n clamped to [0, 16]. */
+static inline __mmask16 lanes_mask(int n) {
+    if (n <= 0) return 0;
+    if (n >= 16) return 0xFFFF;
+    return (__mmask16)((1u << n) - 1);
+}
+
+/* 16 fp32 pairs of consecutive k (x[0..31], masked) -> 16 lanes of (bf16 x[2i], bf16 x[2i+1]). */
+TARGET_BF16 static inline __m512i cvt_pairs(const float *x, __mmask16 lo, __mmask16 hi) {
+    const __m512 a = _mm512_maskz_loadu_ps(lo, x), b = _mm512_maskz_loadu_ps(hi, x + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(b, a);
+}
+
+/* Two rows x, y of 16 fp32 -> 16 lanes of (bf16 x[i], bf16 y[i]): cvtne2ps gives x then y as
+ * halves, the word permutation interleaves them. */
+TARGET_BF16 static inline __m512i cvt_interleave(__m512 x, __m512 y, __m512i interleave) {
+    return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(y, x));
+}
+
+/* Word indices {0,16,1,17,...,15,31}: interleave the two halves of a 32-word vector. */
+TARGET_BF16 static inline __m512i interleave_index(void) {
+    int16_t idx[32];
+    for (int i = 0; i < 16; i++) {
+        idx[2 * i] = (int16_t)i;
+        idx[2 * i + 1] = (int16_t)(16 + i);
+    }
+    return _mm512_loadu_si512(idx);
+}
+
+/* One level of a block transpose of 32-bit lanes: rows i and i+d (i & d == 0) exchange lane bit d
+ * with row bit d: new r[i][l] = l&d ? r[i+d][l-d] : r[i][l]; new r[i+d][l] = l&d ? r[i+d][l] :
+ * r[i][l+d] (the index vectors lo/hi encode this, possibly with a lane pre-permutation folded in). */
+TARGET_BF16 static inline void transpose_level(__m512i *r, int rows, int d, __m512i lo, __m512i hi) {
+    for (int i = 0; i < rows; i++) {
+        if (i & d) continue;
+        const __m512i a = r[i], b = r[i + d];
+        r[i] = _mm512_permutex2var_epi32(a, lo, b);
+        r[i + d] = _mm512_permutex2var_epi32(a, hi, b);
+    }
+}
+
+/* Index vectors of transpose_level for lane bit d, reading lane pre(l) of the inputs. */
+TARGET_BF16 static inline void level_index(int d, const int *pre, __m512i *lo, __m512i *hi) {
+    int32_t a[16], b[16];
+    for (int l = 0; l < 16; l++) {
+        a[l] = (l & d) ? 16 + pre[l - d] : pre[l];
+        b[l] = (l & d) ? 16 + pre[l] : pre[l + d];
+    }
+    *lo = _mm512_loadu_si512(a);
+    *hi = _mm512_loadu_si512(b);
+}
+
+/* ---------------------------------------------------------------- packing op(A) */
+/* dst [pairs][MR] (uint32) = rows m0..m0+mr-1 of op(A), k = k0..k0+kc-1, rows >= mr and k >= kc zero.
+ * A not transposed: each row has k contiguous, so 8 rows of 16 pairs are converted and transposed
+ * (8 x 16 -> 16 x 8 lanes): lane pre-permutation pre(l) = (l >> 3) | (l & 7) << 1 puts pair q's low
+ * bit on lane bit 3, then levels 1, 2, 4 swap row bits with lane bits 0..2, leaving vector v =
+ * pairs (2v, 2v+1) x rows 0..7, which is 16 consecutive words of dst. */
+TARGET_BF16 static void pack_a_rows(uint32_t *dst, const float *A, int lda, int mr, int kc) {
+    int pre[16], id[16];
+    for (int l = 0; l < 16; l++) {
+        pre[l] = (l >> 3) | (l & 7) << 1;
+        id[l] = l;
+    }
+    __m512i lo1, hi1, lo2, hi2, lo4, hi4;
+    level_index(1, pre, &lo1, &hi1);
+    level_index(2, id, &lo2, &hi2);
+    level_index(4, id, &lo4, &hi4);
+    const int kp = (kc + 1) / 2;
+    for (int q0 = 0; q0 < kp; q0 += 16) {
+        const int left = kc - 2 * q0;
+        const __mmask16 lo = lanes_mask(left), hi = lanes_mask(left - 16);
+        __m512i r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i < mr ? cvt_pairs(A + (size_t)i * lda + 2 * q0, lo, hi) : _mm512_setzero_si512();
+        transpose_level(r, 8, 1, lo1, hi1);
+        transpose_level(r, 8, 2, lo2, hi2);
+        transpose_level(r, 8, 4, lo4, hi4);
+        for (int v = 0; v < 8; v++) _mm512_store_si512(dst + (size_t)(q0 + 2 * v) * GEMM_MR, r[v]);
+    }
+}
+
+/* [lo, hi] as one 16-lane vector. */
+TARGET_BF16 static inline __m512 join8(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+/* A transposed: op(A)[m][k] = A[k][m], so rows k and k+1 of A give the pair of 8 lanes directly. */
+TARGET_BF16 static void pack_a_cols(uint32_t *dst, const float *A, int lda, int mr, int kc) {
+    const __mmask8 mask = (__mmask8)((1u << mr) - 1);
+    const __m512i interleave = interleave_index();
+    const int kp = (kc + 1) / 2;
+    int p = 0;
+    /* Two pairs per zmm: rows (k, k+2) in the low/high halves of x, (k+1, k+3) of y. */
+    for (; 2 * p + 3 < kc; p += 2) {
+        const float *a = A + (size_t)(2 * p) * lda;
+        const __m512 x = join8(_mm256_maskz_loadu_ps(mask, a), _mm256_maskz_loadu_ps(mask, a + 2 * (size_t)lda));
+        const __m512 y = join8(_mm256_maskz_loadu_ps(mask, a + lda), _mm256_maskz_loadu_ps(mask, a + 3 * (size_t)lda));
+        /* interleaving lanes (x[i], y[i]) for i < 16 gives pair p rows 0..7, then pair p+1 */
+        _mm512_store_si512(dst + (size_t)p * GEMM_MR, cvt_interleave(x, y, interleave));
+    }
+    for (; p < kp; p++) {
+        const float *a = A + (size_t)(2 * p) * lda;
+        const __m512 x = _mm512_zextps256_ps512(_mm256_maskz_loadu_ps(mask, a));
+        const __m512 y = 2 * p + 1 < kc ? _mm512_zextps256_ps512(_mm256_maskz_loadu_ps(mask, a + lda))
+                                        : _mm512_setzero_ps();
+        const __m512i v = cvt_interleave(x, y, interleave);
+        _mm256_store_si256((__m256i *)(dst + (size_t)p * GEMM_MR), _mm512_castsi512_si256(v));
+    }
+}
+
+/* ---------------------------------------------------------------- packing op(B) */
+/* dst [pairs][NR] = columns n0..n0+nr-1 of op(B) (the caller offsets B), k = 0..kc-1; columns >= nr
+ * and k >= kc are zero. B not transposed: rows k, k+1 are contiguous in n, one interleave each. */
+TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int nr, int kc) {
+    const __m512i interleave = interleave_index();
+    const __mmask16 m0 = lanes_mask(nr), m1 = lanes_mask(nr - 16), m2 = lanes_mask(nr - 32);
+    const int kp = (kc + 1) / 2;
+    for (int p = 0; p < kp; p++) {
+        const float *b0 = B + (size_t)(2 * p) * ldb, *b1 = b0 + ldb;
+        uint32_t *d = dst + (size_t)p * GEMM_NR;
+        if (2 * p + 1 < kc) {
+            _mm512_store_si512(d, cvt_interleave(_mm512_maskz_loadu_ps(m0, b0), _mm512_maskz_loadu_ps(m0, b1),
+                                                 interleave));
+            _mm512_store_si512(d + 16, cvt_interleave(_mm512_maskz_loadu_ps(m1, b0 + 16),
+                                                      _mm512_maskz_loadu_ps(m1, b1 + 16), interleave));
+            _mm512_store_si512(d + 32, cvt_interleave(_mm512_maskz_loadu_ps(m2, b0 + 32),
+                                                      _mm512_maskz_loadu_ps(m2, b1 + 32), interleave));
+        } else {
+            const __m512 z = _mm512_setzero_ps();
+            _mm512_store_si512(d, cvt_interleave(_mm512_maskz_loadu_ps(m0, b0), z, interleave));
+            _mm512_store_si512(d + 16, cvt_interleave(_mm512_maskz_loadu_ps(m1, b0 + 16), z, interleave));
+            _mm512_store_si512(d + 32, cvt_interleave(_mm512_maskz_loadu_ps(m2, b0 + 32), z, interleave));
+        }
+    }
+}
+
+/* B transposed: op(B)[k][n] = B[n][k], k contiguous per column n. Per group of 16 columns and 16
+ * pairs: 16 converted rows, a full 16 x 16 transpose of 32-bit lanes (levels 1, 2, 4, 8). */
+TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int nr, int kc) {
+    int id[16];
+    for (int l = 0; l < 16; l++) id[l] = l;
+    __m512i lo1, hi1, lo2, hi2, lo4, hi4, lo8, hi8;
+    level_index(1, id, &lo1, &hi1);
+    level_index(2, id, &lo2, &hi2);
+    level_index(4, id, &lo4, &hi4);
+    level_index(8, id, &lo8, &hi8);
+    const int kp = (kc + 1) / 2;
+    for (int g = 0; g < GEMM_NR / 16; g++) {
+        const int rows = nr - 16 * g;
+        if (rows <= 0) { /* a column group past nr: zeros, so the kernel reads defined values */
+            for (int p = 0; p < kp; p++) _mm512_store_si512(dst + (size_t)p * GEMM_NR + 16 * g, _mm512_setzero_si512());
+            continue;
+        }
+        for (int q0 = 0; q0 < kp; q0 += 16) {
+            const int left = kc - 2 * q0;
+            const __mmask16 lo = lanes_mask(left), hi = lanes_mask(left - 16);
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < rows ? cvt_pairs(B + (size_t)(16 * g + i) * ldb + 2 * q0, lo, hi) : _mm512_setzero_si512();
+            transpose_level(r, 16, 1, lo1, hi1);
+            transpose_level(r, 16, 2, lo2, hi2);
+            transpose_level(r, 16, 4, lo4, hi4);
+            transpose_level(r, 16, 8, lo8, hi8);
+            for (int q = 0; q < 16; q++) _mm512_store_si512(dst + (size_t)(q0 + q) * GEMM_NR + 16 * g, r[q]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- micro-kernel */
+/* c (mr x nr, row stride ldc) = alpha * a b + beta * c, with a = packed A strip [kp][MR], b = packed
+ * B strip [kp][NR]; beta == 0 does not read c. Rows >= mr and columns >= nr are computed (on zero
+ * padding) but not stored. */
+TARGET_BF16 static void kernel_8x48(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
+                                    int nr, float alpha, float beta) {
+    __m512 acc[GEMM_MR][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    for (int p = 0; p < kp; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 16);
+        const __m512bh b2 = (__m512bh)_mm512_load_si512(b + 32);
+#pragma GCC unroll 8
+        for (int r = 0; r < GEMM_MR; r++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], av, b2);
+        }
+        a += GEMM_MR;
+        b += GEMM_NR;
+    }
+    const __mmask16 m[3] = {lanes_mask(nr), lanes_mask(nr - 16), lanes_mask(nr - 32)};
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < GEMM_MR; r++) {
+        if (r >= mr) break;
+        float *cr = c + (size_t)r * ldc;
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++) {
+            __m512 v = _mm512_mul_ps(acc[r][j], va);
+            if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[j], cr + 16 * j), v);
+            _mm512_mask_storeu_ps(cr + 16 * j, m[j], v);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- driver */
+typedef struct {
+    int transA, transB, M, N, K, lda, ldb, ldc, kc, mc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    uint32_t *abuf[2];
+} gemm_job;
+
+/* Splits the ni x nj tiles of a block over T threads as a tm x tn grid (tm * tn = T), minimising
+ * the busiest thread's tiles plus its B strip packing (about half a tile's cost each). */
+static void gemm_grid(int ni, int nj, int T, int *tm, int *tn) {
+    double best = 1e300;
+    *tm = T;
+    *tn = 1;
+    for (int n = T; n >= 1; n--) {
+        if (T % n) continue;
+        const int m = T / n;
+        const double cost = (double)((nj + n - 1) / n) * ((ni + m - 1) / m + 0.5);
+        if (cost < best) {
+            best = cost;
+            *tm = m;
+            *tn = n;
+        }
+    }
+}
+
+/* Packs MR strip s (rows ic + s*MR ...) of the block (ic, pc) of op(A). */
+TARGET_BF16 static void pack_a_strip(const gemm_job *j, uint32_t *dst, int ic, int mcb, int s, int pc, int kcb) {
+    const int m0 = ic + s * GEMM_MR, mr = mcb - s * GEMM_MR < GEMM_MR ? mcb - s * GEMM_MR : GEMM_MR;
+    if (!j->transA)
+        pack_a_rows(dst, j->A + (size_t)m0 * j->lda + pc, j->lda, mr, kcb);
+    else
+        pack_a_cols(dst, j->A + (size_t)pc * j->lda + m0, j->lda, mr, kcb);
+}
+
+/* This thread's B strips of block (ic, pc), each packed then multiplied with its MR strips. */
+TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap, uint32_t *bstrip, int ic, int mcb,
+                                           int pc, int kcb, float beta, int tid, int T) {
+    const int kp = (kcb + 1) / 2;
+    const size_t astride = GEMM_PAIRS_PAD(kp) * GEMM_MR;
+    const int ni = (mcb + GEMM_MR - 1) / GEMM_MR, nj = (j->N + GEMM_NR - 1) / GEMM_NR;
+    int tm, tn;
+    gemm_grid(ni, nj, T, &tm, &tn);
+    const int ti = tid / tn, tj = tid % tn;
+    const int i0 = (int)((long)ni * ti / tm), i1 = (int)((long)ni * (ti + 1) / tm);
+    const int j0 = (int)((long)nj * tj / tn), j1 = (int)((long)nj * (tj + 1) / tn);
+    if (i0 >= i1) return;
+    for (int js = j0; js < j1; js++) {
+        const int n0 = js * GEMM_NR, nr = j->N - n0 < GEMM_NR ? j->N - n0 : GEMM_NR;
+        if (!j->transB)
+            pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb);
+        else
+            pack_b_cols(bstrip, j->B + (size_t)n0 * j->ldb + pc, j->ldb, nr, kcb);
+        for (int is = i0; is < i1; is++) {
+            const int m0 = ic + is * GEMM_MR, mr = mcb - is * GEMM_MR < GEMM_MR ? mcb - is * GEMM_MR : GEMM_MR;
+            kernel_8x48(kp, ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
+                        j->alpha, beta);
+        }
+    }
+}
+
+/* The work of one thread of the team (also the whole work when the team has one thread). The
+ * `omp for` over A strips ends in the only barrier of a block: A blocks alternate between two
+ * buffers, so packing block b+1 never overwrites the buffer a slower thread still reads for b. */
+TARGET_BF16 static void gemm_thread(const gemm_job *j) {
+    int tid = 0, T = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    T = omp_get_num_threads();
+#endif
+    uint32_t bstrip[GEMM_PAIRS_PAD(GEMM_KC_MAX / 2) * GEMM_NR] __attribute__((aligned(64)));
+    int blk = 0;
+    for (int pc = 0; pc < j->K; pc += j->kc) {
+        const int kcb = j->K - pc < j->kc ? j->K - pc : j->kc;
+        const size_t astride = GEMM_PAIRS_PAD((kcb + 1) / 2) * GEMM_MR;
+        const float beta = pc == 0 ? j->beta : 1.0f;
+        for (int ic = 0; ic < j->M; ic += j->mc) {
+            const int mcb = j->M - ic < j->mc ? j->M - ic : j->mc;
+            const int ni = (mcb + GEMM_MR - 1) / GEMM_MR;
+            uint32_t *ap = j->abuf[blk++ & 1];
+#pragma omp for schedule(static)
+            for (int s = 0; s < ni; s++) pack_a_strip(j, ap + (size_t)s * astride, ic, mcb, s, pc, kcb);
+            gemm_block_compute(j, ap, bstrip, ic, mcb, pc, kcb, beta, tid, T);
+        }
+    }
+}
+
+/* Below this many multiply-adds a second thread costs more to wake than it saves. */
+#define GEMM_THREAD_MIN_MACS 1.0e6
+
+void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
+    gemm_job j = {transA, transB, M, N, K, lda, ldb, ldc, 0, 0, alpha, beta, A, B, C, {NULL, NULL}};
+    gemm_block_sizes(M, K, &j.kc, &j.mc);
+    const size_t words = gemm_a_block_words(M, K);
+    j.abuf[0] = (uint32_t *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+    j.abuf[1] = j.abuf[0] + words;
+    int nt = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && (double)M * N * K >= GEMM_THREAD_MIN_MACS) nt = omp_get_max_threads();
+#endif
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    gemm_thread(&j);
+}
+
+#else /* not x86-64 with GCC/Clang: gemm.c never calls this */
+void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
+    ASSERT(!"df_gemm_bf16_avx512 called on a build without AVX-512 support");
+}
+#endif
