@@ -57,6 +57,13 @@ size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
 
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
+#ifndef PF_CHUNKS
+#define PF_CHUNKS 4
+#endif
+#ifndef PREFETCH_HINT
+#define PREFETCH_HINT _MM_HINT_T1
+#endif
+
 /* The lanes 0..n-1 of a 16-lane vector, n clamped to [0, 16]. */
 static inline __mmask16 lanes_mask(int n) {
     if (n <= 0) return 0;
@@ -178,6 +185,12 @@ TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int 
     for (int p = 0; p < kp; p++) {
         const float *b0 = B + (size_t)(2 * p) * ldb, *b1 = b0 + ldb;
         uint32_t *d = dst + (size_t)p * GEMM_NR;
+        /* The next strip of these rows: its lines arrive while the kernel works on this one.
+         * Without it, each of the kc row segments of a strip starts with a miss. */
+        for (int l = 0; l < GEMM_NR; l += 16) {
+            _mm_prefetch((const char *)(b0 + GEMM_NR + l), PREFETCH_HINT);
+            _mm_prefetch((const char *)(b1 + GEMM_NR + l), PREFETCH_HINT);
+        }
         if (2 * p + 1 < kc) {
             _mm512_store_si512(d, cvt_interleave(_mm512_maskz_loadu_ps(m0, b0), _mm512_maskz_loadu_ps(m0, b1),
                                                  interleave));
@@ -215,8 +228,18 @@ TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int 
             const int left = kc - 2 * q0;
             const __mmask16 lo = lanes_mask(left), hi = lanes_mask(left - 16);
             __m512i r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? cvt_pairs(B + (size_t)(16 * g + i) * ldb + 2 * q0, lo, hi) : _mm512_setzero_si512();
+            for (int i = 0; i < 16; i++) {
+                if (i >= rows) {
+                    r[i] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float *row = B + (size_t)(16 * g + i) * ldb + 2 * q0;
+                /* PF_CHUNKS chunks ahead along the row: the rows are short streams (kc floats),
+                 * too short for the hardware prefetcher to hide the first misses. */
+                _mm_prefetch((const char *)(row + 32 * PF_CHUNKS), PREFETCH_HINT);
+                _mm_prefetch((const char *)(row + 32 * PF_CHUNKS + 16), PREFETCH_HINT);
+                r[i] = cvt_pairs(row, lo, hi);
+            }
             transpose_level(r, 16, 1, lo1, hi1);
             transpose_level(r, 16, 2, lo2, hi2);
             transpose_level(r, 16, 4, lo4, hi4);
@@ -228,23 +251,24 @@ TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int 
 
 /* ---------------------------------------------------------------- micro-kernel */
 /* c (mr x nr, row stride ldc) = alpha * a b + beta * c, with a = packed A strip [kp][MR], b = packed
- * B strip [kp][NR]; beta == 0 does not read c. Rows >= mr and columns >= nr are computed (on zero
- * padding) but not stored. */
-TARGET_BF16 static void kernel_8x48(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
-                                    int nr, float alpha, float beta) {
+ * B strip [kp][NR]; beta == 0 does not read c. Only the first nv vectors of 16 columns are
+ * computed (nv = ceil(nr / 16), a constant at each call, so the tails of N cost 1/3 or 2/3 of a
+ * full tile); rows >= mr and columns >= nr are computed on zero padding but not stored. */
+TARGET_BF16 static inline __attribute__((always_inline)) void kernel_8xv(int nv, int kp, const uint32_t *a,
+                                                                         const uint32_t *b, float *c, int ldc,
+                                                                         int mr, int nr, float alpha, float beta) {
     __m512 acc[GEMM_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
     for (int p = 0; p < kp; p++) {
-        const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
-        const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 16);
-        const __m512bh b2 = (__m512bh)_mm512_load_si512(b + 32);
+        __m512bh bv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < nv; j++) bv[j] = (__m512bh)_mm512_load_si512(b + 16 * j);
 #pragma GCC unroll 8
         for (int r = 0; r < GEMM_MR; r++) {
             const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], av, b2);
+#pragma GCC unroll 3
+            for (int j = 0; j < nv; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
         }
         a += GEMM_MR;
         b += GEMM_NR;
@@ -256,12 +280,25 @@ TARGET_BF16 static void kernel_8x48(int kp, const uint32_t *a, const uint32_t *b
         if (r >= mr) break;
         float *cr = c + (size_t)r * ldc;
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < nv; j++) {
             __m512 v = _mm512_mul_ps(acc[r][j], va);
             if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[j], cr + 16 * j), v);
             _mm512_mask_storeu_ps(cr + 16 * j, m[j], v);
         }
     }
+}
+
+TARGET_BF16 static void kernel_8x48(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
+                                    int nr, float alpha, float beta) {
+    kernel_8xv(3, kp, a, b, c, ldc, mr, nr, alpha, beta);
+}
+TARGET_BF16 static void kernel_8x32(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
+                                    int nr, float alpha, float beta) {
+    kernel_8xv(2, kp, a, b, c, ldc, mr, nr, alpha, beta);
+}
+TARGET_BF16 static void kernel_8x16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
+                                    int nr, float alpha, float beta) {
+    kernel_8xv(1, kp, a, b, c, ldc, mr, nr, alpha, beta);
 }
 
 /* ---------------------------------------------------------------- driver */
@@ -318,9 +355,11 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
             pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb);
         else
             pack_b_cols(bstrip, j->B + (size_t)n0 * j->ldb + pc, j->ldb, nr, kcb);
+        void (*kernel)(int, const uint32_t *, const uint32_t *, float *, int, int, int, float, float) =
+            nr > 32 ? kernel_8x48 : nr > 16 ? kernel_8x32 : kernel_8x16;
         for (int is = i0; is < i1; is++) {
             const int m0 = ic + is * GEMM_MR, mr = mcb - is * GEMM_MR < GEMM_MR ? mcb - is * GEMM_MR : GEMM_MR;
-            kernel_8x48(kp, ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
+            kernel(kp, ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
                         j->alpha, beta);
         }
     }
