@@ -36,7 +36,7 @@ void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, cons
                   const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
 
 /* Bytes of workspace df_gemm_bf16 needs for these sizes; enough for either path and any thread
- * count (the per-thread panels live on the stack). Bounded by a few hundred KiB for any size. */
+ * count (the per-thread panels live on the stack). At most about 1.3 MiB, whatever the sizes. */
 size_t df_gemm_bf16_workspace(int M, int N, int K);
 
 /* out[i] = in[i] rounded to bf16 precision as described above, kept in fp32. out may alias in.

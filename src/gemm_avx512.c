@@ -1,7 +1,7 @@
 /* gemm_avx512.c: the AVX512_BF16 path of df_gemm_bf16 (gemm.h): packing and the vdpbf16ps kernel.
  *
  * What it is: a GotoBLAS-style blocked GEMM. K is cut into blocks of KC (<= 384) and M into blocks
- * of MC (<= 336). For each (K, M) block the threads together pack op(A) into strips of MR = 8 rows
+ * of MC (up to 384 KiB of packed A). For each (K, M) block the threads together pack op(A) into strips of MR = 8 rows
  * (shared, double-buffered so one barrier per block suffices); then each thread takes its share
  * of the NR = 48-column strips of op(B), packs one strip at a time into a private stack buffer
  * (it stays in L1/L2) and runs the 8x48 micro-kernel over its MR strips. Packing rounds to bf16
@@ -25,7 +25,9 @@
 #define GEMM_MR 8
 #define GEMM_NR 48
 #define GEMM_KC_MAX 384 /* even: a block never splits a k pair */
-#define GEMM_MC_MAX 336 /* multiple of MR; the packed A block (MC x KC bf16 = 252 KiB) sits in L2 */
+/* The packed A block (MC x KC bf16) stays in L2 while every B strip streams past it; with small K
+ * it may hold more rows, so that B is packed fewer times (once per block of M). */
+#define GEMM_A_BLOCK_BYTES (384 * 1024)
 /* Packed panels hold pairs rounded up to 16: the transposing packers write 16 pairs at a time. */
 #define GEMM_PAIRS_PAD(kp) (((size_t)(kp) + 15) & ~(size_t)15)
 
@@ -34,7 +36,8 @@ static void gemm_block_sizes(int M, int K, int *kc, int *mc) {
     const int nk = (K + GEMM_KC_MAX - 1) / GEMM_KC_MAX;
     const int k = (K + nk - 1) / nk;
     *kc = (k + 1) & ~1;
-    const int nm = (M + GEMM_MC_MAX - 1) / GEMM_MC_MAX;
+    const int mc_max = GEMM_A_BLOCK_BYTES / (2 * *kc) / GEMM_MR * GEMM_MR;
+    const int nm = (M + mc_max - 1) / mc_max;
     const int m = (M + nm - 1) / nm;
     *mc = (m + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
 }
