@@ -60,6 +60,9 @@ size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
 
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
+#ifndef GEMM_B_PREFETCH_BYTES
+#define GEMM_B_PREFETCH_BYTES (512 * 1024)
+#endif
 #ifndef PF_CHUNKS
 #define PF_CHUNKS 4
 #endif
@@ -185,15 +188,18 @@ TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int 
     const __m512i interleave = interleave_index();
     const __mmask16 m0 = lanes_mask(nr), m1 = lanes_mask(nr - 16), m2 = lanes_mask(nr - 32);
     const int kp = (kc + 1) / 2;
+    const int prefetch = (size_t)kc * ldb * sizeof(float) > GEMM_B_PREFETCH_BYTES;
     for (int p = 0; p < kp; p++) {
         const float *b0 = B + (size_t)(2 * p) * ldb, *b1 = b0 + ldb;
         uint32_t *d = dst + (size_t)p * GEMM_NR;
         /* The next strip of these rows: its lines arrive while the kernel works on this one.
-         * Without it, each of the kc row segments of a strip starts with a miss. */
-        for (int l = 0; l < GEMM_NR; l += 16) {
-            _mm_prefetch((const char *)(b0 + GEMM_NR + l), PREFETCH_HINT);
-            _mm_prefetch((const char *)(b1 + GEMM_NR + l), PREFETCH_HINT);
-        }
+         * Without it, each of the kc row segments of a strip starts with a miss; but when the
+         * block of B fits in L2 the prefetches only cost issue slots. */
+        if (prefetch)
+            for (int l = 0; l < GEMM_NR; l += 16) {
+                _mm_prefetch((const char *)(b0 + GEMM_NR + l), PREFETCH_HINT);
+                _mm_prefetch((const char *)(b1 + GEMM_NR + l), PREFETCH_HINT);
+            }
         if (2 * p + 1 < kc) {
             _mm512_store_si512(d, cvt_interleave(_mm512_maskz_loadu_ps(m0, b0), _mm512_maskz_loadu_ps(m0, b1),
                                                  interleave));
