@@ -4,6 +4,7 @@
 #include "atomic.h"
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -98,7 +99,8 @@ df_status df_csv_read_points(const char *path, float **pts, int *n) {
             st = df_fail(DF_ERR_FORMAT, "%s:%d: expected two numbers 'x,y', got: %.60s", path, lineno, s);
             break;
         }
-        if (!isfinite(x) || !isfinite(y) || errno == ERANGE) {
+        /* Points are stored as float: a finite double beyond FLT_MAX (3.4e38) would become inf. */
+        if (!isfinite(x) || !isfinite(y) || errno == ERANGE || fabs(x) > FLT_MAX || fabs(y) > FLT_MAX) {
             st = df_fail(DF_ERR_FORMAT, "%s:%d: non-finite or out-of-range value", path, lineno);
             break;
         }
