@@ -99,56 +99,26 @@ TARGET_BF16 static inline __m512i interleave_index(void) {
     return _mm512_loadu_si512(idx);
 }
 
-/* One level of a block transpose of 32-bit lanes: rows i and i+d (i & d == 0) exchange lane bit d
- * with row bit d: new r[i][l] = l&d ? r[i+d][l-d] : r[i][l]; new r[i+d][l] = l&d ? r[i+d][l] :
- * r[i][l+d] (the index vectors lo/hi encode this, possibly with a lane pre-permutation folded in). */
-TARGET_BF16 static inline void transpose_level(__m512i *r, int rows, int d, __m512i lo, __m512i hi) {
-    for (int i = 0; i < rows; i++) {
-        if (i & d) continue;
-        const __m512i a = r[i], b = r[i + d];
-        r[i] = _mm512_permutex2var_epi32(a, lo, b);
-        r[i + d] = _mm512_permutex2var_epi32(a, hi, b);
-    }
-}
-
-/* Index vectors of transpose_level for lane bit d, reading lane pre(l) of the inputs. */
-TARGET_BF16 static inline void level_index(int d, const int *pre, __m512i *lo, __m512i *hi) {
-    int32_t a[16], b[16];
-    for (int l = 0; l < 16; l++) {
-        a[l] = (l & d) ? 16 + pre[l - d] : pre[l];
-        b[l] = (l & d) ? 16 + pre[l] : pre[l + d];
-    }
-    *lo = _mm512_loadu_si512(a);
-    *hi = _mm512_loadu_si512(b);
-}
-
 /* ---------------------------------------------------------------- packing op(A) */
-/* dst [pairs][MR] (uint32) = rows m0..m0+mr-1 of op(A), k = k0..k0+kc-1, rows >= mr and k >= kc zero.
- * A not transposed: each row has k contiguous, so 8 rows of 16 pairs are converted and transposed
- * (8 x 16 -> 16 x 8 lanes): lane pre-permutation pre(l) = (l >> 3) | (l & 7) << 1 puts pair q's low
- * bit on lane bit 3, then levels 1, 2, 4 swap row bits with lane bits 0..2, leaving vector v =
- * pairs (2v, 2v+1) x rows 0..7, which is 16 consecutive words of dst. */
+/* Two layouts of a packed A strip (MR rows, kp pairs, kpp = kp rounded up to 16 words per row):
+ *   rows  [MR][kpp]: row r holds its pairs in k order; the kernel broadcasts from 8 streams.
+ *   pairs [kpp][MR]: the 8 rows' elements of pair p are adjacent; one stream.
+ * Each is what the source gives without a transpose: rows when A is not transposed (k runs
+ * along a row of A), pairs when it is (m runs along a row of A). */
+
+/* rows layout: dst[r][p] = (A[r][k0+2p], A[r][k0+2p+1]), rows >= mr and k >= kc zero. */
 TARGET_BF16 static void pack_a_rows(uint32_t *dst, const float *A, int lda, int mr, int kc) {
-    int pre[16], id[16];
-    for (int l = 0; l < 16; l++) {
-        pre[l] = (l >> 3) | (l & 7) << 1;
-        id[l] = l;
-    }
-    __m512i lo1, hi1, lo2, hi2, lo4, hi4;
-    level_index(1, pre, &lo1, &hi1);
-    level_index(2, id, &lo2, &hi2);
-    level_index(4, id, &lo4, &hi4);
     const int kp = (kc + 1) / 2;
-    for (int q0 = 0; q0 < kp; q0 += 16) {
-        const int left = kc - 2 * q0;
-        const __mmask16 lo = lanes_mask(left), hi = lanes_mask(left - 16);
-        __m512i r[8];
-        for (int i = 0; i < 8; i++)
-            r[i] = i < mr ? cvt_pairs(A + (size_t)i * lda + 2 * q0, lo, hi) : _mm512_setzero_si512();
-        transpose_level(r, 8, 1, lo1, hi1);
-        transpose_level(r, 8, 2, lo2, hi2);
-        transpose_level(r, 8, 4, lo4, hi4);
-        for (int v = 0; v < 8; v++) _mm512_store_si512(dst + (size_t)(q0 + 2 * v) * GEMM_MR, r[v]);
+    const size_t kpp = GEMM_PAIRS_PAD(kp);
+    for (int i = 0; i < GEMM_MR; i++) {
+        uint32_t *d = dst + (size_t)i * kpp;
+        const float *row = A + (size_t)i * lda;
+        for (int q0 = 0; q0 < kp; q0 += 16) {
+            const int left = kc - 2 * q0;
+            const __m512i v = i < mr ? cvt_pairs(row + 2 * q0, lanes_mask(left), lanes_mask(left - 16))
+                                     : _mm512_setzero_si512();
+            _mm512_store_si512(d + q0, v);
+        }
     }
 }
 
@@ -157,7 +127,8 @@ TARGET_BF16 static inline __m512 join8(__m256 lo, __m256 hi) {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
 }
 
-/* A transposed: op(A)[m][k] = A[k][m], so rows k and k+1 of A give the pair of 8 lanes directly. */
+/* pairs layout, A transposed: op(A)[m][k] = A[k][m], so rows k and k+1 of A give the 8 lanes of a
+ * pair directly. */
 TARGET_BF16 static void pack_a_cols(uint32_t *dst, const float *A, int lda, int mr, int kc) {
     const __mmask8 mask = (__mmask8)((1u << mr) - 1);
     const __m512i interleave = interleave_index();
@@ -216,16 +187,37 @@ TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int 
     }
 }
 
+/* In-register transpose of a 16 x 16 block of 32-bit lanes: r[i][l] -> r[l][i]. Interleaves of
+ * 32- then 64-bit elements within 128-bit lanes give, for each group g of 4 rows and each j < 4,
+ * u[4g+j] with lane L = rows 4g..4g+3 at column 4L+j; two rounds of 128-bit lane shuffles then
+ * gather lane L of u[j], u[4+j], u[8+j], u[12+j] into output row 4L+j. */
+TARGET_BF16 static inline void transpose16(__m512i *r) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        const __m512i *tg = t + 4 * g;
+        u[4 * g + 0] = _mm512_unpacklo_epi64(tg[0], tg[2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        const __m512i x0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), x1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+        const __m512i x2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        const __m512i x3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+        r[8 + j] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
+        r[4 + j] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+        r[12 + j] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
+    }
+}
+
 /* B transposed: op(B)[k][n] = B[n][k], k contiguous per column n. Per group of 16 columns and 16
- * pairs: 16 converted rows, a full 16 x 16 transpose of 32-bit lanes (levels 1, 2, 4, 8). */
+ * pairs: 16 converted rows, then a 16 x 16 transpose. */
 TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int nr, int kc) {
-    int id[16];
-    for (int l = 0; l < 16; l++) id[l] = l;
-    __m512i lo1, hi1, lo2, hi2, lo4, hi4, lo8, hi8;
-    level_index(1, id, &lo1, &hi1);
-    level_index(2, id, &lo2, &hi2);
-    level_index(4, id, &lo4, &hi4);
-    level_index(8, id, &lo8, &hi8);
     const int kp = (kc + 1) / 2;
     for (int g = 0; g < GEMM_NR / 16; g++) {
         const int rows = nr - 16 * g;
@@ -249,39 +241,59 @@ TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int 
                 _mm_prefetch((const char *)(row + 32 * PF_CHUNKS + 16), PREFETCH_HINT);
                 r[i] = cvt_pairs(row, lo, hi);
             }
-            transpose_level(r, 16, 1, lo1, hi1);
-            transpose_level(r, 16, 2, lo2, hi2);
-            transpose_level(r, 16, 4, lo4, hi4);
-            transpose_level(r, 16, 8, lo8, hi8);
+            transpose16(r);
             for (int q = 0; q < 16; q++) _mm512_store_si512(dst + (size_t)(q0 + q) * GEMM_NR + 16 * g, r[q]);
         }
     }
 }
 
 /* ---------------------------------------------------------------- micro-kernel */
-/* c (mr x nr, row stride ldc) = alpha * a b + beta * c, with a = packed A strip [kp][MR], b = packed
- * B strip [kp][NR]; beta == 0 does not read c. Only the first nv vectors of 16 columns are
- * computed (nv = ceil(nr / 16), a constant at each call, so the tails of N cost 1/3 or 2/3 of a
- * full tile); rows >= mr and columns >= nr are computed on zero padding but not stored. */
-TARGET_BF16 static inline __attribute__((always_inline)) void kernel_8xv(int nv, int kp, const uint32_t *a,
-                                                                         const uint32_t *b, float *c, int ldc,
-                                                                         int mr, int nr, float alpha, float beta) {
+/* c (mr x nr, row stride ldc) = alpha * a b + beta * c, with a = packed A strip (rows layout when
+ * `rows`, with kpp words per row, else pairs layout) and b = packed B strip [kp][NR]; beta == 0
+ * does not read c. Only the first nv vectors of 16 columns are computed (nv = ceil(nr / 16), a
+ * constant at each call, so the tails of N cost 1/3 or 2/3 of a full tile); rows >= mr and
+ * columns >= nr are computed on zero padding but not stored. */
+TARGET_BF16 static inline __attribute__((always_inline)) void kernel_8xv(int nv, int rows, int kp, int kpp,
+                                                                         const uint32_t *a, const uint32_t *b,
+                                                                         float *c, int ldc, int mr, int nr,
+                                                                         float alpha, float beta) {
     __m512 acc[GEMM_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    for (int p = 0; p < kp; p++) {
+    const int arow = rows ? kpp : 1, apair = rows ? 1 : GEMM_MR;
+    int p = 0;
+    if (nv == 1) {
+        /* 8 accumulators are too few chains to hide the latency of vdpbf16ps: even and odd pairs
+         * go to two sets (acc[r][0], acc[r][1]), added at the end. */
+        for (; p + 1 < kp; p += 2) {
+            const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + GEMM_NR);
+#pragma GCC unroll 8
+            for (int r = 0; r < GEMM_MR; r++) {
+                const __m512bh a0 = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * arow]);
+                const __m512bh a1 = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * arow + apair]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a0, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a1, b1);
+            }
+            a += 2 * apair;
+            b += 2 * GEMM_NR;
+        }
+    }
+    for (; p < kp; p++) {
         __m512bh bv[3];
 #pragma GCC unroll 3
         for (int j = 0; j < nv; j++) bv[j] = (__m512bh)_mm512_load_si512(b + 16 * j);
 #pragma GCC unroll 8
         for (int r = 0; r < GEMM_MR; r++) {
-            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * arow]);
 #pragma GCC unroll 3
             for (int j = 0; j < nv; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
         }
-        a += GEMM_MR;
+        a += apair;
         b += GEMM_NR;
     }
+    if (nv == 1)
+#pragma GCC unroll 8
+        for (int r = 0; r < GEMM_MR; r++) acc[r][0] = _mm512_add_ps(acc[r][0], acc[r][1]);
     const __mmask16 m[3] = {lanes_mask(nr), lanes_mask(nr - 16), lanes_mask(nr - 32)};
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 8
@@ -297,17 +309,25 @@ TARGET_BF16 static inline __attribute__((always_inline)) void kernel_8xv(int nv,
     }
 }
 
-TARGET_BF16 static void kernel_8x48(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
-                                    int nr, float alpha, float beta) {
-    kernel_8xv(3, kp, a, b, c, ldc, mr, nr, alpha, beta);
-}
-TARGET_BF16 static void kernel_8x32(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
-                                    int nr, float alpha, float beta) {
-    kernel_8xv(2, kp, a, b, c, ldc, mr, nr, alpha, beta);
-}
-TARGET_BF16 static void kernel_8x16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
-                                    int nr, float alpha, float beta) {
-    kernel_8xv(1, kp, a, b, c, ldc, mr, nr, alpha, beta);
+typedef void (*gemm_kernel)(int kp, int kpp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr,
+                            float alpha, float beta);
+#define GEMM_KERNEL(name, nv, rows)                                                                               \
+    TARGET_BF16 static void name(int kp, int kpp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, \
+                                 int nr, float alpha, float beta) {                                               \
+        kernel_8xv(nv, rows, kp, kpp, a, b, c, ldc, mr, nr, alpha, beta);                                         \
+    }
+GEMM_KERNEL(kernel_8x48_rows, 3, 1)
+GEMM_KERNEL(kernel_8x32_rows, 2, 1)
+GEMM_KERNEL(kernel_8x16_rows, 1, 1)
+GEMM_KERNEL(kernel_8x48_pairs, 3, 0)
+GEMM_KERNEL(kernel_8x32_pairs, 2, 0)
+GEMM_KERNEL(kernel_8x16_pairs, 1, 0)
+
+/* The kernel for a strip of nr columns and the A layout. */
+static gemm_kernel kernel_for(int nr, int rows) {
+    static const gemm_kernel k[2][3] = {{kernel_8x16_pairs, kernel_8x32_pairs, kernel_8x48_pairs},
+                                        {kernel_8x16_rows, kernel_8x32_rows, kernel_8x48_rows}};
+    return k[rows != 0][nr > 32 ? 2 : nr > 16 ? 1 : 0];
 }
 
 /* ---------------------------------------------------------------- driver */
@@ -364,11 +384,10 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
             pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb);
         else
             pack_b_cols(bstrip, j->B + (size_t)n0 * j->ldb + pc, j->ldb, nr, kcb);
-        void (*kernel)(int, const uint32_t *, const uint32_t *, float *, int, int, int, float, float) =
-            nr > 32 ? kernel_8x48 : nr > 16 ? kernel_8x32 : kernel_8x16;
+        const gemm_kernel kernel = kernel_for(nr, !j->transA);
         for (int is = i0; is < i1; is++) {
             const int m0 = ic + is * GEMM_MR, mr = mcb - is * GEMM_MR < GEMM_MR ? mcb - is * GEMM_MR : GEMM_MR;
-            kernel(kp, ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
+            kernel(kp, (int)GEMM_PAIRS_PAD(kp), ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
                         j->alpha, beta);
         }
     }
