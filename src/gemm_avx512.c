@@ -28,6 +28,7 @@
 /* The packed A block (MC x KC bf16) stays in L2 while every B strip streams past it; with small K
  * it may hold more rows, so that B is packed fewer times (once per block of M). */
 #define GEMM_A_BLOCK_BYTES (384 * 1024)
+#define GEMM_C_PANEL_BYTES (512 * 1024)
 /* Packed panels hold pairs rounded up to 16: the transposing packers write 16 pairs at a time. */
 #define GEMM_PAIRS_PAD(kp) (((size_t)(kp) + 15) & ~(size_t)15)
 
@@ -40,6 +41,16 @@ static void gemm_block_sizes(int M, int K, int *kc, int *mc) {
     const int nm = (M + mc_max - 1) / mc_max;
     const int m = (M + nm - 1) / nm;
     *mc = (m + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+}
+
+/* Columns of C per panel. With several K blocks, C is read and written once per K block: a panel
+ * of C (up to GEMM_C_PANEL_BYTES for an M block) keeps that traffic in L2 across the K blocks, at
+ * the price of packing A once per panel. With one K block there is nothing to keep: one panel. */
+static int gemm_panel_width(int N, int K, int kc, int mc) {
+    if (K <= kc) return N;
+    int nc = GEMM_C_PANEL_BYTES / (int)sizeof(float) / mc / GEMM_NR * GEMM_NR;
+    if (nc < 4 * GEMM_NR) nc = 4 * GEMM_NR;
+    return nc < N ? nc : N;
 }
 
 /* Words (uint32 pairs) of one packed A block. */
@@ -332,7 +343,7 @@ static gemm_kernel kernel_for(int nr, int rows) {
 
 /* ---------------------------------------------------------------- driver */
 typedef struct {
-    int transA, transB, M, N, K, lda, ldb, ldc, kc, mc;
+    int transA, transB, M, N, K, lda, ldb, ldc, kc, mc, nc;
     float alpha, beta;
     const float *A, *B;
     float *C;
@@ -366,12 +377,13 @@ TARGET_BF16 static void pack_a_strip(const gemm_job *j, uint32_t *dst, int ic, i
         pack_a_cols(dst, j->A + (size_t)pc * j->lda + m0, j->lda, mr, kcb);
 }
 
-/* This thread's B strips of block (ic, pc), each packed then multiplied with its MR strips. */
-TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap, uint32_t *bstrip, int ic, int mcb,
-                                           int pc, int kcb, float beta, int tid, int T) {
+/* This thread's B strips of block (ic, pc) within the panel of columns jc..jc+ncb-1, each packed
+ * then multiplied with its MR strips. */
+TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap, uint32_t *bstrip, int jc, int ncb,
+                                           int ic, int mcb, int pc, int kcb, float beta, int tid, int T) {
     const int kp = (kcb + 1) / 2;
     const size_t astride = GEMM_PAIRS_PAD(kp) * GEMM_MR;
-    const int ni = (mcb + GEMM_MR - 1) / GEMM_MR, nj = (j->N + GEMM_NR - 1) / GEMM_NR;
+    const int ni = (mcb + GEMM_MR - 1) / GEMM_MR, nj = (ncb + GEMM_NR - 1) / GEMM_NR;
     int tm, tn;
     gemm_grid(ni, nj, T, &tm, &tn);
     const int ti = tid / tn, tj = tid % tn;
@@ -379,7 +391,7 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
     const int j0 = (int)((long)nj * tj / tn), j1 = (int)((long)nj * (tj + 1) / tn);
     if (i0 >= i1) return;
     for (int js = j0; js < j1; js++) {
-        const int n0 = js * GEMM_NR, nr = j->N - n0 < GEMM_NR ? j->N - n0 : GEMM_NR;
+        const int n0 = jc + js * GEMM_NR, nr = jc + ncb - n0 < GEMM_NR ? jc + ncb - n0 : GEMM_NR;
         if (!j->transB)
             pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb);
         else
@@ -404,17 +416,20 @@ TARGET_BF16 static void gemm_thread(const gemm_job *j) {
 #endif
     uint32_t bstrip[GEMM_PAIRS_PAD(GEMM_KC_MAX / 2) * GEMM_NR] __attribute__((aligned(64)));
     int blk = 0;
-    for (int pc = 0; pc < j->K; pc += j->kc) {
-        const int kcb = j->K - pc < j->kc ? j->K - pc : j->kc;
-        const size_t astride = GEMM_PAIRS_PAD((kcb + 1) / 2) * GEMM_MR;
-        const float beta = pc == 0 ? j->beta : 1.0f;
-        for (int ic = 0; ic < j->M; ic += j->mc) {
-            const int mcb = j->M - ic < j->mc ? j->M - ic : j->mc;
-            const int ni = (mcb + GEMM_MR - 1) / GEMM_MR;
-            uint32_t *ap = j->abuf[blk++ & 1];
+    for (int jc = 0; jc < j->N; jc += j->nc) {
+        const int ncb = j->N - jc < j->nc ? j->N - jc : j->nc;
+        for (int pc = 0; pc < j->K; pc += j->kc) {
+            const int kcb = j->K - pc < j->kc ? j->K - pc : j->kc;
+            const size_t astride = GEMM_PAIRS_PAD((kcb + 1) / 2) * GEMM_MR;
+            const float beta = pc == 0 ? j->beta : 1.0f;
+            for (int ic = 0; ic < j->M; ic += j->mc) {
+                const int mcb = j->M - ic < j->mc ? j->M - ic : j->mc;
+                const int ni = (mcb + GEMM_MR - 1) / GEMM_MR;
+                uint32_t *ap = j->abuf[blk++ & 1];
 #pragma omp for schedule(static)
-            for (int s = 0; s < ni; s++) pack_a_strip(j, ap + (size_t)s * astride, ic, mcb, s, pc, kcb);
-            gemm_block_compute(j, ap, bstrip, ic, mcb, pc, kcb, beta, tid, T);
+                for (int s = 0; s < ni; s++) pack_a_strip(j, ap + (size_t)s * astride, ic, mcb, s, pc, kcb);
+                gemm_block_compute(j, ap, bstrip, jc, ncb, ic, mcb, pc, kcb, beta, tid, T);
+            }
         }
     }
 }
@@ -424,8 +439,9 @@ TARGET_BF16 static void gemm_thread(const gemm_job *j) {
 
 void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                          const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
-    gemm_job j = {transA, transB, M, N, K, lda, ldb, ldc, 0, 0, alpha, beta, A, B, C, {NULL, NULL}};
+    gemm_job j = {transA, transB, M, N, K, lda, ldb, ldc, 0, 0, 0, alpha, beta, A, B, C, {NULL, NULL}};
     gemm_block_sizes(M, K, &j.kc, &j.mc);
+    j.nc = gemm_panel_width(N, K, j.kc, j.mc);
     const size_t words = gemm_a_block_words(M, K);
     j.abuf[0] = (uint32_t *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     j.abuf[1] = j.abuf[0] + words;

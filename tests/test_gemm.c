@@ -119,11 +119,23 @@ typedef struct {
     int m, n, k, threads; /* threads 0: leave the default (OMP_NUM_THREADS=2 under ctest) */
 } gemm_case;
 
+/* Block sizes of the AVX512_BF16 path (gemm_avx512.c): tiles of 8 x 48 (N tails of 1-16 and
+ * 17-32 use narrower kernels), K blocks of <= 384 (balanced, even), M blocks of <= 384 KiB of
+ * packed A, C panels of 512 KiB when there are several K blocks. */
 static const gemm_case CASES[] = {
-    {1, 1, 1, 0},     {1, 17, 3, 0},    {3, 7, 2, 0},      {7, 33, 100, 0},  {8, 48, 32, 0},
-    {9, 49, 33, 0},   {33, 100, 7, 0},  {16, 96, 64, 0},   {5, 1000, 9, 0},  {17, 5, 1001, 0},
-    {100, 130, 385, 0}, {40, 200, 800, 0}, {700, 50, 40, 0}, {64, 300, 576, 0}, {64, 300, 576, 1},
-    {100, 130, 385, 3}, {345, 97, 31, 3},  {2, 2000, 300, 0}, {1000, 3, 300, 0}, {1200, 20, 770, 0},
+    {1, 1, 1, 0}, {1, 17, 3, 0}, {3, 7, 2, 0},   /* tiny: one partial tile, odd K */
+    {7, 33, 100, 0}, {8, 48, 32, 0}, {9, 49, 33, 0}, /* exact tile, one past it in M and N */
+    {33, 100, 7, 0}, {16, 96, 64, 0}, {5, 1000, 9, 0}, /* N tails of 4 and 40, conv_in-like K */
+    {17, 5, 1001, 0},     /* three K blocks, the last odd */
+    {100, 130, 385, 0},   /* two K blocks (194 + 191), two threads */
+    {40, 200, 800, 0},    /* three K blocks */
+    {700, 50, 40, 0},     /* tall, small K */
+    {64, 300, 576, 0}, {64, 300, 576, 1}, /* a conv layer at 2 and 1 threads */
+    {100, 130, 385, 3}, {345, 97, 31, 3}, /* 3 threads: the thread grid with an odd count */
+    {2, 2000, 300, 0},    /* wide: N split across threads, tail of 32 columns */
+    {1000, 3, 300, 0},    /* one column strip: M split across threads, two M blocks */
+    {1200, 20, 770, 0},   /* three M blocks (double-buffered packed A) x two K blocks */
+    {520, 300, 386, 0},   /* two K blocks x two panels of C columns */
 };
 
 #define EXTRA_ROUNDINGS 8
