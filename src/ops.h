@@ -110,4 +110,17 @@ void df_attention_forward_ref(float *out, float *probs, const float *q, const fl
 void df_attention_backward_ref(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                const float *q, const float *k, const float *v, int n, int c, int hw, int heads);
 
+/* ---------------------------------------------------------------- profiling */
+/* Optional per-op wall-clock profile for benchmarks (ops_profile.c). Off by default; then each op
+ * pays one branch. Entries are keyed by op and shape, e.g. "conv3x3 s1 bwd 64->64 7x7". Not
+ * thread-safe: enable it only around single-threaded callers of the ops. */
+void df_ops_profile_enable(int on);
+void df_ops_profile_reset(void);
+int df_ops_profile_count(void);
+/* Entry i (0 <= i < count): returns its key and fills its call count and total seconds. */
+const char *df_ops_profile_get(int i, long *calls, double *seconds);
+/* Used by the ops (and by models for their own glue): t0 = begin(); ...; end(t0, "key fmt", ...). */
+double df_ops_prof_begin(void);
+void df_ops_prof_end(double t0, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

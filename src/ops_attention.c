@@ -63,6 +63,7 @@ static void attn_softmax_backward_rows(float *dp, const float *p, int rows, int 
 
 void df_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                           int n, int c, int hw, int heads, float *scratch) {
+    const double t0_ = df_ops_prof_begin();
     (void)scratch;
     const int d = c / heads;
     const float scale = attn_scale(c, heads);
@@ -78,11 +79,13 @@ void df_attention_forward(float *out, float *probs, const float *q, const float 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, hw, hw, 1.0f, v + off, hw, p, hw, 0.0f,
                         out + off, hw);
         }
+    df_ops_prof_end(t0_, "attention fwd %d %dpx", c, hw);
 }
 
 void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                            const float *q, const float *k, const float *v, int n, int c, int hw, int heads,
                            float *scratch) {
+    const double t0_ = df_ops_prof_begin();
     const int d = c / heads;
     const float scale = attn_scale(c, heads);
     for (int b = 0; b < n; b++)
@@ -105,6 +108,7 @@ void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, hw, hw, scale, q + off, hw, scratch,
                             hw, 1.0f, dk + off, hw);
         }
+    df_ops_prof_end(t0_, "attention bwd %d %dpx", c, hw);
 }
 
 /* ---------------------------------------------------------------- reference */

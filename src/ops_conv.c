@@ -33,6 +33,11 @@ void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, i
     s->ow = (w + pad_l + pad_r - k) / stride + 1;
 }
 
+/* Profile key: kernel, stride, direction, channels and input size. */
+static void conv_prof_end(double t0, const char *dir, const df_conv_shape *s) {
+    df_ops_prof_end(t0, "conv%dx%d s%d %s %d->%d %dx%d", s->kh, s->kw, s->stride, dir, s->ic, s->oc, s->h, s->w);
+}
+
 /* A 1x1 stride-1 unpadded conv reads the image as the (IC, H*W) matrix itself. */
 static int conv_is_pointwise(const df_conv_shape *s) {
     return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_t == 0 && s->pad_l == 0 &&
@@ -124,6 +129,7 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
                        float *scratch) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow;
     const int pointwise = conv_is_pointwise(s);
+    const double t0 = df_ops_prof_begin();
     for (int n = 0; n < s->n; n++) {
         const float *x = inp + (size_t)n * s->ic * s->h * s->w;  /* (IC,H,W) */
         float *y = out + (size_t)n * s->oc * ohw;                 /* (OC,OH*OW) */
@@ -142,6 +148,7 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->oc, ohw, kdim, 1.0f, w, kdim, cols, ohw,
                     beta, y, ohw);
     }
+    conv_prof_end(t0, "fwd", s);
 }
 
 /* db (OC) += sum over images and pixels of dout (N,OC,OH*OW). */
@@ -162,8 +169,8 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                         const df_conv_shape *s, float *scratch) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow;
     const int pointwise = conv_is_pointwise(s);
+    const double t0 = df_ops_prof_begin();
     if (db) conv_bias_backward(db, dout, s);
-    if (!dw && !dinp) return;
     for (int n = 0; n < s->n; n++) {
         const float *x = inp + (size_t)n * s->ic * s->h * s->w;  /* (IC,H,W) */
         const float *g = dout + (size_t)n * s->oc * ohw;          /* (OC,OHW) */
@@ -191,6 +198,7 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
             }
         }
     }
+    conv_prof_end(t0, "bwd", s);
 }
 
 /* ---------------------------------------------------------------- reference */

@@ -17,31 +17,38 @@
 /* silu(x) = x * sigmoid(x) (Elfwing et al. 2018; "swish" in DDPM). For x very negative exp(-x)
  * overflows to inf and x / inf = -0, the correct limit. */
 void df_silu_forward(float *out, const float *inp, size_t n) {
+    const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
         out[i] = x / (1.0f + expf(-x));
     }
+    df_ops_prof_end(t0_, "silu fwd");
 }
 
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
 void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
         const float s = 1.0f / (1.0f + expf(-x));
         dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
     }
+    df_ops_prof_end(t0_, "silu bwd");
 }
 
 /* ---------------------------------------------------------------- add */
 void df_add_forward(float *out, const float *a, const float *b, size_t n) {
+    const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    df_ops_prof_end(t0_, "add fwd");
 }
 
 /* Two separate passes, so da == db (out = x + x) correctly receives 2 dout. */
 void df_add_backward(float *da, float *db, const float *dout, size_t n) {
+    const double t0_ = df_ops_prof_begin();
     if (da) {
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
         for (size_t i = 0; i < n; i++) da[i] += dout[i];
@@ -50,19 +57,23 @@ void df_add_backward(float *da, float *db, const float *dout, size_t n) {
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
         for (size_t i = 0; i < n; i++) db[i] += dout[i];
     }
+    df_ops_prof_end(t0_, "add bwd");
 }
 
 /* ---------------------------------------------------------------- channel bias */
 void df_add_channel_bias_forward(float *x, const float *bias, int n, int c, int hw) {
+    const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > ELT_OMP_MIN)
     for (int nc = 0; nc < n * c; nc++) {
         float *row = x + (size_t)nc * hw;
         const float v = bias[nc];
         for (int p = 0; p < hw; p++) row[p] += v;
     }
+    df_ops_prof_end(t0_, "channel bias fwd");
 }
 
 void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, int hw) {
+    const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > ELT_OMP_MIN)
     for (int nc = 0; nc < n * c; nc++) {
         const float *row = dx + (size_t)nc * hw;
@@ -70,6 +81,7 @@ void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, i
         for (int p = 0; p < hw; p++) acc += row[p];
         dbias[nc] += (float)acc;
     }
+    df_ops_prof_end(t0_, "channel bias bwd");
 }
 
 /* ---------------------------------------------------------------- dropout */
@@ -105,18 +117,24 @@ static void dropout_apply(float *dst, const float *src, size_t n, float p, uint6
 }
 
 void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+    const double t0_ = df_ops_prof_begin();
     if (p == 0.0f) {
         if (out != inp) memcpy(out, inp, n * sizeof(float));
+        df_ops_prof_end(t0_, "dropout fwd");
         return;
     }
     dropout_apply(out, inp, n, p, seed, a, b, 0);
+    df_ops_prof_end(t0_, "dropout fwd");
 }
 
 void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
-    if (!dinp) return;
+    const double t0_ = df_ops_prof_begin();
+    if (!dinp) { df_ops_prof_end(t0_, "dropout bwd"); return; }
     if (p == 0.0f) {
         df_add_backward(dinp, NULL, dout, n);
+        df_ops_prof_end(t0_, "dropout bwd");
         return;
     }
     dropout_apply(dinp, dout, n, p, seed, a, b, 1);
+    df_ops_prof_end(t0_, "dropout bwd");
 }

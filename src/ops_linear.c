@@ -9,6 +9,7 @@
 #include <cblas.h>
 
 void df_linear_forward(float *out, const float *inp, const float *w, const float *b, int n, int in, int out_dim) {
+    const double t0_ = df_ops_prof_begin();
     float beta = 0.0f;
     if (b) {
         for (int i = 0; i < n; i++)
@@ -17,10 +18,12 @@ void df_linear_forward(float *out, const float *inp, const float *w, const float
     }
     /* out (N, OUT) = inp (N, IN) w^T (IN, OUT) [+ out] */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in, 1.0f, inp, in, w, in, beta, out, out_dim);
+    df_ops_prof_end(t0_, "linear fwd %d->%d", in, out_dim);
 }
 
 void df_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         int n, int in, int out_dim) {
+    const double t0_ = df_ops_prof_begin();
     if (dinp)  /* dinp (N, IN) += dout (N, OUT) w (OUT, IN) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out_dim, 1.0f, dout, out_dim, w, in, 1.0f,
                     dinp, in);
@@ -33,4 +36,5 @@ void df_linear_backward(float *dinp, float *dw, float *db, const float *dout, co
             for (int i = 0; i < n; i++) acc += dout[(size_t)i * out_dim + o];
             db[o] += (float)acc;
         }
+    df_ops_prof_end(t0_, "linear bwd %d->%d", in, out_dim);
 }

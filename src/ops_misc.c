@@ -16,6 +16,7 @@
 /* ---------------------------------------------------------------- upsample */
 /* out[2y+dy][2x+dx] = inp[y][x] (PyTorch F.interpolate(scale_factor=2, mode="nearest")). */
 void df_upsample2x_forward(float *out, const float *inp, int n, int c, int h, int w) {
+    const double t0_ = df_ops_prof_begin();
     const int ow = 2 * w;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * h * w * 4 > MISC_OMP_MIN)
     for (int nc = 0; nc < n * c; nc++) {
@@ -31,9 +32,11 @@ void df_upsample2x_forward(float *out, const float *inp, int n, int c, int h, in
             memcpy(r1, r0, sizeof(float) * ow);
         }
     }
+    df_ops_prof_end(t0_, "upsample fwd");
 }
 
 void df_upsample2x_backward(float *dinp, const float *dout, int n, int c, int h, int w) {
+    const double t0_ = df_ops_prof_begin();
     const int ow = 2 * w;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * h * w * 4 > MISC_OMP_MIN)
     for (int nc = 0; nc < n * c; nc++) {
@@ -45,18 +48,22 @@ void df_upsample2x_backward(float *dinp, const float *dout, int n, int c, int h,
                 dst[(size_t)y * w + x] += (r0[2 * x] + r0[2 * x + 1]) + (r1[2 * x] + r1[2 * x + 1]);
         }
     }
+    df_ops_prof_end(t0_, "upsample bwd");
 }
 
 /* ---------------------------------------------------------------- concat */
 void df_concat_forward(float *out, const float *a, const float *b, int n, int ca, int cb, int hw) {
+    const double t0_ = df_ops_prof_begin();
     const size_t la = (size_t)ca * hw, lb = (size_t)cb * hw;
     for (int i = 0; i < n; i++) {
         memcpy(out + (size_t)i * (la + lb), a + (size_t)i * la, la * sizeof(float));
         memcpy(out + (size_t)i * (la + lb) + la, b + (size_t)i * lb, lb * sizeof(float));
     }
+    df_ops_prof_end(t0_, "concat fwd");
 }
 
 void df_concat_backward(float *da, float *db, const float *dout, int n, int ca, int cb, int hw) {
+    const double t0_ = df_ops_prof_begin();
     const size_t la = (size_t)ca * hw, lb = (size_t)cb * hw;
 #pragma omp parallel for schedule(static) if ((size_t)n * (la + lb) > MISC_OMP_MIN)
     for (int i = 0; i < n; i++) {
@@ -66,6 +73,7 @@ void df_concat_backward(float *da, float *db, const float *dout, int n, int ca, 
         if (db)
             for (size_t e = 0; e < lb; e++) db[(size_t)i * lb + e] += g[la + e];
     }
+    df_ops_prof_end(t0_, "concat bwd");
 }
 
 /* ---------------------------------------------------------------- timestep embedding */

@@ -17,6 +17,7 @@
 
 void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                           const float *beta, int n, int c, int hw, int groups, float eps) {
+    const double t0_ = df_ops_prof_begin();
     ASSERT(groups > 0 && c % groups == 0);
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;  /* a group's channels are contiguous in (N,C,HW) */
@@ -43,6 +44,7 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
             for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
         }
     }
+    df_ops_prof_end(t0_, "groupnorm fwd %d %dpx", c, hw);
 }
 
 /* dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout * gamma, xhat = (x - mean) rstd,
@@ -84,10 +86,11 @@ static void groupnorm_backward_input(float *dinp, const float *dout, const float
 
 void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+    const double t0_ = df_ops_prof_begin();
     ASSERT(groups > 0 && c % groups == 0);
     const int cpg = c / groups;
     if (dinp) groupnorm_backward_input(dinp, dout, inp, mean, rstd, gamma, n, c, hw, groups);
-    if (!dgamma && !dbeta) return;
+    if (!dgamma && !dbeta) { df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw); return; }
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
     for (int ch = 0; ch < c; ch++) {
         double sg = 0.0, sgx = 0.0;
@@ -103,4 +106,5 @@ void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
         if (dgamma) dgamma[ch] += (float)sgx;
         if (dbeta) dbeta[ch] += (float)sg;
     }
+    df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw);
 }

@@ -932,7 +932,11 @@ void df_unet_forward(df_unet *u, const float *params, int n, const float *x, con
 
 #define GRD(i) (grads + nd->param[i])
 
-static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+static void zero(float *p, size_t n) {
+    const double t0 = df_ops_prof_begin();
+    memset(p, 0, n * sizeof(float));
+    df_ops_prof_end(t0, "unet zero");
+}
 
 static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *params, float *grads, int n,
                             const float *dy) {

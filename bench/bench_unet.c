@@ -1,0 +1,383 @@
+/* bench_unet.c: training and sampling throughput of the U-Net (unet.h), against PyTorch.
+ *
+ * A program, not a test. For a preset and batch it times
+ *   train:  one full training step: q_sample of a random batch, forward, simple MSE loss, backward,
+ *           gradient norm, AdamW and EMA (what the training loop does per step);
+ *   sample: one network evaluation (forward, training=0), what a sampler step costs;
+ * after a warm-up, repeated --steps times, and prints the min and median seconds, images/s,
+ * GFLOP/s (df_unet_forward_flops; training counts 3x forward, the convention of torch_ddpm.py) and
+ * the share of the 234 GFLOP/s FMA peak of this 2-core Zen 4, plus the peak RSS (getrusage).
+ * Before timing it checks the output is finite and that a training forward equals an inference
+ * forward (same weights, no dropout in the comparison), so a broken fast path is not timed.
+ *
+ * --profile times one training step (after warm-up) op by op (df_ops_profile, ops.h) and prints
+ * where the time goes, grouped by op and shape.
+ * --torch runs the peer /work/shared/bench/torch_ddpm.py bench (same config, batch, threads) in a
+ * subprocess, alternating with ours --rounds times, and prints the ratios of the best times.
+ *
+ * Output: one JSON line per measurement (prefix "{"), then a table.
+ * Usage: bench_unet [--preset fmnist-small] [--batch 64] [--threads 2] [--steps 10] [--warmup 2]
+ *                   [--profile] [--torch] [--rounds 1] [--torch-script PATH] [--no-train] [--no-sample]
+ */
+#include "common.h"
+#include "optim.h"
+#include "ops.h"
+#include "unet.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PEAK_GFLOPS 234.0  /* 2 cores x 2 FMA pipes x 16 lanes x 2 flops x ~3.65 GHz (issue's figure) */
+
+typedef struct {
+    const char *preset, *torch_script;
+    int batch, threads, steps, warmup, profile, torch, rounds, train, sample;
+} bench_opts;
+
+typedef struct {
+    df_unet *net;
+    df_schedule sched;
+    int n, dim;
+    float *params, *grads, *m, *v, *ema;
+    size_t nparam;
+    float *x0, *eps, *xt, *out, *dout;
+    int *t;
+    df_adamw_params opt;
+    long step;
+} bench_state;
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;  /* Linux: KiB */
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int state_init(bench_state *b, const df_unet_config *c, int n) {
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->dim = c->in_channels * c->sample_size * c->sample_size;
+    df_schedule_params sp;
+    df_schedule_params_init(&sp);
+    if (df_schedule_new(&sp, &b->sched) != DF_OK) return 1;
+    if (df_unet_new(c, n, 1, &b->net) != DF_OK) return 1;
+    b->nparam = df_unet_param_floats(b->net);
+    size_t pb = b->nparam * sizeof(float), xb = (size_t)n * b->dim * sizeof(float);
+    b->params = df_alloc(pb, "params");
+    b->grads = df_calloc(pb, "grads");
+    b->m = df_calloc(pb, "adam m");
+    b->v = df_calloc(pb, "adam v");
+    b->ema = df_alloc(pb, "ema");
+    b->x0 = df_alloc(xb, "x0");
+    b->eps = df_alloc(xb, "eps");
+    b->xt = df_alloc(xb, "xt");
+    b->out = df_alloc(xb, "out");
+    b->dout = df_alloc(xb, "dout");
+    b->t = df_alloc((size_t)n * sizeof(int), "t");
+    if (!b->params || !b->grads || !b->m || !b->v || !b->ema || !b->x0 || !b->eps || !b->xt || !b->out ||
+        !b->dout || !b->t)
+        return 1;
+    df_unet_init(b->net, b->params, 1);
+    /* Non-zero zero-initialised layers, so the timed arithmetic is not on a trivial network. */
+    float *noise = df_alloc(pb, "noise");
+    if (!noise) return 1;
+    df_randn(7, 0, 0, 0, noise, b->nparam);
+    for (size_t i = 0; i < b->nparam; i++) b->params[i] += 0.01f * noise[i];
+    df_free(noise);
+    memcpy(b->ema, b->params, pb);
+    df_randu(2, 0, 0, 0, b->x0, (size_t)n * b->dim);
+    for (size_t i = 0; i < (size_t)n * b->dim; i++) b->x0[i] = 2.0f * b->x0[i] - 1.0f;
+    df_adamw_params_init(&b->opt);
+    return 0;
+}
+
+static void state_free(bench_state *b) {
+    df_unet_free(b->net);
+    df_schedule_free(&b->sched);
+    df_free(b->params); df_free(b->grads); df_free(b->m); df_free(b->v); df_free(b->ema);
+    df_free(b->x0); df_free(b->eps); df_free(b->xt); df_free(b->out); df_free(b->dout); df_free(b->t);
+}
+
+/* One training step as the training loop does it; returns the loss. */
+static double train_step(bench_state *b) {
+    const size_t d = (size_t)b->dim;
+    b->step++;
+    float u[64];
+    for (int i = 0; i < b->n; i += 64) {
+        int k = b->n - i < 64 ? b->n - i : 64;
+        df_randu(3, 1, (uint32_t)b->step, (uint32_t)i, u, (size_t)k);
+        for (int j = 0; j < k; j++) b->t[i + j] = (int)(u[j] * b->sched.T) % b->sched.T;
+    }
+    df_randn(3, 2, (uint32_t)b->step, 0, b->eps, (size_t)b->n * d);
+    for (int i = 0; i < b->n; i++) df_q_sample(&b->sched, b->t[i], b->x0 + i * d, b->eps + i * d, b->xt + i * d, d);
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 1, 5, (uint32_t)b->step);
+    double loss = df_loss(&b->sched, DF_PRED_EPS, DF_LOSS_SIMPLE, DF_VAR_BETA, b->n, d, b->t, b->out, b->eps,
+                          b->dout);
+    memset(b->grads, 0, b->nparam * sizeof(float));
+    df_unet_backward(b->net, b->params, b->grads, b->n, b->dout);
+    double norm = df_grad_norm(b->grads, b->nparam);
+    double scale = norm > b->opt.grad_clip ? b->opt.grad_clip / norm : 1.0;
+    df_adamw_step(&b->opt, b->step, b->params, b->grads, b->m, b->v, b->nparam, scale);
+    df_ema_update(b->ema, b->params, b->nparam, df_ema_decay_at(0.999, b->step));
+    return loss;
+}
+
+static void sample_eval(bench_state *b, int i) {
+    for (int j = 0; j < b->n; j++) b->t[j] = 999 - (i % 1000);
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 0, 0, 0);
+}
+
+/* Output finite, and a training forward equal to an inference forward when dropout is off. */
+static int validate(bench_state *b, const df_unet_config *c) {
+    const size_t total = (size_t)b->n * b->dim;
+    memcpy(b->xt, b->x0, total * sizeof(float));
+    for (int j = 0; j < b->n; j++) b->t[j] = (j * 37) % 1000;
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 0, 0, 0);
+    float *ref = df_alloc(total * sizeof(float), "ref");
+    if (!ref) return 1;
+    memcpy(ref, b->out, total * sizeof(float));
+    double worst = 0, scale = 0;
+    int finite = 1;
+    for (size_t i = 0; i < total; i++) finite &= isfinite(ref[i]) != 0;
+    if (c->dropout == 0.0f) {
+        df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 1, 0, 0);
+        for (size_t i = 0; i < total; i++) {
+            worst = fmax(worst, fabs((double)b->out[i] - ref[i]));
+            scale = fmax(scale, fabs(ref[i]));
+        }
+    }
+    df_free(ref);
+    if (!finite) {
+        fprintf(stderr, "bench_unet: non-finite network output\n");
+        return 1;
+    }
+    /* same code path up to the memory plan: anything but tiny float noise is a bug */
+    if (worst > 1e-5 * fmax(scale, 1.0)) {
+        fprintf(stderr, "bench_unet: training forward != inference forward (max abs diff %.3g)\n", worst);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    double train_min, train_med, sample_min, sample_med, rss;
+} our_result;
+
+static int run_ours(const bench_opts *o, const df_unet_config *c, our_result *r) {
+    bench_state b;
+    double flops = df_unet_forward_flops(c);
+    if (state_init(&b, c, o->batch)) {
+        fprintf(stderr, "bench_unet: setup failed: %s\n", df_last_error());
+        return 1;
+    }
+    if (validate(&b, c)) return 1;
+    double *times = malloc(sizeof(double) * (size_t)(o->steps + 1));
+    r->train_min = r->train_med = r->sample_min = r->sample_med = NAN;
+    if (o->train) {
+        for (int i = 0; i < o->warmup; i++) train_step(&b);
+        double loss = 0;
+        for (int i = 0; i < o->steps; i++) {
+            double t0 = df_time();
+            loss = train_step(&b);
+            times[i] = df_time() - t0;
+        }
+        r->train_med = median(times, o->steps);
+        r->train_min = times[0];
+        printf("{\"impl\": \"diffuse\", \"phase\": \"train\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, "
+               "\"steps\": %d, \"step_s_min\": %.5f, \"step_s_median\": %.5f, \"img_per_s\": %.2f, "
+               "\"gflops\": %.2f, \"loss\": %.5f}\n",
+               o->preset, o->batch, o->threads, o->steps, r->train_min, r->train_med, o->batch / r->train_min,
+               3 * flops * o->batch / r->train_min * 1e-9, loss);
+    }
+    if (o->sample) {
+        for (int i = 0; i < o->warmup; i++) sample_eval(&b, i);
+        for (int i = 0; i < o->steps; i++) {
+            double t0 = df_time();
+            sample_eval(&b, i);
+            times[i] = df_time() - t0;
+        }
+        r->sample_med = median(times, o->steps);
+        r->sample_min = times[0];
+        printf("{\"impl\": \"diffuse\", \"phase\": \"sample\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, "
+               "\"evals\": %d, \"eval_s_min\": %.5f, \"eval_s_median\": %.5f, \"evals_per_s\": %.2f, "
+               "\"gflops\": %.2f}\n",
+               o->preset, o->batch, o->threads, o->steps, r->sample_min, r->sample_med, o->batch / r->sample_min,
+               flops * o->batch / r->sample_min * 1e-9);
+    }
+    r->rss = peak_rss_mib();
+    if (o->profile && o->train) {
+        /* one profiled step, after the timed ones (warm caches) */
+        df_ops_profile_reset();
+        df_ops_profile_enable(1);
+        double t0 = df_time();
+        train_step(&b);
+        double total = df_time() - t0;
+        df_ops_profile_enable(0);
+        int cnt = df_ops_profile_count();
+        int *order = malloc(sizeof(int) * (size_t)cnt);
+        double sum = 0;
+        for (int i = 0; i < cnt; i++) order[i] = i;
+        for (int i = 0; i < cnt; i++)  /* selection sort by time, descending; a few dozen keys */
+            for (int j = i + 1; j < cnt; j++) {
+                long ci, cj;
+                double si, sj;
+                df_ops_profile_get(order[i], &ci, &si);
+                df_ops_profile_get(order[j], &cj, &sj);
+                if (sj > si) { int tmp = order[i]; order[i] = order[j]; order[j] = tmp; }
+            }
+        printf("\nprofile of one training step (batch %d): %.2f ms\n%-36s %6s %9s %6s\n", o->batch, total * 1e3,
+               "op", "calls", "ms", "%");
+        for (int i = 0; i < cnt; i++) {
+            long calls;
+            double s;
+            const char *key = df_ops_profile_get(order[i], &calls, &s);
+            sum += s;
+            printf("%-36s %6ld %9.3f %6.1f\n", key, calls, s * 1e3, 100 * s / total);
+        }
+        printf("%-36s %6s %9.3f %6.1f\n", "(outside ops: loss, optimiser, glue)", "", (total - sum) * 1e3,
+               100 * (total - sum) / total);
+        /* totals per op family (the key's first word) */
+        printf("\nby family:\n");
+        char fam[32][24];
+        double famt[32];
+        int nf = 0;
+        for (int i = 0; i < cnt; i++) {
+            long calls;
+            double s;
+            const char *key = df_ops_profile_get(i, &calls, &s);
+            char f[24];
+            int k = 0;
+            while (key[k] && key[k] != ' ' && k < 23) { f[k] = key[k]; k++; }
+            f[k] = 0;
+            if (strncmp(key, "conv", 4) == 0) snprintf(f, sizeof f, "%.7s %s", key, strstr(key, "fwd") ? "fwd" : "bwd");
+            int j = 0;
+            while (j < nf && strcmp(fam[j], f)) j++;
+            if (j == nf && nf < 32) { strcpy(fam[nf], f); famt[nf++] = 0; }
+            if (j < nf) famt[j] += s;
+        }
+        for (int j = 0; j < nf; j++) printf("  %-22s %9.3f ms %6.1f%%\n", fam[j], famt[j] * 1e3, 100 * famt[j] / total);
+        free(order);
+    }
+    free(times);
+    state_free(&b);
+    return 0;
+}
+
+/* Runs the PyTorch peer; fills its images/s (train) and evals/s (sample) and RSS. 1 on failure. */
+static int run_torch(const bench_opts *o, double *train_ips, double *sample_eps, double *rss) {
+    const char *cfg = strcmp(o->preset, "ddpm-cifar10") == 0 ? "cifar" : "small";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s bench --config %s --threads %d --train-batch %d --sample-batch %d --steps %d "
+             "--sample-evals %d --warmup %d 2>/dev/null",
+             o->torch_script, cfg, o->threads, o->batch, o->batch, o->steps, o->steps, o->warmup);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 1;
+    char line[8192], last[8192] = "";
+    while (fgets(line, sizeof line, p))
+        if (strstr(line, "sample_img_steps_per_s")) memcpy(last, line, sizeof line);
+    if (pclose(p) != 0 || !last[0]) return 1;
+    /* torch reports medians; recompute from min where present: it prints train_step_s_min */
+    const char *k;
+    *train_ips = *sample_eps = *rss = NAN;
+    if ((k = strstr(last, "\"train_step_s_min\": "))) *train_ips = o->batch / atof(k + 20);
+    if ((k = strstr(last, "\"sample_img_steps_per_s\": "))) *sample_eps = atof(k + 26);
+    if ((k = strstr(last, "\"peak_rss_mib\": "))) *rss = atof(k + 16);
+    printf("{\"impl\": \"torch\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, \"train_img_per_s_best\": %.2f, "
+           "\"sample_evals_per_s_median\": %.2f, \"peak_rss_mib\": %.1f}\n",
+           o->preset, o->batch, o->threads, *train_ips, *sample_eps, *rss);
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_unet [--preset fmnist-small|ddpm-cifar10] [--batch B] [--threads T] [--steps S]\n"
+                    "                  [--warmup W] [--profile] [--torch] [--rounds R] [--torch-script PATH]\n"
+                    "                  [--no-train] [--no-sample]\n");
+}
+
+int main(int argc, char **argv) {
+    bench_opts o = {"fmnist-small", "/work/shared/bench/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--preset") && v) o.preset = argv[++i];
+        else if (!strcmp(a, "--batch") && v) o.batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && v) o.threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--steps") && v) o.steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--warmup") && v) o.warmup = atoi(argv[++i]);
+        else if (!strcmp(a, "--rounds") && v) o.rounds = atoi(argv[++i]);
+        else if (!strcmp(a, "--torch-script") && v) o.torch_script = argv[++i];
+        else if (!strcmp(a, "--profile")) o.profile = 1;
+        else if (!strcmp(a, "--torch")) o.torch = 1;
+        else if (!strcmp(a, "--no-train")) o.train = 0;
+        else if (!strcmp(a, "--no-sample")) o.sample = 0;
+        else { usage(); return 2; }
+    }
+    if (o.batch < 1 || o.threads < 1 || o.steps < 1 || o.warmup < 0 || o.rounds < 1) { usage(); return 2; }
+    df_unet_config c;
+    if (df_unet_preset(o.preset, &c) != DF_OK) {
+        fprintf(stderr, "bench_unet: %s\n", df_last_error());
+        return 2;
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(o.threads);
+#endif
+    openblas_set_num_threads(o.threads);
+    const double flops = df_unet_forward_flops(&c);
+    our_result best = {INFINITY, INFINITY, INFINITY, INFINITY, 0};
+    double t_train = 0, t_sample = 0, t_rss = NAN;
+    int have_torch = 0;
+    for (int r = 0; r < o.rounds; r++) {
+        our_result cur;
+        if (run_ours(&o, &c, &cur)) return 1;
+        best.train_min = fmin(best.train_min, cur.train_min);
+        best.sample_min = fmin(best.sample_min, cur.sample_min);
+        best.sample_med = fmin(best.sample_med, cur.sample_med);
+        best.rss = fmax(best.rss, cur.rss);
+        o.profile = 0;  /* profile once */
+        if (o.torch) {
+            double ti, se, rss;
+            if (run_torch(&o, &ti, &se, &rss)) {
+                fprintf(stderr, "bench_unet: the torch peer failed (%s)\n", o.torch_script);
+            } else {
+                t_train = fmax(t_train, ti);
+                t_sample = fmax(t_sample, se);
+                t_rss = rss;
+                have_torch = 1;
+            }
+        }
+    }
+    printf("\n%s, batch %d, %d threads, %.4f GFLOP/image forward (best of %d x %d)\n", o.preset, o.batch, o.threads,
+           flops * 1e-9, o.rounds, o.steps);
+    printf("%-8s %12s %10s %8s %12s %10s\n", "phase", "ours img/s", "GFLOP/s", "% peak", "torch img/s", "ratio");
+    if (o.train) {
+        double ips = o.batch / best.train_min, gf = 3 * flops * ips * 1e-9;
+        printf("%-8s %12.2f %10.1f %8.1f", "train", ips, gf, 100 * gf / PEAK_GFLOPS);
+        if (have_torch) printf(" %12.2f %10.3f", t_train, ips / t_train);
+        printf("\n");
+    }
+    if (o.sample) {
+        double eps = o.batch / best.sample_min, gf = flops * eps * 1e-9;
+        printf("%-8s %12.2f %10.1f %8.1f", "sample", eps, gf, 100 * gf / PEAK_GFLOPS);
+        /* torch prints only the median evaluation time: compare medians */
+        if (have_torch) printf(" %12.2f %10.3f (medians)", t_sample, (o.batch / best.sample_med) / t_sample);
+        printf("\n");
+    }
+    printf("peak RSS %.1f MiB", best.rss);
+    if (have_torch) printf(" (torch %.1f MiB, ratio %.3f)", t_rss, best.rss / t_rss);
+    printf("\n");
+    return 0;
+}
