@@ -74,9 +74,6 @@ size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
 #ifndef GEMM_B_PREFETCH_BYTES
 #define GEMM_B_PREFETCH_BYTES (512 * 1024)
 #endif
-#ifndef PF_CHUNKS
-#define PF_CHUNKS 4
-#endif
 #ifndef PREFETCH_HINT
 #define PREFETCH_HINT _MM_HINT_T1
 #endif
@@ -166,17 +163,15 @@ TARGET_BF16 static void pack_a_cols(uint32_t *dst, const float *A, int lda, int 
 /* ---------------------------------------------------------------- packing op(B) */
 /* dst [pairs][NR] = columns n0..n0+nr-1 of op(B) (the caller offsets B), k = 0..kc-1; columns >= nr
  * and k >= kc are zero. B not transposed: rows k, k+1 are contiguous in n, one interleave each. */
-TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int nr, int kc) {
+TARGET_BF16 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
     const __m512i interleave = interleave_index();
     const __mmask16 m0 = lanes_mask(nr), m1 = lanes_mask(nr - 16), m2 = lanes_mask(nr - 32);
     const int kp = (kc + 1) / 2;
-    const int prefetch = (size_t)kc * ldb * sizeof(float) > GEMM_B_PREFETCH_BYTES;
     for (int p = 0; p < kp; p++) {
         const float *b0 = B + (size_t)(2 * p) * ldb, *b1 = b0 + ldb;
         uint32_t *d = dst + (size_t)p * GEMM_NR;
         /* The next strip of these rows: its lines arrive while the kernel works on this one.
-         * Without it, each of the kc row segments of a strip starts with a miss; but when the
-         * block of B fits in L2 the prefetches only cost issue slots. */
+         * Without it, each of the kc row segments of a strip starts with a miss. */
         if (prefetch)
             for (int l = 0; l < GEMM_NR; l += 16) {
                 _mm_prefetch((const char *)(b0 + GEMM_NR + l), PREFETCH_HINT);
@@ -228,7 +223,7 @@ TARGET_BF16 static inline void transpose16(__m512i *r) {
 
 /* B transposed: op(B)[k][n] = B[n][k], k contiguous per column n. Per group of 16 columns and 16
  * pairs: 16 converted rows, then a 16 x 16 transpose. */
-TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int nr, int kc) {
+TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
     const int kp = (kc + 1) / 2;
     for (int g = 0; g < GEMM_NR / 16; g++) {
         const int rows = nr - 16 * g;
@@ -246,10 +241,13 @@ TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int 
                     continue;
                 }
                 const float *row = B + (size_t)(16 * g + i) * ldb + 2 * q0;
-                /* PF_CHUNKS chunks ahead along the row: the rows are short streams (kc floats),
-                 * too short for the hardware prefetcher to hide the first misses. */
-                _mm_prefetch((const char *)(row + 32 * PF_CHUNKS), PREFETCH_HINT);
-                _mm_prefetch((const char *)(row + 32 * PF_CHUNKS + 16), PREFETCH_HINT);
+                /* The same chunk 16 rows on: the next group, or the next strip's first. Each row
+                 * is a short stream (kc floats) that the hardware prefetcher would only pick up
+                 * after its first misses. */
+                if (prefetch) {
+                    _mm_prefetch((const char *)(row + 16 * (size_t)ldb), PREFETCH_HINT);
+                    _mm_prefetch((const char *)(row + 16 * (size_t)ldb + 16), PREFETCH_HINT);
+                }
                 r[i] = cvt_pairs(row, lo, hi);
             }
             transpose16(r);
@@ -387,15 +385,17 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
     int tm, tn;
     gemm_grid(ni, nj, T, &tm, &tn);
     const int ti = tid / tn, tj = tid % tn;
+    /* Software prefetch of B only pays when this block of B does not stay in L2 between calls. */
+    const int prefetch = (size_t)ncb * kcb * sizeof(float) > GEMM_B_PREFETCH_BYTES;
     const int i0 = (int)((long)ni * ti / tm), i1 = (int)((long)ni * (ti + 1) / tm);
     const int j0 = (int)((long)nj * tj / tn), j1 = (int)((long)nj * (tj + 1) / tn);
     if (i0 >= i1) return;
     for (int js = j0; js < j1; js++) {
         const int n0 = jc + js * GEMM_NR, nr = jc + ncb - n0 < GEMM_NR ? jc + ncb - n0 : GEMM_NR;
         if (!j->transB)
-            pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb);
+            pack_b_rows(bstrip, j->B + (size_t)pc * j->ldb + n0, j->ldb, nr, kcb, prefetch);
         else
-            pack_b_cols(bstrip, j->B + (size_t)n0 * j->ldb + pc, j->ldb, nr, kcb);
+            pack_b_cols(bstrip, j->B + (size_t)n0 * j->ldb + pc, j->ldb, nr, kcb, prefetch);
         const gemm_kernel kernel = kernel_for(nr, !j->transA);
         for (int is = i0; is < i1; is++) {
             const int m0 = ic + is * GEMM_MR, mr = mcb - is * GEMM_MR < GEMM_MR ? mcb - is * GEMM_MR : GEMM_MR;
