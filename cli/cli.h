@@ -3,8 +3,10 @@
 #define DF_CLI_H
 
 #include "args.h"
-#include "common.h"
-#include "model.h"
+#include "diffuse.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Prints "diffuse CMD: <message of the last error>" and returns the exit code for status st. */
 int cli_error(const char *cmd, df_status st);

@@ -1,12 +1,7 @@
 /* cmd_eval.c: `diffuse eval`: a model's variational bound on held-out data (src/bound.h), in bits/dim
  * for image models and nats per point for 2-D models, with the per-timestep terms as CSV and a plot.
  * What it is not: a sample-quality metric (no FID); the bound measures likelihood only. */
-#include "atomic.h"
-#include "bound.h"
 #include "cli.h"
-#include "data.h"
-#include "image.h"
-#include "toydata.h"
 #include <math.h>
 #include <string.h>
 

@@ -2,7 +2,6 @@
  * diffusers DDPMPipeline folder that DDPMPipeline.from_pretrained() loads. A thin layer over
  * df_model_open_ex and df_diffusers_save_ex (src/diffusers.h). */
 #include "cli.h"
-#include "diffusers.h"
 
 int cmd_export(int argc, char **argv) {
     const char *model = NULL, *out = NULL;
@@ -27,7 +26,7 @@ int cmd_export(int argc, char **argv) {
     st = df_diffusers_save_ex(&m, out, !raw, &info);
     if (st == DF_OK)
         fprintf(stderr, "wrote diffusers pipeline %s (%s weights, %d tensors, %zu parameters)\n", out, raw ? "raw" : "EMA",
-                m.table->count, df_param_table_count(m.table));
+                df_model_tensor_count(&m), df_model_param_count(&m));
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("export", st);
 }

@@ -1,8 +1,6 @@
 /* cmd_info.c: `diffuse info` (a model's or a preset's configuration) and `diffuse predict` (the
  * network alone on NumPy input, for checking against other implementations). */
 #include "cli.h"
-#include "diffusers.h"
-#include "npy.h"
 #include <errno.h>
 #include <string.h>
 
@@ -32,19 +30,19 @@ int cmd_info(int argc, char **argv) {
     df_status st;
     if (preset) {
         df_unet_config c;
-        df_unet *u;
-        if ((st = df_unet_preset(preset, &c)) || (st = df_unet_new(&c, 1, 0, &u))) return cli_error("info", st);
-        printf("preset: %s\nparameters: %zu\ntensors: %d\n", preset, df_param_table_count(df_unet_params(u)),
-               df_unet_params(u)->count);
+        size_t params;
+        int tensors;
+        if ((st = df_unet_preset(preset, &c)) || (st = df_unet_config_counts(&c, &params, &tensors)))
+            return cli_error("info", st);
+        printf("preset: %s\nparameters: %zu\ntensors: %d\n", preset, params, tensors);
         print_unet_config(&c);
-        df_unet_free(u);
         return 0;
     }
     df_model m;
     if ((st = cli_model_open(model, 1, &m))) return cli_error("info", st);
     char desc[1024];
     df_model_describe(&m, desc, sizeof desc);
-    printf("model: %s\nnetwork: %s\nparameters: %zu\ntensors: %d\n", model, desc, df_param_table_count(m.table), m.table->count);
+    printf("model: %s\nnetwork: %s\nparameters: %zu\ntensors: %d\n", model, desc, df_model_param_count(&m), df_model_tensor_count(&m));
     if (m.kind == DF_NET_UNET) print_unet_config(&m.unet);
     printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(m.diff.schedule.kind), m.diff.schedule.T,
            m.diff.schedule.beta_start, m.diff.schedule.beta_end);

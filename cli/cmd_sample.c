@@ -1,10 +1,5 @@
 /* cmd_sample.c: `diffuse sample` and `diffuse info`. */
 #include "cli.h"
-#include "image.h"
-#include "model.h"
-#include "diffusers.h"
-#include "npy.h"
-#include "toydata.h"
 #include <string.h>
 
 typedef struct {

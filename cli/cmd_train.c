@@ -1,9 +1,5 @@
 /* cmd_train.c: `diffuse train`, for 2-D points (the MLP) and for images (the U-Net). */
 #include "cli.h"
-#include "data.h"
-#include "image.h"
-#include "toydata.h"
-#include "train.h"
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

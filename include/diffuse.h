@@ -14,8 +14,10 @@
 #ifndef DIFFUSE_H
 #define DIFFUSE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -209,6 +211,607 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
 
 /* The DDIM timestep sequence: seq[k] = floor(k * T / S), k = 0..S-1 (ascending). */
 void df_ddim_timesteps(int T, int S, int *seq);
+
+/* A parameter table (names, shapes, offsets into one block): see src/params.h. */
+typedef struct df_param_table df_param_table;
+
+/* ---------------------------------------------------------------- utilities */
+/* Records a printf-style message for df_last_error() and returns `status`. */
+df_status df_fail(df_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* 64-byte aligned allocation (for AVX-512 loads); free with df_free. Returns NULL on failure
+ * after recording a DF_ERR_NOMEM message naming `what` and the size. */
+void *df_alloc(size_t bytes, const char *what);
+void *df_calloc(size_t bytes, const char *what);
+void df_free(void *p);
+
+/* Monotonic wall clock in seconds. */
+double df_time(void);
+
+/* mkdir -p: creates path and its missing parents. */
+df_status df_mkdirs(const char *path);
+
+/* ---------------------------------------------------------------- crash-safe files */
+/* Crash-safe file writes (write a temporary, fsync, rename over the target).
+ * What it is: the one way the library writes files, so that a full disk, a crash or a failed
+ * write never leaves a half-written checkpoint or replaces a good file with a broken one.
+ * What it is not: a lock. Two processes writing the same path both succeed; the last rename wins. */
+
+/* Opens `<path>.tmp.<pid>` for binary writing and stores its name in tmp_path (tmp_cap bytes).
+ * Returns NULL after df_fail(DF_ERR_IO, "cannot write <path>: <reason>") on failure.
+ * The caller writes into the FILE and then calls exactly one of df_atomic_commit or
+ * df_atomic_abort. Nothing at `path` changes until the commit renames the temporary. */
+FILE *df_atomic_open(const char *path, char *tmp_path, size_t tmp_cap);
+
+/* Finishes a write: checks the stream's error flag, flushes, fsyncs and closes the temporary,
+ * renames it over `path` and fsyncs the directory. Always consumes `f`. On any failure the
+ * temporary is removed, `path` is left as it was, and DF_ERR_IO names the path and the reason
+ * (e.g. "No space left on device"). */
+df_status df_atomic_commit(FILE *f, const char *tmp_path, const char *path);
+
+/* Gives up a write: closes `f` (may be NULL) and removes the temporary. Records no error, so
+ * the caller's own df_fail message stays the one the user sees. */
+void df_atomic_abort(FILE *f, const char *tmp_path);
+
+/* ---------------------------------------------------------------- optimiser */
+/* AdamW and the EMA of the weights, over one contiguous float block.
+ *
+ * What it is: element-wise updates of a parameter block laid out by a df_param_table (params.h);
+ * the gradients, the two AdamW moments and the EMA weights are blocks of the same length and
+ * layout, so each update is one loop. Padding between tensors is updated like any element: its
+ * gradient is zero, so it stays zero.
+ *
+ * What it is not: a scheduler of the whole training step. The caller zeroes the gradients,
+ * computes df_grad_norm, checks it is finite, and passes the clipping factor to df_adamw_step.
+ */
+
+typedef struct {
+    double lr;            /* peak learning rate */
+    double beta1, beta2;  /* moment decays */
+    double eps;           /* added to sqrt(v_hat) */
+    double weight_decay;  /* decoupled (AdamW): params *= 1 - lr_t * weight_decay each step */
+    long warmup_steps;    /* linear warm-up of the learning rate over this many steps (0 = none) */
+    double grad_clip;     /* clip the global L2 norm of the gradient to this (0 = off); used by the caller */
+} df_adamw_params;
+
+/* Defaults: lr 2e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, no warm-up, clip 1.0. */
+void df_adamw_params_init(df_adamw_params *p);
+
+/* L2 norm sqrt(sum g^2), accumulated in double. The block is cut into parts that depend only on
+ * n, each part summed in a fixed order, the parts added in order: the result is the same for
+ * any thread count. Returns NaN or inf if g holds a non-finite value (the caller's check). */
+double df_grad_norm(const float *g, size_t n);
+
+/* Learning rate of the 1-based step `step`: lr * min(1, step / warmup_steps), or lr without warm-up. */
+double df_adamw_lr_at(const df_adamw_params *p, long step);
+
+/* One AdamW step (Loshchilov & Hutter 2019; the update of torch.optim.AdamW, amsgrad off) on n
+ * elements. step is 1-based (the count of steps including this one; it drives the bias
+ * corrections). With g = grad_scale * grads (grad_scale = min(1, clip / norm) for clipping, 1
+ * otherwise) and lr_t = df_adamw_lr_at(p, step):
+ *   params *= 1 - lr_t * weight_decay
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *   params -= lr_t / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+ * m and v start as zeros and are owned by the caller. Each element is computed in double and
+ * rounded once to float. */
+void df_adamw_step(const df_adamw_params *p, long step, float *params, const float *grads, float *m, float *v,
+                   size_t n, double grad_scale);
+
+/* EMA decay for the 1-based optimiser step `step`: min(decay, (1 + step) / (10 + step)), the
+ * warm-up of TensorFlow's ExponentialMovingAverage(num_updates) used by the DDPM code, so that a
+ * short run's EMA is not dominated by the initial weights. */
+double df_ema_decay_at(double decay, long step);
+
+/* ema = decay * ema + (1 - decay) * params on n elements (in double, rounded once). Initialise
+ * ema as a copy of the initial params. */
+void df_ema_update(float *ema, const float *params, size_t n, double decay);
+
+/* ---------------------------------------------------------------- networks */
+/* The 2-D denoiser: an MLP conditioned on t through a sinusoidal embedding (src/mlp.h). */
+/* Upper limits checked by df_mlp_new (the toy problems use far less). */
+#define DF_MLP_MAX_LAYERS 32
+#define DF_MLP_MAX_WIDTH 65536
+#define DF_MLP_MAX_BATCH (1 << 24)
+
+typedef struct {
+    int dim;       /* point dimension (inputs = outputs), default 2 */
+    int hidden;    /* width of every hidden layer, default 128 */
+    int layers;    /* number of hidden layers (>= 1), default 3 */
+    int temb_dim;  /* width of the sinusoidal time embedding (even, >= 4), default 64 */
+} df_mlp_config;
+
+/* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
+void df_mlp_config_init(df_mlp_config *c);
+
+/* The DDPM U-Net exactly as diffusers' UNet2DModel builds it (src/unet.h, ../shared/docs/ddpm-unet.md). */
+#define DF_UNET_MAX_LEVELS 8
+
+typedef struct {
+    int in_channels, out_channels, sample_size;
+    int n_levels; int block_out_channels[DF_UNET_MAX_LEVELS];  /* e.g. 128,256,256,256 */
+    int layers_per_block;                                      /* resnets per down level; up levels have +1 */
+    int n_attn; int attn_resolutions[DF_UNET_MAX_LEVELS];      /* pixel sizes at which levels have attention */
+    int norm_num_groups; float norm_eps;
+    float dropout;
+    int attention_head_dim;                                    /* 0 = one head over all channels (diffusers null) */
+    int freq_shift, flip_sin_to_cos;                           /* time embedding: 1, 0 for DDPM */
+} df_unet_config;
+
+/* Fills *c with a named preset: "fmnist-small" (1x28x28, 32,64,64, attention at 7; the same network
+ * as torch_ddpm.py --config small) or "ddpm-cifar10" (google/ddpm-cifar10-32: 3x32x32,
+ * 128,256,256,256, attention at 16, dropout 0.1; 35,746,307 parameters in 328 tensors).
+ * DF_ERR_ARG naming the valid presets for any other name. */
+df_status df_unet_preset(const char *name, df_unet_config *c);
+
+/* DF_OK, or DF_ERR_ARG with a message naming the first problem: counts out of range, groups not
+ * dividing a channel count, a sample size that does not halve evenly at every downsampler, an
+ * attention resolution that no level has, a head size not dividing an attention layer's channels. */
+df_status df_unet_config_validate(const df_unet_config *c);
+
+/* Reads a diffusers UNet2DModel config.json (text[0..len)) into *c: attention at level i when
+ * down_block_types[i] is AttnDownBlock2D (up_block_types must mirror them), attention_head_dim null =
+ * one head, dropout absent = 0 (as diffusers loads google/ddpm-cifar10-32). DF_ERR_FORMAT for bad
+ * JSON or a missing key, DF_ERR_UNSUPPORTED naming an option this network does not implement
+ * (another act_fn, block type, time embedding, downsample_padding != 0, class embedding, ...),
+ * DF_ERR_ARG if the result fails df_unet_config_validate. */
+df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c);
+
+/* Writes c as diffusers config.json text (the keys of google/ddpm-cifar10-32's config plus
+ * "dropout") into buf (cap bytes, NUL-terminated when cap > 0). Returns the length of the full
+ * text, like snprintf: a result >= cap means it was cut. */
+size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap);
+
+/* Analytic forward FLOPs per image of a U-Net: 2 * MACs of every conv, linear and attention matmul. */
+double df_unet_forward_flops(const df_unet_config *c);
+
+/* ---------------------------------------------------------------- models */
+/* A denoising network together with its diffusion settings, as training, sampling and
+ * checkpoints see it. The network is either the 2-D MLP or the U-Net; the diffusion code never
+ * sees which (it calls df_model_predict through df_predict_fn).
+ *
+ * Checkpoint format (model.safetensors): the raw weights under their PyTorch/diffusers names, the
+ * EMA weights under "ema/<name>", and the whole configuration in __metadata__ (string values):
+ * "diffuse.format" = "1", "diffuse.net" = "mlp" | "unet", "mlp.*" or "unet.config" (a diffusers
+ * UNet2DModel config.json), "diffusion.*", "train.*". checkpoint.safetensors holds the same plus
+ * the AdamW moments ("train/adam_m", "train/adam_v"), to resume training exactly. */
+
+typedef enum { DF_NET_MLP, DF_NET_UNET } df_net_kind;
+
+typedef struct {
+    df_schedule_params schedule;
+    df_pred pred;
+    df_loss_kind loss;
+    df_var_kind var;
+} df_diffusion_config;
+
+void df_diffusion_config_init(df_diffusion_config *d);
+
+typedef struct df_model {
+    df_net_kind kind;
+    df_mlp_config mlp;
+    df_unet_config unet;
+    char unet_config_json[4096];   /* U-Net: its diffusers config.json text */
+    df_diffusion_config diff;
+    df_schedule schedule;          /* derived from diff.schedule */
+    void *net;                     /* df_mlp * or df_unet * */
+    const df_param_table *table;
+    size_t n_floats;               /* floats in each block (table->total) */
+    float *params, *ema;           /* one block each */
+    float *grads, *adam_m, *adam_v;/* training only: one block each */
+    size_t dim;                    /* floats per sample */
+    int channels, height, width;   /* images; 2-D points: 2, 1, 1 */
+    int max_batch, training;
+    long step;                     /* optimiser steps that made these weights */
+    uint64_t seed;                 /* training seed */
+    double ema_decay;
+    char data[300];                /* training data spec */
+    int use_ema;                   /* df_model_predict uses the EMA weights */
+    int dropout_step;              /* counter for dropout masks in training */
+} df_model;
+
+/* Builds a new MLP model with freshly initialised weights (EMA = weights). */
+df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
+                           int training, uint64_t seed);
+/* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
+df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                            int training, uint64_t seed);
+void df_model_free(df_model *m);
+
+/* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
+void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
+void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
+/* df_predict_fn for the samplers: ctx is a df_model *, uses ema if m->use_ema. */
+df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
+
+/* Writes a checkpoint atomically (weights, EMA, config; with_state adds the AdamW moments as
+ * "train/adam_m" and "train/adam_v" so that training can resume exactly). */
+df_status df_model_save(const df_model *m, const char *path, int with_state);
+/* Loads a checkpoint written by df_model_save, validating every tensor's presence and shape.
+ * training = 1 also allocates gradients and AdamW moments, and loads the moments when present. */
+df_status df_model_load(df_model *m, const char *path, int max_batch, int training);
+/* Number of parameters (padding excluded) and of named tensors of a model. */
+size_t df_model_param_count(const df_model *m);
+int df_model_tensor_count(const df_model *m);
+/* The same for a U-Net configuration, without weights. */
+df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors);
+/* One line describing the model (net, parameter count, diffusion settings). */
+void df_model_describe(const df_model *m, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- training */
+/* The training loop of a df_model (Ho et al. 2020, Algorithm 1, with the loss and
+ * parameterisation of the model's diffusion config), AdamW with warm-up and clipping, EMA with
+ * warm-up, checkpoints, and exact resume. Everything random is keyed by (seed, step, sample), so
+ * an interrupted and resumed run reproduces the uninterrupted one bit for bit.
+ * It prints nothing: progress and pictures go through callbacks the caller supplies. */
+
+/* Fills x0 (n x dim) with the training examples of step `step` (1-based). */
+typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0);
+
+typedef struct {
+    long step, total_steps;     /* total_steps 0 when only a time budget is set */
+    double loss, loss_avg;      /* this step's loss, and its running mean over the last log interval */
+    double grad_norm, lr;
+    double elapsed, eta;        /* seconds; eta < 0 when unknown */
+    double steps_per_s, examples_per_s;
+    int final;                  /* 1 on the last report */
+} df_train_progress;
+
+typedef struct {
+    long steps;                 /* train until this many steps in total (0: until the time budget) */
+    double minutes;             /* wall-time budget of this invocation (0: none) */
+    int batch;
+    df_adamw_params opt;
+    double ema_decay;
+    uint64_t seed;
+    const char *out_dir;        /* model.safetensors, checkpoint.safetensors, loss.csv land here */
+    long ckpt_every;            /* checkpoint every N steps (0: only at the end or on stop) */
+    long snapshot_every;        /* call snapshot every N steps (0: only at the end) */
+    long report_every;          /* progress every N steps (and at the end) */
+    volatile sig_atomic_t *stop;/* set (by a signal handler) to stop cleanly with a checkpoint */
+    int nan_skip;               /* skip up to this many isolated non-finite steps instead of stopping */
+    df_batch_fn batch_fn;
+    void *batch_ctx;
+    void (*progress)(void *ctx, const df_train_progress *p);
+    void *progress_ctx;
+    df_status (*snapshot)(void *ctx, df_model *m, long step);  /* pictures of samples */
+    void *snapshot_ctx;
+} df_train_opts;
+
+void df_train_opts_init(df_train_opts *o);
+
+/* Trains m (built with training = 1) from m->step on. With resume = 1, m came from
+ * df_train_load_checkpoint and the loss log is cut back to m->step. Writes checkpoints to
+ * out_dir; returns DF_OK at the end of the budget, DF_ERR_INTERRUPTED after a stop request
+ * (checkpoint written), DF_ERR_NAN on a non-finite loss or gradient (the last good checkpoint is
+ * kept and not overwritten). */
+df_status df_train(df_model *m, const df_train_opts *o, int resume);
+
+/* Loads out_dir/checkpoint.safetensors into m (training = 1) and its AdamW state for resuming. */
+df_status df_train_load_checkpoint(df_model *m, const char *out_dir, int max_batch);
+
+/* ---------------------------------------------------------------- image datasets */
+/* Image datasets held in memory as 8-bit pixels (IDX / MNIST-style, CIFAR-10 binary, a folder
+ * of PNG/JPEG files), and the batch gather that turns them into network inputs in [-1, 1].
+ *
+ * What it is not: no augmentation beyond the left-right flip, no streaming from disk (a dataset is
+ * decoded once, whole, into one pixel block), no class folders (folder images have no labels).
+ *
+ * Dataset specs (the string a user passes to --data):
+ *   fashion-mnist            the Fashion-MNIST train split from Debian's dataset-fashion-mnist
+ *   fashion-mnist:train      (same)       files under /usr/share/datasets/fashion-mnist
+ *   fashion-mnist:test       its test split (t10k-* files)
+ *   mnist:DIR                an IDX pair in DIR: train-images-idx3-ubyte + train-labels-idx1-ubyte,
+ *   mnist:DIR:train          each raw or gzipped (".gz" is tried when the raw name is absent)
+ *   mnist:DIR:test           the t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte pair in DIR
+ *   cifar10:DIR              CIFAR-10 "binary version": DIR/data_batch_1.bin .. data_batch_5.bin (all five)
+ *   cifar10:DIR:train        (same)
+ *   cifar10:DIR:test         DIR/test_batch.bin
+ *   folder:DIR               every *.png, *.jpg, *.jpeg in DIR (not recursive, case-insensitive
+ *                            extension), sorted by file name (bytewise), labels -1
+ * Only a final ":train" or ":test" is read as a split, so DIR itself may contain ':'.
+ *
+ * Shapes. want_c / want_size are what the model expects (0 = accept the file's):
+ *  - IDX and CIFAR images have a fixed shape (1x28x28, 3x32x32); a nonzero want that differs is
+ *    DF_ERR_SHAPE ("fashion-mnist images are 1x28x28 but the model expects 3x32x32"). No resizing.
+ *  - folder images are converted to want_c channels (1..4, stb_image's conversion: luma for
+ *    RGB->gray, alpha dropped or set to 255), resized with area averaging (a box filter: each output
+ *    pixel is the overlap-weighted mean of the input pixels its footprint covers) so that the SHORT
+ *    side equals want_size, then centre-cropped to want_size x want_size (crop offset rounds down).
+ *    want_c = 0 takes the first file's channel count without alpha (1 or 3); want_size = 0 takes the
+ *    first file's short side.
+ */
+
+typedef struct {
+    int n, c, h, w;          /* images (N,C,H,W) */
+    uint8_t *pixels;         /* N*C*H*W, CHW order per image, 0..255 */
+    int *labels;             /* N entries, -1 if unknown */
+    int n_classes;           /* 0 if unknown */
+    char name[256];          /* e.g. "fashion-mnist:train" */
+} df_dataset;
+
+/* Where "fashion-mnist" is looked for (Debian's dataset-fashion-mnist package). */
+#define DF_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Loads the dataset named by `spec` (grammar above) into *ds, which the caller frees with
+ * df_dataset_free. On failure *ds is left empty (safe to free) and the status says why:
+ * DF_ERR_ARG (bad spec or want), DF_ERR_IO (missing file or directory), DF_ERR_FORMAT (bad magic,
+ * truncated or oversized file, count mismatch, undecodable image, empty folder), DF_ERR_SHAPE
+ * (fixed-shape data that is not want_c x want_size x want_size), DF_ERR_NOMEM. Every message
+ * names the file. n_classes is max label + 1 for IDX, 10 for CIFAR-10, 0 for folders. */
+df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds);
+
+/* Frees what df_dataset_load allocated and zeroes *ds (safe on an empty or zeroed struct). */
+void df_dataset_free(df_dataset *ds);
+
+/* Fills x (n,C,H,W) with images idx[0..n-1] scaled to [-1,1] (x = p/127.5 - 1), mirrored
+ * left-right where flip[k] is nonzero (flip may be NULL). Every idx[k] must lie in [0, ds->n)
+ * (ASSERT: choosing indices is the caller's job). */
+void df_dataset_batch(const df_dataset *ds, const int *idx, const uint8_t *flip, int n, float *x);
+
+/* ---------------------------------------------------------------- 2-D data */
+/* 2-D toy distributions and point files (CSV), for the 2-D denoiser.
+ * Every point is a pure function of (seed, index): toy data never needs to be stored. */
+
+typedef enum { DF_TOY_SWISSROLL, DF_TOY_MOONS, DF_TOY_8GAUSSIANS, DF_TOY_CHECKERBOARD, DF_TOY_COUNT } df_toy_kind;
+
+typedef struct {
+    int is_file;        /* 0: a toy distribution; 1: a fixed set of points from a CSV file */
+    df_toy_kind kind;
+    float *points;      /* is_file: n x 2 */
+    int n;
+    char name[300];     /* "toy:8gaussians" or "csv:PATH" */
+} df_points;
+
+/* Parses "toy:NAME" or "csv:PATH" (a path ending in .csv also works). DF_ERR_ARG for an unknown toy,
+ * DF_ERR_IO / DF_ERR_FORMAT for a missing or malformed file. Free with df_points_free. */
+df_status df_points_open(const char *spec, df_points *p);
+void df_points_free(df_points *p);
+
+/* Point `index` of the toy distribution under `seed` (uses streams DF_STREAM_DATA/a). */
+void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, float xy[2]);
+
+/* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly. */
+void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy);
+
+/* Reads a CSV of x,y rows (an optional header line, '#' comments and blank lines allowed).
+ * Errors name the file and line. *pts is malloc'ed (n x 2). */
+df_status df_csv_read_points(const char *path, float **pts, int *n);
+/* Writes "x,y" rows with a header, atomically. */
+df_status df_csv_write_points(const char *path, const float *pts, int n);
+
+/* Energy distance between point sets a (na x 2) and b (nb x 2): 2E|a-b| - E|a-a'| - E|b-b'|. */
+double df_energy_distance(const float *a, int na, const float *b, int nb);
+
+/* ---------------------------------------------------------------- pictures */
+/* PNG files, sample grids and two small plots (scatter, line chart).
+ * What it is: 8-bit PNG read/write through libpng, a [-1,1] float batch to picture-grid
+ * converter, and a deliberately simple rasteriser (Bresenham lines, square dots, our own
+ * 5x7 bitmap font) for loss curves and 2-D sample plots.
+ * What it is not: an image-processing or general plotting library (no antialiasing,
+ * no resizing, no colour management: pixel values are passed through as they are). */
+
+/* Writes pixels (height rows top to bottom, each width*channels interleaved bytes) as an 8-bit
+ * PNG: channels 1 = gray, 3 = RGB, 4 = RGBA. Atomic: a failed write leaves an old file at path.
+ * DF_ERR_ARG for bad sizes, DF_ERR_IO if the file cannot be written. */
+df_status df_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels);
+
+/* Reads any PNG (palette, gray, gray+alpha, RGB, RGBA; 1..16 bits; interlaced or not) into a
+ * new 8-bit buffer (free with free()): gray -> 1 channel, RGB or palette -> 3, anything with
+ * alpha (including tRNS) -> 4 (gray+alpha becomes RGBA). 16-bit samples are scaled to 8 bits.
+ * DF_ERR_IO if the file cannot be opened, DF_ERR_FORMAT (naming the file) if it is not a PNG
+ * or is corrupt or truncated. On failure *pixels is NULL. */
+df_status df_png_read(const char *path, uint8_t **pixels, int *width, int *height, int *channels);
+
+/* Tiles n images x (N,C,H,W), values in [-1,1], into one picture of c channels (c = 1 or 3),
+ * interleaved, in a grid of min(cols, n) columns and ceil(n/cols) rows with `pad` pixels of
+ * value 0 around and between the images (torchvision make_grid layout):
+ * out_w = pad + cols*(w + pad), out_h = pad + rows*(h + pad), image k at column k % cols,
+ * row k / cols. Pixel = clamp(floor((x + 1) * 127.5 + 0.5), 0, 255) (NaN -> 0).
+ * *out is new (free with free()). DF_ERR_ARG for bad sizes. */
+df_status df_image_grid(const float *x, int n, int c, int h, int w, int cols, int pad, uint8_t **out, int *out_w,
+                        int *out_h);
+
+/* A 600x600 RGB scatter plot of 2-D points: a (na x,y pairs, the data) as light grey dots and
+ * b (nb pairs, the samples) as strong blue dots on top, in common axes with equal scale on x
+ * and y, bounded by the 0.5..99.5 percentiles of the union of both sets (points outside are
+ * not drawn), with a frame, tick labels, a legend and `title` (may be NULL) on top.
+ * Non-finite points are skipped. Written atomically as PNG. */
+df_status df_plot_scatter(const char *path, const float *a, int na, const float *b, int nb, const char *title);
+
+/* An 800x500 RGB line chart of y against x (n points), with a second series y2 (may be NULL,
+ * e.g. a smoothed curve) drawn in a stronger colour on top; log_y draws y on a log10 axis
+ * (values <= 0 are skipped there). Non-finite points break the line. Frame, grid, tick labels,
+ * title and axis labels (each may be NULL). Written atomically as PNG. DF_ERR_ARG if n < 1. */
+df_status df_plot_lines(const char *path, const double *x, const double *y, int n, const double *y2, int log_y,
+                        const char *title, const char *xlabel, const char *ylabel);
+
+/* ---------------------------------------------------------------- NumPy arrays */
+/* NumPy .npy files (format versions 1.0 and 2.0; see numpy.lib.format).
+ * What it is: writing plain little-endian C-order arrays, and reading them back as float32.
+ * What it is not: .npz archives, structured or object dtypes, Fortran order, big-endian data. */
+
+/* Writes data (C order, ndim <= 8 dims in shape) atomically as a version 1.0 file (2.0 if the
+ * header would not fit in 64 KiB). descr is the NumPy dtype string: "<f4", "<f8", "|u1",
+ * "<i4" or "<i8"; data holds its raw little-endian elements. DF_ERR_ARG for a descr or shape
+ * outside that, DF_ERR_IO if the file cannot be written (an old file at path stays). */
+df_status df_npy_write(const char *path, const char *descr, int ndim, const int64_t *shape, const void *data);
+
+/* Reads a .npy file of dtype <f4, <f8 or |u1 (v1.0, v2.0 or v3.0) into a new float32 array
+ * (*data, free with free()), its shape into shape[0..*ndim). fortran_order True and other
+ * dtypes give DF_ERR_UNSUPPORTED; a malformed or truncated file DF_ERR_FORMAT naming the file;
+ * an unreadable one DF_ERR_IO. On failure *data is NULL. */
+df_status df_npy_read_f32(const char *path, int *ndim, int64_t shape[8], float **data);
+
+/* ---------------------------------------------------------------- diffusers interchange */
+/* Model interchange with Hugging Face diffusers (a UNet2DModel folder or a DDPMPipeline
+ * folder), in both directions.
+ *
+ * What it is: a loader that turns a diffusers folder into a df_model (U-Net weights, diffusion
+ * settings from the scheduler) and a writer that turns a df_model back into a DDPMPipeline folder
+ * that diffusers' DDPMPipeline.from_pretrained() loads. Every config field is either understood,
+ * explicitly informational (_class_name, _diffusers_version, _name_or_path, ...) or refused by name;
+ * every tensor of the weights file is either used by the network or refused by name. Nothing is
+ * silently ignored, because a field or tensor we skip would be a network we compute differently.
+ *
+ * What it is not: a reader of PyTorch pickles (diffusion_pytorch_model.bin), sharded or variant
+ * (.fp16) weight files, Flax weights, or of any pipeline other than DDPM/DDIM with a UNet2DModel.
+ *
+ * Folder layouts (docs/ddpm-unet.md, section 2):
+ *   model folder:    DIR/config.json, DIR/diffusion_pytorch_model.safetensors
+ *                    (and, as an extension, DIR/scheduler_config.json if present)
+ *   pipeline folder: DIR/model_index.json (optional when reading), DIR/unet/config.json,
+ *                    DIR/unet/diffusion_pytorch_model.safetensors, DIR/scheduler/scheduler_config.json
+ *                    (optional when reading: without it the DDPM paper's settings are used).
+ */
+
+/* What a diffusers scheduler says that df_model does not hold: the sampler's x0 clipping. */
+typedef struct {
+    int has_scheduler;          /* 1 if a scheduler_config.json was read, 0 if the defaults were used */
+    char scheduler[32];         /* its _class_name ("DDPMScheduler", "DDIMScheduler"); "" without one */
+    int clip_sample;            /* clamp the predicted x0 while sampling (diffusers default: true) */
+    double clip_sample_range;   /* ... to [-range, range] (diffusers default 1.0) */
+} df_diffusers_info;
+
+/* The DDPM paper's settings, used when a folder has no scheduler and by df_diffusers_save:
+ * no scheduler read, clip_sample 1, range 1.0. */
+void df_diffusers_info_init(df_diffusers_info *info);
+
+/* Loads the diffusers model or pipeline folder `dir` into *m (a U-Net model for batches up to
+ * max_batch; training = 1 also allocates gradients and AdamW moments, zeroed). The EMA weights are
+ * the loaded weights and use_ema is 1; step, seed and ema_decay are 0 (diffusers does not record
+ * them); the loss is "simple".
+ *  config.json -> the network; every key must be understood: DF_ERR_UNSUPPORTED "DIR/config.json:
+ *    unsupported field 'X' = V (...)" for an unknown key or a value the network does not implement.
+ *    Absent keys take diffusers' defaults (as diffusers itself does for configs written by older
+ *    versions), and a default the network does not implement is refused by name too.
+ *  scheduler_config.json (DDPMScheduler or DDIMScheduler) -> m->diff: num_train_timesteps -> T;
+ *    beta_schedule linear -> linear, scaled_linear -> quadratic, squaredcos_cap_v2 -> cosine
+ *    (s 0.008, max_beta 0.999), sigmoid -> sigmoid; variance_type fixed_small -> posterior,
+ *    fixed_large -> beta; prediction_type epsilon / sample / v_prediction -> eps / x0 / v.
+ *    Without the file: linear 1e-4..0.02, T 1000, eps, beta variance (the DDPM paper's CIFAR-10 run).
+ *  diffusion_pytorch_model.safetensors -> weights, looked up by name (F32, F16, BF16 or F64); the
+ *    legacy attention names query/key/value/proj_attn stand for to_q/to_k/to_v/to_out.0.
+ *    DF_ERR_FORMAT names a missing tensor or a tensor the network does not use; DF_ERR_SHAPE a
+ *    wrong shape; DF_ERR_NAN non-finite weights.
+ * DF_ERR_IO names a missing or unreadable file. On failure *m is left empty (df_model_free is safe). */
+df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m);
+/* The same, also filling *info (may be NULL) with the scheduler's clipping settings. */
+df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
+
+/* The two config readers of df_diffusers_load, on their own (same checks, same messages):
+ * a UNet2DModel config.json file -> *c, and a scheduler_config.json file -> *d (loss "simple") and
+ * *info (may be NULL). */
+df_status df_diffusers_read_unet_config(const char *path, df_unet_config *c);
+df_status df_diffusers_read_scheduler(const char *path, df_diffusion_config *d, df_diffusers_info *info);
+
+/* Writes m as a DDPMPipeline folder `dir` (created if needed; files already there are replaced):
+ * model_index.json, unet/config.json, unet/diffusion_pytorch_model.safetensors (F32, PyTorch layout,
+ * metadata {"format": "pt"}; the EMA weights if use_ema, else the raw ones) and
+ * scheduler/scheduler_config.json (DDPMScheduler, the inverse of the mapping above, clip_sample
+ * true in [-1, 1]). Each file is written atomically; model_index.json is written last, so a folder
+ * that has it is complete. DF_ERR_ARG for a model that is not a U-Net; DF_ERR_UNSUPPORTED, before
+ * anything is written, for settings diffusers cannot express (the "mean" parameterisation, the
+ * exponential schedule, a cosine schedule with s != 0.008 or max_beta != 0.999); DF_ERR_IO on a
+ * failed write. */
+df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema);
+/* The same, with the scheduler's clip_sample and clip_sample_range taken from *info (NULL = the
+ * defaults of df_diffusers_info_init). */
+df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info);
+
+/* Opens a model whatever its form: a directory is read with df_diffusers_load, anything else with
+ * df_model_load (a diffuse checkpoint). Same contract as those two. */
+df_status df_model_open(const char *path, int max_batch, int training, df_model *m);
+/* The same, filling *info (may be NULL); a checkpoint has no scheduler, so it gets
+ * df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
+df_status df_model_open_ex(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
+
+/* ---------------------------------------------------------------- the variational bound */
+/* Measuring a model: the variational bound of Ho et al. 2020 (section 3.3) on held-out data,
+ * per sample, in nats (bits/dim for images = nats / (D ln 2)).
+ *
+ *   L_vlb = L_T + sum_{t=2}^{T} L_{t-1} + L_0
+ *   L_T     = KL( q(x_T | x_0) || N(0, I) )
+ *   L_{t-1} = KL( q(x_{t-1} | x_t, x_0) || N(mu_theta(x_t, t), sigma^2(t) I) ),  x_t = q_sample(x_0, eps)
+ *   L_0     = -log p_theta(x_0 | x_1)
+ * mu_theta comes from the network output in the model's parameterisation (through x0_hat, clipped
+ * to [-1, 1] when asked, as the DDPM / Improved-DDPM evaluation code does with clip_denoised=True;
+ * an unclipped mean prediction is used as it is), sigma^2(t) = df_model_var (both choices use
+ * posterior_var[1] at t = 1). The KL is the full Gaussian KL, variance terms included.
+ * L_0 is the discretised Gaussian decoder of the DDPM code (discretized_gaussian_log_likelihood:
+ * 256 bins of width 2/255, edge bins open towards -inf and +inf, bin probabilities floored at 1e-12)
+ * for 8-bit images, or a continuous Gaussian negative log-density for 2-D points.
+ * Differences from the DDPM code: the normal CDF is exact (erfc) where the DDPM code uses a tanh
+ * approximation, and the noise comes from our Philox streams.
+ *
+ * Cost: n * (n_t + 1) network evaluations, n_t = T - 1 (every KL term) or K (a subset).
+ * What it is not: an importance-sampled estimate over t (Improved DDPM's L_vlb sampling), nor a
+ * bound for learned variances (the models here have fixed variances).
+ */
+
+/* Noise of the bound: eps for sample index j at step i is df_randn(seed, DF_STREAM_BOUND, j, i). */
+#define DF_STREAM_BOUND (DF_STREAM_USER + 1)
+
+/* Writes eps (dim floats) for global sample index `index` at step `t_index` (a test hook: it
+ * replaces the Philox noise). */
+typedef void (*df_bound_noise_fn)(void *ctx, uint64_t index, int t_index, float *eps, size_t dim);
+/* Called after every network call: `done` of `total` evaluations finished. Non-zero stops the
+ * evaluation (df_bound_eval then returns DF_ERR_INTERRUPTED). */
+typedef int (*df_bound_progress_fn)(void *ctx, long done, long total);
+
+typedef struct {
+    df_pred pred;             /* what the network outputs (default eps) */
+    df_var_kind var;          /* model variance (default posterior) */
+    int discrete;             /* 1: data are 8-bit pixels scaled to [-1, 1]: discretised decoder (default 1) */
+    int clip_x0;              /* clip x0_hat to [-1, 1] before forming mu_theta (default 1) */
+    int K;                    /* KL terms evaluated: 0 = all T-1; else K evenly spaced t (an estimate) */
+    uint64_t seed;            /* noise seed (default 0) */
+    uint64_t first_index;     /* sample j uses noise index first_index + j (to split one evaluation) */
+    int batch;                /* samples per network call (default 64) */
+    df_bound_noise_fn noise_fn;   /* NULL: Philox noise (see DF_STREAM_BOUND) */
+    void *noise_ctx;
+    df_bound_progress_fn progress;  /* may be NULL */
+    void *progress_ctx;
+} df_bound_params;
+
+void df_bound_params_init(df_bound_params *p);
+
+/* The bound of n samples. Per-sample arrays are in nats per sample (summed over its dim values). */
+typedef struct {
+    int n;                    /* samples */
+    size_t dim;               /* values per sample (D) */
+    int T;
+    int n_t;                  /* KL terms evaluated: T-1, or K */
+    int estimate;             /* 1 when a subset was evaluated (the KL sum is then an estimate) */
+    double kl_scale;          /* weight of each evaluated KL term in the sum: (T-1)/n_t (1 when all) */
+    int *t_eval;              /* n_t: the evaluated t (1-based, 2..T), ascending */
+    double *total;            /* n: prior + decoder + kl */
+    double *prior;            /* n: L_T */
+    double *decoder;          /* n: L_0 */
+    double *kl;               /* n: kl_scale * sum of the evaluated L_{t-1} */
+    double *t_mean, *t_se;    /* n_t: mean over samples of L_{t-1} at t_eval[k] (unscaled) and its
+                                 standard error */
+    double mean, se;          /* mean of total over samples and its standard error (NaN if n < 2) */
+    double prior_mean, decoder_mean, kl_mean, decoder_se;
+    void *block;              /* the one allocation behind the arrays */
+} df_bound_result;
+
+/* Evaluates the bound of the n samples x0 (n x dim; images scaled to [-1, 1]) under the model
+ * `fn` (in parameterisation p->pred) on schedule s. The result does not depend on p->batch or the
+ * thread count (sample j's noise depends only on (seed, first_index + j, t)). Fills *r (free with
+ * df_bound_result_free; zeroed on failure). DF_ERR_ARG for bad parameters or data (n < 1,
+ * K outside 0..T-1, non-finite x0, discrete data outside [-1, 1]), DF_ERR_NAN if the network
+ * returns a non-finite value, DF_ERR_INTERRUPTED if the progress callback stops it, or the
+ * network's own status. */
+df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predict_fn fn, void *ctx, int n,
+                        size_t dim, const float *x0, df_bound_result *r);
+void df_bound_result_free(df_bound_result *r);
+
+/* The subset of K evenly spaced t in 2..T (1 <= K <= T-1): the midpoints of K equal strata of the
+ * T-1 KL terms, t[k] = 2 + floor((2k+1)(T-1) / (2K)), ascending and distinct; K = T-1 gives all. */
+void df_bound_timesteps(int T, int K, int *t);
+
+/* nats per sample -> bits per dimension: nats / (dim ln 2). */
+double df_bound_bits_per_dim(const df_bound_result *r, double nats);
 
 #ifdef __cplusplus
 }

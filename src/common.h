@@ -19,22 +19,12 @@
         }                                                                              \
     } while (0)
 
-/* Records a printf-style message for df_last_error() and returns `status`. */
-df_status df_fail(df_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* 64-byte aligned allocation (for AVX-512 loads); free with df_free. Returns NULL on failure
- * after recording a DF_ERR_NOMEM message naming `what` and the size. */
-void *df_alloc(size_t bytes, const char *what);
-void *df_calloc(size_t bytes, const char *what);
-void df_free(void *p);
 
-/* Library log output goes through the callback set with df_set_log(). */
+/* Library log output goes through the callback set with df_set_log(). The error, allocation and
+ * time helpers are public: see diffuse.h. */
 void df_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Monotonic wall clock in seconds. */
-double df_time(void);
 
-/* mkdir -p: creates path and its missing parents. */
-df_status df_mkdirs(const char *path);
 
 #endif

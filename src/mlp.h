@@ -23,20 +23,7 @@
 
 #include "params.h"
 
-/* Upper limits checked by df_mlp_new (the toy problems use far less). */
-#define DF_MLP_MAX_LAYERS 32
-#define DF_MLP_MAX_WIDTH 65536
-#define DF_MLP_MAX_BATCH (1 << 24)
-
-typedef struct {
-    int dim;       /* point dimension (inputs = outputs), default 2 */
-    int hidden;    /* width of every hidden layer, default 128 */
-    int layers;    /* number of hidden layers (>= 1), default 3 */
-    int temb_dim;  /* width of the sinusoidal time embedding (even, >= 4), default 64 */
-} df_mlp_config;
-
-/* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
-void df_mlp_config_init(df_mlp_config *c);
+/* df_mlp_config and its limits are public: see diffuse.h ("networks"). */
 
 typedef struct df_mlp {
     df_mlp_config cfg;

@@ -344,3 +344,17 @@ void df_model_describe(const df_model *m, char *buf, size_t cap) {
              df_schedule_name(sp->kind), sp->T, sp->beta_start, sp->beta_end, df_pred_name(m->diff.pred),
              df_loss_name(m->diff.loss), df_var_name(m->diff.var), m->step);
 }
+
+size_t df_model_param_count(const df_model *m) { return df_param_table_count(m->table); }
+
+int df_model_tensor_count(const df_model *m) { return m->table->count; }
+
+df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors) {
+    df_unet *u;
+    df_status st = df_unet_new(c, 1, 0, &u);
+    if (st != DF_OK) return st;
+    *params = df_param_table_count(df_unet_params(u));
+    *tensors = df_unet_params(u)->count;
+    df_unet_free(u);
+    return DF_OK;
+}

@@ -20,7 +20,7 @@ typedef struct {
     size_t numel;
 } df_param_info;
 
-typedef struct {
+typedef struct df_param_table {
     df_param_info *info;
     int count, cap;
     size_t total;   /* floats in the block, padding included */

@@ -18,42 +18,8 @@
 
 #include "params.h"
 
-#define DF_UNET_MAX_LEVELS 8
-
-typedef struct {
-    int in_channels, out_channels, sample_size;
-    int n_levels; int block_out_channels[DF_UNET_MAX_LEVELS];  /* e.g. 128,256,256,256 */
-    int layers_per_block;                                      /* resnets per down level; up levels have +1 */
-    int n_attn; int attn_resolutions[DF_UNET_MAX_LEVELS];      /* pixel sizes at which levels have attention */
-    int norm_num_groups; float norm_eps;
-    float dropout;
-    int attention_head_dim;                                    /* 0 = one head over all channels (diffusers null) */
-    int freq_shift, flip_sin_to_cos;                           /* time embedding: 1, 0 for DDPM */
-} df_unet_config;
-
-/* Fills *c with a named preset: "fmnist-small" (1x28x28, 32,64,64, attention at 7; the same network
- * as torch_ddpm.py --config small) or "ddpm-cifar10" (google/ddpm-cifar10-32: 3x32x32,
- * 128,256,256,256, attention at 16, dropout 0.1; 35,746,307 parameters in 328 tensors).
- * DF_ERR_ARG naming the valid presets for any other name. */
-df_status df_unet_preset(const char *name, df_unet_config *c);
-
-/* DF_OK, or DF_ERR_ARG with a message naming the first problem: counts out of range, groups not
- * dividing a channel count, a sample size that does not halve evenly at every downsampler, an
- * attention resolution that no level has, a head size not dividing an attention layer's channels. */
-df_status df_unet_config_validate(const df_unet_config *c);
-
-/* Reads a diffusers UNet2DModel config.json (text[0..len)) into *c: attention at level i when
- * down_block_types[i] is AttnDownBlock2D (up_block_types must mirror them), attention_head_dim null =
- * one head, dropout absent = 0 (as diffusers loads google/ddpm-cifar10-32). DF_ERR_FORMAT for bad
- * JSON or a missing key, DF_ERR_UNSUPPORTED naming an option this network does not implement
- * (another act_fn, block type, time embedding, downsample_padding != 0, class embedding, ...),
- * DF_ERR_ARG if the result fails df_unet_config_validate. */
-df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c);
-
-/* Writes c as diffusers config.json text (the keys of google/ddpm-cifar10-32's config plus
- * "dropout") into buf (cap bytes, NUL-terminated when cap > 0). Returns the length of the full
- * text, like snprintf: a result >= cap means it was cut. */
-size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap);
+/* df_unet_config and its functions (presets, validation, config.json) are public: see diffuse.h
+ * ("networks"). */
 
 /* ---------------------------------------------------------------- the network graph
  * The network is a flat list of nodes run in order (backward in reverse). These types are public
