@@ -118,15 +118,18 @@ TARGET_BF16 static inline __m512i interleave_index(void) {
 TARGET_BF16 static void pack_a_rows(uint32_t *dst, const float *A, int lda, int mr, int kc) {
     const int kp = (kc + 1) / 2;
     const size_t kpp = GEMM_PAIRS_PAD(kp);
+    const int full = kc / 32 * 16; /* pairs in whole chunks of 32 k */
+    const int left = kc - 2 * full;
     for (int i = 0; i < GEMM_MR; i++) {
         uint32_t *d = dst + (size_t)i * kpp;
-        const float *row = A + (size_t)i * lda;
-        for (int q0 = 0; q0 < kp; q0 += 16) {
-            const int left = kc - 2 * q0;
-            const __m512i v = i < mr ? cvt_pairs(row + 2 * q0, lanes_mask(left), lanes_mask(left - 16))
-                                     : _mm512_setzero_si512();
-            _mm512_store_si512(d + q0, v);
+        if (i >= mr) {
+            for (int q0 = 0; q0 < kp; q0 += 16) _mm512_store_si512(d + q0, _mm512_setzero_si512());
+            continue;
         }
+        const float *row = A + (size_t)i * lda;
+        for (int q0 = 0; q0 < full; q0 += 16) _mm512_store_si512(d + q0, cvt_pairs(row + 2 * q0, 0xFFFF, 0xFFFF));
+        if (left > 0)
+            _mm512_store_si512(d + full, cvt_pairs(row + 2 * full, lanes_mask(left), lanes_mask(left - 16)));
     }
 }
 
