@@ -5,9 +5,9 @@
  * (CI installs dataset-fashion-mnist; elsewhere that part is skipped with a note).
  * Not here: training on the data (test_train*). */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, strdup */
+#include "check.h"
 #include "data.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <png.h>
 #include <string.h>
@@ -17,19 +17,7 @@
 
 #include <stb/stb_image_write.h> /* implementation in Debian's libstb, like stb_image */
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            printf(__VA_ARGS__);                                                  \
-            printf("\n");                                                         \
-        }                                                                         \
-    } while (0)
-
-static char tmp_root[256];
+static const char *tmp_root; /* check_tmpdir() */
 
 static const char *tmp_path(const char *rel) {
     static char buf[8][512];
@@ -49,23 +37,6 @@ static void write_file(const char *rel, const void *data, size_t n) {
 static void write_gz(const char *rel, const void *data, size_t n) {
     gzFile g = gzopen(tmp_path(rel), "wb");
     ASSERT(g && gzwrite(g, data, (unsigned)n) == (int)n && gzclose(g) == Z_OK);
-}
-
-static void remove_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char child[1024];
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-            remove_tree(child);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 /* Expects `got` == want and, when `substr` is set, the error message to contain each '|'-separated part. */
@@ -505,18 +476,12 @@ static void test_specs(void) {
 }
 
 int main(void) {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/df_test_data_XXXXXX");
-    ASSERT(mkdtemp(tmp_root) != NULL);
+    tmp_root = check_tmpdir("test_data");
     test_specs();
     test_idx();
     test_cifar();
     test_folder();
     test_fashion_mnist();
-    remove_tree(tmp_root);
-    if (failures) {
-        printf("test_data: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_data: all checks passed\n");
-    return 0;
+    check_tmpdir_remove(tmp_root, 0);
+    return check_exit_code("test_data");
 }

@@ -29,7 +29,6 @@
 #include "diffusers.h"
 #include "json.h"
 #include "safetensors.h"
-#include <ftw.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +43,7 @@ static const char *fixtures[] = {"fixtures/unet_tiny_noattn.safetensors", "fixtu
                                  "fixtures/unet_tiny_multihead.safetensors"};
 #define N_FIXTURES 3
 
-static char tmp_root[256];
+static const char *tmp_root; /* check_tmpdir() */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -67,11 +66,6 @@ static void write_file(const char *path, const char *text) {
 static void fresh_dir(char *buf, const char *name) {
     path_of(buf, tmp_root, name);
     mkdir(buf, 0777);
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 static int has(const char *msg, const char *part) { return part == NULL || strstr(msg, part) != NULL; }
@@ -783,12 +777,7 @@ static void test_cli_data(void) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--make-data") == 0) return make_cli_data(argv[2]);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(tmp_root, sizeof tmp_root, "%s/test_diffusers.XXXXXX", base);
-    if (!mkdtemp(tmp_root)) {
-        printf("cannot create a temporary directory under %s\n", base);
-        return 1;
-    }
+    tmp_root = check_tmpdir("test_diffusers");
     test_fixture_folders();
     test_round_trip();
     test_save_refusals();
@@ -796,6 +785,6 @@ int main(int argc, char **argv) {
     test_refusals();
     test_published_configs();
     test_cli_data();
-    nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    check_tmpdir_remove(tmp_root, 0);
     return check_exit_code("test_diffusers");
 }

@@ -1,6 +1,7 @@
 /* test_image.c: PNG round trips (ours and other PNG flavours written with libpng directly),
  * corrupt PNGs, the sample grid's value mapping and layout, and the two plots. */
 #define _POSIX_C_SOURCE 200809L
+#include "check.h"
 #include "common.h"
 #include "image.h"
 #include <math.h>
@@ -10,26 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-static char dir[64];
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-static void expect(df_status got, df_status want, const char *frag1, const char *frag2, int line) {
-    const char *msg = df_last_error();
-    if (got != want || (frag1 && !strstr(msg, frag1)) || (frag2 && !strstr(msg, frag2))) {
-        fprintf(stderr, "FAIL line %d: want status %d with \"%s\" and \"%s\", got %d: %s\n", line, want,
-                frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
-        failures++;
-    }
-}
-#define EXPECT(got, want, f1, f2) expect((got), (want), (f1), (f2), __LINE__)
+static const char *dir; /* check_tmpdir() */
 
 static uint32_t lcg(uint32_t *s) { return *s = *s * 1664525u + 1013904223u; }
 
@@ -53,11 +35,11 @@ static void test_png_round_trip(void) {
         free(px);
     }
     uint8_t one = 0;
-    EXPECT(df_png_write(path, &one, 0, 1, 1), DF_ERR_ARG, path, NULL);
-    EXPECT(df_png_write(path, &one, 1, 1, 2), DF_ERR_ARG, path, NULL);
+    EXPECT_STATUS(df_png_write(path, &one, 0, 1, 1), DF_ERR_ARG, path, NULL);
+    EXPECT_STATUS(df_png_write(path, &one, 1, 1, 2), DF_ERR_ARG, path, NULL);
     char bad[300];
     snprintf(bad, sizeof bad, "%s/missing/x.png", dir);
-    EXPECT(df_png_write(bad, &one, 1, 1, 1), DF_ERR_IO, bad, "No such file");
+    EXPECT_STATUS(df_png_write(bad, &one, 1, 1, 1), DF_ERR_IO, bad, "No such file");
     unlink(path);
 }
 
@@ -159,21 +141,21 @@ static void test_png_corrupt(void) {
         f = fopen(bad, "wb");
         fwrite(buf, 1, cuts[k], f);
         fclose(f);
-        EXPECT(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, NULL);
+        EXPECT_STATUS(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, NULL);
         CHECK(px == NULL);
     }
     /* Garbage and a flipped byte inside the compressed data (CRC mismatch). */
     f = fopen(bad, "wb");
     fputs("this is not a png file at all", f);
     fclose(f);
-    EXPECT(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, "not a PNG");
+    EXPECT_STATUS(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, "not a PNG");
     buf[n / 2] ^= 0x55;
     f = fopen(bad, "wb");
     fwrite(buf, 1, n, f);
     fclose(f);
-    EXPECT(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, "corrupt");
+    EXPECT_STATUS(df_png_read(bad, &px, &w, &h, &c), DF_ERR_FORMAT, bad, "corrupt");
     CHECK(px == NULL);
-    EXPECT(df_png_read("no/such/file.png", &px, &w, &h, &c), DF_ERR_IO, "no/such/file.png", NULL);
+    EXPECT_STATUS(df_png_read("no/such/file.png", &px, &w, &h, &c), DF_ERR_IO, "no/such/file.png", NULL);
     unlink(good);
     unlink(bad);
 }
@@ -229,7 +211,7 @@ static void test_grid(void) {
     CHECK(df_image_grid(y, 2, 1, 2, 2, 8, 0, &g, &gw, &gh) == DF_OK && gw == 4 && gh == 2);
     CHECK(g && g[0] == 0 && g[1] == 255 && g[4] == 128 && g[5] == 191 && g[2] == 255); /* 0.5 -> 191.25 -> 191 */
     free(g);
-    EXPECT(df_image_grid(y, 2, 2, 2, 2, 8, 0, &g, &gw, &gh), DF_ERR_ARG, "c=2", NULL);
+    EXPECT_STATUS(df_image_grid(y, 2, 2, 2, 2, 8, 0, &g, &gw, &gh), DF_ERR_ARG, "c=2", NULL);
 }
 
 /* Counts pixels of the plot colours: light grey (r=g=b in 150..210) and strong blue
@@ -294,31 +276,19 @@ static void test_plots(void) {
         free(px);
     }
     CHECK(df_plot_lines(path, x, y, 1, NULL, 1, NULL, NULL, NULL) == DF_OK); /* one point */
-    EXPECT(df_plot_lines(path, x, y, 0, NULL, 0, "t", "x", "y"), DF_ERR_ARG, path, NULL);
+    EXPECT_STATUS(df_plot_lines(path, x, y, 0, NULL, 0, "t", "x", "y"), DF_ERR_ARG, path, NULL);
     unlink(path);
     free(a);
     free(b);
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/df_test_img_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    dir = check_tmpdir("test_image");
     test_png_round_trip();
     test_png_flavours();
     test_png_corrupt();
     test_grid();
     test_plots();
-    if (rmdir(dir) != 0) {
-        fprintf(stderr, "FAIL: leftover files in %s\n", dir);
-        failures++;
-    }
-    if (failures) {
-        fprintf(stderr, "test_image: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_image: all passed\n");
-    return 0;
+    check_tmpdir_remove(dir, 1); /* every test removes its own files */
+    return check_exit_code("test_image");
 }

@@ -1,28 +1,16 @@
 /* test_json.c: the strict JSON parser: values, escapes, UTF-8, numbers, limits, and error
  * positions; and the string writer round trip. */
+#include "check.h"
 #include "common.h"
 #include "json.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
 static df_json *parse_ok(const char *s) {
     df_json *j = NULL;
     df_status st = df_json_parse(s, strlen(s), &j);
-    if (st != DF_OK) {
-        fprintf(stderr, "FAIL: expected %s to parse, got: %s\n", s, df_last_error());
-        failures++;
-    }
+    CHECK(st == DF_OK, "expected %s to parse, got: %s", s, df_last_error());
     return j;
 }
 
@@ -33,10 +21,9 @@ static void parse_bad_len(const char *s, size_t len, long pos, const char *what)
     char want[64];
     snprintf(want, sizeof want, "at byte %ld:", pos);
     const char *msg = df_last_error();
-    if (st != DF_ERR_FORMAT || j != NULL || (pos >= 0 && !strstr(msg, want)) || !strstr(msg, what)) {
-        fprintf(stderr, "FAIL: input %.40s: want FORMAT error '%s' %s, got status %d: %s\n", s, what, want, st, msg);
-        failures++;
-    }
+    CHECK(st == DF_ERR_FORMAT && j == NULL && (pos < 0 || strstr(msg, want)) && strstr(msg, what),
+          "input %.40s: want FORMAT error '%s' %s, got status %d (%s): %s", s, what, want, (int)st, df_status_name(st),
+          msg);
 }
 
 static void parse_bad(const char *s, long pos, const char *what) { parse_bad_len(s, strlen(s), pos, what); }
@@ -210,10 +197,5 @@ int main(void) {
     test_structure_errors();
     test_large_object();
     test_write_string();
-    if (failures) {
-        fprintf(stderr, "test_json: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_json: all passed\n");
-    return 0;
+    return check_exit_code("test_json");
 }

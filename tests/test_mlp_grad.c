@@ -1,32 +1,10 @@
 /* test_mlp_grad.c: the MLP denoiser's backward against central differences, plus the properties
  * the training and sampling code rely on (config checks, seeded init, batch independence,
  * thread-count independence, gradient accumulation). Exits non-zero on any failure. */
+#include "check.h"
 #include "mlp.h"
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int failures;
-
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (!(cond)) {                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-            failures++;                                         \
-        }                                                       \
-    } while (0)
-
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
 
 /* Uniform in [lo, hi) from the test's own stream. */
 static void fill_uniform(float *a, size_t n, uint32_t key, float lo, float hi) {
@@ -127,11 +105,11 @@ static void test_batch_independence(void) {
     int t[37];
     fill_uniform(x, (size_t)n * 2, 1, -3.0f, 3.0f);
     fill_t(t, n, 1);
-    set_threads(2);
+    check_set_threads(2);
     df_mlp_forward(m, params, n, x, t, out);
-    set_threads(1);
+    check_set_threads(1);
     df_mlp_forward(m, params, n, x, t, out1);
-    set_threads(2);
+    check_set_threads(2);
     /* Exact equality: every row runs the same instructions on the same values (mlp.c). */
     CHECK(memcmp(out, out1, sizeof out) == 0, "forward differs between 1 and 2 threads");
     int bad = 0;
@@ -250,9 +228,9 @@ static void test_backward_properties(void) {
     }
     memset(dx1, 0, sizeof dx1), memset(dx2, 0, sizeof dx2);
     df_mlp_forward(m, params, n, x, t, out);
-    set_threads(1);
+    check_set_threads(1);
     df_mlp_backward_input(m, params, g1, n, dout, dx1);
-    set_threads(2);
+    check_set_threads(2);
     df_mlp_backward_input(m, params, g2, n, dout, dx2);
     /* Exact: every gradient element is summed in the same order whatever the thread count. */
     CHECK(memcmp(g1, g2, np * sizeof *g1) == 0, "parameter gradients differ between 1 and 2 threads");
@@ -387,7 +365,7 @@ static double check_grads(const df_mlp_config *c, int n, fd_setting fd) {
 }
 
 int main(void) {
-    set_threads(2);
+    check_set_threads(2);
     test_config();
     test_init();
     test_batch_independence();
@@ -413,7 +391,5 @@ int main(void) {
                fd.h, configs[k].dim, configs[k].hidden, configs[k].layers, configs[k].temb_dim);
         check_grads(&configs[k], 6, fd);
     }
-    if (failures) printf("test_mlp_grad: %d FAILURES\n", failures);
-    else printf("test_mlp_grad: all passed\n");
-    return failures != 0;
+    return check_exit_code("test_mlp_grad");
 }

@@ -7,6 +7,7 @@
  *   np.lib.format.write_array(f, np.array([1.5, -2.0, 3.0], dtype='<f4'), version=(2, 0))  -> npy_v2_f4_3.npy
  * Our writer must produce the same bytes as NumPy for the same array. */
 #define _POSIX_C_SOURCE 200809L
+#include "check.h"
 #include "common.h"
 #include "npy.h"
 #include <stdio.h>
@@ -14,41 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-static char dir[64];
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-static void expect(df_status got, df_status want, const char *frag1, const char *frag2, int line) {
-    const char *msg = df_last_error();
-    if (got != want || (frag1 && !strstr(msg, frag1)) || (frag2 && !strstr(msg, frag2))) {
-        fprintf(stderr, "FAIL line %d: want status %d with \"%s\" and \"%s\", got %d: %s\n", line, want,
-                frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
-        failures++;
-    }
-}
-#define EXPECT(got, want, f1, f2) expect((got), (want), (f1), (f2), __LINE__)
-
-static size_t read_bytes(const char *path, unsigned char *b, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, cap, f);
-    fclose(f);
-    return n;
-}
-
-static int write_bytes(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    size_t w = fwrite(b, 1, n, f);
-    return fclose(f) == 0 && w == n;
-}
+static const char *dir; /* check_tmpdir() */
 
 static void test_numpy_fixtures(void) {
     int ndim;
@@ -73,11 +40,11 @@ static void test_numpy_fixtures(void) {
     free(d);
 
     d = (float *)1;
-    EXPECT(df_npy_read_f32("data/npy_f4_fortran.npy", &ndim, shape, &d), DF_ERR_UNSUPPORTED, "npy_f4_fortran.npy",
-           "fortran_order");
+    EXPECT_STATUS(df_npy_read_f32("data/npy_f4_fortran.npy", &ndim, shape, &d), DF_ERR_UNSUPPORTED,
+                  "npy_f4_fortran.npy", "fortran_order");
     CHECK(d == NULL);
-    EXPECT(df_npy_read_f32("data/npy_f4_bigendian.npy", &ndim, shape, &d), DF_ERR_UNSUPPORTED, ">f4", NULL);
-    EXPECT(df_npy_read_f32("data/absent.npy", &ndim, shape, &d), DF_ERR_IO, "data/absent.npy", NULL);
+    EXPECT_STATUS(df_npy_read_f32("data/npy_f4_bigendian.npy", &ndim, shape, &d), DF_ERR_UNSUPPORTED, ">f4", NULL);
+    EXPECT_STATUS(df_npy_read_f32("data/absent.npy", &ndim, shape, &d), DF_ERR_IO, "data/absent.npy", NULL);
 }
 
 static void test_write_matches_numpy(void) {
@@ -88,20 +55,20 @@ static void test_write_matches_numpy(void) {
     int64_t s23[2] = {2, 3};
     CHECK(df_npy_write(path, "<f4", 2, s23, v) == DF_OK);
     unsigned char a[512], b[512];
-    size_t na = read_bytes(path, a, sizeof a), nb = read_bytes("data/npy_f4_2x3.npy", b, sizeof b);
+    size_t na = check_read_bytes(path, a, sizeof a), nb = check_read_bytes("data/npy_f4_2x3.npy", b, sizeof b);
     CHECK(na == nb && na > 0 && memcmp(a, b, na) == 0);
 
     uint8_t u[4] = {0, 1, 128, 255};
     int64_t s4[1] = {4};
     CHECK(df_npy_write(path, "|u1", 1, s4, u) == DF_OK);
-    na = read_bytes(path, a, sizeof a);
-    nb = read_bytes("data/npy_u1_4.npy", b, sizeof b);
+    na = check_read_bytes(path, a, sizeof a);
+    nb = check_read_bytes("data/npy_u1_4.npy", b, sizeof b);
     CHECK(na == nb && na > 0 && memcmp(a, b, na) == 0);
 
     double s = 0.1;
     CHECK(df_npy_write(path, "<f8", 0, NULL, &s) == DF_OK);
-    na = read_bytes(path, a, sizeof a);
-    nb = read_bytes("data/npy_f8_scalar.npy", b, sizeof b);
+    na = check_read_bytes(path, a, sizeof a);
+    nb = check_read_bytes("data/npy_f8_scalar.npy", b, sizeof b);
     CHECK(na == nb && na > 0 && memcmp(a, b, na) == 0);
 
     /* A larger round trip, odd shape, and an empty array. */
@@ -121,17 +88,17 @@ static void test_write_matches_numpy(void) {
     CHECK(df_npy_read_f32(path, &ndim, shape, &d) == DF_OK && ndim == 2 && shape[0] == 0 && shape[1] == 4);
     free(d);
 
-    EXPECT(df_npy_write(path, "<f2", 1, s4, u), DF_ERR_ARG, "<f2", NULL);
+    EXPECT_STATUS(df_npy_write(path, "<f2", 1, s4, u), DF_ERR_ARG, "<f2", NULL);
     char bad[300];
     snprintf(bad, sizeof bad, "%s/missing/w.npy", dir);
-    EXPECT(df_npy_write(bad, "<f4", 2, s23, v), DF_ERR_IO, bad, NULL);
+    EXPECT_STATUS(df_npy_write(bad, "<f4", 2, s23, v), DF_ERR_IO, bad, NULL);
     unlink(path);
 }
 
 /* Each malformed variant of a valid 2x3 <f4 file. */
 static void test_malformed(void) {
     unsigned char good[512], b[512];
-    size_t n = read_bytes("data/npy_f4_2x3.npy", good, sizeof good);
+    size_t n = check_read_bytes("data/npy_f4_2x3.npy", good, sizeof good);
     CHECK(n == 152);
     char path[256];
     snprintf(path, sizeof path, "%s/bad.npy", dir);
@@ -139,28 +106,28 @@ static void test_malformed(void) {
     int64_t shape[8];
     float *d = NULL;
 
-    CHECK(write_bytes(path, good, n - 4)); /* one float short */
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "truncated");
+    CHECK(check_write_bytes(path, good, n - 4)); /* one float short */
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "truncated");
     CHECK(d == NULL);
     memcpy(b, good, n);
     b[n] = 0;
-    CHECK(write_bytes(path, b, n + 1));
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "trailing bytes");
-    CHECK(write_bytes(path, good, 7));
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "too short");
+    CHECK(check_write_bytes(path, b, n + 1));
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "trailing bytes");
+    CHECK(check_write_bytes(path, good, 7));
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "too short");
     memcpy(b, good, n);
     b[1] = 'X';
-    CHECK(write_bytes(path, b, n));
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "bad magic");
+    CHECK(check_write_bytes(path, b, n));
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "bad magic");
     memcpy(b, good, n);
     b[8] = 0xFF; /* header length 0x00FF: runs past the file */
     b[9] = 0x00;
-    CHECK(write_bytes(path, b, 100));
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "truncated");
+    CHECK(check_write_bytes(path, b, 100));
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_FORMAT, path, "truncated");
     memcpy(b, good, n);
     b[6] = 9;
-    CHECK(write_bytes(path, b, n));
-    EXPECT(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_UNSUPPORTED, path, "version 9");
+    CHECK(check_write_bytes(path, b, n));
+    EXPECT_STATUS(df_npy_read_f32(path, &ndim, shape, &d), DF_ERR_UNSUPPORTED, path, "version 9");
 
     /* Header dict variants, each padded into the same 118 bytes. */
     static const struct {
@@ -193,14 +160,14 @@ static void test_malformed(void) {
         memset(b + 10, ' ', 117);
         memcpy(b + 10, cases[k].dict, dl);
         b[127] = '\n';
-        CHECK(write_bytes(path, b, n));
+        CHECK(check_write_bytes(path, b, n));
         d = NULL;
         df_status st = df_npy_read_f32(path, &ndim, shape, &d);
         if (cases[k].st == DF_OK) {
             CHECK(st == DF_OK && ndim == 2 && shape[0] == 2 && shape[1] == 3 && d && d[5] == 0.75f);
             if (st) fprintf(stderr, "  case %zu: %s\n", k, df_last_error());
         } else {
-            EXPECT(st, cases[k].st, path, cases[k].frag);
+            EXPECT_STATUS(st, cases[k].st, path, cases[k].frag);
             CHECK(d == NULL);
         }
         free(d);
@@ -209,22 +176,10 @@ static void test_malformed(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/df_test_npy_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    dir = check_tmpdir("test_npy");
     test_numpy_fixtures();
     test_write_matches_numpy();
     test_malformed();
-    if (rmdir(dir) != 0) {
-        fprintf(stderr, "FAIL: leftover files in %s\n", dir);
-        failures++;
-    }
-    if (failures) {
-        fprintf(stderr, "test_npy: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_npy: all passed\n");
-    return 0;
+    check_tmpdir_remove(dir, 1); /* every test removes its own files */
+    return check_exit_code("test_npy");
 }

@@ -1,33 +1,11 @@
 /* test_optim.c: AdamW against a double-precision transcription of torch.optim.AdamW, the
  * learning-rate warm-up, the thread-independent gradient norm, and the EMA warm-up.
  * Exits non-zero on any failure. */
+#include "check.h"
 #include "optim.h"
 #include "common.h"
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int failures;
-
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (!(cond)) {                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-            failures++;                                         \
-        }                                                       \
-    } while (0)
-
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
 
 static void test_defaults_and_lr(void) {
     df_adamw_params p;
@@ -117,9 +95,9 @@ static void test_grad_norm(void) {
     float *g = malloc(n * sizeof *g);
     for (size_t i = 0; i < n; i++) g[i] = (i % 3 == 0) ? -0.5f : 0.5f;
     double want = sqrt(0.25 * (double)n);
-    set_threads(1);
+    check_set_threads(1);
     double a = df_grad_norm(g, n);
-    set_threads(2);
+    check_set_threads(2);
     double b = df_grad_norm(g, n);
     CHECK(a == want && b == want, "norm %.17g %.17g want %.17g", a, b, want);
     /* Random values: bit-identical across thread counts, and close to a plain double sum
@@ -128,9 +106,9 @@ static void test_grad_norm(void) {
     double ref = 0;
     for (size_t i = 0; i < n; i++) ref += (double)g[i] * (double)g[i];
     ref = sqrt(ref);
-    set_threads(1);
+    check_set_threads(1);
     a = df_grad_norm(g, n);
-    set_threads(2);
+    check_set_threads(2);
     b = df_grad_norm(g, n);
     CHECK(a == b, "norm depends on thread count: %.17g vs %.17g", a, b);
     CHECK(fabs(a - ref) <= 1e-12 * ref, "norm %.17g vs plain sum %.17g", a, ref);
@@ -177,7 +155,5 @@ int main(void) {
     test_adamw();
     test_grad_norm();
     test_ema();
-    if (failures) printf("test_optim: %d FAILURES\n", failures);
-    else printf("test_optim: all passed\n");
-    return failures != 0;
+    return check_exit_code("test_optim");
 }

@@ -3,6 +3,7 @@
  * its status and for a message that names the file and the problem. */
 #define _POSIX_C_SOURCE 200809L
 #include "atomic.h"
+#include "check.h"
 #include "common.h"
 #include "safetensors.h"
 #include <errno.h>
@@ -15,44 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-static char dir[64];
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-/* Status and message check: the message must contain every non-NULL fragment. */
-static void expect(df_status got, df_status want, const char *frag1, const char *frag2, int line) {
-    const char *msg = df_last_error();
-    if (got != want || (frag1 && !strstr(msg, frag1)) || (frag2 && !strstr(msg, frag2))) {
-        fprintf(stderr, "FAIL line %d: want status %d with \"%s\" and \"%s\", got %d: %s\n", line, want,
-                frag1 ? frag1 : "", frag2 ? frag2 : "", got, msg);
-        failures++;
-    }
-}
-#define EXPECT(got, want, f1, f2) expect((got), (want), (f1), (f2), __LINE__)
+static const char *dir; /* check_tmpdir() */
 
 static void path_in(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
-
-static int write_bytes(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    size_t w = fwrite(b, 1, n, f);
-    return fclose(f) == 0 && w == n;
-}
-
-static size_t read_bytes(const char *path, char *b, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, cap, f);
-    fclose(f);
-    return n;
-}
 
 static int exists(const char *path) {
     struct stat sb;
@@ -74,7 +40,7 @@ static void test_atomic(void) {
     CHECK(!exists(path)); /* nothing visible before the commit */
     CHECK(df_atomic_commit(f, tmp, path) == DF_OK);
     CHECK(!exists(tmp));
-    size_t n = read_bytes(path, buf, sizeof buf);
+    size_t n = check_read_bytes(path, buf, sizeof buf);
     CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
 
     /* Abort leaves the old content and no temporary. */
@@ -83,7 +49,7 @@ static void test_atomic(void) {
     fputs("second", f);
     df_atomic_abort(f, tmp);
     CHECK(!exists(tmp));
-    n = read_bytes(path, buf, sizeof buf);
+    n = check_read_bytes(path, buf, sizeof buf);
     CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
 
     /* A write that fails half way (file size limit -> EFBIG, as a full disk gives ENOSPC):
@@ -100,12 +66,12 @@ static void test_atomic(void) {
         static char big[1 << 20];
         memset(big, 'x', sizeof big);
         fwrite(big, 1, sizeof big, f);
-        EXPECT(df_atomic_commit(f, tmp, path), DF_ERR_IO, path, "File too large");
+        EXPECT_STATUS(df_atomic_commit(f, tmp, path), DF_ERR_IO, path, "File too large");
     }
     CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
     signal(SIGXFSZ, old_handler);
     CHECK(!exists(tmp));
-    n = read_bytes(path, buf, sizeof buf);
+    n = check_read_bytes(path, buf, sizeof buf);
     CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
 
     /* A full device: the flush fails with ENOSPC and the commit says so. */
@@ -113,11 +79,11 @@ static void test_atomic(void) {
     if (full) {
         char fake_tmp[256];
         path_in(fake_tmp, sizeof fake_tmp, "atomic.txt.tmp.full");
-        CHECK(write_bytes(fake_tmp, "partial", 7));
+        CHECK(check_write_bytes(fake_tmp, "partial", 7));
         fputs("will not fit", full);
-        EXPECT(df_atomic_commit(full, fake_tmp, path), DF_ERR_IO, path, "No space left on device");
+        EXPECT_STATUS(df_atomic_commit(full, fake_tmp, path), DF_ERR_IO, path, "No space left on device");
         CHECK(!exists(fake_tmp));
-        n = read_bytes(path, buf, sizeof buf);
+        n = check_read_bytes(path, buf, sizeof buf);
         CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
     } else {
         fprintf(stderr, "note: /dev/full unavailable, ENOSPC case skipped\n");
@@ -128,22 +94,22 @@ static void test_atomic(void) {
     char bad[512];
     path_in(bad, sizeof bad, "no/such/dir/x.bin");
     CHECK(df_atomic_open(bad, tmp, sizeof tmp) == NULL);
-    EXPECT(DF_ERR_IO, DF_ERR_IO, bad, "No such file or directory");
+    EXPECT_STATUS(DF_ERR_IO, DF_ERR_IO, bad, "No such file or directory");
     snprintf(bad, sizeof bad, "%s/x.bin", path);
     CHECK(df_atomic_open(bad, tmp, sizeof tmp) == NULL);
-    EXPECT(DF_ERR_IO, DF_ERR_IO, bad, "Not a directory");
+    EXPECT_STATUS(DF_ERR_IO, DF_ERR_IO, bad, "Not a directory");
     if (geteuid() != 0) {
         char ro[256];
         path_in(ro, sizeof ro, "readonly");
         CHECK(mkdir(ro, 0500) == 0);
         snprintf(bad, sizeof bad, "%s/x.bin", ro);
         CHECK(df_atomic_open(bad, tmp, sizeof tmp) == NULL);
-        EXPECT(DF_ERR_IO, DF_ERR_IO, bad, "Permission denied");
+        EXPECT_STATUS(DF_ERR_IO, DF_ERR_IO, bad, "Permission denied");
         rmdir(ro);
     }
     char tiny[8];
     CHECK(df_atomic_open(path, tiny, sizeof tiny) == NULL);
-    EXPECT(DF_ERR_IO, DF_ERR_IO, "path too long", NULL);
+    EXPECT_STATUS(DF_ERR_IO, DF_ERR_IO, "path too long", NULL);
     unlink(path);
 }
 
@@ -187,7 +153,7 @@ static void test_round_trip(void) {
 
     /* Header length is a multiple of 8, and the file is 8 + header + 24+8+4+0+12+24+8 bytes. */
     char raw[1024];
-    size_t n = read_bytes(path, raw, sizeof raw);
+    size_t n = check_read_bytes(path, raw, sizeof raw);
     uint64_t hlen = 0;
     for (int k = 7; k >= 0; k--) hlen = (hlen << 8) | (uint8_t)raw[k];
     CHECK(hlen % 8 == 0);
@@ -230,11 +196,11 @@ static void test_round_trip(void) {
     CHECK(df_st_get_f32(&f, "empty", 2, s05, out) == DF_OK);
 
     int64_t s32[2] = {3, 2};
-    EXPECT(df_st_get_f32(&f, "conv.weight", 2, s32, out), DF_ERR_SHAPE,
-           "tensor conv.weight has shape [2,3] but the model needs [3,2]", NULL);
-    EXPECT(df_st_get_f32(&f, "conv.weight", 1, s6, out), DF_ERR_SHAPE, "[2,3]", "[6]");
-    EXPECT(df_st_get_f32(&f, "conv.bias", 1, s6, out), DF_ERR_FORMAT, "missing tensor conv.bias", path);
-    EXPECT(df_st_get_f32(&f, "ints", 1, s2, out), DF_ERR_UNSUPPORTED, "I32", "ints");
+    EXPECT_STATUS(df_st_get_f32(&f, "conv.weight", 2, s32, out), DF_ERR_SHAPE,
+                  "tensor conv.weight has shape [2,3] but the model needs [3,2]", NULL);
+    EXPECT_STATUS(df_st_get_f32(&f, "conv.weight", 1, s6, out), DF_ERR_SHAPE, "[2,3]", "[6]");
+    EXPECT_STATUS(df_st_get_f32(&f, "conv.bias", 1, s6, out), DF_ERR_FORMAT, "missing tensor conv.bias", path);
+    EXPECT_STATUS(df_st_get_f32(&f, "ints", 1, s2, out), DF_ERR_UNSUPPORTED, "I32", "ints");
     df_st_free(&f);
     CHECK(f.tensors == NULL && f.n_tensors == 0);
 
@@ -249,12 +215,12 @@ static void test_round_trip(void) {
     wr = df_st_writer_new();
     df_st_writer_add(wr, "a", DF_DTYPE_F32, 1, s2, w);
     df_st_writer_add(wr, "a", DF_DTYPE_F32, 1, s2, w);
-    EXPECT(df_st_writer_write(wr, path), DF_ERR_ARG, "\"a\"", "added twice");
+    EXPECT_STATUS(df_st_writer_write(wr, path), DF_ERR_ARG, "\"a\"", "added twice");
     df_st_writer_free(wr);
     int64_t neg[1] = {-1};
     wr = df_st_writer_new();
     df_st_writer_add(wr, "n", DF_DTYPE_F32, 1, neg, w);
-    EXPECT(df_st_writer_write(wr, path), DF_ERR_ARG, "negative", NULL);
+    EXPECT_STATUS(df_st_writer_write(wr, path), DF_ERR_ARG, "negative", NULL);
     df_st_writer_free(wr);
     CHECK(df_st_read(path, &f) == DF_OK && f.n_tensors == 0);
     df_st_free(&f);
@@ -264,7 +230,7 @@ static void test_round_trip(void) {
     path_in(bad, sizeof bad, "missing/dir/x.safetensors");
     wr = df_st_writer_new();
     df_st_writer_add(wr, "a", DF_DTYPE_F32, 1, s2, w);
-    EXPECT(df_st_writer_write(wr, bad), DF_ERR_IO, bad, "No such file");
+    EXPECT_STATUS(df_st_writer_write(wr, bad), DF_ERR_IO, bad, "No such file");
     df_st_writer_free(wr);
     unlink(path);
 }
@@ -279,7 +245,7 @@ static void make_file(const char *path, const char *header, uint64_t hlen_overri
     for (int k = 0; k < 8; k++) b[k] = (unsigned char)(declared >> (8 * k));
     memcpy(b + 8, header, hl);
     memset(b + 8 + hl, 0xAB, ndata);
-    CHECK(write_bytes(path, b, 8 + hl + ndata));
+    CHECK(check_write_bytes(path, b, 8 + hl + ndata));
     free(b);
 }
 
@@ -313,7 +279,7 @@ static void test_python_style(void) {
     for (int k = 0; k < 8; k++) b[k] = (unsigned char)((uint64_t)hl >> (8 * k));
     memcpy(b + 8, padded, hl);
     memcpy(b + 8 + hl, vals, 16);
-    CHECK(write_bytes(path, b, 8 + hl + 16));
+    CHECK(check_write_bytes(path, b, 8 + hl + 16));
     df_st_file f;
     df_status st = df_st_read(path, &f);
     CHECK(st == DF_OK);
@@ -337,84 +303,89 @@ static void test_malformed(void) {
 
     /* Not even a length. */
     path_in(p, sizeof p, "model.safetensors");
-    CHECK(write_bytes(p, "abc", 3));
+    CHECK(check_write_bytes(p, "abc", 3));
     df_st_file f;
-    EXPECT(df_st_read(p, &f), DF_ERR_FORMAT, p, "truncated");
+    EXPECT_STATUS(df_st_read(p, &f), DF_ERR_FORMAT, p, "truncated");
     /* Missing file. */
     path_in(p, sizeof p, "absent.safetensors");
-    EXPECT(df_st_read(p, &f), DF_ERR_IO, p, "No such file");
+    EXPECT_STATUS(df_st_read(p, &f), DF_ERR_IO, p, "No such file");
 
     snprintf(h, sizeof h, "{%s}", ok_entry);
     CHECK(read_file(h, NOLEN, 8, p, sizeof p) == DF_OK); /* the control case */
-    EXPECT(read_file(h, 4096, 8, p, sizeof p), DF_ERR_FORMAT, p, "truncated: header says 4096 bytes");
-    EXPECT(read_file(h, 1, 8, p, sizeof p), DF_ERR_FORMAT, p, "too small");
-    EXPECT(read_file(h, (uint64_t)200 << 20, 8, p, sizeof p), DF_ERR_FORMAT, p, "100 MB");
-    EXPECT(read_file(h, NOLEN, 4, p, sizeof p), DF_ERR_FORMAT, p, "run past the end of the data buffer");
-    EXPECT(read_file(h, NOLEN, 12, p, sizeof p), DF_ERR_FORMAT, p, "last 4 bytes of the data buffer belong to no tensor");
+    EXPECT_STATUS(read_file(h, 4096, 8, p, sizeof p), DF_ERR_FORMAT, p, "truncated: header says 4096 bytes");
+    EXPECT_STATUS(read_file(h, 1, 8, p, sizeof p), DF_ERR_FORMAT, p, "too small");
+    EXPECT_STATUS(read_file(h, (uint64_t)200 << 20, 8, p, sizeof p), DF_ERR_FORMAT, p, "100 MB");
+    EXPECT_STATUS(read_file(h, NOLEN, 4, p, sizeof p), DF_ERR_FORMAT, p, "run past the end of the data buffer");
+    EXPECT_STATUS(read_file(h, NOLEN, 12, p, sizeof p), DF_ERR_FORMAT, p,
+                  "last 4 bytes of the data buffer belong to no tensor");
 
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, "not valid JSON",
-           "at byte");
-    EXPECT(read_file("{\"w\" 1}", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not valid JSON");
-    EXPECT(read_file("[1, 2, 3]", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not a JSON object");
-    EXPECT(read_file("\"{}\"", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not a JSON object");
-    EXPECT(read_file("{\"w\":[1]}", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, "\"w\"", "not an object");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F12\",\"shape\":[2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, p, "unknown dtype \"F12\"");
-    EXPECT(read_file("{\"w\":{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "dtype");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "\"shape\"");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "data_offsets");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "data_offsets");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "shape[0] = -2", "non-negative integer");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "shape[0] = 2.5", "non-negative integer");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "shape[0]", "non-negative integer");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", NOLEN, 8,
-                     p, sizeof p),
-           DF_ERR_FORMAT, "9 dimensions", NULL);
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "needs 12 bytes", "[0, 8]");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "end before they begin");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,-8]}}", NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "not non-negative integers");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, "not valid JSON",
+                  "at byte");
+    EXPECT_STATUS(read_file("{\"w\" 1}", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not valid JSON");
+    EXPECT_STATUS(read_file("[1, 2, 3]", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not a JSON object");
+    EXPECT_STATUS(read_file("\"{}\"", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, p, "not a JSON object");
+    EXPECT_STATUS(read_file("{\"w\":[1]}", NOLEN, 0, p, sizeof p), DF_ERR_FORMAT, "\"w\"", "not an object");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F12\",\"shape\":[2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, p, "unknown dtype \"F12\"");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "dtype");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "\"shape\"");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "data_offsets");
+    EXPECT_STATUS(
+        read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}}", NOLEN, 8, p, sizeof p),
+        DF_ERR_FORMAT, "\"w\"", "data_offsets");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "shape[0] = -2", "non-negative integer");
+    EXPECT_STATUS(
+        read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+        DF_ERR_FORMAT, "shape[0] = 2.5", "non-negative integer");
+    EXPECT_STATUS(
+        read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+        DF_ERR_FORMAT, "shape[0]", "non-negative integer");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", NOLEN,
+                            8, p, sizeof p),
+                  DF_ERR_FORMAT, "9 dimensions", NULL);
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "needs 12 bytes", "[0, 8]");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "end before they begin");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,-8]}}", NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "not non-negative integers");
     /* 2^32 cubed overflows 64 bits even though every dim fits; with a 0 dim as well, too. */
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-                     "\"data_offsets\":[0,8]}}",
-                     NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "overflows");
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,8]}}", NOLEN, 8,
-                     p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "overflows"); /* 2^61 elements * 8 bytes = 2^64 */
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}", NOLEN,
-                     8, p, sizeof p),
-           DF_ERR_FORMAT, "\"w\"", "non-negative integer");
-    EXPECT(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-                     NOLEN, 12, p, sizeof p),
-           DF_ERR_FORMAT, "\"a\" [0, 8] and \"b\" [4, 12] overlap", p);
-    EXPECT(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
-                     NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, "overlap", NULL);
-    EXPECT(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                     "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
-                     NOLEN, 12, p, sizeof p),
-           DF_ERR_FORMAT, "bytes [4, 8) of the data buffer belong to no tensor", NULL);
-    EXPECT(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                     "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
-                     NOLEN, 8, p, sizeof p),
-           DF_ERR_FORMAT, p, "duplicate key \"w\"");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+                            "\"data_offsets\":[0,8]}}",
+                            NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "overflows");
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,8]}}", NOLEN,
+                            8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "overflows"); /* 2^61 elements * 8 bytes = 2^64 */
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}",
+                            NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "\"w\"", "non-negative integer");
+    EXPECT_STATUS(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                            NOLEN, 12, p, sizeof p),
+                  DF_ERR_FORMAT, "\"a\" [0, 8] and \"b\" [4, 12] overlap", p);
+    EXPECT_STATUS(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                            NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, "overlap", NULL);
+    EXPECT_STATUS(read_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+                            NOLEN, 12, p, sizeof p),
+                  DF_ERR_FORMAT, "bytes [4, 8) of the data buffer belong to no tensor", NULL);
+    EXPECT_STATUS(read_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                            NOLEN, 8, p, sizeof p),
+                  DF_ERR_FORMAT, p, "duplicate key \"w\"");
     snprintf(h, sizeof h, "{\"__metadata__\":{\"epoch\":3},%s}", ok_entry);
-    EXPECT(read_file(h, NOLEN, 8, p, sizeof p), DF_ERR_FORMAT, p, "__metadata__ value of \"epoch\" is not a string");
+    EXPECT_STATUS(read_file(h, NOLEN, 8, p, sizeof p), DF_ERR_FORMAT, p,
+                  "__metadata__ value of \"epoch\" is not a string");
     snprintf(h, sizeof h, "{\"__metadata__\":[\"x\"],%s}", ok_entry);
-    EXPECT(read_file(h, NOLEN, 8, p, sizeof p), DF_ERR_FORMAT, p, "__metadata__ is not an object");
-    EXPECT(read_file("{}", NOLEN, 4, p, sizeof p), DF_ERR_FORMAT, "4 bytes of data but no tensors", NULL);
+    EXPECT_STATUS(read_file(h, NOLEN, 8, p, sizeof p), DF_ERR_FORMAT, p, "__metadata__ is not an object");
+    EXPECT_STATUS(read_file("{}", NOLEN, 4, p, sizeof p), DF_ERR_FORMAT, "4 bytes of data but no tensors", NULL);
     CHECK(read_file("{}      ", NOLEN, 0, p, sizeof p) == DF_OK);
     /* Zero-size and 0-d tensors are legal. */
     CHECK(read_file("{\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
@@ -424,23 +395,11 @@ static void test_malformed(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/df_test_st_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    dir = check_tmpdir("test_safetensors");
     test_atomic();
     test_round_trip();
     test_python_style();
     test_malformed();
-    if (rmdir(dir) != 0) {
-        fprintf(stderr, "FAIL: leftover files in %s\n", dir);
-        failures++;
-    }
-    if (failures) {
-        fprintf(stderr, "test_safetensors: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_safetensors: all passed\n");
-    return 0;
+    check_tmpdir_remove(dir, 1); /* every test removes its own files */
+    return check_exit_code("test_safetensors");
 }

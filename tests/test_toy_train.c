@@ -31,8 +31,7 @@ static double energy_of_model(df_model *m, int n) {
 
 int main(void) {
     CHECK(df_points_open("toy:8gaussians", &points) == DF_OK, "toy data");
-    char dir[] = "/tmp/df_toy_train_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    const char *dir = check_tmpdir("test_toy_train");
 
     df_mlp_config mc;
     df_mlp_config_init(&mc);
@@ -71,15 +70,13 @@ int main(void) {
     CHECK(strstr(df_last_error(), "step 1501") != NULL, "message names the step: %s", df_last_error());
     printf("NaN message: %s\n", df_last_error());
     df_model back;
-    char path[256];
+    char path[1024];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
     CHECK(df_model_load(&back, path, 16, 1) == DF_OK, "reload: %s", df_last_error());
     CHECK(back.step == 1500, "checkpoint step %ld", back.step);
     df_model_free(&back);
     df_model_free(&m);
     df_points_free(&points);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+    check_tmpdir_remove(dir, 0);
     return check_exit_code("test_toy_train");
 }
