@@ -7,16 +7,8 @@
 # Checked: export writes a complete DDPMPipeline folder with the scheduler carried over; exporting
 # the export again gives byte-identical files (F32 weights survive exactly); --raw equals EMA for a
 # diffusers input; errors are one clear line, non-zero, and leave no model_index.json behind.
-set -u
-BIN="$1"
+. "$(dirname "$0")/lib.sh"
 DATA=data/diffusers_tiny
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass=0
-
-ok() { echo "ok $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 
 "$BIN" export --help >"$T/help" 2>&1
 if grep -q "unknown command" "$T/help"; then
@@ -24,19 +16,6 @@ if grep -q "unknown command" "$T/help"; then
     echo "      nothing was tested. Wire it, and this test runs."
     exit 0
 fi
-
-# expect_fail NAME PATTERN CMD...: CMD must exit non-zero with one stderr line matching PATTERN.
-expect_fail() {
-    local name="$1" pattern="$2"
-    shift 2
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    if [ $rc -eq 0 ] || ! grep -qE -- "$pattern" "$T/err" || [ "$(grep -c . "$T/err")" -ne 1 ]; then
-        bad "$name: rc=$rc, stderr: $(cat "$T/err")"
-    else
-        ok "$name: $(cat "$T/err")"
-    fi
-}
 
 # 1. export a diffusers folder (F16, legacy names) -> F32 pipeline folder with current names
 if "$BIN" export --model "$DATA" --out "$T/a" 2>"$T/err"; then ok "export $DATA"; else bad "export $DATA: $(cat "$T/err")"; fi
@@ -85,5 +64,4 @@ expect_fail "unsupported scheduler" "scheduler_config.json: unsupported field 'v
 touch "$T/file"
 expect_fail "output is a file" "not a directory|cannot create" "$BIN" export --model "$DATA" --out "$T/file"
 
-echo "cli_diffusers: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_diffusers

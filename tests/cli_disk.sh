@@ -3,18 +3,9 @@
 # with one clear message and a non-zero exit, and leaves the previous checkpoint intact.
 # Uses a small tmpfs when this machine allows mounting one (root in CI); else only the /dev/full
 # and missing-directory cases. Usage: cli_disk.sh PATH/TO/diffuse
-set -u
-BIN="$1"
-T=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 MNT="$T/small"
-cleanup() { umount "$MNT" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-pass=0
-check() {
-    local name="$1"; shift
-    if "$@"; then echo "ok $name"; pass=$((pass + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+cleanup() { umount "$MNT" 2>/dev/null; rm -rf "$T"; } # replaces lib.sh's: unmount before removing
 small=(--data toy:moons --batch 16 --hidden 16 --layers 1 --plot-n 20 --seed 2 --threads 1)
 "$BIN" train "${small[@]}" --out "$T/a" --steps 30 2>/dev/null
 M="$T/a/model.safetensors"
@@ -49,5 +40,4 @@ else
     echo "note: cannot mount a tmpfs here; the full-disk cases were skipped"
 fi
 
-echo "cli_disk: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_disk

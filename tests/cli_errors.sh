@@ -1,27 +1,7 @@
 #!/usr/bin/env bash
 # Every user error gives one clear message naming the problem and a non-zero exit, and leaves no
 # output file behind. Usage: cli_errors.sh PATH/TO/diffuse
-set -u
-BIN="$1"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass=0
-
-# expect_fail NAME PATTERN CMD...: CMD must exit non-zero with stderr matching PATTERN (one line).
-expect_fail() {
-    local name="$1" pattern="$2"
-    shift 2
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    local lines
-    lines=$(grep -c . "$T/err")
-    if [ $rc -eq 0 ] || ! grep -qE -- "$pattern" "$T/err" || [ "$lines" -ne 1 ]; then
-        echo "FAIL $name: rc=$rc, stderr:"; cat "$T/err"; fails=$((fails + 1))
-    else
-        echo "ok $name: $(cat "$T/err")"; pass=$((pass + 1))
-    fi
-}
+. "$(dirname "$0")/lib.sh"
 
 expect_fail "no command" "no command given" "$BIN"
 expect_fail "unknown command" "unknown command 'fly'" "$BIN" fly
@@ -56,9 +36,8 @@ LC_ALL=C sed 's/"diffusion.pred":"eps"/"diffusion.pred":"xyz"/' "$CK" > "$T/badm
 expect_fail "bad metadata" "unknown parameterisation 'xyz'" "$BIN" sample --model "$T/badmeta.safetensors" --out "$T/s5.csv"
 expect_fail "points need csv" "must end in .csv" "$BIN" sample --model "$CK" --out "$T/s.png"
 for f in s1 s2 s3 s4 s5; do
-    if [ -e "$T/$f.csv" ]; then echo "FAIL: $f.csv was written despite the error"; fails=$((fails + 1)); fi
+    if [ -e "$T/$f.csv" ]; then bad "$f.csv was written despite the error"; fi
 done
-if ls "$T"/*.tmp.* >/dev/null 2>&1; then echo "FAIL: temporary files left behind"; fails=$((fails + 1)); fi
+if ls "$T"/*.tmp.* >/dev/null 2>&1; then bad "temporary files left behind"; fi
 
-echo "cli_errors: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_errors

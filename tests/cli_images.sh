@@ -4,16 +4,7 @@
 # resumed (with dropout on) ends bit-identical to an uninterrupted one; sampling writes a grid,
 # a folder and a .npy, reproducibly; predict runs the network alone; bad image inputs fail
 # cleanly. Usage: cli_images.sh PATH/TO/diffuse
-set -u
-BIN="$1"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass=0
-check() {
-    local name="$1"; shift
-    if "$@"; then echo "ok $name"; pass=$((pass + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "FAIL: /usr/share/datasets/fashion-mnist is missing (apt-get install dataset-fashion-mnist)"; exit 1
 fi
@@ -67,5 +58,4 @@ check "wrong-sized data for the preset is refused" grep -q "1x28x28 but the mode
 "$BIN" train "${tiny[@]}" --groups 3 --out "$T/c" --steps 1 2>"$T/e4"
 check "bad U-Net config is refused" grep -q "group" "$T/e4"
 
-echo "cli_images: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_images

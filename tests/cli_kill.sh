@@ -3,16 +3,7 @@
 # during checkpoint writes), and resumed each time; the final model must equal the one from an
 # uninterrupted run with the same seed, bit for bit. Ctrl-C (SIGINT) and SIGTERM write a
 # checkpoint and exit cleanly. Usage: cli_kill.sh PATH/TO/diffuse
-set -u
-BIN="$1"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass=0
-check() {
-    local name="$1"; shift
-    if "$@"; then echo "ok $name"; pass=$((pass + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 common=(--data toy:checkerboard --batch 32 --hidden 32 --layers 2 --plot-n 50 --seed 11 --steps 20000 --ckpt-every 50
         --threads 1)
 
@@ -34,7 +25,7 @@ for attempt in $(seq 1 60); do
         kills=$((kills + 1))
         # whatever was on disk at the kill must load
         if [ -e "$T/run/checkpoint.safetensors" ]; then
-            "$BIN" info --model "$T/run/checkpoint.safetensors" >/dev/null 2>&1 || { echo "FAIL: checkpoint unreadable after kill $kills"; fails=$((fails + 1)); }
+            "$BIN" info --model "$T/run/checkpoint.safetensors" >/dev/null 2>&1 || bad "checkpoint unreadable after kill $kills"
         fi
     else
         wait $pid && { done_ok=1; break; }
@@ -61,5 +52,4 @@ for sig in INT TERM; do
     check "SIG$sig checkpoint loads" bash -c "\"$BIN\" info --model \"$T/s/checkpoint.safetensors\" >/dev/null"
 done
 
-echo "cli_kill: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_kill

@@ -2,16 +2,7 @@
 # End to end on 2-D data through the CLI: train writes its files; sampling reproduces the same
 # points for the same seed, whatever the thread count or batch size; a run stopped and resumed
 # ends with exactly the same model as an uninterrupted one. Usage: cli_toy.sh PATH/TO/diffuse
-set -u
-BIN="$1"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass=0
-check() {  # check NAME CONDITION-COMMAND...
-    local name="$1"; shift
-    if "$@"; then echo "ok $name"; pass=$((pass + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 common=(--data toy:swissroll --batch 64 --hidden 32 --layers 2 --plot-n 200 --seed 3)
 
 "$BIN" train "${common[@]}" --out "$T/a" --steps 200 2>"$T/train.log"
@@ -41,5 +32,4 @@ check "resumed loss log equals uninterrupted log" \
 check "info prints the config" grep -q "prediction: eps" "$T/info.txt"
 check "info --help" "$BIN" info --help
 
-echo "cli_toy: $pass passed, $fails failed"
-[ $fails -eq 0 ]
+finish cli_toy
