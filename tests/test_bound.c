@@ -9,6 +9,7 @@
  * plus the timestep subset, independence from batch size and sample split, and the errors. */
 #include "bound.h"
 #include "check.h"
+#include "oracle.h"
 #include "safetensors.h"
 #include <math.h>
 #include <string.h>
@@ -291,30 +292,7 @@ static void test_batch_independence(void) {
 }
 
 /* ---------------------------------------------------------------- Gaussian data, optimal denoiser */
-/* x0 ~ N(m, sd^2) per dimension. E[eps | x_t] = sqrt(1-ab) (x_t - sqrt(ab) m) / (ab sd^2 + 1 - ab)
- * (as in test_diffusion.c), converted to the parameterisation under test. */
-typedef struct {
-    const df_schedule *s;
-    df_pred pred;
-    double m[2], sd;
-} gauss_oracle;
-
-static df_status gauss_oracle_predict(void *ctx, int n, const int *t, const float *x, float *out) {
-    gauss_oracle *o = ctx;
-    for (int j = 0; j < n; j++) {
-        int i = t[j];
-        double sa = o->s->sqrt_alphabar[i], s1 = o->s->sqrt_one_minus_alphabar[i], ab = o->s->alphabar[i];
-        float x0h[2], epsh[2];
-        for (int k = 0; k < 2; k++) {
-            double xt = x[j * 2 + k];
-            double e = s1 * (xt - sa * o->m[k]) / (ab * o->sd * o->sd + 1 - ab);
-            epsh[k] = (float)e;
-            x0h[k] = (float)((xt - s1 * e) / sa);
-        }
-        df_pred_target(o->s, i, o->pred, x0h, epsh, x + j * 2, out + j * 2, 2);
-    }
-    return DF_OK;
-}
+/* x0 ~ N(m, sd^2) per dimension, denoised by the exact optimal gauss_oracle of oracle.h. */
 
 /* The expected bound per dimension, in closed form. With the optimal mean, mu_q - mu_theta =
  * c0 (x0 - E[x0 | x_t]), whose expected square is c0^2 Var(x0 | x_t), Var = sd^2 (1-ab) / (ab sd^2 + 1-ab):
@@ -355,7 +333,7 @@ static void test_gaussian_optimal(void) {
      * 2021, section 3.1, learn it for this reason); the decoder alone costs ~0.05 nats/dim here. */
     static const double gap_limit[DF_VAR_COUNT] = {[DF_VAR_POSTERIOR] = 0.58, [DF_VAR_BETA] = 0.12};
     for (int var = 0; var < DF_VAR_COUNT; var++) {
-        gauss_oracle o = {&s, DF_PRED_EPS, {m[0], m[1]}, sd};
+        gauss_oracle o = {&s, DF_PRED_EPS, {m[0], m[1]}, {sd, sd}};
         df_bound_params p;
         df_bound_params_init(&p);
         p.var = (df_var_kind)var;

@@ -3,6 +3,7 @@
  * both samplers against an oracle denoiser for Gaussian data. */
 #include "check.h"
 #include "common.h"
+#include "oracle.h"
 #include <string.h>
 
 static void test_philox(void) {
@@ -231,31 +232,6 @@ static void test_loss(void) {
     df_schedule_free(&s);
 }
 
-/* Oracle for x0 ~ N(m, s^2) per dimension: x_t ~ N(sqrt(ab) m, ab s^2 + 1 - ab), and
- * E[eps | x_t] = sqrt(1-ab) (x_t - sqrt(ab) m) / (ab s^2 + 1 - ab), E[x0 | x_t] from the closed form. */
-typedef struct {
-    const df_schedule *s;
-    df_pred pred;
-    double m[2], sd[2];
-} oracle;
-
-static df_status oracle_predict(void *ctx, int n, const int *t, const float *x, float *out) {
-    oracle *o = ctx;
-    for (int j = 0; j < n; j++) {
-        int i = t[j];
-        double sa = o->s->sqrt_alphabar[i], s1 = o->s->sqrt_one_minus_alphabar[i], ab = o->s->alphabar[i];
-        float x0h[2], epsh[2];
-        for (int k = 0; k < 2; k++) {
-            double xt = x[j * 2 + k];
-            double e = s1 * (xt - sa * o->m[k]) / (ab * o->sd[k] * o->sd[k] + 1 - ab);
-            epsh[k] = (float)e;
-            x0h[k] = (float)((xt - s1 * e) / sa);
-        }
-        df_pred_target(o->s, i, o->pred, x0h, epsh, x + j * 2, out + j * 2, 2);
-    }
-    return DF_OK;
-}
-
 static void moments(const float *x, int n, int k, double *mean, double *var) {
     double m = 0, v = 0;
     for (int j = 0; j < n; j++) m += x[j * 2 + k];
@@ -272,7 +248,7 @@ static void test_sampler_oracle(void) {
     df_schedule_new(&p, &s);
     enum { N = 4000 };
     static float x[N * 2], y[N * 2];
-    oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
+    gauss_oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
     struct { df_sampler_kind kind; double eta; df_pred pred; df_var_kind var; } cases[] = {
         {DF_SAMPLER_ANCESTRAL, 0, DF_PRED_EPS, DF_VAR_POSTERIOR},
         {DF_SAMPLER_ANCESTRAL, 0, DF_PRED_X0, DF_VAR_BETA},
@@ -292,7 +268,7 @@ static void test_sampler_oracle(void) {
         sp.seed = 11;
         sp.batch = 500;
         o.pred = cases[c].pred;
-        CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "sample");
+        CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "sample");
         for (int k = 0; k < 2; k++) {
             double m, v, sd = o.sd[k];
             moments(x, N, k, &m, &v);
@@ -307,9 +283,9 @@ static void test_sampler_oracle(void) {
         /* the same seed gives the same samples, whatever the batch size; and an offset
          * first_index reproduces the tail */
         sp.batch = 37;
-        df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, y, NULL, NULL);
+        df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, y, NULL, NULL);
         CHECK(memcmp(x, y, sizeof x) == 0, "batch size changed the samples");
-        df_sample(&s, o.pred, &sp, oracle_predict, &o, 10, 2, N - 10, y, NULL, NULL);
+        df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 10, 2, N - 10, y, NULL, NULL);
         CHECK(memcmp(x + (N - 10) * 2, y, 10 * 2 * sizeof(float)) == 0, "first_index offset");
     }
     df_schedule_free(&s);
@@ -325,7 +301,7 @@ static void test_applications(void) {
     df_schedule_new(&p, &s);
     enum { N = 4000 };
     static float x[N * 2];
-    oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
+    gauss_oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
     float known[2] = {0.25f, 3.0f}, mask[2] = {0, 1};
     df_sample_params sp;
     df_sample_params_init(&sp);
@@ -333,7 +309,7 @@ static void test_applications(void) {
     sp.batch = 1000;
     sp.known = known;
     sp.mask = mask;
-    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "inpaint");
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "inpaint");
     int exact = 1;
     for (int j = 0; j < N; j++) exact &= x[2 * j + 1] == 3.0f;
     CHECK(exact, "inpainting keeps the known dimension exactly");
@@ -348,7 +324,7 @@ static void test_applications(void) {
     /* sqrt(1 - alphabar_21) ~ 0.07 per dimension: the noise moves a point by ~0.1 and the pull
      * towards the data a few hundredths more; sampling from scratch would move it by ~0.8. */
     sp.t_start = 20;
-    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit");
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit");
     double moved = 0;
     for (int j = 0; j < N; j++) moved += hypot(x[2 * j] - init[0], x[2 * j + 1] - init[1]) / N;
     CHECK(moved < 0.2, "editing from t=21 moved points by %g on average", moved);
@@ -357,12 +333,13 @@ static void test_applications(void) {
     sp.sampler = DF_SAMPLER_DDIM;
     sp.eta = 1.0;
     sp.steps = 1000;
-    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit from T");
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "edit from T");
     moments(x, N, 1, &m, &v);
     CHECK(fabs(m + 1.2) < 4 * 0.2 / sqrt(N) + 0.01 && fabs(v - 0.04) < 4 * 0.04 * sqrt(2.0 / N) + 0.03 * 0.04,
           "editing from T: mean %g var %g", m, v);
     sp.t_start = 1000;
-    CHECK(df_sample(&s, o.pred, &sp, oracle_predict, &o, 1, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "t_start out of range");
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 1, 2, 0, x, NULL, NULL) == DF_ERR_ARG,
+          "t_start out of range");
     df_schedule_free(&s);
 }
 
