@@ -351,18 +351,30 @@ typedef struct {
     uint32_t *abuf[2];
 } gemm_job;
 
-/* Splits the ni x nj tiles of a block over T threads as a tm x tn grid (tm * tn = T), minimising
- * the busiest thread's tiles plus its B strip packing (about half a tile's cost each). */
-static void gemm_grid(int ni, int nj, int T, int *tm, int *tn) {
+/* Splits the ni x nj tiles of a block over T threads as a tm x tn grid (tm * tn = T): thread
+ * (ti, tj) takes M strips [ni*ti/tm, ni*(ti+1)/tm) and column strips [nj*tj/tn, nj*(tj+1)/tn).
+ * Cost of a thread, in 8 x 48 kernel calls: for each of its column strips, its M strips plus
+ * GEMM_PACK_B_COST for packing the strip (every thread of a column of the grid packs it again),
+ * all scaled by the strip's width (the last one may be 16 or 32 columns: 1/3 or 2/3). Picks the
+ * grid with the cheapest busiest thread. */
+#define GEMM_PACK_B_COST 2.0
+static void gemm_grid(int ni, int nj, int last_nv, int T, int *tm, int *tn) {
     double best = 1e300;
     *tm = T;
     *tn = 1;
     for (int n = T; n >= 1; n--) {
         if (T % n) continue;
         const int m = T / n;
-        const double cost = (double)((nj + n - 1) / n) * ((ni + m - 1) / m + 0.5);
-        if (cost < best) {
-            best = cost;
+        double worst = 0;
+        for (int tj = 0; tj < n; tj++) {
+            const int j0 = (int)((long)nj * tj / n), j1 = (int)((long)nj * (tj + 1) / n);
+            double width = j1 - j0;
+            if (j1 == nj && j1 > j0) width -= 1.0 - last_nv / 3.0;
+            const double cost = width * ((ni + m - 1) / m + GEMM_PACK_B_COST);
+            if (cost > worst) worst = cost;
+        }
+        if (worst < best) {
+            best = worst;
             *tm = m;
             *tn = n;
         }
@@ -386,7 +398,8 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
     const size_t astride = GEMM_PAIRS_PAD(kp) * GEMM_MR;
     const int ni = (mcb + GEMM_MR - 1) / GEMM_MR, nj = (ncb + GEMM_NR - 1) / GEMM_NR;
     int tm, tn;
-    gemm_grid(ni, nj, T, &tm, &tn);
+    const int last_nr = ncb - (nj - 1) * GEMM_NR;
+    gemm_grid(ni, nj, (last_nr + 15) / 16, T, &tm, &tn);
     const int ti = tid / tn, tj = tid % tn;
     /* Software prefetch of B only pays when this block of B does not stay in L2 between calls. */
     const int prefetch = (size_t)ncb * kcb * sizeof(float) > GEMM_B_PREFETCH_BYTES;
