@@ -148,15 +148,24 @@ static void check_idx_dataset(const char *spec, const char *name) {
     df_dataset_free(&ds);
 }
 
+/* A folder tmp_root/dir holding the raw IDX files train-images-idx3-ubyte (img, ni bytes) and
+ * train-labels-idx1-ubyte (lab, nl bytes); its dataset spec "mnist:<path>" into spec. */
+static void idx_dir(char *spec, size_t cap, const char *dir, const void *img, size_t ni, const void *lab, size_t nl) {
+    char rel[128];
+    make_dir(dir);
+    snprintf(rel, sizeof rel, "%s/train-images-idx3-ubyte", dir);
+    write_file(rel, img, ni);
+    snprintf(rel, sizeof rel, "%s/train-labels-idx1-ubyte", dir);
+    write_file(rel, lab, nl);
+    snprintf(spec, cap, "mnist:%s", tmp_path(dir));
+}
+
 static void test_idx(void) {
     uint8_t img[16 + IDX_N * IDX_ROWS * IDX_COLS + 8], lab[8 + IDX_N];
     size_t ni = idx_images(img, 0x00000803, IDX_N, IDX_N), nl = idx_label_file(lab, IDX_N);
     char spec[600], name[600];
 
-    make_dir("raw"); /* raw files */
-    write_file("raw/train-images-idx3-ubyte", img, ni);
-    write_file("raw/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("raw"));
+    idx_dir(spec, sizeof spec, "raw", img, ni, lab, nl); /* raw files */
     snprintf(name, sizeof name, "mnist:%s:train", tmp_path("raw"));
     check_idx_dataset(spec, name);
 
@@ -178,10 +187,7 @@ static void test_idx(void) {
                   "images are 1x4x5 but the model expects 1x4x4|train-images-idx3-ubyte");
 
     /* Truncated pixels: the header promises 3 images, the file holds 2 and a half. */
-    make_dir("trunc");
-    write_file("trunc/train-images-idx3-ubyte", img, ni - IDX_ROWS * IDX_COLS / 2);
-    write_file("trunc/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("trunc"));
+    idx_dir(spec, sizeof spec, "trunc", img, ni - IDX_ROWS * IDX_COLS / 2, lab, nl);
     expect_status("truncated IDX", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "trunc/train-images-idx3-ubyte: truncated: expected 60 bytes of pixels, got 50");
 
@@ -197,51 +203,36 @@ static void test_idx(void) {
                   "truncgz/train-images-idx3-ubyte.gz|truncated");
 
     /* Trailing bytes after the promised data. */
-    make_dir("long");
     uint8_t longer[sizeof img];
     memcpy(longer, img, ni);
     memset(longer + ni, 0, 8);
-    write_file("long/train-images-idx3-ubyte", longer, ni + 8);
-    write_file("long/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("long"));
+    idx_dir(spec, sizeof spec, "long", longer, ni + 8, lab, nl);
     expect_status("IDX with trailing data", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "long/train-images-idx3-ubyte|longer than its header says");
 
     /* Wrong magic: a label file where the images should be. */
-    make_dir("magic");
-    write_file("magic/train-images-idx3-ubyte", lab, nl);
-    write_file("magic/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("magic"));
+    idx_dir(spec, sizeof spec, "magic", lab, nl, lab, nl);
     expect_status("wrong IDX magic", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "magic/train-images-idx3-ubyte: not an IDX image file: magic 0x00000801, expected 0x00000803");
 
     /* Count mismatch: 3 images, 2 labels (the label file is consistent with its own header). */
-    make_dir("count");
     uint8_t lab2[8 + 2];
     put_be32(lab2, 0x00000801);
     put_be32(lab2 + 4, 2);
     lab2[8] = 1, lab2[9] = 2;
-    write_file("count/train-images-idx3-ubyte", img, ni);
-    write_file("count/train-labels-idx1-ubyte", lab2, sizeof lab2);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("count"));
+    idx_dir(spec, sizeof spec, "count", img, ni, lab2, sizeof lab2);
     expect_status("IDX count mismatch", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "count/train-images-idx3-ubyte has 3 images but|count/train-labels-idx1-ubyte has 2 labels");
 
     /* A header claiming 2^31 images must fail on the size check, before any allocation or read. */
-    make_dir("huge");
     uint8_t huge[16];
     idx_images(huge, 0x00000803, 0x80000000u, 0);
-    write_file("huge/train-images-idx3-ubyte", huge, 16);
-    write_file("huge/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("huge"));
+    idx_dir(spec, sizeof spec, "huge", huge, 16, lab, nl);
     expect_status("IDX with 2^31 images", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "huge/train-images-idx3-ubyte|2^31");
 
-    make_dir("zero");
     idx_images(huge, 0x00000803, 0, 0);
-    write_file("zero/train-images-idx3-ubyte", huge, 16);
-    write_file("zero/train-labels-idx1-ubyte", lab, nl);
-    snprintf(spec, sizeof spec, "mnist:%s", tmp_path("zero"));
+    idx_dir(spec, sizeof spec, "zero", huge, 16, lab, nl);
     expect_status("IDX with zero images", df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT,
                   "zero/train-images-idx3-ubyte|dimension 0 is zero");
 
