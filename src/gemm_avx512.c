@@ -1,15 +1,19 @@
 /* gemm_avx512.c: the AVX512_BF16 path of df_gemm_bf16 (gemm.h): packing and the vdpbf16ps kernel.
  *
- * What it is: a GotoBLAS-style blocked GEMM. K is cut into blocks of KC (<= 384) and M into blocks
- * of MC (up to 384 KiB of packed A). For each (K, M) block the threads together pack op(A) into strips of MR = 8 rows
- * (shared, double-buffered so one barrier per block suffices); then each thread takes its share
- * of the NR = 48-column strips of op(B), packs one strip at a time into a private stack buffer
- * (it stays in L1/L2) and runs the 8x48 micro-kernel over its MR strips. Packing rounds to bf16
- * (VCVTNE2PS2BF16) and stores pairs of consecutive k in one 32-bit lane, the layout vdpbf16ps
- * takes: lane i of a packed B row holds (B[k][n+i], B[k+1][n+i]); a packed A element holds
- * (A[m][k], A[m][k+1]) and is broadcast. Odd K gets a zero partner. The kernel keeps 24 zmm fp32
- * accumulators (8 rows x 3 vectors of 16 columns), so each k pair costs 3 loads, 8 broadcasts
- * and 24 vdpbf16ps (64 flops each).
+ * What it is: a GotoBLAS-style blocked GEMM. Loops, outermost first: panels of C columns (only
+ * when K has several blocks, so that C stays in L2 across them), K blocks of <= 384, M blocks of
+ * up to 384 KiB of packed A. For each block the threads together pack op(A) into strips of
+ * MR = 8 rows (shared, double-buffered so that one barrier per block suffices); then each thread
+ * takes its part of a grid of (M strips x 48-column strips of op(B)), packs one B strip at a time
+ * into a private stack buffer and runs the 8 x 48 micro-kernel over its M strips.
+ * Packing rounds to bf16 (VCVTNE2PS2BF16) and stores pairs of consecutive k in one 32-bit lane,
+ * the layout vdpbf16ps takes: lane i of a packed B row holds (B[k][n+i], B[k+1][n+i]); a packed A
+ * element (A[m][k], A[m][k+1]) is broadcast. Odd K gets a zero partner. The kernel keeps 24 zmm
+ * fp32 accumulators (8 rows x 3 vectors of 16 columns): per k pair 3 loads, 8 broadcasts and 24
+ * vdpbf16ps of 64 flops; narrower kernels (16, 32 columns) serve the last strip of N.
+ * Each operand is packed in the order its memory gives without a transpose where possible: A
+ * not transposed in rows (8 streams), A transposed in pairs; B not transposed by interleaving two
+ * rows; only transposed B needs an in-register 16 x 16 transpose.
  * Every function that uses AVX-512 carries a target attribute, so the file compiles for any
  * x86-64 and gemm.c calls it only after checking the CPU. On other architectures it is a stub.
  * What it is not: no dispatch, no argument checks, no fallback (all in gemm.c).
@@ -29,7 +33,7 @@
  * it may hold more rows, so that B is packed fewer times (once per block of M). */
 #define GEMM_A_BLOCK_BYTES (384 * 1024)
 #define GEMM_C_PANEL_BYTES (512 * 1024)
-/* Packed panels hold pairs rounded up to 16: the transposing packers write 16 pairs at a time. */
+/* Packed strips hold pairs rounded up to 16: the packers write 16 pairs at a time. */
 #define GEMM_PAIRS_PAD(kp) (((size_t)(kp) + 15) & ~(size_t)15)
 
 /* Balanced block sizes: K = 576 becomes two blocks of 288 rather than 384 + 192. */
@@ -71,12 +75,11 @@ size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
 
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-#ifndef GEMM_B_PREFETCH_BYTES
+/* Blocks of B larger than this (bytes of fp32 source) are prefetched by software while packing:
+ * they come from L3 or memory rather than L2. Prefetched lines go to L2 (T1): a strip's worth is
+ * larger than L1. */
 #define GEMM_B_PREFETCH_BYTES (512 * 1024)
-#endif
-#ifndef PREFETCH_HINT
 #define PREFETCH_HINT _MM_HINT_T1
-#endif
 
 /* The lanes 0..n-1 of a 16-lane vector, n clamped to [0, 16]. */
 static inline __mmask16 lanes_mask(int n) {
@@ -415,8 +418,8 @@ TARGET_BF16 static void gemm_block_compute(const gemm_job *j, const uint32_t *ap
         const gemm_kernel kernel = kernel_for(nr, !j->transA);
         for (int is = i0; is < i1; is++) {
             const int m0 = ic + is * GEMM_MR, mr = mcb - is * GEMM_MR < GEMM_MR ? mcb - is * GEMM_MR : GEMM_MR;
-            kernel(kp, (int)GEMM_PAIRS_PAD(kp), ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0, j->ldc, mr, nr,
-                        j->alpha, beta);
+            kernel(kp, (int)GEMM_PAIRS_PAD(kp), ap + (size_t)is * astride, bstrip, j->C + (size_t)m0 * j->ldc + n0,
+                   j->ldc, mr, nr, j->alpha, beta);
         }
     }
 }
@@ -450,8 +453,9 @@ TARGET_BF16 static void gemm_thread(const gemm_job *j) {
     }
 }
 
-/* Below this many multiply-adds a second thread costs more to wake than it saves. */
-#define GEMM_THREAD_MIN_MACS 1.0e6
+/* Below this many multiply-adds (~20 us on one core) waking a second thread and the barriers of
+ * the blocks cost more than they save. */
+#define GEMM_THREAD_MIN_MACS 4.0e6
 
 void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                          const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {

@@ -121,7 +121,8 @@ typedef struct {
 
 /* Block sizes of the AVX512_BF16 path (gemm_avx512.c): tiles of 8 x 48 (N tails of 1-16 and
  * 17-32 use narrower kernels), K blocks of <= 384 (balanced, even), M blocks of <= 384 KiB of
- * packed A, C panels of 512 KiB when there are several K blocks. */
+ * packed A, C panels of 512 KiB when there are several K blocks; threads from 4e6 multiply-adds
+ * up (the "threads" comments below assume OMP_NUM_THREADS=2, as ctest sets). */
 static const gemm_case CASES[] = {
     {1, 1, 1, 0}, {1, 17, 3, 0}, {3, 7, 2, 0},   /* tiny: one partial tile, odd K */
     {7, 33, 100, 0}, {8, 48, 32, 0}, {9, 49, 33, 0}, /* exact tile, one past it in M and N */
@@ -131,10 +132,10 @@ static const gemm_case CASES[] = {
     {40, 200, 800, 0},    /* three K blocks */
     {700, 50, 40, 0},     /* tall, small K */
     {64, 300, 576, 0}, {64, 300, 576, 1}, /* a conv layer at 2 and 1 threads */
-    {100, 130, 385, 3}, {345, 97, 31, 3}, /* 3 threads: the thread grid with an odd count */
-    {2, 2000, 300, 0},    /* wide: N split across threads, tail of 32 columns */
-    {1000, 3, 300, 0},    /* one column strip: M split across threads, two M blocks */
-    {1200, 20, 770, 0},   /* three M blocks (double-buffered packed A) x two K blocks */
+    {100, 130, 385, 3}, {345, 97, 131, 3}, /* 3 threads: the thread grid with an odd count */
+    {2, 2000, 1100, 0},   /* wide: N split across threads, tail of 32 columns */
+    {1400, 3, 1000, 0},   /* one column strip: M split across threads, three M blocks */
+    {1200, 20, 770, 0},   /* two M blocks (double-buffered packed A) x three K blocks */
     {520, 300, 386, 0},   /* two K blocks x two panels of C columns */
 };
 
