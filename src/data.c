@@ -25,6 +25,10 @@
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
 #define CIFAR_RECORD 3073            /* 1 label byte + 3x32x32 pixels, CHW */
 #define CIFAR_CLASSES 10
+/* Largest decoded folder image, in bytes after conversion to the wanted channels. stb_image pads a
+ * truncated JPEG instead of failing, so a file of a few hundred bytes can declare 20000x20000 pixels
+ * and cost 1.2 GB and a minute of decoding; 2^28 bytes still admits a 9000x9000 RGB photo. */
+#define FOLDER_MAX_IMAGE_BYTES ((uint64_t)1 << 28)
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -165,6 +169,23 @@ static df_status idx_find(const char *dir, const char *name, char *path) {
     return df_fail(DF_ERR_IO, "%s: neither %s nor %s found", dir, name, gz_name);
 }
 
+/* A header must not make us allocate what the file cannot hold (a 16-byte file claiming 2 GB of
+ * pixels): a raw file holds exactly its body after the header, and deflate expands at most 1032:1
+ * (a 258-byte match in 2 bits; zlib's "maximum compression factor"), so a gzip stream smaller than
+ * body/1032 bytes is truncated. Checked before the allocation; the read then finds any shortfall. */
+static df_status idx_check_claim(gzFile gz, const char *path, const char *what, size_t hdr_bytes, uint64_t body) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return df_fail(DF_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    uint64_t size = (uint64_t)sb.st_size;
+    if (gzdirect(gz) && size < hdr_bytes + body) /* the header itself was read, so size >= hdr_bytes */
+        return df_fail(DF_ERR_FORMAT, "%s: truncated: expected %llu bytes of %s, got %llu", path,
+                       (unsigned long long)body, what, (unsigned long long)(size - hdr_bytes));
+    if (!gzdirect(gz) && body / 1032 > size)
+        return df_fail(DF_ERR_FORMAT, "%s: truncated: expected %llu bytes of %s, more than %llu gzipped bytes can hold",
+                       path, (unsigned long long)body, what, (unsigned long long)size);
+    return DF_OK;
+}
+
 /* An IDX image file + label file pair. `kind` names the data in shape messages. */
 static df_status idx_load_pair(const char *kind, const char *images_path, const char *labels_path, int want_c,
                                int want_size, df_dataset *ds) {
@@ -174,12 +195,14 @@ static df_status idx_load_pair(const char *kind, const char *images_path, const 
     df_status st = idx_open(images_path, IDX_MAGIC_IMAGES, 3, idims, &gi);
     if (st != DF_OK) return st;
     uint64_t total = (uint64_t)idims[0] * idims[1] * idims[2]; /* each < 2^32: the product of three fits */
-    if (idims[1] > (1u << 16) || idims[2] > (1u << 16) || total > DATA_MAX_BYTES) {
+    if (idims[1] > (1u << 16) || idims[2] > (1u << 16) || total > DATA_MAX_BYTES || idims[0] > INT32_MAX) {
         st = df_fail(DF_ERR_FORMAT, "%s: implausible IDX dims %u x %u x %u (more than 2^31 bytes of pixels)",
                      images_path, idims[0], idims[1], idims[2]);
         goto close_images;
     }
     st = check_fixed_shape(kind, images_path, 1, (int)idims[1], (int)idims[2], want_c, want_size);
+    if (st != DF_OK) goto close_images;
+    st = idx_check_claim(gi, images_path, "pixels", 16, total);
     if (st != DF_OK) goto close_images;
     st = idx_open(labels_path, IDX_MAGIC_LABELS, 1, ldims, &gl);
     if (st != DF_OK) goto close_images;
@@ -188,6 +211,8 @@ static df_status idx_load_pair(const char *kind, const char *images_path, const 
                      ldims[0]);
         goto close_labels;
     }
+    st = idx_check_claim(gl, labels_path, "labels", 8, ldims[0]);
+    if (st != DF_OK) goto close_labels;
 
     ds->n = (int)idims[0];
     ds->c = 1;
@@ -371,11 +396,11 @@ static df_status folder_list(const char *dir, char ***names_out, int *n_out) {
  * as PIL's BOX / OpenCV's INTER_AREA when shrinking). Only outputs first..first+count-1 are built.
  * tap_first[k] is the first input index of output first+k, taps[k*max_taps + j] its weights, already
  * divided by the interval length so they sum to 1. */
-static void box_taps(int in_n, int out_n, int first, int count, int max_taps, int *tap_first, int *tap_count,
-                     double *taps) {
+static void box_taps(int in_n, int64_t out_n, int64_t first, int count, int max_taps, int *tap_first,
+                     int *tap_count, double *taps) {
     double scale = (double)in_n / out_n;
     for (int k = 0; k < count; k++) {
-        int o = first + k;
+        int64_t o = first + k;
         double a = (double)o * in_n / out_n, b = (double)(o + 1) * in_n / out_n;
         int i0 = (int)floor(a), i1 = (int)ceil(b);
         if (i1 > in_n) i1 = in_n;
@@ -390,43 +415,55 @@ static void box_taps(int in_n, int out_n, int first, int count, int max_taps, in
 }
 
 /* src: h x w x c interleaved (stb_image layout). dst: c x s x s (CHW). Resizes so the short side is s
- * (the long side rounded to nearest, at least s) and keeps the centre s x s. */
+ * (the long side rounded to nearest, at least s) and keeps the centre s x s. The resized size is
+ * 64-bit (a 1 x 2^24 image at s = 256 is 2^32 pixels long), and the horizontal pass runs only over
+ * the input rows under the crop, so a very tall image costs what its crop needs, not its height. */
 static df_status resize_crop(const uint8_t *src, int w, int h, int c, int s, uint8_t *dst, const char *path) {
-    int rw, rh;
+    int64_t rw, rh;
     if (w <= h) {
         rw = s;
-        rh = (int)floor((double)h * s / w + 0.5);
+        rh = (int64_t)floor((double)h * s / w + 0.5);
     } else {
         rh = s;
-        rw = (int)floor((double)w * s / h + 0.5);
+        rw = (int64_t)floor((double)w * s / h + 0.5);
     }
     if (rw < s) rw = s;
     if (rh < s) rh = s;
-    int x0 = (rw - s) / 2, y0 = (rh - s) / 2;
+    int64_t x0 = (rw - s) / 2, y0 = (rh - s) / 2;
     int max_tx = (int)ceil((double)w / rw) + 1, max_ty = (int)ceil((double)h / rh) + 1;
-    size_t ints = 4 * (size_t)s, doubles = (size_t)s * (max_tx + max_ty) + (size_t)h * s * c;
-    char *block = df_alloc(ints * sizeof(int) + doubles * sizeof(double), "image resize buffers");
+    size_t ints = 4 * (size_t)s, doubles = (size_t)s * (max_tx + max_ty);
+    char *block = df_alloc(ints * sizeof(int) + doubles * sizeof(double), "image resize taps");
     if (!block) return df_fail(DF_ERR_NOMEM, "%s: out of memory resizing a %dx%d image", path, w, h);
-    double *tx = (double *)block, *ty = tx + (size_t)s * max_tx, *rows = ty + (size_t)s * max_ty; /* rows: h x s x c */
-    int *fx = (int *)(rows + (size_t)h * s * c), *nx = fx + s, *fy = nx + s, *ny = fy + s;
+    double *tx = (double *)block, *ty = tx + (size_t)s * max_tx;
+    int *fx = (int *)(ty + (size_t)s * max_ty), *nx = fx + s, *fy = nx + s, *ny = fy + s;
     box_taps(w, rw, x0, s, max_tx, fx, nx, tx);
     box_taps(h, rh, y0, s, max_ty, fy, ny, ty);
-    for (int y = 0; y < h; y++) /* horizontal pass over every input row */
+    int y_lo = fy[0], y_hi = y_lo; /* input rows [y_lo, y_hi) feed the crop */
+    for (int oy = 0; oy < s; oy++)
+        if (fy[oy] + ny[oy] > y_hi) y_hi = fy[oy] + ny[oy];
+    double *rows = df_alloc(sizeof(double) * (size_t)(y_hi - y_lo) * s * c, "image resize rows"); /* (y_hi-y_lo) x s x c */
+    if (!rows) {
+        df_free(block);
+        return df_fail(DF_ERR_NOMEM, "%s: out of memory resizing a %dx%d image", path, w, h);
+    }
+    for (int y = y_lo; y < y_hi; y++) /* horizontal pass */
         for (int ox = 0; ox < s; ox++)
             for (int ch = 0; ch < c; ch++) {
                 double acc = 0;
                 for (int j = 0; j < nx[ox]; j++)
                     acc += tx[ox * max_tx + j] * src[((size_t)y * w + fx[ox] + j) * c + ch];
-                rows[((size_t)y * s + ox) * c + ch] = acc;
+                rows[((size_t)(y - y_lo) * s + ox) * c + ch] = acc;
             }
     for (int oy = 0; oy < s; oy++) /* vertical pass, written as CHW */
         for (int ox = 0; ox < s; ox++)
             for (int ch = 0; ch < c; ch++) {
                 double acc = 0;
-                for (int j = 0; j < ny[oy]; j++) acc += ty[oy * max_ty + j] * rows[((size_t)(fy[oy] + j) * s + ox) * c + ch];
+                for (int j = 0; j < ny[oy]; j++)
+                    acc += ty[oy * max_ty + j] * rows[((size_t)(fy[oy] + j - y_lo) * s + ox) * c + ch];
                 long v = lround(acc);
                 dst[((size_t)ch * s + oy) * s + ox] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
+    df_free(rows);
     df_free(block);
     return DF_OK;
 }
@@ -472,6 +509,15 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
         ds->labels[i] = -1;
         st = path_join(path, dir, names[i]);
         if (st != DF_OK) break;
+        if (!stbi_info(path, &w, &h, &comp)) {
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            break;
+        }
+        if ((uint64_t)w * h * c > FOLDER_MAX_IMAGE_BYTES) {
+            st = df_fail(DF_ERR_FORMAT, "%s: a %dx%d image is more than the %d megapixels a folder image may have",
+                         path, w, h, (int)(FOLDER_MAX_IMAGE_BYTES / c >> 20));
+            break;
+        }
         uint8_t *img = stbi_load(path, &w, &h, &comp, c);
         if (!img) {
             st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());

@@ -3,8 +3,13 @@
  * status and the message the user now gets, plus the nearest input that must still be accepted.
  * What it is not: the parsers' own tests (tests/test_<module>.c), which cover the formats. */
 #include "check.h"
+#include "data.h"
 #include "toydata.h"
 #include <float.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <zlib.h>
 
 static const char *tmp_file(const char *dir, const char *name) {
     static char path[4096];
@@ -30,9 +35,171 @@ static void csv_value_beyond_float(const char *dir) {
     unlink(path);
 }
 
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* Writes DIR/sub/train-images-idx3-ubyte (header n x h x w, then `body` bytes of pixels) and the label
+ * file (header n, then `labels` bytes); `gz` gzips the image file. Returns the spec "mnist:DIR/sub". */
+static const char *idx_pair(const char *dir, const char *sub, uint32_t n, uint32_t h, uint32_t w, size_t body,
+                            size_t labels, int gz) {
+    static char spec[4200];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    mkdir(path, 0700);
+    uint8_t hdr[16], lhdr[8];
+    put_be32(hdr, 0x803), put_be32(hdr + 4, n), put_be32(hdr + 8, h), put_be32(hdr + 12, w);
+    put_be32(lhdr, 0x801), put_be32(lhdr + 4, n);
+    uint8_t *buf = calloc(16 + body + labels + 8, 1);
+    memcpy(buf, hdr, 16);
+    snprintf(path, sizeof path, "%s/%s/train-images-idx3-ubyte", dir, sub);
+    if (gz) {
+        gzFile g = gzopen(path, "wb9");
+        CHECK(g && gzwrite(g, buf, (unsigned)(16 + body)) == (int)(16 + body) && gzclose(g) == Z_OK);
+    } else {
+        CHECK(check_write_bytes(path, buf, 16 + body));
+    }
+    memcpy(buf, lhdr, 8);
+    snprintf(path, sizeof path, "%s/%s/train-labels-idx1-ubyte", dir, sub);
+    CHECK(check_write_bytes(path, buf, 8 + labels));
+    free(buf);
+    snprintf(spec, sizeof spec, "mnist:%s/%s", dir, sub);
+    return spec;
+}
+
+/* fuzz_idx: a 16-byte image file whose header claims 1 x 46340 x 46340 pixels made the loader allocate
+ * 2 GB before finding the file empty (10 s per input under ASan). The claim is now checked against the
+ * file size first. To show that no allocation happens, the load runs in a child whose address space is
+ * capped 1 GB above its current size (not under ASan, which reserves terabytes of shadow). */
+static void idx_header_claims_more_than_the_file(const char *dir) {
+    const char *spec = idx_pair(dir, "claim", 1, 46340, 46340, 0, 1, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__)
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (f && fscanf(f, "%ld", &pages) == 1) {
+            struct rlimit lim = {(rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30), RLIM_INFINITY};
+            lim.rlim_max = lim.rlim_cur;
+            setrlimit(RLIMIT_AS, &lim);
+        }
+        if (f) fclose(f);
+#endif
+        df_dataset ds;
+        df_status st = df_dataset_load(spec, 0, 0, &ds);
+        int ok = st == DF_ERR_FORMAT && strstr(df_last_error(), "truncated: expected 2147395600 bytes of pixels, got 0");
+        if (!ok) printf("child: %s: %s\n", df_status_name(st), df_last_error());
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the 2 GB claim must be refused before any allocation");
+
+    /* gzipped: 1e6 pixels cannot come out of a few dozen bytes (deflate expands at most 1032:1) */
+    df_dataset ds;
+    spec = idx_pair(dir, "claimgz", 1, 1000, 1000, 0, 1, 1);
+    EXPECT_STATUS(df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT, "train-images-idx3-ubyte: truncated: expected 1000000",
+                  "gzipped bytes can hold");
+    /* and one that can hold it still loads */
+    spec = idx_pair(dir, "fullgz", 2, 100, 100, 20000, 2, 1);
+    EXPECT_STATUS(df_dataset_load(spec, 0, 0, &ds), DF_OK, NULL, NULL);
+    CHECK(ds.n == 2 && ds.h == 100 && ds.w == 100);
+    df_dataset_free(&ds);
+}
+
+/* fuzz_idx: 2^31 images of 1 x 1 pixel pass the 2^31-byte pixel limit but not an int count: the count
+ * became negative and the label allocation asked for 16 EB ("out of memory"). */
+static void idx_count_beyond_int(const char *dir) {
+    const char *spec = idx_pair(dir, "count", 0x80000000u, 1, 1, 0, 0, 0);
+    df_dataset ds;
+    EXPECT_STATUS(df_dataset_load(spec, 0, 0, &ds), DF_ERR_FORMAT, "implausible IDX dims 2147483648 x 1 x 1", NULL);
+}
+
+/* A PNG of w x h 8-bit gray pixels, row y all value(y), written to path. */
+static void write_gray_png(const char *path, uint32_t w, uint32_t h, uint8_t (*value)(uint32_t y, uint32_t h)) {
+    size_t raw_n = (size_t)h * (1 + w), z_n = compressBound((uLong)raw_n);
+    uint8_t *raw = malloc(raw_n), *z = malloc(z_n + 64);
+    CHECK(raw && z);
+    for (uint32_t y = 0; y < h; y++) {
+        raw[(size_t)y * (1 + w)] = 0; /* filter: none */
+        memset(raw + (size_t)y * (1 + w) + 1, value(y, h), w);
+    }
+    uLongf zlen = (uLongf)z_n;
+    CHECK(compress2(z, &zlen, raw, (uLong)raw_n, 6) == Z_OK);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    uint8_t ihdr[13] = {0};
+    put_be32(ihdr, w), put_be32(ihdr + 4, h), ihdr[8] = 8; /* depth 8, colour 0 (gray) */
+    const struct { const char *type; const uint8_t *data; size_t n; } chunks[] = {
+        {"IHDR", ihdr, 13}, {"IDAT", z, zlen}, {"IEND", NULL, 0}};
+    fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+    for (int k = 0; k < 3; k++) {
+        uint8_t b[4];
+        put_be32(b, (uint32_t)chunks[k].n);
+        fwrite(b, 1, 4, f);
+        fwrite(chunks[k].type, 1, 4, f);
+        if (chunks[k].n) fwrite(chunks[k].data, 1, chunks[k].n, f);
+        uLong crc = crc32(crc32(0, (const Bytef *)chunks[k].type, 4), chunks[k].data, (uInt)chunks[k].n);
+        put_be32(b, (uint32_t)crc);
+        fwrite(b, 1, 4, f);
+    }
+    CHECK(fclose(f) == 0);
+    free(raw);
+    free(z);
+}
+
+/* 50 everywhere but the two rows at the centre: 100 just above it, 200 just below it. */
+static uint8_t centre_rows(uint32_t y, uint32_t h) { return y == h / 2 - 1 ? 100 : y == h / 2 ? 200 : 50; }
+
+/* fuzz_image_folder: stb_image pads a truncated JPEG, so a 663-byte file declaring 20000 x 20000
+ * pixels decoded to 1.2 GB (70 s under ASan). Folder images are now capped at 2^28 decoded bytes,
+ * checked from the header before decoding. Here a PNG that is only a header declares 15000 x 15000
+ * (stb_image itself refuses PNGs over 2^30 bytes, JPEGs only over 2^31). */
+static void folder_image_too_large(const char *dir) {
+    char sub[4096], path[4200], spec[4200];
+    snprintf(sub, sizeof sub, "%s/huge", dir);
+    mkdir(sub, 0700);
+    snprintf(path, sizeof path, "%s/a.png", sub);
+    uint8_t png[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    put_be32(png + 16, 15000), put_be32(png + 20, 15000), png[24] = 8, png[25] = 2; /* 8-bit RGB */
+    put_be32(png + 29, (uint32_t)crc32(0, png + 12, 17));
+    CHECK(check_write_bytes(path, png, sizeof png));
+    snprintf(spec, sizeof spec, "folder:%s", sub);
+    df_dataset ds;
+    EXPECT_STATUS(df_dataset_load(spec, 3, 32, &ds), DF_ERR_FORMAT, "a.png: a 15000x15000 image is more than", NULL);
+}
+
+/* Found reading resize_crop for fuzz_image_folder: a 1 x 2^23 image resized to 256 is 2^31 pixels long,
+ * which overflowed the int size (undefined behaviour), and the horizontal pass ran over all 2^23 rows
+ * with a 16 GB row buffer (in practice the size wrapped negative and the whole height was squashed
+ * into 256 rows). Now the size is 64-bit and only the rows under the crop are filtered. The crop's
+ * centre sits between rows 2^22 - 1 (value 100) and 2^22 (value 200), and each output row covers 1/256
+ * of one input row: the top half of the output is exactly 100 and the bottom half exactly 200. */
+static void folder_very_tall_image(const char *dir) {
+    char sub[4096], path[4200], spec[4200];
+    snprintf(sub, sizeof sub, "%s/tall", dir);
+    mkdir(sub, 0700);
+    snprintf(path, sizeof path, "%s/a.png", sub);
+    write_gray_png(path, 1, 1u << 23, centre_rows);
+    snprintf(spec, sizeof spec, "folder:%s", sub);
+    df_dataset ds;
+    EXPECT_STATUS(df_dataset_load(spec, 1, 256, &ds), DF_OK, NULL, NULL);
+    if (ds.pixels) {
+        int wrong = 0;
+        for (int y = 0; y < 256; y++)
+            for (int x = 0; x < 256; x++) wrong += ds.pixels[y * 256 + x] != (y < 128 ? 100 : 200);
+        CHECK(wrong == 0, "%d of 65536 pixels differ from the exact halves", wrong);
+    }
+    df_dataset_free(&ds);
+}
+
 int main(void) {
     const char *dir = check_tmpdir("regressions");
     csv_value_beyond_float(dir);
-    check_tmpdir_remove(dir, 1);
+    idx_header_claims_more_than_the_file(dir);
+    idx_count_beyond_int(dir);
+    folder_image_too_large(dir);
+    folder_very_tall_image(dir);
+    check_tmpdir_remove(dir, 0);
     return check_exit_code("test_regressions");
 }
