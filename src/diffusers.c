@@ -54,17 +54,24 @@ static df_status json_read_file(const char *path, df_json **out) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return df_fail(DF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *text = malloc((size_t)CONFIG_MAX_BYTES + 1);
+    /* The buffer is sized from the file: a 16 MB one for every few-hundred-byte config cost ~30 ms per
+     * read under AddressSanitizer (fuzz_diffusers_config ran at 17 inputs/s). Reading cap+1 bytes tells
+     * a file over the limit (or one that grew since fstat) from one that fits. */
+    struct stat sb;
+    long cap = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < CONFIG_MAX_BYTES ? (long)sb.st_size
+                                                                                                : CONFIG_MAX_BYTES;
+    char *text = malloc((size_t)cap + 1);
     if (!text) {
         fclose(f);
         return df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
     }
-    size_t len = fread(text, 1, (size_t)CONFIG_MAX_BYTES + 1, f);
+    size_t len = fread(text, 1, (size_t)cap + 1, f);
     int err = ferror(f);
     fclose(f);
     df_status st = DF_OK;
     if (err) st = df_fail(DF_ERR_IO, "cannot read %s", path);
     else if (len > (size_t)CONFIG_MAX_BYTES) st = df_fail(DF_ERR_FORMAT, "%s: larger than %ld bytes, not a config file", path, CONFIG_MAX_BYTES);
+    else if (len > (size_t)cap) st = df_fail(DF_ERR_IO, "cannot read %s: it grew while being read", path);
     if (st == DF_OK && (st = df_json_parse(text, len, out)) != DF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", df_last_error());
