@@ -1,13 +1,17 @@
-/* gemm.c: df_gemm_bf16 (gemm.h): argument checks, CPU dispatch, bf16 rounding and the fallback path.
+/* gemm.c: df_gemm_f32 and df_gemm_bf16 (gemm.h): argument checks, CPU dispatch, bf16 rounding and
+ * the fallback paths.
  *
- * What it is: the entry point picks the AVX512_BF16 kernel (gemm_avx512.c) when the CPU reports
- * AVX512_BF16, AVX512BW and AVX512VL (libgcc's check includes OS support for the zmm state), and
- * otherwise the fallback: blocks of op(A) and op(B) are rounded to bf16 precision into the
- * workspace as fp32 and multiplied with OpenBLAS sgemm. bf16 x bf16 products are exact in fp32,
- * so the fallback computes the same products as the kernel and differs only in summation order;
- * it is both the portable path and the oracle the tests compare the kernel with.
- * What it is not: the fallback makes no attempt to be faster than fp32 sgemm (it is slower: it
- * rounds on every call).
+ * What it is: each entry point checks its arguments, handles the cases with nothing to multiply
+ * (empty C, K == 0, alpha == 0) and picks a path. df_gemm_f32 runs the AVX-512F kernel
+ * (gemm_f32_avx512.c) when the CPU reports AVX-512F, and otherwise cblas_sgemm itself.
+ * df_gemm_bf16 runs the AVX512_BF16 kernel (gemm_avx512.c) when the CPU reports AVX512_BF16,
+ * AVX512BW and AVX512VL, and otherwise its fallback: blocks of op(A) and op(B) are rounded to bf16
+ * precision into the workspace as fp32 and multiplied with OpenBLAS sgemm. bf16 x bf16 products
+ * are exact in fp32, so the fallback computes the same products as the kernel and differs only in
+ * summation order; it is both the portable path and the oracle the tests compare the kernel with.
+ * (libgcc's CPU checks include OS support for the zmm state.)
+ * What it is not: the bf16 fallback makes no attempt to be faster than fp32 sgemm (it is slower:
+ * it rounds on every call).
  */
 #include "gemm.h"
 #include "common.h"
@@ -21,7 +25,7 @@
 #define FB_MC 256
 #define FB_NC 1024
 
-static int g_force_fallback = 0;
+static int g_force_fallback_bf16 = 0, g_force_fallback_f32 = 0;
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
@@ -48,7 +52,7 @@ void df_bf16_round(const float *in, float *out, size_t n) {
 
 int df_gemm_bf16_native(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (g_force_fallback) return 0;
+    if (g_force_fallback_bf16) return 0;
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
 #else
@@ -56,7 +60,17 @@ int df_gemm_bf16_native(void) {
 #endif
 }
 
-void df_gemm_bf16_force_fallback(int force) { g_force_fallback = force != 0; }
+void df_gemm_bf16_force_fallback(int force) { g_force_fallback_bf16 = force != 0; }
+
+int df_gemm_f32_native(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return !g_force_fallback_f32 && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void df_gemm_f32_force_fallback(int force) { g_force_fallback_f32 = force != 0; }
 
 static size_t fallback_workspace(int M, int N, int K) {
     const size_t mc = (size_t)imin(M, FB_MC), kc = (size_t)imin(K, FB_KC), nc = (size_t)imin(N, FB_NC);
@@ -112,20 +126,48 @@ static void gemm_fallback(int transA, int transB, int M, int N, int K, float alp
     }
 }
 
-void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                  const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
+/* The checks both entry points share; returns 1 when there is nothing to multiply (C empty, or
+ * C = beta C with K == 0 or alpha == 0), which it has then done. */
+static int gemm_trivial(int transA, int transB, int M, int N, int K, float alpha, int lda, int ldb, float beta,
+                        float *C, int ldc) {
     ASSERT(M >= 0 && N >= 0 && K >= 0);
     ASSERT(ldc >= (N > 1 ? N : 1));
     ASSERT(lda >= ((transA ? M : K) > 1 ? (transA ? M : K) : 1));
     ASSERT(ldb >= ((transB ? K : N) > 1 ? (transB ? K : N) : 1));
-    if (M == 0 || N == 0) return;
+    if (M == 0 || N == 0) return 1;
     if (K == 0 || alpha == 0.0f) {
         scale_c(C, ldc, M, N, beta);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
+    if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     ASSERT(workspace != NULL);
     if (df_gemm_bf16_native())
         df_gemm_bf16_avx512(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
     else
         gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+}
+
+size_t df_gemm_f32_workspace(int M, int N, int K) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    return df_gemm_f32_avx512_workspace(M, N, K);
+}
+
+void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc, void *workspace) {
+    if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
+    if (df_gemm_f32_native()) {
+        ASSERT(workspace != NULL);
+        df_gemm_f32_avx512(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+        return;
+    }
+    /* Some OpenBLAS kernels compute beta * C even for beta == 0 (NaN in C would survive): zero C
+     * first, then beta 0 cannot matter. */
+    if (beta == 0.0f) scale_c(C, ldc, M, N, 0.0f);
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, lda, B, ldb, beta, C, ldc);
 }

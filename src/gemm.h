@@ -1,8 +1,17 @@
-/* gemm.h: bf16 matrix product with fp32 accumulation (the --precision bf16 GEMM).
+/* gemm.h: the library's own matrix products, with cblas_sgemm(CblasRowMajor, ...) semantics:
+ * df_gemm_f32 (fp32, the default precision) and df_gemm_bf16 (the --precision bf16 GEMM).
  *
- * What it is: df_gemm_bf16 has the semantics of cblas_sgemm(CblasRowMajor, ...) on float
- * matrices, except that every element of A and B is first rounded to bfloat16 (8-bit mantissa)
- * while it is packed; the products of two bf16 values are exact in fp32 and are summed in fp32.
+ * Why not OpenBLAS alone: Debian's OpenBLAS 0.3.21 runs its Haswell AVX2 sgemm kernel on Zen 5
+ * (~100 GFLOP/s per core); the 512-bit kernels here reach ~2x that in fp32 and ~3x in bf16.
+ * Both share one cache-blocked, packed, OpenMP-threaded driver with 8 x 48 micro-kernels
+ * (gemm_blocked.h) and differ in how they pack the inputs and multiply them.
+ *
+ * df_gemm_f32: plain fp32. On CPUs with AVX-512F it runs the vfmadd231ps kernel
+ * (gemm_f32_avx512.c); elsewhere (or when forced, for tests) it calls OpenBLAS cblas_sgemm. The
+ * two sum in different orders, so they agree to fp32 accumulation error, not bit for bit.
+ *
+ * df_gemm_bf16: every element of A and B is first rounded to bfloat16 (8-bit mantissa) while it
+ * is packed; the products of two bf16 values are exact in fp32 and are summed in fp32.
  * Weights and activations stay fp32 in memory (fp32 master weights): only the GEMM inputs lose
  * precision, C is read and written as fp32.
  * On CPUs with AVX512_BF16 it runs a cache-blocked, packed kernel built on vdpbf16ps (dot
@@ -21,6 +30,31 @@
 #define DF_GEMM_H
 
 #include <stddef.h>
+
+/* C (M,N) = alpha * op(A) op(B) + beta * C in fp32, row-major, op(X) = X or X^T (transX != 0),
+ * op(A) (M,K) and op(B) (K,N): cblas_sgemm(CblasRowMajor, ...) with the same arguments.
+ *   A: (M,K) with row stride lda >= K when transA == 0; (K,M) with lda >= M when transA != 0.
+ *   B: (K,N) with ldb >= N when transB == 0; (N,K) with ldb >= K when transB != 0.
+ *   C: (M,N) with ldc >= N. beta == 0 overwrites C without reading it (NaN in C is ignored);
+ *      alpha == 0 or K == 0 gives C = beta * C.
+ * workspace: at least df_gemm_f32_workspace(M, N, K) bytes, any alignment, owned by the caller
+ * and overwritten; callers running GEMMs concurrently need one workspace each.
+ * Threads: OpenMP over blocks of C with omp_get_max_threads() threads; inside an active parallel
+ * region it runs on the calling thread only (the fallback leaves threads to OpenBLAS). Never
+ * allocates, never prints. Results do not depend on the thread count. */
+void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc, void *workspace);
+
+/* Bytes of workspace df_gemm_f32 needs for these sizes, whichever path runs (the per-thread
+ * panels live on the stack). At most about 770 KiB, whatever the sizes. */
+size_t df_gemm_f32_workspace(int M, int N, int K);
+
+/* 1 when df_gemm_f32 currently runs the AVX-512F kernel, 0 when it runs cblas_sgemm. */
+int df_gemm_f32_native(void);
+
+/* Test hook: force != 0 makes df_gemm_f32 call cblas_sgemm even on AVX-512F CPUs; 0 restores the
+ * automatic choice. Process-wide; not for use while GEMMs run on other threads. */
+void df_gemm_f32_force_fallback(int force);
 
 /* C (M,N) = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or X^T (transX != 0), with
  * op(A) (M,K) and op(B) (K,N) rounded to bf16 and accumulated in fp32.
@@ -50,10 +84,13 @@ int df_gemm_bf16_native(void);
  * 0 restores the automatic choice. Process-wide; not for use while GEMMs run on other threads. */
 void df_gemm_bf16_force_fallback(int force);
 
-/* ---- internal to gemm*.c: the AVX512_BF16 path (gemm_avx512.c), called by the dispatch
- * in gemm.c only when the CPU has AVX512_BF16/BW/VL. */
+/* ---- internal to gemm*.c: the AVX-512 paths, called by the dispatch in gemm.c only when the CPU
+ * has AVX512_BF16/BW/VL (gemm_avx512.c) or AVX-512F (gemm_f32_avx512.c). */
 void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                          const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
 size_t df_gemm_bf16_avx512_workspace(int M, int N, int K);
+void df_gemm_f32_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
+size_t df_gemm_f32_avx512_workspace(int M, int N, int K);
 
 #endif
