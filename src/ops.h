@@ -28,12 +28,16 @@ typedef struct {
     int stride;
     int pad_t, pad_l, pad_b, pad_r;
     int oh, ow;           /* derived */
+    int threads;          /* derived: OpenMP threads of the fast path (omp_get_max_threads() at init) */
 } df_conv_shape;
 
-/* Fills s and derives oh, ow. */
+/* Fills s and derives oh, ow and threads. The fast path runs one image per thread with a
+ * single-threaded sgemm each (OpenBLAS runs single-threaded inside an OpenMP parallel region),
+ * which on small images is several times faster than one multi-threaded sgemm per image; its
+ * workspace therefore grows with the thread count captured here. */
 void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, int k, int stride,
                         int pad_t, int pad_l, int pad_b, int pad_r);
-/* Floats of workspace that df_conv2d_forward/backward need for this shape. */
+/* Floats of workspace that df_conv2d_forward/backward need for this shape (and its thread count). */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s);
 
 /* out (N,OC,OH,OW) = conv(inp (N,IC,H,W), w (OC,IC,KH,KW)) + b (OC) [b may be NULL]. Overwrites out. */

@@ -1,35 +1,81 @@
-/* ops_linear.c: fully connected layer (ops.h), out = inp w^T + b, via OpenBLAS sgemm.
+/* ops_linear.c: fully connected layer (ops.h), out = inp w^T + b.
  *
  * What it is: the time-embedding MLP and any (N,IN) x (OUT,IN)^T product; PyTorch weight order.
+ * Large products go to OpenBLAS sgemm (which threads itself). Small ones, such as each ResNet
+ * block's time-embedding projection (batch x 4*C0 -> C, well under a million multiply-adds), run
+ * as plain vectorised loops on the calling thread: there sgemm's thread start-up and packing cost
+ * more than the arithmetic.
  * What it is not: the attention q/k/v projections over pixels (those are 1x1 convs in (N,C,HW)).
- * Gradients ACCUMULATE (+=) into dinp, dw, db; NULL means "not needed". sgemm threads itself.
+ * Gradients ACCUMULATE (+=) into dinp, dw, db; NULL means "not needed".
  */
 #include "ops.h"
 #include "common.h"
 #include <cblas.h>
 
+/* Products with at most this many multiply-adds use the loops. */
+#define LINEAR_SMALL_MACS (1u << 22)
+
+static int linear_is_small(int n, int in, int out_dim) {
+    return (double)n * in * out_dim <= (double)LINEAR_SMALL_MACS;
+}
+
 void df_linear_forward(float *out, const float *inp, const float *w, const float *b, int n, int in, int out_dim) {
     const double t0_ = df_ops_prof_begin();
-    float beta = 0.0f;
-    if (b) {
+    if (linear_is_small(n, in, out_dim)) {
         for (int i = 0; i < n; i++)
-            for (int o = 0; o < out_dim; o++) out[(size_t)i * out_dim + o] = b[o];
-        beta = 1.0f;
+            for (int o = 0; o < out_dim; o++) {
+                const float *x = inp + (size_t)i * in, *wr = w + (size_t)o * in;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int k = 0; k < in; k++) acc += x[k] * wr[k];
+                out[(size_t)i * out_dim + o] = (b ? b[o] : 0.0f) + acc;
+            }
+    } else {
+        float beta = 0.0f;
+        if (b) {
+            for (int i = 0; i < n; i++)
+                for (int o = 0; o < out_dim; o++) out[(size_t)i * out_dim + o] = b[o];
+            beta = 1.0f;
+        }
+        /* out (N, OUT) = inp (N, IN) w^T (IN, OUT) [+ out] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in, 1.0f, inp, in, w, in, beta, out,
+                    out_dim);
     }
-    /* out (N, OUT) = inp (N, IN) w^T (IN, OUT) [+ out] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in, 1.0f, inp, in, w, in, beta, out, out_dim);
     df_ops_prof_end(t0_, "linear fwd %d->%d", in, out_dim);
 }
 
 void df_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         int n, int in, int out_dim) {
     const double t0_ = df_ops_prof_begin();
-    if (dinp)  /* dinp (N, IN) += dout (N, OUT) w (OUT, IN) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out_dim, 1.0f, dout, out_dim, w, in, 1.0f,
-                    dinp, in);
-    if (dw)  /* dw (OUT, IN) += dout^T (OUT, N) inp (N, IN) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in, n, 1.0f, dout, out_dim, inp, in, 1.0f,
-                    dw, in);
+    if (linear_is_small(n, in, out_dim)) {
+        if (dinp)  /* dinp row i += sum_o dout[i][o] w row o */
+            for (int i = 0; i < n; i++) {
+                float *dx = dinp + (size_t)i * in;
+                for (int o = 0; o < out_dim; o++) {
+                    const float g = dout[(size_t)i * out_dim + o];
+                    const float *wr = w + (size_t)o * in;
+#pragma omp simd
+                    for (int k = 0; k < in; k++) dx[k] += g * wr[k];
+                }
+            }
+        if (dw)  /* dw row o += sum_i dout[i][o] inp row i */
+            for (int o = 0; o < out_dim; o++) {
+                float *dwr = dw + (size_t)o * in;
+                for (int i = 0; i < n; i++) {
+                    const float g = dout[(size_t)i * out_dim + o];
+                    const float *x = inp + (size_t)i * in;
+#pragma omp simd
+                    for (int k = 0; k < in; k++) dwr[k] += g * x[k];
+                }
+            }
+    } else {
+        if (dinp)  /* dinp (N, IN) += dout (N, OUT) w (OUT, IN) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out_dim, 1.0f, dout, out_dim, w, in, 1.0f,
+                        dinp, in);
+        if (dw)  /* dw (OUT, IN) += dout^T (OUT, N) inp (N, IN) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in, n, 1.0f, dout, out_dim, inp, in, 1.0f,
+                        dw, in);
+    }
     if (db)
         for (int o = 0; o < out_dim; o++) {
             double acc = 0.0;

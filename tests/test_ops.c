@@ -134,9 +134,15 @@ static const op_case CASES[] = {
     {OP_CONV, "conv 3x3 s1 p1 32->16 14x14", 2, 32, 14, 14, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "conv 3x3 s2 down 32 14x14", 1, 32, 14, 14, 32, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
     {OP_CONV, "conv 1x1 32->64 14x14", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
+    /* more images than the fast path's dW slices (8), unevenly split; 1x1 and stride 2 likewise */
+    {OP_CONV, "conv 3x3 s1 p1 batch 11", 11, 3, 5, 5, 4, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 3x3 s2 batch 10", 10, 2, 6, 6, 3, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "conv 1x1 batch 9", 9, 3, 4, 4, 5, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
     /* linear */
     {OP_LINEAR, "linear 3x5->7", 3, 5, 1, 1, 7, 0, 0, {0}, 0, 0, 0},
     {OP_LINEAR, "linear 4x32->64 no bias", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_NO_BIAS},
+    /* above LINEAR_SMALL_MACS (2^22): the sgemm path */
+    {OP_LINEAR, "linear 40x384->300 (sgemm)", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, 0},
     /* groupnorm: p is eps */
     {OP_GROUPNORM, "groupnorm c6 g3 7x7", 2, 6, 7, 7, 0, 0, 0, {0}, 3, 1e-5f, 0},
     {OP_GROUPNORM, "groupnorm c8 g8 5x3", 3, 8, 5, 3, 0, 0, 0, {0}, 8, 1e-6f, 0},
