@@ -14,6 +14,7 @@
  * it rounds on every call).
  */
 #include "gemm.h"
+#include "gemm_blocked.h"
 #include "common.h"
 #include <cblas.h>
 #include <stdint.h>
@@ -79,7 +80,7 @@ static size_t fallback_workspace(int M, int N, int K) {
 
 size_t df_gemm_bf16_workspace(int M, int N, int K) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
-    const size_t fb = fallback_workspace(M, N, K), nat = df_gemm_bf16_avx512_workspace(M, N, K);
+    const size_t fb = fallback_workspace(M, N, K), nat = df_gemm_blocked_workspace(2, M, K);
     return fb > nat ? fb : nat;
 }
 
@@ -147,14 +148,15 @@ void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, cons
     if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     ASSERT(workspace != NULL);
     if (df_gemm_bf16_native())
-        df_gemm_bf16_avx512(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+        df_gemm_blocked(df_gemm_format_bf16(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                        workspace);
     else
         gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
 }
 
 size_t df_gemm_f32_workspace(int M, int N, int K) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
-    return df_gemm_f32_avx512_workspace(M, N, K);
+    return df_gemm_blocked_workspace(1, M, K);
 }
 
 void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -162,7 +164,8 @@ void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const
     if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     if (df_gemm_f32_native()) {
         ASSERT(workspace != NULL);
-        df_gemm_f32_avx512(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+        df_gemm_blocked(df_gemm_format_f32(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                        workspace);
         return;
     }
     /* Some OpenBLAS kernels compute beta * C even for beta == 0 (NaN in C would survive): zero C

@@ -84,13 +84,4 @@ int df_gemm_bf16_native(void);
  * 0 restores the automatic choice. Process-wide; not for use while GEMMs run on other threads. */
 void df_gemm_bf16_force_fallback(int force);
 
-/* ---- internal to gemm*.c: the AVX-512 paths, called by the dispatch in gemm.c only when the CPU
- * has AVX512_BF16/BW/VL (gemm_avx512.c) or AVX-512F (gemm_f32_avx512.c). */
-void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
-size_t df_gemm_bf16_avx512_workspace(int M, int N, int K);
-void df_gemm_f32_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
-size_t df_gemm_f32_avx512_workspace(int M, int N, int K);
-
 #endif

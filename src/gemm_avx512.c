@@ -9,17 +9,10 @@
  * transposed in steps; B not transposed by interleaving two rows; only transposed B needs an
  * in-register 16 x 16 transpose.
  * Every function that uses AVX-512 carries a target attribute, so the file compiles for any
- * x86-64 and gemm.c calls it only after checking the CPU. On other architectures it is a stub.
+ * x86-64 and gemm.c runs it only after checking the CPU. Other architectures get no format.
  * What it is not: no dispatch, no argument checks, no fallback (all in gemm.c).
  */
-#include "gemm.h"
 #include "gemm_blocked.h"
-#include "common.h"
-
-size_t df_gemm_bf16_avx512_workspace(int M, int N, int K) {
-    (void)N;
-    return df_gemm_blocked_workspace(2, M, K);
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -124,7 +117,7 @@ TARGET_BF16 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int 
     gemm_pack_b_cols_tmpl(dst, B, ldb, nr, kc, prefetch, 2, cvt_pairs);
 }
 
-/* ---------------------------------------------------------------- kernels and entry */
+/* ---------------------------------------------------------------- kernels and format */
 GEMM_KERNELS_DEFINE(kernel_bf16, TARGET_BF16, madd_bf16)
 
 static const gemm_format FORMAT_BF16 = {
@@ -138,14 +131,8 @@ static const gemm_format FORMAT_BF16 = {
     .kernel = GEMM_KERNELS_TABLE(kernel_bf16),
 };
 
-void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
-    df_gemm_blocked(&FORMAT_BF16, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
-}
+const gemm_format *df_gemm_format_bf16(void) { return &FORMAT_BF16; }
 
-#else /* not x86-64 with GCC/Clang: gemm.c never calls this */
-void df_gemm_bf16_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
-    ASSERT(!"df_gemm_bf16_avx512 called on a build without AVX-512 support");
-}
+#else /* not x86-64 with GCC/Clang */
+const gemm_format *df_gemm_format_bf16(void) { return NULL; }
 #endif

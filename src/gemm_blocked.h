@@ -71,6 +71,11 @@ void df_gemm_blocked(const gemm_format *f, int transA, int transB, int M, int N,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
 size_t df_gemm_blocked_workspace(int kw, int M, int K);
 
+/* The formats: bf16 (gemm_avx512.c, needs AVX512_BF16/BW/VL) and fp32 (gemm_f32_avx512.c, needs
+ * AVX-512F). NULL on builds for other architectures; gemm.c runs them only after checking the CPU. */
+const gemm_format *df_gemm_format_bf16(void);
+const gemm_format *df_gemm_format_f32(void);
+
 /* ------------------------------------------------------------------ AVX-512 templates */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

@@ -10,19 +10,12 @@
  * packed in rows (8 streams, straight copies), A transposed in steps (8 contiguous floats per k),
  * B not transposed by copying rows, B transposed by 16 x 16 in-register transposes.
  * Every function that uses AVX-512 carries target("avx512f") and nothing more, so the file
- * compiles for any x86-64 and runs on any AVX-512F CPU; gemm.c calls it only after checking.
- * On other architectures it is a stub.
+ * compiles for any x86-64 and runs on any AVX-512F CPU; gemm.c runs it only after checking.
+ * Other architectures get no format.
  * What it is not: no dispatch, no argument checks, no fallback (all in gemm.c); products are
  * rounded once per FMA, with no extra precision (summation order differs from OpenBLAS sgemm).
  */
-#include "gemm.h"
 #include "gemm_blocked.h"
-#include "common.h"
-
-size_t df_gemm_f32_avx512_workspace(int M, int N, int K) {
-    (void)N;
-    return df_gemm_blocked_workspace(1, M, K);
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -70,7 +63,7 @@ TARGET_F32 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int n
     gemm_pack_b_cols_tmpl(dst, B, ldb, nr, kc, prefetch, 1, load16_f32);
 }
 
-/* ---------------------------------------------------------------- kernels and entry */
+/* ---------------------------------------------------------------- kernels and format */
 GEMM_KERNELS_DEFINE(kernel_f32, TARGET_F32, madd_f32)
 
 static const gemm_format FORMAT_F32 = {
@@ -84,14 +77,8 @@ static const gemm_format FORMAT_F32 = {
     .kernel = GEMM_KERNELS_TABLE(kernel_f32),
 };
 
-void df_gemm_f32_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
-    df_gemm_blocked(&FORMAT_F32, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
-}
+const gemm_format *df_gemm_format_f32(void) { return &FORMAT_F32; }
 
-#else /* not x86-64 with GCC/Clang: gemm.c never calls this */
-void df_gemm_f32_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
-    ASSERT(!"df_gemm_f32_avx512 called on a build without AVX-512 support");
-}
+#else /* not x86-64 with GCC/Clang */
+const gemm_format *df_gemm_format_f32(void) { return NULL; }
 #endif
