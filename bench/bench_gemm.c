@@ -1,12 +1,15 @@
-/* bench_gemm.c: df_gemm_bf16 (bf16 inputs, fp32 accumulation) against OpenBLAS cblas_sgemm on the
- * matrix products of the U-Net's convolutions, at 1 and 2 threads.
+/* bench_gemm.c: df_gemm_f32 (fp32) and df_gemm_bf16 (bf16 inputs, fp32 accumulation) against
+ * OpenBLAS cblas_sgemm on the matrix products of the U-Net's convolutions, at 1 and 2 threads.
  *
  * A program, not a test. Shapes are the conv GEMMs of ops_conv.c: forward out (OC x P) = W (OC x K)
  * cols (K x P) with K = IC*3*3, backward dW (OC x K) = dout (OC x P) cols^T and dcols (K x P) =
- * W^T dout (OC x P), with P = OH*OW for one image or for a whole batch. For each shape it first
- * checks df_gemm_bf16 against a double reference on bf16-rounded inputs (a sample of elements,
- * tolerance as in test_gemm.c), warms up, then reports the best of REPEATS timings for each
- * (routine, threads). The AVX512_BF16 path is used when the CPU has it (printed at the top).
+ * W^T dout (OC x P), with P = OH*OW for one image or for a whole batch. (dX of a stride-1 conv as
+ * the forward conv of dout with flipped weights, wt (IC x OC*9) cols(dout), has the forward's
+ * shape when IC == OC.) For each shape it first checks both routines against a double reference
+ * (a sample of elements, on bf16-rounded inputs for bf16; tolerance as in test_gemm.c), warms up,
+ * then reports the best (wall clock) or median (CPU clock) of REPEATS timings for each (routine,
+ * threads) and the ratios to sgemm.
+ * The AVX-512 kernels are used when the CPU has them (printed at the top).
  * Usage: bench_gemm [repeats] [cpu] (default 5 repeats). The machine may be shared: check `uptime`
  * first. With "cpu", only one thread runs and time is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID):
  * on a loaded machine that still measures the code rather than the scheduler; wall-clock figures
@@ -39,11 +42,16 @@ static const bench_shape SHAPES[] = {
     {"fwd 32<-32x9 28x28 1img", 0, 0, 32, 784, 288},
     {"fwd 64<-64x9 7x7 1img", 0, 0, 64, 49, 576},
     {"dW  64<-64x9 14x14 1img", 0, 1, 64, 576, 196},
+    {"dW  32<-32x9 28x28 1img", 0, 1, 32, 288, 784},
     {"dx  64<-64x9 14x14 1img", 1, 0, 576, 196, 64},
-    /* cifar10 (256 channels at 16x16, batch 16) */
+    {"dx  32<-32x9 28x28 1img", 1, 0, 288, 784, 32},
+    /* cifar10 (256 channels at 16x16, batch 16, and one image) */
     {"fwd 256<-256x9 16x16 b16", 0, 0, 256, 16 * 256, 2304},
     {"dW  256<-256x9 16x16 b16", 0, 1, 256, 2304, 16 * 256},
     {"dx  256<-256x9 16x16 b16", 1, 0, 2304, 16 * 256, 256},
+    {"fwd 256<-256x9 16x16 1img", 0, 0, 256, 256, 2304},
+    {"dW  256<-256x9 16x16 1img", 0, 1, 256, 2304, 256},
+    {"dx  256<-256x9 16x16 1img", 1, 0, 2304, 256, 256},
 };
 
 static void fill(float *p, size_t n, unsigned seed) {
@@ -53,8 +61,9 @@ static void fill(float *p, size_t n, unsigned seed) {
     }
 }
 
-/* Checks 200 sampled elements of C against the double reference on rounded inputs. */
-static int validate(const bench_shape *s, const float *a, const float *b, const float *c) {
+/* Checks 200 sampled elements of C against the double reference (on bf16-rounded inputs when
+ * bf16). */
+static int validate(const bench_shape *s, int bf16, const float *a, const float *b, const float *c) {
     const int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
     unsigned seed = 7;
     int bad = 0;
@@ -67,13 +76,15 @@ static int validate(const bench_shape *s, const float *a, const float *b, const 
         for (int p = 0; p < s->k; p++) {
             float x = s->ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
             float y = s->tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
-            df_bf16_round(&x, &x, 1);
-            df_bf16_round(&y, &y, 1);
+            if (bf16) {
+                df_bf16_round(&x, &x, 1);
+                df_bf16_round(&y, &y, 1);
+            }
             ref += (double)x * y;
             bound += fabs((double)x * y);
         }
         /* fp32 summation bound, as in test_gemm.c */
-        const double tol = (s->k + 8) * ldexp(1.0, -24) * bound;
+        const double tol = (s->k + 2.0 * ((s->k + 191) / 192) + 4) * ldexp(1.0, -24) * bound;
         bad += !(fabs(c[(size_t)i * s->n + j] - ref) <= tol);
     }
     return bad;
@@ -95,33 +106,53 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* Best seconds of `repeats` runs after one warm-up. */
-static double time_gemm(int bf16, const bench_shape *s, const float *a, const float *b, float *c, void *ws,
-                        int repeats) {
+enum { R_SGEMM, R_F32, R_BF16, R_COUNT };
+
+static void run_gemm(int routine, const bench_shape *s, const float *a, const float *b, float *c, void *ws) {
     const int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
-    double best = 1e30;
-    for (int r = 0; r <= repeats; r++) {
+    if (routine == R_F32)
+        df_gemm_f32(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n, ws);
+    else if (routine == R_BF16)
+        df_gemm_bf16(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n, ws);
+    else
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->m, s->n,
+                    s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n);
+}
+
+static int cmp_double(const void *x, const void *y) {
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Seconds of one run: the best of `repeats` runs after one warm-up by the wall clock (a loaded
+ * machine only ever slows a run down), their median by the thread's CPU clock (on this VM it
+ * sometimes undercounts a run, which the best would pick). */
+static double time_gemm(int routine, const bench_shape *s, const float *a, const float *b, float *c, void *ws,
+                        int repeats) {
+    double t[64];
+    if (repeats > 64) repeats = 64;
+    run_gemm(routine, s, a, b, c, ws);
+    for (int r = 0; r < repeats; r++) {
         const double t0 = now();
-        if (bf16)
-            df_gemm_bf16(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n, ws);
-        else
-            cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->m,
-                        s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n);
-        const double dt = now() - t0;
-        if (r > 0 && dt < best) best = dt;
+        run_gemm(routine, s, a, b, c, ws);
+        t[r] = now() - t0;
     }
-    return best;
+    qsort(t, (size_t)repeats, sizeof t[0], cmp_double);
+    return g_cpu_time ? t[repeats / 2] : t[0];
 }
 
 int main(int argc, char **argv) {
-    const int repeats = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 5;
+    const int repeats = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 5; /* at most 64 */
     g_cpu_time = argc > 2 && strcmp(argv[2], "cpu") == 0;
     const int max_threads = g_cpu_time ? 1 : 2;
-    printf("df_gemm_bf16 path: %s; best of %d; GFLOP/s by %s time\n",
-           df_gemm_bf16_native() ? "AVX512_BF16 (vdpbf16ps)" : "fallback (bf16 rounding + sgemm)", repeats,
+    printf("df_gemm_f32 path: %s; df_gemm_bf16 path: %s; %s of %d; GFLOP/s by %s time\n",
+           df_gemm_f32_native() ? "AVX-512F (vfmadd231ps)" : "fallback (cblas_sgemm)",
+           df_gemm_bf16_native() ? "AVX512_BF16 (vdpbf16ps)" : "fallback (bf16 rounding + sgemm)",
+           g_cpu_time ? "median" : "best", repeats,
            g_cpu_time ? "thread CPU" : "wall-clock");
-    printf("%-26s %5s %5s %6s | %8s %8s %6s", "shape", "M", "N", "K", "bf16 1t", "sgemm 1t", "ratio");
-    if (max_threads > 1) printf(" | %8s %8s %6s", "bf16 2t", "sgemm 2t", "ratio");
+    printf("%-27s %5s %5s %6s", "shape", "M", "N", "K");
+    for (int t = 1; t <= max_threads; t++)
+        printf(" | %5s%dt %5s%dt %5s%dt %6s %6s", "sgemm", t, "f32 ", t, "bf16 ", t, "f32/s", "bf16/s");
     printf("\n");
     int failed = 0;
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
@@ -129,26 +160,29 @@ int main(int argc, char **argv) {
         const size_t na = (size_t)s->m * s->k, nb = (size_t)s->k * s->n, nc = (size_t)s->m * s->n;
         float *a = df_alloc(na * sizeof(float), "bench A"), *b = df_alloc(nb * sizeof(float), "bench B");
         float *c = df_alloc(nc * sizeof(float), "bench C");
-        const size_t wsb = df_gemm_bf16_workspace(s->m, s->n, s->k);
-        void *ws = df_alloc(wsb ? wsb : 64, "bench workspace");
+        const size_t wf = df_gemm_f32_workspace(s->m, s->n, s->k), wb = df_gemm_bf16_workspace(s->m, s->n, s->k);
+        void *ws = df_alloc((wf > wb ? wf : wb) + 64, "bench workspace");
         if (!a || !b || !c || !ws) return 1;
         fill(a, na, 1u + (unsigned)si);
         fill(b, nb, 100u + (unsigned)si);
         set_threads(2);
-        df_gemm_bf16(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n, 0.0f, c,
-                      s->n, ws);
-        const int bad = validate(s, a, b, c);
+        int bad = 0;
+        for (int r = R_F32; r <= R_BF16; r++) {
+            run_gemm(r, s, a, b, c, ws);
+            bad += validate(s, r == R_BF16, a, b, c);
+        }
         failed += bad != 0;
         const double flops = 2.0 * s->m * s->n * s->k;
-        double g[4] = {0, 0, 0, 0};
+        printf("%-27s %5d %5d %6d", s->name, s->m, s->n, s->k);
         for (int t = 1; t <= max_threads; t++) {
             set_threads(t);
-            g[2 * (t - 1)] = flops / time_gemm(1, s, a, b, c, ws, repeats) * 1e-9;
-            g[2 * (t - 1) + 1] = flops / time_gemm(0, s, a, b, c, ws, repeats) * 1e-9;
+            double g[R_COUNT];
+            for (int r = 0; r < R_COUNT; r++) g[r] = flops / time_gemm(r, s, a, b, c, ws, repeats) * 1e-9;
+            printf(" | %7.1f %7.1f %7.1f %5.2fx %5.2fx", g[R_SGEMM], g[R_F32], g[R_BF16], g[R_F32] / g[R_SGEMM],
+                   g[R_BF16] / g[R_SGEMM]);
         }
-        printf("%-26s %5d %5d %6d | %8.1f %8.1f %5.2fx", s->name, s->m, s->n, s->k, g[0], g[1], g[0] / g[1]);
-        if (max_threads > 1) printf(" | %8.1f %8.1f %5.2fx", g[2], g[3], g[2] / g[3]);
         printf("%s\n", bad ? "  WRONG RESULT" : "");
+        fflush(stdout);
         df_free(a);
         df_free(b);
         df_free(c);
