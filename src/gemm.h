@@ -40,8 +40,9 @@
  * workspace: at least df_gemm_f32_workspace(M, N, K) bytes, any alignment, owned by the caller
  * and overwritten; callers running GEMMs concurrently need one workspace each.
  * Threads: OpenMP over blocks of C with omp_get_max_threads() threads; inside an active parallel
- * region it runs on the calling thread only (the fallback leaves threads to OpenBLAS). Never
- * allocates, never prints. Results do not depend on the thread count. */
+ * region it runs on the calling thread only. On the AVX-512F path each element of C is summed by
+ * one thread in a fixed order, so results do not depend on the thread count; the fallback leaves
+ * threads (and that question) to OpenBLAS. Never allocates, never prints. */
 void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc, void *workspace);
 
