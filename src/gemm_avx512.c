@@ -122,6 +122,7 @@ GEMM_KERNELS_DEFINE(kernel_bf16, TARGET_BF16, madd_bf16)
 
 static const gemm_format FORMAT_BF16 = {
     .kw = 2,
+    .b_in_place = 0, /* B is rounded to bf16 pairs: always packed */
     /* ~20 us of vdpbf16ps work on one core (~400 GFLOP/s on Zen 5) */
     .thread_min_macs = 4.0e6,
     .pack_a_rows = pack_a_rows,

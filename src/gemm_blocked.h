@@ -19,6 +19,9 @@
  *                         transposed: a row of A is contiguous in m); one stream.
  *   B strip               [steps][GEMM_NR]: one step of 48 columns per 48 words.
  * Rows >= mr and columns >= nr of a strip are zero, so the kernel computes on defined values.
+ * In place: when a format's words are the fp32 values themselves (fp32), B not transposed already
+ * has the B strip layout with ldb words between steps; a full strip is then read in place when
+ * the M block has few strips (packing would be a large share of the work that the strip serves).
  * What it is not: no dispatch, no argument checks, no fallback (gemm.c), no format of its own.
  * The templates below are `static inline` functions with callbacks rather than macros: each
  * format instantiates them with constant arguments and GCC inlines the callbacks.
@@ -49,12 +52,14 @@ typedef void (*gemm_pack_a_fn)(uint32_t *dst, const float *A, int lda, int mr, i
  * prefetch != 0: the block of B does not stay in L2, so the packer prefetches ahead. */
 typedef void (*gemm_pack_b_fn)(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch);
 /* c (mr x nr, row stride ldc) = alpha * a b + beta * c over `steps` words of k; a packed A strip
- * (spad words per row in the rows layout), b a packed B strip; beta == 0 does not read c. */
-typedef void (*gemm_kernel_fn)(int steps, int spad, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr,
-                               int nr, float alpha, float beta);
+ * (spad words per row in the rows layout), b a B strip with bstep words between steps (GEMM_NR
+ * when packed, ldb in place); beta == 0 does not read c. */
+typedef void (*gemm_kernel_fn)(int steps, int spad, const uint32_t *a, const uint32_t *b, int bstep, float *c, int ldc,
+                               int mr, int nr, float alpha, float beta);
 
 typedef struct {
     int kw;                 /* values of k per packed word: 2 (bf16 pairs) or 1 (fp32) */
+    int b_in_place;         /* 1: full strips of B not transposed may be read in place (fp32) */
     double thread_min_macs; /* below this many multiply-adds one thread runs (see gemm_blocked.c) */
     gemm_pack_a_fn pack_a_rows, pack_a_steps;
     gemm_pack_b_fn pack_b_rows, pack_b_cols; /* B not transposed / transposed */
@@ -191,8 +196,8 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_pack_b_cols_tmpl(uint32_t *dst, const 
  * 8 broadcasts of A and 24 multiply-adds. Rows >= mr and columns >= nr are computed on the zero
  * padding but not stored. */
 GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int steps, int spad, const uint32_t *a,
-                                                      const uint32_t *b, float *c, int ldc, int mr, int nr, float alpha,
-                                                      float beta, gemm_madd_fn madd) {
+                                                      const uint32_t *b, int bstep, float *c, int ldc, int mr, int nr,
+                                                      float alpha, float beta, gemm_madd_fn madd) {
     __m512 acc[GEMM_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
@@ -202,20 +207,20 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int step
         /* 8 accumulators are too few chains to hide the latency of the multiply-add: even and odd
          * steps go to two sets (acc[r][0], acc[r][1]), added at the end. */
         for (; s + 1 < steps; s += 2) {
-            const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + GEMM_NR);
+            const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + bstep);
 #pragma GCC unroll 8
             for (int r = 0; r < GEMM_MR; r++) {
                 acc[r][0] = madd(acc[r][0], _mm512_set1_epi32((int)a[(size_t)r * arow]), b0);
                 acc[r][1] = madd(acc[r][1], _mm512_set1_epi32((int)a[(size_t)r * arow + astep]), b1);
             }
             a += 2 * astep;
-            b += 2 * GEMM_NR;
+            b += 2 * (size_t)bstep;
         }
     }
     for (; s < steps; s++) {
         __m512i bv[3];
 #pragma GCC unroll 3
-        for (int j = 0; j < nv; j++) bv[j] = _mm512_load_si512(b + 16 * j);
+        for (int j = 0; j < nv; j++) bv[j] = _mm512_loadu_si512(b + 16 * j);
 #pragma GCC unroll 8
         for (int r = 0; r < GEMM_MR; r++) {
             const __m512i av = _mm512_set1_epi32((int)a[(size_t)r * arow]);
@@ -223,7 +228,7 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int step
             for (int j = 0; j < nv; j++) acc[r][j] = madd(acc[r][j], av, bv[j]);
         }
         a += astep;
-        b += GEMM_NR;
+        b += bstep;
     }
     if (nv == 1)
 #pragma GCC unroll 8
@@ -244,10 +249,10 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int step
 }
 
 /* The six kernels of a format (3 widths x 2 A layouts) as gemm_kernel_fn, and their table. */
-#define GEMM_KERNEL_DEFINE(name, target, madd, nv, rows)                                                          \
-    target static void name(int steps, int spad, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, \
-                            int nr, float alpha, float beta) {                                                    \
-        gemm_kernel_tmpl(nv, rows, steps, spad, a, b, c, ldc, mr, nr, alpha, beta, madd);                         \
+#define GEMM_KERNEL_DEFINE(name, target, madd, nv, rows)                                                       \
+    target static void name(int steps, int spad, const uint32_t *a, const uint32_t *b, int bstep, float *c,     \
+                            int ldc, int mr, int nr, float alpha, float beta) {                                \
+        gemm_kernel_tmpl(nv, rows, steps, spad, a, b, bstep, c, ldc, mr, nr, alpha, beta, madd);               \
     }
 #define GEMM_KERNELS_DEFINE(prefix, target, madd)                                                                  \
     GEMM_KERNEL_DEFINE(prefix##_8x16_steps, target, madd, 1, 0)                                                    \

@@ -8,7 +8,8 @@
  * 256) ran the kernel at the same ~230 GFLOP/s, two 512-bit FMAs per cycle, so the fp32 path
  * keeps the bf16 tile and shares its driver, B strip size and thread split. A not transposed is
  * packed in rows (8 streams, straight copies), A transposed in steps (8 contiguous floats per k),
- * B not transposed by copying rows, B transposed by 16 x 16 in-register transposes.
+ * B not transposed by copying rows (or not at all: full strips are read in place when the M block
+ * is small, see gemm_blocked.c), B transposed by 16 x 16 in-register transposes.
  * Every function that uses AVX-512 carries target("avx512f") and nothing more, so the file
  * compiles for any x86-64 and runs on any AVX-512F CPU; gemm.c runs it only after checking.
  * Other architectures get no format.
@@ -68,6 +69,7 @@ GEMM_KERNELS_DEFINE(kernel_f32, TARGET_F32, madd_f32)
 
 static const gemm_format FORMAT_F32 = {
     .kw = 1,
+    .b_in_place = 1,
     /* ~20 us of FMA work on one core (~230 GFLOP/s on Zen 5) */
     .thread_min_macs = 2.0e6,
     .pack_a_rows = pack_a_rows,
