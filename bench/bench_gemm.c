@@ -7,8 +7,8 @@
  * the forward conv of dout with flipped weights, wt (IC x OC*9) cols(dout), has the forward's
  * shape when IC == OC.) For each shape it first checks both routines against a double reference
  * (a sample of elements, on bf16-rounded inputs for bf16; tolerance as in test_gemm.c), warms up,
- * then reports the best (wall clock) or median (CPU clock) of REPEATS timings for each (routine,
- * threads) and the ratios to sgemm.
+ * then reports the best (wall clock) or median (CPU clock) of at least REPEATS timings (more for
+ * short shapes) for each (routine, threads) and the ratios to sgemm.
  * The AVX-512 kernels are used when the CPU has them (printed at the top).
  * Usage: bench_gemm [repeats] [cpu] (default 5 repeats). The machine may be shared: check `uptime`
  * first. With "cpu", only one thread runs and time is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID):
@@ -124,28 +124,31 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* Seconds of one run: the best of `repeats` runs after one warm-up by the wall clock (a loaded
- * machine only ever slows a run down), their median by the thread's CPU clock (on this VM it
- * sometimes undercounts a run, which the best would pick). */
+/* Seconds of one run: the best of the runs after one warm-up by the wall clock (a loaded machine
+ * only ever slows a run down), their median by the thread's CPU clock (on this VM it sometimes
+ * undercounts a run, which the best would pick). At least `repeats` runs, more for short shapes
+ * until they fill 50 ms (up to 256): a median of 5 runs of 40 us still varied by 2x. */
+#define TIME_MAX_RUNS 256
 static double time_gemm(int routine, const bench_shape *s, const float *a, const float *b, float *c, void *ws,
                         int repeats) {
-    double t[64];
-    if (repeats > 64) repeats = 64;
+    double t[TIME_MAX_RUNS], total = 0;
+    int n = 0;
     run_gemm(routine, s, a, b, c, ws);
-    for (int r = 0; r < repeats; r++) {
+    while (n < TIME_MAX_RUNS && (n < repeats || total < 0.05)) {
         const double t0 = now();
         run_gemm(routine, s, a, b, c, ws);
-        t[r] = now() - t0;
+        t[n] = now() - t0;
+        total += t[n++];
     }
-    qsort(t, (size_t)repeats, sizeof t[0], cmp_double);
-    return g_cpu_time ? t[repeats / 2] : t[0];
+    qsort(t, (size_t)n, sizeof t[0], cmp_double);
+    return g_cpu_time ? t[n / 2] : t[0];
 }
 
 int main(int argc, char **argv) {
-    const int repeats = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 5; /* at most 64 */
+    const int repeats = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 5;
     g_cpu_time = argc > 2 && strcmp(argv[2], "cpu") == 0;
     const int max_threads = g_cpu_time ? 1 : 2;
-    printf("df_gemm_f32 path: %s; df_gemm_bf16 path: %s; %s of %d; GFLOP/s by %s time\n",
+    printf("df_gemm_f32 path: %s; df_gemm_bf16 path: %s; %s of >= %d runs (50 ms); GFLOP/s by %s time\n",
            df_gemm_f32_native() ? "AVX-512F (vfmadd231ps)" : "fallback (cblas_sgemm)",
            df_gemm_bf16_native() ? "AVX512_BF16 (vdpbf16ps)" : "fallback (bf16 rounding + sgemm)",
            g_cpu_time ? "median" : "best", repeats,
