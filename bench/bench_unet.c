@@ -20,6 +20,7 @@
  *                   [--profile] [--torch] [--rounds 1] [--torch-script PATH] [--no-train] [--no-sample]
  */
 #include "common.h"
+#include "gemm.h"
 #include "optim.h"
 #include "ops.h"
 #include "unet.h"
@@ -316,6 +317,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--preset") && v) o.preset = argv[++i];
         else if (!strcmp(a, "--batch") && v) o.batch = atoi(argv[++i]);
         else if (!strcmp(a, "--threads") && v) o.threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--openblas")) df_gemm_f32_force_fallback(1);  /* convs on cblas_sgemm, for A/B runs */
         else if (!strcmp(a, "--steps") && v) o.steps = atoi(argv[++i]);
         else if (!strcmp(a, "--warmup") && v) o.warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--rounds") && v) o.rounds = atoi(argv[++i]);

@@ -16,6 +16,7 @@
  * batch (CONV_DW_CHUNKS), so it does not depend on the thread count or the schedule.
  * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db; NULL means "not needed".
  */
+#include "gemm.h"
 #include "ops.h"
 #include "common.h"
 #include <cblas.h>
@@ -95,10 +96,25 @@ static size_t conv_cols_floats(const df_conv_shape *s) {
     return ((a > b ? a : b) + 15) & ~(size_t)15;
 }
 
-/* Scratch layout: [per-thread columns x threads][backward: flipped weights][dW partials x chunks]. */
+/* Floats of df_gemm_f32 workspace one thread needs: the largest of the GEMMs a conv runs
+ * (forward, dW, dX as a transposed conv, dX through col2im). */
+static size_t conv_gemm_floats(const df_conv_shape *s) {
+    const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w, tdim = s->oc * s->kh * s->kw;
+    size_t b = df_gemm_f32_workspace(s->oc, ohw, kdim), x;
+    if ((x = df_gemm_f32_workspace(s->oc, kdim, ohw)) > b) b = x;
+    if ((x = df_gemm_f32_workspace(kdim, ohw, s->oc)) > b) b = x;
+    if ((x = df_gemm_f32_workspace(s->ic, hw, tdim)) > b) b = x;
+    return ((b + sizeof(float) - 1) / sizeof(float) + 15) & ~(size_t)15;
+}
+
+/* One thread's part of the scratch: its columns, then its GEMM workspace. */
+static size_t conv_thread_floats(const df_conv_shape *s) { return conv_cols_floats(s) + conv_gemm_floats(s); }
+
+/* Scratch layout: [per-thread columns + GEMM workspace x threads][backward: flipped weights]
+ * [dW partials x chunks]. */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
     const size_t w16 = (conv_wsize(s) + 15) & ~(size_t)15;
-    return conv_cols_floats(s) * (size_t)conv_threads(s) + w16 * (size_t)(1 + conv_dw_chunks(s));
+    return conv_thread_floats(s) * (size_t)conv_threads(s) + w16 * (size_t)(1 + conv_dw_chunks(s));
 }
 
 /* Output columns ox whose input column ix = ox*stride - pad_l + kj lies inside [0, w):
@@ -192,14 +208,14 @@ static void conv_forward_image(float *y, const float *x, const float *w, const f
         beta = 1.0f;
     }
     /* y (OC, OHW) = w (OC, KDIM) c (KDIM, OHW) [+ y] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw);
+    df_gemm_f32(0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw, cols + conv_cols_floats(s));
 }
 
 void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
                        float *scratch) {
     const double t0 = df_ops_prof_begin();
     const int nt = conv_threads(s);
-    const size_t per_thread = conv_cols_floats(s);
+    const size_t per_thread = conv_thread_floats(s);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
@@ -237,7 +253,7 @@ static void conv_dw_image(float *dw_part, const float *g, const float *x, const 
         conv_im2col(cols, x, s);
         c = cols;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, 1.0f, dw_part, kdim);
+    df_gemm_f32(0, 1, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, 1.0f, dw_part, kdim, cols + conv_cols_floats(s));
 }
 
 /* dx (IC,H,W) += the adjoint of the conv applied to g (OC,OH,OW) for one image. wt is the flipped,
@@ -245,18 +261,18 @@ static void conv_dw_image(float *dw_part, const float *g, const float *x, const 
 static void conv_dx_image(float *dx, const float *g, const float *w, const float *wt, const df_conv_shape *s,
                           const df_conv_shape *t, float *cols) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w;
+    float *ws = cols + conv_cols_floats(s);
     if (conv_is_pointwise(s)) {
         /* dx (IC, HW) += w^T (IC, OC) g (OC, HW) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 1.0f, dx, ohw);
+        df_gemm_f32(1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 1.0f, dx, ohw, ws);
     } else if (wt) {
         /* dx (IC, HW) += wt (IC, OC*KH*KW) cols(g) (OC*KH*KW, HW) */
         const int tdim = s->oc * s->kh * s->kw;
         conv_im2col(cols, g, t);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, 1.0f, dx,
-                    hw);
+        df_gemm_f32(0, 0, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, 1.0f, dx, hw, ws);
     } else {
         /* dcols (KDIM, OHW) = w^T (KDIM, OC) g (OC, OHW), scattered back by col2im */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 0.0f, cols, ohw);
+        df_gemm_f32(1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 0.0f, cols, ohw, ws);
         conv_col2im_add(dx, cols, s);
     }
 }
@@ -265,7 +281,7 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                         const df_conv_shape *s, float *scratch) {
     const double t0 = df_ops_prof_begin();
     const int nt = conv_threads(s), chunks = conv_dw_chunks(s);
-    const size_t per_thread = conv_cols_floats(s), wsize = conv_wsize(s), w16 = (wsize + 15) & ~(size_t)15;
+    const size_t per_thread = conv_thread_floats(s), wsize = conv_wsize(s), w16 = (wsize + 15) & ~(size_t)15;
     const size_t in_img = (size_t)s->ic * s->h * s->w, out_img = (size_t)s->oc * s->oh * s->ow;
     float *wt = scratch + per_thread * (size_t)nt, *parts = wt + w16;
     const int flip = dinp && !conv_is_pointwise(s) && conv_dx_as_conv(s);

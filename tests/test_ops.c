@@ -759,19 +759,23 @@ static void test_timestep_embedding(void) {
 /* Hand-computed values that do not depend on any reference: with all-ones input and weights a conv
  * output counts the in-image taps, which pins down where the padding goes. */
 static void test_conv_known_values(void) {
-    float x[16], w[9], out[16], scratch[9 * 16];
+    float x[16], w[9], out[16], *scratch;
     for (int i = 0; i < 16; i++) x[i] = 1.0f;
     for (int i = 0; i < 9; i++) w[i] = 1.0f;
     df_conv_shape s;
     /* 3x3 pad 1 on 3x3: corners see 4 taps, edges 6, the centre 9 */
     df_conv_shape_init(&s, 1, 1, 3, 3, 1, 3, 1, 1, 1, 1, 1);
+    scratch = malloc(df_conv2d_scratch_floats(&s) * sizeof(float));  /* the contract's size, GEMM workspace included */
     df_conv2d_forward(out, x, w, NULL, &s, scratch);
+    free(scratch);
     const float same[9] = {4, 6, 4, 6, 9, 6, 4, 6, 4};
     for (int i = 0; i < 9; i++) CHECK(out[i] == same[i], "3x3 pad 1: out[%d] = %g, want %g", i, out[i], same[i]);
     /* DDPM downsampler on 4x4: pad 0 top/left, 1 bottom/right, stride 2 -> 2x2 of 9, 6 / 6, 4 */
     df_conv_shape_init(&s, 1, 1, 4, 4, 1, 3, 2, 0, 0, 1, 1);
     CHECK(s.oh == 2 && s.ow == 2, "downsample 4x4 -> %dx%d, want 2x2", s.oh, s.ow);
+    scratch = malloc(df_conv2d_scratch_floats(&s) * sizeof(float));
     df_conv2d_forward(out, x, w, NULL, &s, scratch);
+    free(scratch);
     const float down[4] = {9, 6, 6, 4};
     for (int i = 0; i < 4; i++) CHECK(out[i] == down[i], "downsample: out[%d] = %g, want %g", i, out[i], down[i]);
 }
