@@ -233,8 +233,8 @@ int cmd_train(int argc, char **argv) {
         {"steps", ARG_LONG, &steps, "train until this many optimiser steps in total (2-D default 4000)"},
         {"minutes", ARG_DOUBLE, &minutes, "wall-time budget in minutes (0 = none)"},
         {"batch", ARG_INT, &batch, "batch size (2-D 256, images 64)"},
-        {"lr", ARG_DOUBLE, &lr, "AdamW learning rate (2-D 1e-3, images 2e-4)"},
-        {"warmup", ARG_DOUBLE, &warmup, "learning-rate warm-up steps (2-D 100, images 500)"},
+        {"lr", ARG_DOUBLE, &lr, "AdamW learning rate (2-D and fmnist-small 1e-3, ddpm-cifar10 2e-4)"},
+        {"warmup", ARG_DOUBLE, &warmup, "learning-rate warm-up steps (2-D 100, images 200, ddpm-cifar10 1000)"},
         {"grad-clip", ARG_DOUBLE, &grad_clip, "clip the gradient norm to this (0 = off, default 1)"},
         {"weight-decay", ARG_DOUBLE, &weight_decay, "AdamW decoupled weight decay (default 0)"},
         {"ema", ARG_DOUBLE, &ema, "EMA decay of the weights, with warm-up (2-D 0.995, images 0.999)"},
@@ -272,9 +272,12 @@ int cmd_train(int argc, char **argv) {
     int images = cli_is_image_data(data);
     if (!out) out = images ? "runs/images" : "runs/toy";
     if (!batch) batch = images ? 64 : 256;
-    if (lr == 0) lr = images ? 2e-4 : 1e-3;
+    /* The small networks learn fastest at 1e-3 with a short warm-up and clipping; the 35.7 M
+     * parameter DDPM network keeps its paper's 2e-4 (Ho et al. 2020, appendix B). */
+    int big = images && (preset ? strcmp(preset, "ddpm-cifar10") == 0 : strncmp(data, "cifar10:", 8) == 0);
+    if (lr == 0) lr = big ? 2e-4 : 1e-3;
     if (ema == 0) ema = images ? 0.999 : 0.995;
-    if (warmup < 0) warmup = images ? 500 : 100;
+    if (warmup < 0) warmup = big ? 1000 : images ? 200 : 100;
     if (steps == 0 && minutes == 0 && !images) steps = 4000;
 
     df_status st;
