@@ -46,8 +46,8 @@
 void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc, void *workspace);
 
-/* Bytes of workspace df_gemm_f32 needs for these sizes, whichever path runs (the per-thread
- * panels live on the stack). At most about 770 KiB, whatever the sizes. */
+/* Bytes of workspace df_gemm_f32 needs for these sizes, whichever path runs (each thread's B strip,
+ * 36 KiB, lives on its stack). At most 768 KiB + 64, whatever the sizes. */
 size_t df_gemm_f32_workspace(int M, int N, int K);
 
 /* 1 when df_gemm_f32 currently runs the AVX-512F kernel, 0 when it runs cblas_sgemm. */

@@ -19,7 +19,7 @@ static void gemm_block_sizes(int kw, int M, int K, int *kc, int *mc) {
     const int nk = (K + kc_max - 1) / kc_max;
     const int k = (K + nk - 1) / nk;
     *kc = (k + kw - 1) / kw * kw;
-    const int row_bytes = (int)sizeof(uint32_t) * (*kc / kw);
+    const int row_bytes = (int)(sizeof(uint32_t) * GEMM_WORDS_PAD(*kc / kw)); /* as packed: bounds the block */
     const int mc_max = GEMM_A_BLOCK_BYTES / row_bytes / GEMM_MR * GEMM_MR;
     const int nm = (M + mc_max - 1) / mc_max;
     const int m = (M + nm - 1) / nm;

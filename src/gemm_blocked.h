@@ -69,8 +69,9 @@ typedef struct {
 } gemm_format;
 
 /* C (M,N) = alpha op(A) op(B) + beta C with cblas_sgemm(CblasRowMajor) argument meanings, run in
- * format f. Needs M, N, K > 0, alpha != 0 and workspace of df_gemm_blocked_workspace(f, M, K)
- * bytes (any alignment). Threads: OpenMP with omp_get_max_threads() from f->thread_min_macs
+ * format f. Needs M, N, K > 0, alpha != 0 and workspace of df_gemm_blocked_workspace(f->kw, M, K)
+ * bytes (any alignment): two A blocks, at most 2 * GEMM_A_BLOCK_BYTES + 64 whatever the sizes.
+ * Each thread also keeps a B strip of 36 KiB on its stack. Threads: OpenMP with omp_get_max_threads() from f->thread_min_macs
  * multiply-adds up, one thread inside an active parallel region. */
 void df_gemm_blocked(const gemm_format *f, int transA, int transB, int M, int N, int K, float alpha, const float *A,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
