@@ -341,6 +341,12 @@ static int has_image_extension(const char *name) {
     return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
 }
 
+/* stb_image's reason for the last failure; it is sometimes empty (a PNG that ends after its header). */
+static const char *stb_reason(void) {
+    const char *r = stbi_failure_reason();
+    return r && r[0] ? r : "truncated, or not an image stb_image reads";
+}
+
 static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -483,7 +489,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
         st = path_join(path, dir, names[0]);
         if (st != DF_OK) goto done;
         if (!stbi_info(path, &w, &h, &comp)) {
-            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stb_reason());
             goto done;
         }
         if (!c) c = comp <= 2 ? 1 : 3;
@@ -510,7 +516,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
         st = path_join(path, dir, names[i]);
         if (st != DF_OK) break;
         if (!stbi_info(path, &w, &h, &comp)) {
-            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stb_reason());
             break;
         }
         if ((uint64_t)w * h * c > FOLDER_MAX_IMAGE_BYTES) {
@@ -520,7 +526,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
         }
         uint8_t *img = stbi_load(path, &w, &h, &comp, c);
         if (!img) {
-            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stb_reason());
             break;
         }
         st = resize_crop(img, w, h, c, s, ds->pixels + image_bytes * i, path);
