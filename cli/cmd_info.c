@@ -94,6 +94,10 @@ int cmd_predict(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     df_status st = df_npy_read_f32(input, &ndim, shape, &x);
     if (st) return cli_error("predict", st);
+    if (ndim < 1) {
+        free(x);
+        return cli_error("predict", df_fail(DF_ERR_SHAPE, "%s: input must be an N x C x H x W (or N x D) array, not a scalar", input));
+    }
     int n = (int)shape[0];
     if ((st = cli_model_open(model, n > 0 && n < 64 ? n : 64, &m))) goto done;
     int want_ndim = m.kind == DF_NET_UNET ? 4 : 2;

@@ -87,10 +87,12 @@ df_status df_schedule_new(const df_schedule_params *p, df_schedule *s) {
     /* posterior_var[0] = 0; the DDPM code clips its log by using posterior_var[1] there. */
     for (int i = 0; i < T; i++) s->posterior_log_var_clipped[i] = log(s->posterior_var[i == 0 ? 1 : i]);
     for (int i = 0; i < T; i++) {
-        if (!(s->beta[i] > 0 && s->beta[i] < 1)) {
+        /* betas so small that 1 - beta rounds to 1 leave alphabar = 1 and the posterior 0/0 */
+        if (!(s->beta[i] > 0 && s->beta[i] < 1 && s->alphabar[i] < 1.0)) {
             double b = s->beta[i];
             df_schedule_free(s);
-            return df_fail(DF_ERR_ARG, "schedule gives beta_%d = %g, outside (0, 1)", i + 1, b);
+            return df_fail(DF_ERR_ARG, "schedule gives beta_%d = %g: betas must lie in (0, 1) and be large enough "
+                                       "that 1 - beta < 1 in double precision", i + 1, b);
         }
     }
     return DF_OK;

@@ -109,6 +109,9 @@ static void test_schedules(void) {
     df_schedule_params_init(&p);
     p.beta_end = 1.5;
     CHECK(df_schedule_new(&p, &s) == DF_ERR_ARG, "beta_end > 1 refused");
+    df_schedule_params_init(&p);
+    p.beta_start = p.beta_end = 1e-300;  /* 1 - beta == 1 in double: alphabar stays 1 (a fuzzer's find) */
+    CHECK(df_schedule_new(&p, &s) == DF_ERR_ARG, "betas that vanish in 1 - beta refused");
 }
 
 static void test_identities(void) {
