@@ -267,20 +267,7 @@ static void mlp_input_grad(float *dinp, const float *dz, const float *w, int n, 
         float *restrict di = dinp + (size_t)i * in;
         const float *restrict gi = dz + (size_t)i * out;
         if (!accumulate) memset(di, 0, (size_t)in * sizeof *di);
-        int j = 0;
-        for (; j + 4 <= out; j += 4) {
-            const float g0 = gi[j], g1 = gi[j + 1], g2 = gi[j + 2], g3 = gi[j + 3];
-            const float *restrict w0 = w + (size_t)j * in;
-            const float *restrict w1 = w0 + in, *restrict w2 = w1 + in, *restrict w3 = w2 + in;
-#pragma omp simd
-            for (int k = 0; k < in; k++) di[k] = di[k] + g0 * w0[k] + g1 * w1[k] + g2 * w2[k] + g3 * w3[k];
-        }
-        for (; j < out; j++) {
-            const float g = gi[j];
-            const float *restrict wj = w + (size_t)j * in;
-#pragma omp simd
-            for (int k = 0; k < in; k++) di[k] += g * wj[k];
-        }
+        mlp_axpy_rows(di, gi, w, out, in);  /* di (in) += sum_j g_j w[j,:], rows of w (out,in) */
     }
 }
 
