@@ -90,17 +90,24 @@ typedef enum { DF_VAR_POSTERIOR, DF_VAR_BETA, DF_VAR_COUNT } df_var_kind;
 
 typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_COUNT } df_sampler_kind;
 
+/* Precision of the U-Net's matrix products (convolutions, linears, attention): fp32, or bf16 (both
+ * inputs of each product rounded to bfloat16, sums in fp32; weights, optimiser state, norms, softmax
+ * and all elementwise work stay fp32). A run-time choice (df_model_set_precision), not saved. */
+typedef enum { DF_PRECISION_FP32, DF_PRECISION_BF16, DF_PRECISION_COUNT } df_precision;
+
 const char *df_schedule_name(df_schedule_kind k);
 const char *df_pred_name(df_pred p);
 const char *df_loss_name(df_loss_kind k);
 const char *df_var_name(df_var_kind k);
 const char *df_sampler_name(df_sampler_kind k);
+const char *df_precision_name(df_precision p);  /* "fp32", "bf16" */
 /* Each returns DF_OK and sets *out, or DF_ERR_ARG with a message listing the valid names. */
 df_status df_schedule_from_name(const char *s, df_schedule_kind *out);
 df_status df_pred_from_name(const char *s, df_pred *out);
 df_status df_loss_from_name(const char *s, df_loss_kind *out);
 df_status df_var_from_name(const char *s, df_var_kind *out);
 df_status df_sampler_from_name(const char *s, df_sampler_kind *out);
+df_status df_precision_from_name(const char *s, df_precision *out);
 
 /* ---------------------------------------------------------------- noise schedules */
 typedef struct {
@@ -422,6 +429,10 @@ void df_model_forward(df_model *m, const float *params, int n, const float *x, c
 void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
 /* df_predict_fn for the samplers: ctx is a df_model *, uses ema if m->use_ema. */
 df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
+/* Precision of the network's matrix products from now on (forward, backward, predict); a new or
+ * loaded model starts in fp32. Not stored in checkpoints. The U-Net honours it; the 2-D MLP
+ * ignores it (always fp32: its products are tiny). */
+void df_model_set_precision(df_model *m, df_precision p);
 
 /* Writes a checkpoint atomically (weights, EMA, config; with_state adds the AdamW moments as
  * "train/adam_m" and "train/adam_v" so that training can resume exactly). */

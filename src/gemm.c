@@ -174,3 +174,14 @@ void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);
 }
+
+void df_gemm(int bf16, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc, void *workspace) {
+    if (bf16) df_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+    else df_gemm_f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
+}
+
+size_t df_gemm_workspace(int M, int N, int K) {
+    const size_t a = df_gemm_f32_workspace(M, N, K), b = df_gemm_bf16_workspace(M, N, K);
+    return a > b ? a : b;
+}

@@ -74,6 +74,15 @@ void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, cons
  * count (the per-thread panels live on the stack). At most about 1.3 MiB, whatever the sizes. */
 size_t df_gemm_bf16_workspace(int M, int N, int K);
 
+/* df_gemm_bf16 when bf16 != 0, else df_gemm_f32, with the same arguments: one call site for code
+ * that has a precision setting (the convolutions). */
+void df_gemm(int bf16, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc, void *workspace);
+
+/* Bytes of workspace that either df_gemm_f32 or df_gemm_bf16 needs for these sizes (the larger of
+ * the two), so that one buffer serves whichever precision runs. */
+size_t df_gemm_workspace(int M, int N, int K);
+
 /* out[i] = in[i] rounded to bf16 precision as described above, kept in fp32. out may alias in.
  * The oracle for tests, and the rounding the fallback path uses. */
 void df_bf16_round(const float *in, float *out, size_t n);

@@ -131,6 +131,11 @@ df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float
     return DF_OK;
 }
 
+void df_model_set_precision(df_model *m, df_precision p) {
+    ASSERT(p >= 0 && p < DF_PRECISION_COUNT);
+    if (m->kind == DF_NET_UNET) ((df_unet *)m->net)->precision = p;  /* the MLP is always fp32 */
+}
+
 /* ---------------------------------------------------------------- checkpoints */
 
 static void meta_int(df_st_writer *w, const char *key, long v) {

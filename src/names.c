@@ -7,6 +7,7 @@ static const char *pred_names[] = {"eps", "x0", "mean", "v"};
 static const char *loss_names[] = {"simple", "vlb"};
 static const char *var_names[] = {"posterior", "beta"};
 static const char *sampler_names[] = {"ancestral", "ddim"};
+static const char *precision_names[] = {"fp32", "bf16"};
 
 static df_status lookup(const char *what, const char **names, int count, const char *s, int *out) {
     char list[256] = "";
@@ -37,3 +38,4 @@ NAME_PAIR(df_pred, df_pred_name, df_pred_from_name, pred_names, "parameterisatio
 NAME_PAIR(df_loss_kind, df_loss_name, df_loss_from_name, loss_names, "loss")
 NAME_PAIR(df_var_kind, df_var_name, df_var_from_name, var_names, "variance")
 NAME_PAIR(df_sampler_kind, df_sampler_name, df_sampler_from_name, sampler_names, "sampler")
+NAME_PAIR(df_precision, df_precision_name, df_precision_from_name, precision_names, "precision")

@@ -11,10 +11,18 @@
  * Each op with a fast path also has a plain `_ref` version: the fallback and the oracle that the
  * tests compare the fast one against. No op allocates: workspace comes from the caller, sized by
  * the *_scratch_floats() functions.
+ *
+ * Precision (diffuse.h df_precision): the matrix products of conv2d, linear and attention take a
+ * precision. fp32 (the default) is unchanged; bf16 runs them on df_gemm_bf16 (gemm.h): the two
+ * inputs of every product are rounded to bfloat16, the sums are fp32, and everything else (weights,
+ * outputs, gradients, biases, softmax, the ops below without products) stays fp32. The scratch sizes
+ * cover either precision, so one buffer serves both. The `_ref` versions are always fp32 (the
+ * oracles).
  */
 #ifndef DF_OPS_H
 #define DF_OPS_H
 
+#include "diffuse.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,15 +37,17 @@ typedef struct {
     int pad_t, pad_l, pad_b, pad_r;
     int oh, ow;           /* derived */
     int threads;          /* derived: OpenMP threads of the fast path (omp_get_max_threads() at init) */
+    df_precision precision; /* GEMM inputs: fp32 (set by init) or bf16 (set by the caller after init) */
 } df_conv_shape;
 
-/* Fills s and derives oh, ow and threads. The fast path runs one image per thread with a
+/* Fills s (precision fp32) and derives oh, ow and threads. The fast path runs one image per thread with a
  * single-threaded sgemm each (OpenBLAS runs single-threaded inside an OpenMP parallel region),
  * which on small images is several times faster than one multi-threaded sgemm per image; its
  * workspace therefore grows with the thread count captured here. */
 void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, int k, int stride,
                         int pad_t, int pad_l, int pad_b, int pad_r);
-/* Floats of workspace that df_conv2d_forward/backward need for this shape (and its thread count). */
+/* Floats of workspace that df_conv2d_forward/backward need for this shape (and its thread count),
+ * in either precision. */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s);
 
 /* out (N,OC,OH,OW) = conv(inp (N,IC,H,W), w (OC,IC,KH,KW)) + b (OC) [b may be NULL]. Overwrites out. */
@@ -51,11 +61,14 @@ void df_conv2d_backward_ref(float *dinp, float *dw, float *db, const float *dout
                             const float *w, const df_conv_shape *s);
 
 /* ---------------------------------------------------------------- linear */
+/* Floats of workspace df_linear_forward/backward need in bf16 (fp32 needs none: scratch may be NULL). */
+size_t df_linear_scratch_floats(int n, int in, int out_dim);
 /* out (N,OUT) = inp (N,IN) w^T (w: OUT,IN) + b (OUT) [b may be NULL]. Overwrites out. */
-void df_linear_forward(float *out, const float *inp, const float *w, const float *b, int n, int in, int out_dim);
+void df_linear_forward(float *out, const float *inp, const float *w, const float *b, int n, int in, int out_dim,
+                       df_precision precision, float *scratch);
 /* dinp (N,IN) += dout w; dw (OUT,IN) += dout^T inp; db (OUT) += sum_n dout. */
 void df_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                        int n, int in, int out_dim);
+                        int n, int in, int out_dim, df_precision precision, float *scratch);
 
 /* ---------------------------------------------------------------- group norm */
 /* out (N,C,HW) = GroupNorm(inp) * gamma (C) + beta (C), `groups` groups of C/groups channels,
@@ -101,14 +114,15 @@ void df_timestep_embedding(float *out, const int *t, int n, int dim, int freq_sh
 /* ---------------------------------------------------------------- attention */
 /* Multi-head self-attention over the HW pixels, on already projected q, k, v (N,C,HW), channel
  * c = head * (C/heads) + d. For each image and head: P = softmax_j(q_i . k_j / sqrt(C/heads))
- * (N,heads,HW,HW), out_i = sum_j P_ij v_j. out (N,C,HW). probs is cached for backward.
- * scratch: df_attention_scratch_floats() floats. */
+ * (N,heads,HW,HW), out_i = sum_j P_ij v_j. out (N,C,HW). probs is cached for backward (fp32; in bf16
+ * the products q.k, P v and those of backward round their inputs, P included).
+ * scratch: df_attention_scratch_floats() floats (either precision). */
 size_t df_attention_scratch_floats(int n, int c, int hw, int heads);
 void df_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          int n, int c, int hw, int heads, float *scratch);
+                          int n, int c, int hw, int heads, df_precision precision, float *scratch);
 void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                            const float *q, const float *k, const float *v, int n, int c, int hw, int heads,
-                           float *scratch);
+                           df_precision precision, float *scratch);
 void df_attention_forward_ref(float *out, float *probs, const float *q, const float *k, const float *v,
                               int n, int c, int hw, int heads);
 void df_attention_backward_ref(float *dq, float *dk, float *dv, const float *dout, const float *probs,

@@ -10,8 +10,12 @@
  * Backward (Vaswani et al. 2017; softmax Jacobian): dV = dO P, dP = dO^T V,
  * dS = P * (dP - rowsum(dP * P)), dQ = scale * K dS^T, dK = scale * Q dS (in the (d,HW) layout).
  * Gradients ACCUMULATE (+=) into dq, dk, dv; NULL means "not needed".
- * Threads: sgemm threads itself (OpenMP OpenBLAS); only the softmax rows use our own OpenMP.
+ * Precision: fp32 runs every product on OpenBLAS sgemm; bf16 runs them on df_gemm_bf16 (both inputs
+ * rounded to bf16, P included, fp32 sums), with its workspace after dP in the scratch. The scores,
+ * softmax, P and its backward stay fp32.
+ * Threads: sgemm and df_gemm_bf16 thread themselves (OpenMP); only the softmax rows use our own.
  */
+#include "gemm.h"
 #include "ops.h"
 #include "common.h"
 #include <cblas.h>
@@ -19,10 +23,28 @@
 
 #define ATTN_OMP_MIN_FLOATS 16384
 
+/* dP (HW, HW), rounded up to 16 floats. */
+static size_t attn_dp_floats(int hw) { return ((size_t)hw * hw + 15) & ~(size_t)15; }
+
 size_t df_attention_scratch_floats(int n, int c, int hw, int heads) {
-    (void)n; (void)c; (void)heads;
-    /* backward: dP, then dS in place, for one (image, head) at a time */
-    return (size_t)hw * hw;
+    (void)n;
+    ASSERT(heads > 0 && c % heads == 0);
+    const int d = c / heads;
+    /* backward: dP, then dS in place, for one (image, head) at a time; then the bf16 GEMM workspace
+     * of the larger product shape, (HW, HW, d) or (d, HW, HW) */
+    size_t ws = df_gemm_bf16_workspace(hw, hw, d), x = df_gemm_bf16_workspace(d, hw, hw);
+    if (x > ws) ws = x;
+    return attn_dp_floats(hw) + (ws + sizeof(float) - 1) / sizeof(float);
+}
+
+/* C = alpha op(A) op(B) + beta C in the chosen precision; ws is the bf16 workspace. */
+static void attn_gemm(int bf16, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc, float *ws) {
+    if (bf16)
+        df_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws);
+    else
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
 }
 
 /* 1/sqrt(d) in double, rounded once. */
@@ -62,51 +84,46 @@ static void attn_softmax_backward_rows(float *dp, const float *p, int rows, int 
 }
 
 void df_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          int n, int c, int hw, int heads, float *scratch) {
+                          int n, int c, int hw, int heads, df_precision precision, float *scratch) {
     const double t0_ = df_ops_prof_begin();
-    (void)scratch;
-    const int d = c / heads;
+    const int d = c / heads, bf16 = precision == DF_PRECISION_BF16;
     const float scale = attn_scale(c, heads);
+    float *ws = scratch + attn_dp_floats(hw);
     for (int b = 0; b < n; b++)
         for (int h = 0; h < heads; h++) {
             const size_t off = ((size_t)b * c + (size_t)h * d) * hw;  /* (d, HW) block of this head */
             float *p = probs + ((size_t)b * heads + h) * hw * hw;    /* (HW, HW) */
             /* S (HW, HW) = scale * Q^T K */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, d, scale, q + off, hw, k + off, hw,
-                        0.0f, p, hw);
+            attn_gemm(bf16, 1, 0, hw, hw, d, scale, q + off, hw, k + off, hw, 0.0f, p, hw, ws);
             attn_softmax_rows(p, hw, hw);
             /* O (d, HW) = V (d, HW) P^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, hw, hw, 1.0f, v + off, hw, p, hw, 0.0f,
-                        out + off, hw);
+            attn_gemm(bf16, 0, 1, d, hw, hw, 1.0f, v + off, hw, p, hw, 0.0f, out + off, hw, ws);
         }
     df_ops_prof_end(t0_, "attention fwd %d %dpx", c, hw);
 }
 
 void df_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                            const float *q, const float *k, const float *v, int n, int c, int hw, int heads,
-                           float *scratch) {
+                           df_precision precision, float *scratch) {
     const double t0_ = df_ops_prof_begin();
-    const int d = c / heads;
+    const int d = c / heads, bf16 = precision == DF_PRECISION_BF16;
     const float scale = attn_scale(c, heads);
+    float *ws = scratch + attn_dp_floats(hw);
     for (int b = 0; b < n; b++)
         for (int h = 0; h < heads; h++) {
             const size_t off = ((size_t)b * c + (size_t)h * d) * hw;
             const float *p = probs + ((size_t)b * heads + h) * hw * hw;
             const float *g = dout + off;  /* dO (d, HW) */
             if (dv)  /* dV (d, HW) += dO (d, HW) P (HW, HW) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, hw, hw, 1.0f, g, hw, p, hw, 1.0f,
-                            dv + off, hw);
+                attn_gemm(bf16, 0, 0, d, hw, hw, 1.0f, g, hw, p, hw, 1.0f, dv + off, hw, ws);
             if (!dq && !dk) continue;
             /* dP (HW, HW) = dO^T V, then dS in place */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, d, 1.0f, g, hw, v + off, hw, 0.0f,
-                        scratch, hw);
+            attn_gemm(bf16, 1, 0, hw, hw, d, 1.0f, g, hw, v + off, hw, 0.0f, scratch, hw, ws);
             attn_softmax_backward_rows(scratch, p, hw, hw);
             if (dq)  /* dQ (d, HW) += scale * K (d, HW) dS^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, hw, hw, scale, k + off, hw, scratch, hw,
-                            1.0f, dq + off, hw);
+                attn_gemm(bf16, 0, 1, d, hw, hw, scale, k + off, hw, scratch, hw, 1.0f, dq + off, hw, ws);
             if (dk)  /* dK (d, HW) += scale * Q (d, HW) dS */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, hw, hw, scale, q + off, hw, scratch,
-                            hw, 1.0f, dk + off, hw);
+                attn_gemm(bf16, 0, 0, d, hw, hw, scale, q + off, hw, scratch, hw, 1.0f, dk + off, hw, ws);
         }
     df_ops_prof_end(t0_, "attention bwd %d %dpx", c, hw);
 }

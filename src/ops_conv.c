@@ -5,7 +5,9 @@
  * and skips im2col. Backward: dW via sgemm on the im2col buffer; dX of a stride-1 conv as the
  * forward conv of dout with the flipped, transposed weights (a gather and one sgemm over
  * OC*KH*KW), else via sgemm into a column gradient and col2im. The `_ref` pair is direct loops
- * accumulating in double: the oracle of the tests and the fallback.
+ * accumulating in double: the oracle of the tests and the fallback. Every GEMM runs in the shape's
+ * precision: df_gemm_f32, or df_gemm_bf16 (inputs rounded to bf16, fp32 sums) for bf16; im2col,
+ * col2im, the bias and the dW partial sums are fp32 either way.
  * What it is not: no Winograd/FFT, no channels-last layout, no direct (im2col-free) kernels.
  *
  * Threads: OpenMP over images, one image per thread at a time (dynamic schedule), each thread with
@@ -39,6 +41,7 @@ void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, i
     ASSERT(h + pad_t + pad_b >= k && w + pad_l + pad_r >= k);
     s->oh = (h + pad_t + pad_b - k) / stride + 1;
     s->ow = (w + pad_l + pad_r - k) / stride + 1;
+    s->precision = DF_PRECISION_FP32;
 #ifdef _OPENMP
     s->threads = omp_get_max_threads();
 #else
@@ -46,9 +49,12 @@ void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, i
 #endif
 }
 
-/* Profile key: kernel, stride, direction, channels and input size. */
+static int conv_bf16(const df_conv_shape *s) { return s->precision == DF_PRECISION_BF16; }
+
+/* Profile key: kernel, stride, direction (and bf16), channels and input size. */
 static void conv_prof_end(double t0, const char *dir, const df_conv_shape *s) {
-    df_ops_prof_end(t0, "conv%dx%d s%d %s %d->%d %dx%d", s->kh, s->kw, s->stride, dir, s->ic, s->oc, s->h, s->w);
+    df_ops_prof_end(t0, "conv%dx%d s%d %s%s %d->%d %dx%d", s->kh, s->kw, s->stride, dir, conv_bf16(s) ? " bf16" : "",
+                    s->ic, s->oc, s->h, s->w);
 }
 
 /* A 1x1 stride-1 unpadded conv reads the image as the (IC, H*W) matrix itself. */
@@ -83,6 +89,7 @@ static void conv_dx_shape(df_conv_shape *t, const df_conv_shape *s) {
                        s->kh - 1 - s->pad_b, s->kw - 1 - s->pad_r);
     t->kw = s->kw;
     t->threads = s->threads;
+    t->precision = s->precision;
 }
 
 static size_t conv_wsize(const df_conv_shape *s) { return (size_t)s->oc * s->ic * s->kh * s->kw; }
@@ -96,14 +103,14 @@ static size_t conv_cols_floats(const df_conv_shape *s) {
     return ((a > b ? a : b) + 15) & ~(size_t)15;
 }
 
-/* Floats of df_gemm_f32 workspace one thread needs: the largest of the GEMMs a conv runs
- * (forward, dW, dX as a transposed conv, dX through col2im). */
+/* Floats of GEMM workspace one thread needs: the largest of the GEMMs a conv runs (forward, dW, dX
+ * as a transposed conv, dX through col2im), in either precision. */
 static size_t conv_gemm_floats(const df_conv_shape *s) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w, tdim = s->oc * s->kh * s->kw;
-    size_t b = df_gemm_f32_workspace(s->oc, ohw, kdim), x;
-    if ((x = df_gemm_f32_workspace(s->oc, kdim, ohw)) > b) b = x;
-    if ((x = df_gemm_f32_workspace(kdim, ohw, s->oc)) > b) b = x;
-    if ((x = df_gemm_f32_workspace(s->ic, hw, tdim)) > b) b = x;
+    size_t b = df_gemm_workspace(s->oc, ohw, kdim), x;
+    if ((x = df_gemm_workspace(s->oc, kdim, ohw)) > b) b = x;
+    if ((x = df_gemm_workspace(kdim, ohw, s->oc)) > b) b = x;
+    if ((x = df_gemm_workspace(s->ic, hw, tdim)) > b) b = x;
     return ((b + sizeof(float) - 1) / sizeof(float) + 15) & ~(size_t)15;
 }
 
@@ -208,7 +215,7 @@ static void conv_forward_image(float *y, const float *x, const float *w, const f
         beta = 1.0f;
     }
     /* y (OC, OHW) = w (OC, KDIM) c (KDIM, OHW) [+ y] */
-    df_gemm_f32(0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw, cols + conv_cols_floats(s));
+    df_gemm(conv_bf16(s), 0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw, cols + conv_cols_floats(s));
 }
 
 void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
@@ -253,7 +260,8 @@ static void conv_dw_image(float *dw_part, const float *g, const float *x, const 
         conv_im2col(cols, x, s);
         c = cols;
     }
-    df_gemm_f32(0, 1, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, 1.0f, dw_part, kdim, cols + conv_cols_floats(s));
+    df_gemm(conv_bf16(s), 0, 1, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, 1.0f, dw_part, kdim,
+            cols + conv_cols_floats(s));
 }
 
 /* dx (IC,H,W) += the adjoint of the conv applied to g (OC,OH,OW) for one image. wt is the flipped,
@@ -262,17 +270,18 @@ static void conv_dx_image(float *dx, const float *g, const float *w, const float
                           const df_conv_shape *t, float *cols) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w;
     float *ws = cols + conv_cols_floats(s);
+    const int bf = conv_bf16(s);
     if (conv_is_pointwise(s)) {
         /* dx (IC, HW) += w^T (IC, OC) g (OC, HW) */
-        df_gemm_f32(1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 1.0f, dx, ohw, ws);
+        df_gemm(bf, 1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 1.0f, dx, ohw, ws);
     } else if (wt) {
         /* dx (IC, HW) += wt (IC, OC*KH*KW) cols(g) (OC*KH*KW, HW) */
         const int tdim = s->oc * s->kh * s->kw;
         conv_im2col(cols, g, t);
-        df_gemm_f32(0, 0, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, 1.0f, dx, hw, ws);
+        df_gemm(bf, 0, 0, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, 1.0f, dx, hw, ws);
     } else {
         /* dcols (KDIM, OHW) = w^T (KDIM, OC) g (OC, OHW), scattered back by col2im */
-        df_gemm_f32(1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 0.0f, cols, ohw, ws);
+        df_gemm(bf, 1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 0.0f, cols, ohw, ws);
         conv_col2im_add(dx, cols, s);
     }
 }

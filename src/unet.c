@@ -500,41 +500,47 @@ static df_status unet_build(df_unet *u) {
 
 /* ---------------------------------------------------------------- conv shapes */
 
-static void shape_conv3(df_conv_shape *s, int n, int ic, int h, int w, int oc) {
+/* Each shape carries the network's precision (p); the scratch sizes do not depend on it. */
+static void shape_conv3(df_conv_shape *s, df_precision p, int n, int ic, int h, int w, int oc) {
     df_conv_shape_init(s, n, ic, h, w, oc, 3, 1, 1, 1, 1, 1);
+    s->precision = p;
 }
-static void shape_conv1(df_conv_shape *s, int n, int ic, int h, int w, int oc) {
+static void shape_conv1(df_conv_shape *s, df_precision p, int n, int ic, int h, int w, int oc) {
     df_conv_shape_init(s, n, ic, h, w, oc, 1, 1, 0, 0, 0, 0);
+    s->precision = p;
 }
 /* diffusers Downsample2D(padding=0): pad (top 0, left 0, bottom 1, right 1), 3x3 stride 2 = TF 'SAME'. */
-static void shape_down(df_conv_shape *s, int n, int c, int h, int w) {
+static void shape_down(df_conv_shape *s, df_precision p, int n, int c, int h, int w) {
     df_conv_shape_init(s, n, c, h, w, c, 3, 2, 0, 0, 1, 1);
+    s->precision = p;
 }
 
-/* Workspace floats the node's convs and attention need for a batch of n. */
-static size_t node_scratch_floats(const df_unet_node *nd, int n) {
+/* Workspace floats the node's convs, linear and attention need for a batch of n (either precision). */
+static size_t node_scratch_floats(const df_unet *u, const df_unet_node *nd, int n) {
+    const df_precision p = u->precision;
     df_conv_shape s;
     size_t need = 0;
 #define NEED(x) do { size_t v_ = (x); if (v_ > need) need = v_; } while (0)
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
     case DF_UNET_OUT:
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv3(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
         break;
     case DF_UNET_RESNET:
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        shape_conv3(&s, n, nd->cout, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        shape_conv1(&s, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv3(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv3(&s, p, n, nd->cout, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv1(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        NEED(df_linear_scratch_floats(n, u->temb_dim, nd->cout));
         break;
     case DF_UNET_ATTENTION:
-        shape_conv1(&s, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv1(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
         NEED(df_attention_scratch_floats(n, nd->cin, nd->h * nd->w, nd->heads));
         break;
     case DF_UNET_DOWNSAMPLE:
-        shape_down(&s, n, nd->cin, nd->h, nd->w); NEED(df_conv2d_scratch_floats(&s));
+        shape_down(&s, p, n, nd->cin, nd->h, nd->w); NEED(df_conv2d_scratch_floats(&s));
         break;
     case DF_UNET_UPSAMPLE:
-        shape_conv3(&s, n, nd->cin, nd->oh, nd->ow, nd->cout); NEED(df_conv2d_scratch_floats(&s));
+        shape_conv3(&s, p, n, nd->cin, nd->oh, nd->ow, nd->cout); NEED(df_conv2d_scratch_floats(&s));
         break;
     case DF_UNET_CONCAT:
         break;
@@ -654,7 +660,7 @@ static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
     case DF_UNET_CONCAT:
         break;
     }
-    plan_slot(A, A_SCRATCH, node_scratch_floats(nd, (int)B));
+    plan_slot(A, A_SCRATCH, node_scratch_floats(u, nd, (int)B));
 }
 
 /* Node i's gradient routing: dy (a skip's own buffer, else ping-pong), dx and dskip (its inputs'
@@ -686,6 +692,8 @@ static void unet_plan(df_unet *u, plan_arena *A, plan_arena *G) {
     u->s1 = plan_kept(A, B * td);
     u->temb = plan_kept(A, B * td);
     u->stemb = plan_kept(A, B * td);
+    plan_slot(A, A_SCRATCH, df_linear_scratch_floats((int)B, (int)c0, (int)td));  /* time embedding */
+    plan_slot(A, A_SCRATCH, df_linear_scratch_floats((int)B, (int)td, (int)td));
     if (G) {
         u->dstemb = plan_kept(G, B * td);
         u->dtemb = plan_kept(G, B * td);
@@ -802,9 +810,11 @@ static void time_embedding_forward(df_unet *u, const float *params, int n, const
     int c0 = u->config.block_out_channels[0], td = u->temb_dim;
     /* diffusers Timesteps(C0, flip_sin_to_cos, freq_shift) -> TimestepEmbedding(C0, 4 C0) */
     df_timestep_embedding(u->emb, t_index, n, c0, u->config.freq_shift, u->config.flip_sin_to_cos);
-    df_linear_forward(u->l1, u->emb, params + u->temb_param[TEMB_W1], params + u->temb_param[TEMB_B1], n, c0, td);
+    df_linear_forward(u->l1, u->emb, params + u->temb_param[TEMB_W1], params + u->temb_param[TEMB_B1], n, c0, td,
+                      u->precision, u->scratch);
     df_silu_forward(u->s1, u->l1, (size_t)n * td);
-    df_linear_forward(u->temb, u->s1, params + u->temb_param[TEMB_W2], params + u->temb_param[TEMB_B2], n, td, td);
+    df_linear_forward(u->temb, u->s1, params + u->temb_param[TEMB_W2], params + u->temb_param[TEMB_B2], n, td, td,
+                      u->precision, u->scratch);
     /* Every resnet projects SiLU(temb) (diffusers ResnetBlock2D, Ho et al.'s nonlinearity(temb)). */
     df_silu_forward(u->stemb, u->temb, (size_t)n * td);
 }
@@ -830,18 +840,19 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
     df_groupnorm_forward(nd->kept[RES_GN1], nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
                          nd->cin, hw, groups, c->norm_eps);
     df_silu_forward(r, nd->kept[RES_GN1], nin);
-    shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
     df_conv2d_forward(nd->kept[RES_H1], r, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, u->scratch);
-    df_linear_forward(u->tproj, u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout);
+    df_linear_forward(u->tproj, u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout, u->precision,
+                      u->scratch);
     df_add_channel_bias_forward(nd->kept[RES_H1], u->tproj, n, nd->cout, hw);
     /* y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
     df_groupnorm_forward(nd->kept[RES_GN2], nd->mean[1], nd->rstd[1], nd->kept[RES_H1], PAR(RES_NORM2_W),
                          PAR(RES_NORM2_B), n, nd->cout, hw, groups, c->norm_eps);
     resnet_conv2_input(u, nd, n, training);
-    shape_conv3(&s, n, nd->cout, nd->h, nd->w, nd->cout);
+    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     df_conv2d_forward(nd->y, r, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, u->scratch);
     if (nd->has_shortcut) {
-        shape_conv1(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_forward(r, nd->x, PAR(RES_SHORT_W), PAR(RES_SHORT_B), &s, u->scratch);
         df_add_forward(nd->y, nd->y, r, nout);
     } else {
@@ -857,12 +868,12 @@ static void attention_forward(df_unet *u, const df_unet_node *nd, const float *p
      * softmax(q k^T / sqrt(head_dim)) v, to_out.0, + residual */
     df_groupnorm_forward(nd->kept[ATT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch,
                          hw, c->norm_num_groups, c->norm_eps);
-    shape_conv1(&s, n, ch, nd->h, nd->w, ch);
+    shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
     df_conv2d_forward(nd->kept[ATT_Q], nd->kept[ATT_GN], PAR(ATT_Q_W), PAR(ATT_Q_B), &s, u->scratch);
     df_conv2d_forward(nd->kept[ATT_K], nd->kept[ATT_GN], PAR(ATT_K_W), PAR(ATT_K_B), &s, u->scratch);
     df_conv2d_forward(nd->kept[ATT_V], nd->kept[ATT_GN], PAR(ATT_V_W), PAR(ATT_V_B), &s, u->scratch);
     df_attention_forward(nd->kept[ATT_O], nd->kept[ATT_PROBS], nd->kept[ATT_Q], nd->kept[ATT_K], nd->kept[ATT_V], n,
-                         ch, hw, nd->heads, u->scratch);
+                         ch, hw, nd->heads, u->precision, u->scratch);
     df_conv2d_forward(nd->y, nd->kept[ATT_O], PAR(ATT_OUT_W), PAR(ATT_OUT_B), &s, u->scratch);
     df_add_forward(nd->y, nd->y, nd->x, (size_t)n * ch * hw);
 }
@@ -873,7 +884,7 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
     df_conv_shape s;
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
         break;
     case DF_UNET_RESNET:
@@ -883,12 +894,12 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
         attention_forward(u, nd, params, n);
         break;
     case DF_UNET_DOWNSAMPLE:
-        shape_down(&s, n, nd->cin, nd->h, nd->w);
+        shape_down(&s, u->precision, n, nd->cin, nd->h, nd->w);
         df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
         break;
     case DF_UNET_UPSAMPLE:
         df_upsample2x_forward(nd->kept[UP_U], nd->x, n, nd->cin, nd->h, nd->w);
-        shape_conv3(&s, n, nd->cin, nd->oh, nd->ow, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->oh, nd->ow, nd->cout);
         df_conv2d_forward(nd->y, nd->kept[UP_U], PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
         break;
     case DF_UNET_CONCAT:
@@ -898,7 +909,7 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
         df_groupnorm_forward(nd->kept[OUT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
                              nd->cin, hw, c->norm_num_groups, c->norm_eps);
         df_silu_forward(u->recompute, nd->kept[OUT_GN], (size_t)n * nd->cin * hw);
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_forward(nd->y, u->recompute, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
         break;
     }
@@ -909,7 +920,7 @@ void df_unet_forward(df_unet *u, const float *params, int n, const float *x, con
     ASSERT(n >= 1 && n <= u->max_batch);
     ASSERT(!training || u->training);  /* a training forward needs the training memory plan */
     df_unet_node *first = &u->nodes[0], *last = &u->nodes[u->n_nodes - 1];
-    for (int i = 0; i < u->n_nodes; i++) ASSERT(node_scratch_floats(&u->nodes[i], n) <= u->scratch_floats);
+    for (int i = 0; i < u->n_nodes; i++) ASSERT(node_scratch_floats(u, &u->nodes[i], n) <= u->scratch_floats);
     u->last_n = n;
     u->last_training = training ? 1 : 0;
     u->dropout_seed = dropout_seed;
@@ -948,14 +959,14 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     if (nd->zero_dx) zero(nd->dx, nin);
     /* shortcut branch */
     if (nd->has_shortcut) {
-        shape_conv1(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_backward(nd->dx, GRD(RES_SHORT_W), GRD(RES_SHORT_B), dy, nd->x, PAR(RES_SHORT_W), &s, u->scratch);
     } else {
         df_add_backward(nd->dx, NULL, dy, nout);
     }
     /* conv2, dropout, SiLU, norm2 */
     resnet_conv2_input(u, nd, n, u->last_training);
-    shape_conv3(&s, n, nd->cout, nd->h, nd->w, nd->cout);
+    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     zero(t0, nout);
     df_conv2d_backward(t0, GRD(RES_CONV2_W), GRD(RES_CONV2_B), dy, r, PAR(RES_CONV2_W), &s, u->scratch);
     if (dropout_on(u, u->last_training)) {
@@ -972,9 +983,9 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     zero(u->dtproj, (size_t)n * nd->cout);
     df_add_channel_bias_backward(u->dtproj, t0, n, nd->cout, hw);
     df_linear_backward(u->dstemb, GRD(RES_TEMB_W), GRD(RES_TEMB_B), u->dtproj, u->stemb, PAR(RES_TEMB_W), n,
-                       u->temb_dim, nd->cout);
+                       u->temb_dim, nd->cout, u->precision, u->scratch);
     df_silu_forward(r, nd->kept[RES_GN1], nin);
-    shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
     zero(t1, nin);
     df_conv2d_backward(t1, GRD(RES_CONV1_W), GRD(RES_CONV1_B), t0, r, PAR(RES_CONV1_W), &s, u->scratch);
     zero(t0, nin);
@@ -989,14 +1000,14 @@ static void attention_backward(df_unet *u, const df_unet_node *nd, const float *
     const size_t nc = (size_t)n * ch * hw;
     float **t = u->tmp;
     df_conv_shape s;
-    shape_conv1(&s, n, ch, nd->h, nd->w, ch);
+    shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
     if (nd->zero_dx) zero(nd->dx, nc);
     df_add_backward(nd->dx, NULL, dy, nc);  /* residual */
     zero(t[0], nc);
     df_conv2d_backward(t[0], GRD(ATT_OUT_W), GRD(ATT_OUT_B), dy, nd->kept[ATT_O], PAR(ATT_OUT_W), &s, u->scratch);
     zero(t[1], nc), zero(t[2], nc), zero(t[3], nc);
     df_attention_backward(t[1], t[2], t[3], t[0], nd->kept[ATT_PROBS], nd->kept[ATT_Q], nd->kept[ATT_K],
-                          nd->kept[ATT_V], n, ch, hw, nd->heads, u->scratch);
+                          nd->kept[ATT_V], n, ch, hw, nd->heads, u->precision, u->scratch);
     zero(t[0], nc);
     df_conv2d_backward(t[0], GRD(ATT_Q_W), GRD(ATT_Q_B), t[1], nd->kept[ATT_GN], PAR(ATT_Q_W), &s, u->scratch);
     df_conv2d_backward(t[0], GRD(ATT_K_W), GRD(ATT_K_B), t[2], nd->kept[ATT_GN], PAR(ATT_K_W), &s, u->scratch);
@@ -1012,7 +1023,7 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
     df_conv_shape s;
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_backward(NULL, GRD(CONV_W), GRD(CONV_B), dy, nd->kept[IN_X], PAR(CONV_W), &s, u->scratch);
         break;
     case DF_UNET_RESNET:
@@ -1023,13 +1034,13 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
         break;
     case DF_UNET_DOWNSAMPLE:
         if (nd->zero_dx) zero(nd->dx, nin);
-        shape_down(&s, n, nd->cin, nd->h, nd->w);
+        shape_down(&s, u->precision, n, nd->cin, nd->h, nd->w);
         df_conv2d_backward(nd->dx, GRD(CONV_W), GRD(CONV_B), dy, nd->x, PAR(CONV_W), &s, u->scratch);
         break;
     case DF_UNET_UPSAMPLE: {
         size_t nup = (size_t)n * nd->cin * nd->oh * nd->ow;
         zero(u->tmp[0], nup);
-        shape_conv3(&s, n, nd->cin, nd->oh, nd->ow, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->oh, nd->ow, nd->cout);
         df_conv2d_backward(u->tmp[0], GRD(CONV_W), GRD(CONV_B), dy, nd->kept[UP_U], PAR(CONV_W), &s, u->scratch);
         if (nd->zero_dx) zero(nd->dx, nin);
         df_upsample2x_backward(nd->dx, u->tmp[0], n, nd->cin, nd->h, nd->w);
@@ -1041,7 +1052,7 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
         break;
     case DF_UNET_OUT: {
         df_silu_forward(u->recompute, nd->kept[OUT_GN], nin);
-        shape_conv3(&s, n, nd->cin, nd->h, nd->w, nd->cout);
+        shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         zero(u->tmp[0], nin);
         df_conv2d_backward(u->tmp[0], GRD(CONV_W), GRD(CONV_B), dy, u->recompute, PAR(CONV_W), &s, u->scratch);
         zero(u->tmp[1], nin);
@@ -1062,10 +1073,11 @@ static void time_embedding_backward(df_unet *u, const float *params, float *grad
     df_silu_backward(u->dtemb, u->dstemb, u->temb, m);
     zero(u->ds1, m);
     df_linear_backward(u->ds1, grads + tp[TEMB_W2], grads + tp[TEMB_B2], u->dtemb, u->s1, params + tp[TEMB_W2], n, td,
-                       td);
+                       td, u->precision, u->scratch);
     zero(u->dl1, m);
     df_silu_backward(u->dl1, u->ds1, u->l1, m);
-    df_linear_backward(NULL, grads + tp[TEMB_W1], grads + tp[TEMB_B1], u->dl1, u->emb, params + tp[TEMB_W1], n, c0, td);
+    df_linear_backward(NULL, grads + tp[TEMB_W1], grads + tp[TEMB_B1], u->dl1, u->emb, params + tp[TEMB_W1], n, c0, td,
+                       u->precision, u->scratch);
 }
 
 void df_unet_backward(df_unet *u, const float *params, float *grads, int n, const float *dout) {

@@ -66,6 +66,8 @@ typedef struct df_unet {
     int n_nodes;
     df_unet_node *nodes;
     int max_batch, training;
+    df_precision precision;     /* of every conv, linear and attention product (fp32 after df_unet_new);
+                                   may change between calls: the scratch covers both */
     int temb_dim;               /* 4 * block_out_channels[0] */
     size_t temb_param[4];       /* time_embedding.linear_1.{weight,bias}, linear_2.{weight,bias} */
     /* time embedding activations: emb (N,C0), l1/s1/temb/stemb (N,temb_dim) */

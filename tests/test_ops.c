@@ -10,12 +10,16 @@
  *  (e) backward accumulates: a second call doubles the gradients; a NULL gradient pointer is
  *      skipped without changing the others;
  *  (f) ops documented as in-place (silu, add, dropout) give the same result aliased.
+ * Cases flagged bf16 run conv, linear and attention in bf16 (on the AVX512_BF16 kernel where the CPU
+ * has it, and again on the forced portable fallback) against the same fp32 references, at TOL_BF16
+ * and without (c).
  * The "reference" is the library's _ref function where ops.h has one (conv2d, attention), else a
  * plain double-precision loop written here. Then hand-computed values that need no reference (conv
  * padding placement, uniform attention, the timestep embedding) and the dropout mask against df_randu. Prints the worst error of every check; returns 1 on failure.
  */
 #include "check.h"
 #include "common.h"
+#include "gemm.h"
 #include "ops.h"
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +40,21 @@
 #define FD_H 1e-2
 #define TOL_FD 5e-4
 #define FD_SAMPLES 12
+/* bf16 fast path vs the fp32 reference, same measure (max|err| / max|ref|). Rounding an input to
+ * bf16 (8 significant bits) changes it by at most 2^-9 of its value (half an ulp: the unit roundoff),
+ * so each product a*b moves by up to ~2^-8 |a b| and a sum of K products with mixed signs by about
+ * 2^-9 |a b| sqrt(K) (independent errors), while the sum itself is about |a b| sqrt(K): a relative
+ * error of order 2^-9 ~ 2e-3 per output, and the worst of thousands of outputs reaches a few times
+ * the typical one. Measured worst (native and fallback alike): conv and linear 3.1e-3 (the rest
+ * 1.6e-3..2.5e-3), so TOL_BF16 1e-2 keeps ~3x. Attention stacks two rounded products (the scores
+ * feed a softmax, then P is rounded for P v; backward likewise): measured worst 6.8e-3 (dk, c16 h2
+ * 14x14), so TOL_BF16_ATTN 2e-2 keeps ~3x. A path that skipped the rounding shows ~1e-7 and fails
+ * the `engaged' check below; a wrong term is O(1). Bias gradients are fp32 sums (exact match). */
+#define TOL_BF16 1e-2
+#define TOL_BF16_ATTN 2e-2
+/* The bf16 forward must differ from the fp32 reference by more than fp32 rounding could (it does
+ * by ~1e-3): proof that the bf16 GEMM actually ran. */
+#define BF16_ENGAGED 2e-5
 
 /* ---------------------------------------------------------------- deterministic data */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -85,8 +104,8 @@ static double max_abs(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
     return m;
 }
-/* max|got - want| / max|want|, printing the worst element; non-finite values fail. */
-static void compare(const float *got, const float *want, size_t n, double tol, const char *label, const char *what) {
+/* max|got - want| / max|want|, printing the worst element; non-finite values fail. Returns it. */
+static double compare(const float *got, const float *want, size_t n, double tol, const char *label, const char *what) {
     double scale = max_abs(want, n), worst = 0;
     size_t wi = 0;
     int nonfinite = 0;
@@ -100,13 +119,16 @@ static void compare(const float *got, const float *want, size_t n, double tol, c
            n ? got[wi] : 0.0, n ? want[wi] : 0.0, scale);
     CHECK(nonfinite == 0, "%s: %s: %d non-finite values", label, what, nonfinite);
     CHECK(rel <= tol, "%s: %s: rel err %.3e > tol %.1e", label, what, rel, tol);
+    return rel;
 }
 
 /* ---------------------------------------------------------------- the case table */
 typedef enum { OP_CONV, OP_LINEAR, OP_GROUPNORM, OP_SILU, OP_ADD, OP_CHANNEL_BIAS, OP_DROPOUT, OP_UPSAMPLE,
                OP_CONCAT, OP_ATTENTION } op_kind;
 
-enum { F_NO_BIAS = 1, F_INPLACE = 2 };
+/* F_BF16: the fast path runs in bf16 (df_gemm_bf16 on whatever the CPU offers); F_BF16_FALLBACK also
+ * forces df_gemm_bf16's portable fallback, so machines without AVX512_BF16 are covered here too. */
+enum { F_NO_BIAS = 1, F_INPLACE = 2, F_BF16 = 4, F_BF16_FALLBACK = 8 | 4 };
 
 typedef struct {
     op_kind op;
@@ -166,6 +188,23 @@ static const op_case CASES[] = {
     {OP_ATTENTION, "attention c6 h3 7x1", 1, 6, 7, 1, 0, 0, 0, {0}, 3, 0, 0},
     {OP_ATTENTION, "attention c8 h2 7x7", 2, 8, 7, 7, 0, 0, 0, {0}, 2, 0, 0},
     {OP_ATTENTION, "attention c16 h2 14x14", 1, 16, 14, 14, 0, 0, 0, {0}, 2, 0, 0},
+    /* bf16 (TOL_BF16, TOL_BF16_ATTN): each GEMM path of conv (im2col, pointwise, flipped-weight dX, col2im dX,
+     * batches over the dW slices), both linear paths, attention; then again on the forced fallback */
+    {OP_CONV, "bf16 conv 3x3 s1 p1 32->16 14x14", 2, 32, 14, 14, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 conv 3x3 s2 down 32 14x14", 1, 32, 14, 14, 32, 3, 2, {0, 0, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 conv 1x1 32->64 14x14", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 conv 3x3 s1 p1 batch 11", 11, 3, 5, 5, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 conv 3x3 s1 p1 no bias", 1, 5, 4, 6, 3, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS},
+    {OP_LINEAR, "bf16 linear 4x32->64", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_BF16},
+    {OP_LINEAR, "bf16 linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16},
+    {OP_ATTENTION, "bf16 attention c8 h2 7x7", 2, 8, 7, 7, 0, 0, 0, {0}, 2, 0, F_BF16},
+    {OP_ATTENTION, "bf16 attention c64 h1 7x7", 2, 64, 7, 7, 0, 0, 0, {0}, 1, 0, F_BF16},
+    {OP_ATTENTION, "bf16 attention c16 h2 14x14", 1, 16, 14, 14, 0, 0, 0, {0}, 2, 0, F_BF16},
+    {OP_CONV, "bf16 fallback conv 3x3 s1 32->16", 2, 32, 14, 14, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16_FALLBACK},
+    {OP_CONV, "bf16 fallback conv 3x3 s2 down", 1, 32, 14, 14, 32, 3, 2, {0, 0, 1, 1}, 0, 0, F_BF16_FALLBACK},
+    {OP_CONV, "bf16 fallback conv 1x1 32->64", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16_FALLBACK},
+    {OP_LINEAR, "bf16 fallback linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16_FALLBACK},
+    {OP_ATTENTION, "bf16 fallback attention c8 h2 7x7", 2, 8, 7, 7, 0, 0, 0, {0}, 2, 0, F_BF16_FALLBACK},
 };
 
 /* ---------------------------------------------------------------- per-op bindings */
@@ -185,6 +224,9 @@ typedef struct {
 } op_setup;
 
 static size_t case_numel(const op_case *c) { return (size_t)c->n * c->c * c->h * c->w; }
+static df_precision case_precision(const op_case *c) {
+    return (c->flags & F_BF16) ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+}
 
 static void setup_tensor(op_setup *s, const char *name, size_t n, int diff, float range) {
     s->names[s->nt] = name;
@@ -206,6 +248,7 @@ static void op_setup_init(const op_case *c, op_setup *s) {
         setup_tensor(s, "dw", (size_t)c->oc * c->c * c->k * c->k, 1, 1);
         setup_tensor(s, "db", (size_t)c->oc, bias, 1);
         s->nout = (size_t)c->n * c->oc * s->cs.oh * s->cs.ow;
+        s->cs.precision = case_precision(c);
         s->scratch = df_conv2d_scratch_floats(&s->cs);
         break;
     case OP_LINEAR:
@@ -213,6 +256,7 @@ static void op_setup_init(const op_case *c, op_setup *s) {
         setup_tensor(s, "dw", (size_t)c->oc * c->c, 1, 1);
         setup_tensor(s, "db", (size_t)c->oc, bias, 1);
         s->nout = (size_t)c->n * c->oc;
+        s->scratch = df_linear_scratch_floats(c->n, c->c, c->oc);
         break;
     case OP_GROUPNORM:
         setup_tensor(s, "dinp", numel, 1, 1);
@@ -383,7 +427,7 @@ static void op_forward(const op_case *c, const op_setup *s, int ref, float *cons
         break;
     case OP_LINEAR:
         if (ref) linear_forward_oracle(out, in[0], in[1], bias, c->n, c->c, c->oc);
-        else df_linear_forward(out, in[0], in[1], bias, c->n, c->c, c->oc);
+        else df_linear_forward(out, in[0], in[1], bias, c->n, c->c, c->oc, case_precision(c), scratch);
         break;
     case OP_GROUPNORM:
         if (ref) groupnorm_forward_oracle(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
@@ -430,7 +474,8 @@ static void op_forward(const op_case *c, const op_setup *s, int ref, float *cons
         break;
     case OP_ATTENTION:
         if (ref) df_attention_forward_ref(out, aux[0], in[0], in[1], in[2], c->n, c->c, hw, c->groups);
-        else df_attention_forward(out, aux[0], in[0], in[1], in[2], c->n, c->c, hw, c->groups, scratch);
+        else df_attention_forward(out, aux[0], in[0], in[1], in[2], c->n, c->c, hw, c->groups, case_precision(c),
+                                  scratch);
         break;
     }
 }
@@ -446,7 +491,8 @@ static void op_backward(const op_case *c, const op_setup *s, int ref, float *con
         break;
     case OP_LINEAR:
         if (ref) linear_backward_oracle(grad[0], grad[1], grad[2], dout, in[0], in[1], c->n, c->c, c->oc);
-        else df_linear_backward(grad[0], grad[1], grad[2], dout, in[0], in[1], c->n, c->c, c->oc);
+        else df_linear_backward(grad[0], grad[1], grad[2], dout, in[0], in[1], c->n, c->c, c->oc, case_precision(c),
+                                scratch);
         break;
     case OP_GROUPNORM:
         if (ref)
@@ -523,7 +569,7 @@ static void op_backward(const op_case *c, const op_setup *s, int ref, float *con
                                       c->groups);
         else
             df_attention_backward(grad[0], grad[1], grad[2], dout, aux[0], in[0], in[1], in[2], c->n, c->c, hw,
-                                  c->groups, scratch);
+                                  c->groups, case_precision(c), scratch);
         break;
     }
 }
@@ -604,14 +650,20 @@ static void check_guards(const harness *t) {
     }
 }
 
+static int is_bf16(const harness *t) { return (t->c->flags & F_BF16) != 0; }
+static double fast_tol(const harness *t) {
+    return !is_bf16(t) ? TOL_FAST_REF : t->c->op == OP_ATTENTION ? TOL_BF16_ATTN : TOL_BF16;
+}
+
 /* (a) forward, fast against reference, plus the cached values. */
 static void check_forward(harness *t) {
     scratch_poison(t);
     op_forward(t->c, &t->s, 0, t->in, t->out_fast, t->aux_fast, t->scratch);
     op_forward(t->c, &t->s, 1, t->in, t->out_ref, t->aux_ref, NULL);
-    compare(t->out_fast, t->out_ref, t->s.nout, TOL_FAST_REF, t->c->label, "forward");
+    double rel = compare(t->out_fast, t->out_ref, t->s.nout, fast_tol(t), t->c->label, "forward");
+    if (is_bf16(t)) CHECK(rel > BF16_ENGAGED, "%s: bf16 forward equals fp32 (rel %.2e): not rounded", t->c->label, rel);
     for (int a = 0; a < t->s.naux; a++)
-        compare(t->aux_fast[a], t->aux_ref[a], t->s.aux_sizes[a], TOL_FAST_REF, t->c->label, t->s.aux_names[a]);
+        compare(t->aux_fast[a], t->aux_ref[a], t->s.aux_sizes[a], fast_tol(t), t->c->label, t->s.aux_names[a]);
 }
 
 /* (b) backward, fast against reference; (e) accumulation and NULL gradients. */
@@ -623,7 +675,7 @@ static void check_backward(harness *t) {
     op_backward(t->c, &t->s, 0, t->in, gf, t->dout, t->aux_fast, t->scratch);
     op_backward(t->c, &t->s, 1, t->in, gr, t->dout, t->aux_ref, NULL);
     for (int i = 0; i < t->s.nt; i++)
-        if (t->s.diff[i]) compare(t->g_fast[i], t->g_ref[i], t->s.sizes[i], TOL_FAST_REF, t->c->label, t->s.names[i]);
+        if (t->s.diff[i]) compare(t->g_fast[i], t->g_ref[i], t->s.sizes[i], fast_tol(t), t->c->label, t->s.names[i]);
 
     /* a second call adds the same gradient again */
     for (int i = 0; i < t->s.nt; i++) t->g_once[i] = gdup(t->g_fast[i], t->s.sizes[i]);
@@ -714,13 +766,17 @@ static void check_inplace(harness *t) {
 
 static void run_case(const op_case *c) {
     harness t;
+    if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK) df_gemm_bf16_force_fallback(1);
     harness_init(&t, c);
     check_forward(&t);
     check_backward(&t);
-    check_finite_differences(&t);
+    /* finite differences check the maths, which the fp32 twin of each bf16 case already did; the
+     * bf16 gradient is the gradient of a rounded function, off by TOL_BF16, far above TOL_FD */
+    if (!is_bf16(&t)) check_finite_differences(&t);
     if (c->flags & F_INPLACE) check_inplace(&t);
     check_guards(&t);
     harness_free(&t);
+    df_gemm_bf16_force_fallback(0);
 }
 
 /* ---------------------------------------------------------------- single-value checks */
@@ -783,13 +839,15 @@ static void test_conv_known_values(void) {
 /* With all keys equal every softmax row is uniform, so each output pixel is the mean of v. */
 static void test_attention_known_values(void) {
     enum { C = 4, HW = 6 };
-    float q[C * HW], k[C * HW], v[C * HW], out[C * HW], probs[2 * HW * HW], scratch[HW * HW];
+    float q[C * HW], k[C * HW], v[C * HW], out[C * HW], probs[2 * HW * HW];
+    float *scratch = malloc(df_attention_scratch_floats(1, C, HW, 2) * sizeof(float));
     for (int i = 0; i < C * HW; i++) {
         q[i] = (float)(i % 5) - 2.0f;
         k[i] = 0.5f;
         v[i] = (float)i;
     }
-    df_attention_forward(out, probs, q, k, v, 1, C, HW, 2, scratch);
+    df_attention_forward(out, probs, q, k, v, 1, C, HW, 2, DF_PRECISION_FP32, scratch);
+    free(scratch);
     double worst = 0;
     for (int i = 0; i < 2 * HW * HW; i++) worst = fmax(worst, fabs(probs[i] - 1.0 / HW));
     for (int c = 0; c < C; c++)
