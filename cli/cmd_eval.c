@@ -154,7 +154,7 @@ static void print_result(const char *model, int raw, const char *data, const df_
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *csv = NULL, *plot = NULL;
+    const char *model = NULL, *data = NULL, *csv = NULL, *plot = NULL, *precision = "fp32";
     int n = 0, batch = 0, K = 0, seed = 0, no_clip = 0, clip = 0, raw = 0, threads = 0;
     arg_spec specs[] = {
         {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder"},
@@ -169,6 +169,7 @@ int cmd_eval(int argc, char **argv) {
         {"csv", ARG_STRING, &csv, "write the per-timestep terms as CSV (t, value, se, weight)"},
         {"plot", ARG_STRING, &plot, "write a PNG plot of the per-timestep terms (log scale)"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
+        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
     int rc = args_parse("eval", "usage: diffuse eval --model M --data SPEC [options]\n"
@@ -183,10 +184,13 @@ int cmd_eval(int argc, char **argv) {
     if (K < 0) return cli_error("eval", df_fail(DF_ERR_ARG, "--timesteps-subset must be 0 (all) or positive (got %d)", K));
     if (seed < 0) return cli_error("eval", df_fail(DF_ERR_ARG, "--seed must be non-negative (got %d)", seed));
     if (clip && no_clip) return cli_error("eval", df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other"));
+    df_precision prec;
+    if (df_precision_from_name(precision, &prec)) return cli_error("eval", DF_ERR_ARG);
 
     df_model m;
     df_status st = cli_model_open(model, batch ? batch : 64, &m);
     if (st) return cli_error("eval", st);
+    df_model_set_precision(&m, prec);
     int images = m.kind == DF_NET_UNET;
     float *x0 = NULL;
     df_bound_result r = {0};

@@ -69,7 +69,7 @@ static int parse_t_list(const char *s, int *t, int cap) {
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *tlist = NULL, *out = NULL;
+    const char *model = NULL, *input = NULL, *tlist = NULL, *out = NULL, *precision = "fp32";
     int raw = 0, threads = 0;
     arg_spec specs[] = {
         {"model", ARG_STRING, &model, "model (model.safetensors or a diffusers folder)"},
@@ -78,6 +78,7 @@ int cmd_predict(int argc, char **argv) {
         {"out", ARG_STRING, &out, "output .npy (float32, the network's raw prediction)"},
         {"raw", ARG_FLAG, &raw, "use the raw weights instead of the EMA weights"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
+        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
     int rc = args_parse("predict", "usage: diffuse predict --model M --input x.npy --t 0,500,999 --out y.npy", specs, argc,
@@ -86,6 +87,8 @@ int cmd_predict(int argc, char **argv) {
     cli_set_threads(threads);
     if (!model || !input || !tlist || !out)
         return cli_error("predict", df_fail(DF_ERR_ARG, "--model, --input, --t and --out are all required"));
+    df_precision prec;
+    if (df_precision_from_name(precision, &prec)) return cli_error("predict", DF_ERR_ARG);
     int ndim;
     int64_t shape[8];
     float *x = NULL, *y = NULL;
@@ -100,6 +103,7 @@ int cmd_predict(int argc, char **argv) {
     }
     int n = (int)shape[0];
     if ((st = cli_model_open(model, n > 0 && n < 64 ? n : 64, &m))) goto done;
+    df_model_set_precision(&m, prec);
     int want_ndim = m.kind == DF_NET_UNET ? 4 : 2;
     int64_t want[4] = {shape[0], m.channels, m.height, m.width};
     if (m.kind != DF_NET_UNET) want[1] = (int64_t)m.dim;

@@ -109,7 +109,7 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
 
 int cmd_sample(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *sampler = "ancestral", *var = NULL, *plot = NULL, *trajectory = NULL,
-               *init = NULL, *inpaint = NULL, *mask = NULL;
+               *init = NULL, *inpaint = NULL, *mask = NULL, *precision = "fp32";
     int n = 0, steps = 50, seed = 0, threads = 0, batch = 0, no_ema = 0, clip = 0, no_clip = 0;
     double eta = 0, strength = 0.5;
     arg_spec specs[] = {
@@ -132,6 +132,7 @@ int cmd_sample(int argc, char **argv) {
         {"inpaint", ARG_STRING, &inpaint, "images: fill in this PNG where --mask is black"},
         {"mask", ARG_STRING, &mask, "inpainting: PNG, white = keep the --inpaint pixels, black = generate"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
+        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
     int rc = args_parse("sample", "usage: diffuse sample --model M --n N --out points.csv|grid.png|DIR/|samples.npy [options]",
@@ -145,8 +146,10 @@ int cmd_sample(int argc, char **argv) {
 
     df_status st;
     df_sample_params sp;
+    df_precision prec;
     df_sample_params_init(&sp);
-    if ((st = df_sampler_from_name(sampler, &sp.sampler))) return cli_error("sample", st);
+    if ((st = df_sampler_from_name(sampler, &sp.sampler)) || (st = df_precision_from_name(precision, &prec)))
+        return cli_error("sample", st);
     sp.steps = steps;
     sp.eta = eta;
     sp.seed = (uint64_t)seed;
@@ -154,6 +157,7 @@ int cmd_sample(int argc, char **argv) {
     df_model m;
     df_diffusers_info dinfo;
     if ((st = df_model_open_ex(model, batch ? batch : 64, 0, &m, &dinfo))) return cli_error("sample", st);
+    df_model_set_precision(&m, prec);
     int images = m.kind == DF_NET_UNET;
     float *init_x = NULL, *known_x = NULL, *mask_x = NULL;
     if (!n) n = images ? 64 : 1000;

@@ -223,7 +223,7 @@ int cmd_train(int argc, char **argv) {
     double minutes = 0, lr = 0, ema = 0, warmup = -1, grad_clip = 1.0, weight_decay = 0, beta_start = 1e-4, beta_end = 0.02;
     int batch = 0, timesteps = 1000, seed = 0, threads = 0, resume = 0, hidden = 128, layers = 3, n_plot = 1000,
         nan_skip = 0, flip = 0, n_grid = 64, base_channels = 0, res_blocks = 0, groups = 0, image_size = 0;
-    const char *mult = NULL, *attn_res = NULL;
+    const char *mult = NULL, *attn_res = NULL, *precision = "fp32";
     double dropout = -1;
     arg_spec specs[] = {
         {"data", ARG_STRING, &data, "toy:swissroll|moons|8gaussians|checkerboard, csv:FILE, fashion-mnist[:test], "
@@ -257,6 +257,7 @@ int cmd_train(int argc, char **argv) {
         {"layers", ARG_INT, &layers, "2-D MLP hidden layers (default 3)"},
         {"seed", ARG_INT, &seed, "random seed (default 0)"},
         {"threads", ARG_INT, &threads, "threads (default: all cores)"},
+        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {"ckpt-every", ARG_LONG, &ckpt_every, "checkpoint every N steps (default 1000)"},
         {"snapshot-every", ARG_LONG, &snapshot_every, "sample picture every N steps (default: at the end)"},
         {"plot-n", ARG_INT, &n_plot, "2-D: points in the sample plot (default 1000)"},
@@ -282,9 +283,11 @@ int cmd_train(int argc, char **argv) {
 
     df_status st;
     df_diffusion_config dc;
+    df_precision prec;
     df_diffusion_config_init(&dc);
     if ((st = df_schedule_from_name(schedule, &dc.schedule.kind)) || (st = df_pred_from_name(pred, &dc.pred)) ||
-        (st = df_loss_from_name(loss, &dc.loss)) || (st = df_var_from_name(var, &dc.var)))
+        (st = df_loss_from_name(loss, &dc.loss)) || (st = df_var_from_name(var, &dc.var)) ||
+        (st = df_precision_from_name(precision, &prec)))
         return cli_error("train", st);
     dc.schedule.T = timesteps;
     dc.schedule.beta_start = beta_start;
@@ -330,6 +333,7 @@ int cmd_train(int argc, char **argv) {
         return cli_error("train", st);
     }
     if (resume) fprintf(stderr, "resuming %s at step %ld\n", out, m.step);
+    df_model_set_precision(&m, prec);  /* a run-time choice: --resume takes this command line's */
     snprintf(m.data, sizeof m.data, "%s", data);
 
     toy_ctx tc = {&points, n_plot, out};

@@ -11,6 +11,12 @@ expect_fail "missing value" "--out needs a value" "$BIN" train --out
 expect_fail "unknown toy" "unknown toy data 'spiral'" "$BIN" train --data toy:spiral --out "$T/r"
 expect_fail "unknown schedule" "unknown schedule 'fancy'" "$BIN" train --schedule fancy --out "$T/r"
 expect_fail "unknown pred" "unknown parameterisation 'score'" "$BIN" train --pred score --out "$T/r"
+P="unknown precision 'fp16' \(valid: fp32, bf16\)"
+expect_fail "unknown precision (train)" "$P" "$BIN" train --precision fp16 --out "$T/r"
+expect_fail "unknown precision (sample)" "$P" "$BIN" sample --model "$T/none.safetensors" --precision fp16 --out "$T/p.png"
+expect_fail "unknown precision (eval)" "$P" "$BIN" eval --model "$T/none.safetensors" --data fashion-mnist:test --precision fp16
+expect_fail "unknown precision (predict)" "$P" "$BIN" predict --model "$T/none.safetensors" --input "$T/x.npy" --t 0 \
+    --out "$T/y.npy" --precision fp16
 expect_fail "missing data file" "cannot open $T/nope.csv" "$BIN" train --data "csv:$T/nope.csv" --out "$T/r"
 printf 'x,y\n1,2\n3,oops\n' > "$T/bad.csv"
 expect_fail "malformed csv" "bad.csv:3: expected two numbers" "$BIN" train --data "csv:$T/bad.csv" --out "$T/r"
