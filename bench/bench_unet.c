@@ -14,10 +14,13 @@
  * where the time goes, grouped by op and shape.
  * --torch runs the peer /work/shared/bench/torch_ddpm.py bench (same config, batch, threads) in a
  * subprocess, alternating with ours --rounds times, and prints the ratios of the best times.
+ * --precision fp32|bf16|both: the U-Net's GEMM precision (df_precision); `both` runs fp32 then bf16
+ * in each round, so the two are measured under the same load, and reports each.
  *
  * Output: one JSON line per measurement (prefix "{"), then a table.
  * Usage: bench_unet [--preset fmnist-small] [--batch 64] [--threads 2] [--steps 10] [--warmup 2]
- *                   [--profile] [--torch] [--rounds 1] [--torch-script PATH] [--no-train] [--no-sample]
+ *                   [--precision fp32|bf16|both] [--profile] [--torch] [--rounds 1] [--torch-script PATH]
+ *                   [--no-train] [--no-sample]
  */
 #include "common.h"
 #include "gemm.h"
@@ -38,6 +41,8 @@
 typedef struct {
     const char *preset, *torch_script;
     int batch, threads, steps, warmup, profile, torch, rounds, train, sample;
+    int n_prec;                /* precisions to run, in order */
+    df_precision prec[2];
 } bench_opts;
 
 typedef struct {
@@ -178,13 +183,15 @@ typedef struct {
     double train_min, train_med, sample_min, sample_med, rss;
 } our_result;
 
-static int run_ours(const bench_opts *o, const df_unet_config *c, our_result *r) {
+static int run_ours(const bench_opts *o, const df_unet_config *c, df_precision prec, our_result *r) {
     bench_state b;
     double flops = df_unet_forward_flops(c);
+    const char *pn = df_precision_name(prec);
     if (state_init(&b, c, o->batch)) {
         fprintf(stderr, "bench_unet: setup failed: %s\n", df_last_error());
         return 1;
     }
+    b.net->precision = prec;
     if (validate(&b, c)) return 1;
     double *times = malloc(sizeof(double) * (size_t)(o->steps + 1));
     r->train_min = r->train_med = r->sample_min = r->sample_med = NAN;
@@ -198,10 +205,10 @@ static int run_ours(const bench_opts *o, const df_unet_config *c, our_result *r)
         }
         r->train_med = median(times, o->steps);
         r->train_min = times[0];
-        printf("{\"impl\": \"diffuse\", \"phase\": \"train\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, "
-               "\"steps\": %d, \"step_s_min\": %.5f, \"step_s_median\": %.5f, \"img_per_s\": %.2f, "
+        printf("{\"impl\": \"diffuse\", \"phase\": \"train\", \"precision\": \"%s\", \"preset\": \"%s\", \"batch\": %d, "
+               "\"threads\": %d, \"steps\": %d, \"step_s_min\": %.5f, \"step_s_median\": %.5f, \"img_per_s\": %.2f, "
                "\"gflops\": %.2f, \"loss\": %.5f}\n",
-               o->preset, o->batch, o->threads, o->steps, r->train_min, r->train_med, o->batch / r->train_min,
+               pn, o->preset, o->batch, o->threads, o->steps, r->train_min, r->train_med, o->batch / r->train_min,
                3 * flops * o->batch / r->train_min * 1e-9, loss);
     }
     if (o->sample) {
@@ -213,10 +220,10 @@ static int run_ours(const bench_opts *o, const df_unet_config *c, our_result *r)
         }
         r->sample_med = median(times, o->steps);
         r->sample_min = times[0];
-        printf("{\"impl\": \"diffuse\", \"phase\": \"sample\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, "
-               "\"evals\": %d, \"eval_s_min\": %.5f, \"eval_s_median\": %.5f, \"evals_per_s\": %.2f, "
+        printf("{\"impl\": \"diffuse\", \"phase\": \"sample\", \"precision\": \"%s\", \"preset\": \"%s\", \"batch\": %d, "
+               "\"threads\": %d, \"evals\": %d, \"eval_s_min\": %.5f, \"eval_s_median\": %.5f, \"evals_per_s\": %.2f, "
                "\"gflops\": %.2f}\n",
-               o->preset, o->batch, o->threads, o->steps, r->sample_min, r->sample_med, o->batch / r->sample_min,
+               pn, o->preset, o->batch, o->threads, o->steps, r->sample_min, r->sample_med, o->batch / r->sample_min,
                flops * o->batch / r->sample_min * 1e-9);
     }
     r->rss = peak_rss_mib();
@@ -240,8 +247,8 @@ static int run_ours(const bench_opts *o, const df_unet_config *c, our_result *r)
                 df_ops_profile_get(order[j], &cj, &sj);
                 if (sj > si) { int tmp = order[i]; order[i] = order[j]; order[j] = tmp; }
             }
-        printf("\nprofile of one training step (batch %d): %.2f ms\n%-36s %6s %9s %6s\n", o->batch, total * 1e3,
-               "op", "calls", "ms", "%");
+        printf("\nprofile of one %s training step (batch %d): %.2f ms\n%-36s %6s %9s %6s\n", pn, o->batch,
+               total * 1e3, "op", "calls", "ms", "%");
         for (int i = 0; i < cnt; i++) {
             long calls;
             double s;
@@ -306,12 +313,13 @@ static int run_torch(const bench_opts *o, double *train_ips, double *sample_eps,
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_unet [--preset fmnist-small|ddpm-cifar10] [--batch B] [--threads T] [--steps S]\n"
-                    "                  [--warmup W] [--profile] [--torch] [--rounds R] [--torch-script PATH]\n"
-                    "                  [--no-train] [--no-sample]\n");
+                    "                  [--warmup W] [--precision fp32|bf16|both] [--profile] [--torch] [--rounds R]\n"
+                    "                  [--torch-script PATH] [--no-train] [--no-sample]\n");
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {"fmnist-small", "/work/shared/bench/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1};
+    bench_opts o = {"fmnist-small", "/work/shared/bench/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1,
+                    1, {DF_PRECISION_FP32, DF_PRECISION_BF16}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--preset") && v) o.preset = argv[++i];
@@ -326,6 +334,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--torch")) o.torch = 1;
         else if (!strcmp(a, "--no-train")) o.train = 0;
         else if (!strcmp(a, "--no-sample")) o.sample = 0;
+        else if (!strcmp(a, "--precision") && v) {
+            i++;
+            o.prec[0] = DF_PRECISION_FP32, o.prec[1] = DF_PRECISION_BF16, o.n_prec = 2;
+            if (strcmp(v, "both") && df_precision_from_name(v, &o.prec[0]) == DF_OK) o.n_prec = 1;
+            else if (strcmp(v, "both")) { usage(); return 2; }
+        }
         else { usage(); return 2; }
     }
     if (o.batch < 1 || o.threads < 1 || o.steps < 1 || o.warmup < 0 || o.rounds < 1) { usage(); return 2; }
@@ -339,17 +353,20 @@ int main(int argc, char **argv) {
 #endif
     openblas_set_num_threads(o.threads);
     const double flops = df_unet_forward_flops(&c);
-    our_result best = {INFINITY, INFINITY, INFINITY, INFINITY, 0};
+    our_result best[2];
     double t_train = 0, t_sample = 0, t_rss = NAN;
     int have_torch = 0;
+    for (int p = 0; p < o.n_prec; p++) best[p] = (our_result){INFINITY, INFINITY, INFINITY, INFINITY, 0};
     for (int r = 0; r < o.rounds; r++) {
-        our_result cur;
-        if (run_ours(&o, &c, &cur)) return 1;
-        best.train_min = fmin(best.train_min, cur.train_min);
-        best.sample_min = fmin(best.sample_min, cur.sample_min);
-        best.sample_med = fmin(best.sample_med, cur.sample_med);
-        best.rss = fmax(best.rss, cur.rss);
-        o.profile = 0;  /* profile once */
+        for (int p = 0; p < o.n_prec; p++) {
+            our_result cur;
+            if (run_ours(&o, &c, o.prec[p], &cur)) return 1;
+            best[p].train_min = fmin(best[p].train_min, cur.train_min);
+            best[p].sample_min = fmin(best[p].sample_min, cur.sample_min);
+            best[p].sample_med = fmin(best[p].sample_med, cur.sample_med);
+            best[p].rss = fmax(best[p].rss, cur.rss);
+        }
+        o.profile = 0;  /* profile once (each precision) */
         if (o.torch) {
             double ti, se, rss;
             if (run_torch(&o, &ti, &se, &rss)) {
@@ -364,22 +381,27 @@ int main(int argc, char **argv) {
     }
     printf("\n%s, batch %d, %d threads, %.4f GFLOP/image forward (best of %d x %d)\n", o.preset, o.batch, o.threads,
            flops * 1e-9, o.rounds, o.steps);
-    printf("%-8s %12s %10s %8s %12s %10s\n", "phase", "ours img/s", "GFLOP/s", "% peak", "torch img/s", "ratio");
-    if (o.train) {
-        double ips = o.batch / best.train_min, gf = 3 * flops * ips * 1e-9;
-        printf("%-8s %12.2f %10.1f %8.1f", "train", ips, gf, 100 * gf / PEAK_GFLOPS);
-        if (have_torch) printf(" %12.2f %10.3f", t_train, ips / t_train);
-        printf("\n");
+    printf("%-8s %-5s %12s %10s %8s %12s %10s\n", "phase", "prec", "ours img/s", "GFLOP/s", "% peak", "torch img/s",
+           "ratio");
+    for (int p = 0; p < o.n_prec; p++) {
+        const char *pn = df_precision_name(o.prec[p]);
+        if (o.train) {
+            double ips = o.batch / best[p].train_min, gf = 3 * flops * ips * 1e-9;
+            printf("%-8s %-5s %12.2f %10.1f %8.1f", "train", pn, ips, gf, 100 * gf / PEAK_GFLOPS);
+            if (have_torch) printf(" %12.2f %10.3f", t_train, ips / t_train);
+            printf("\n");
+        }
+        if (o.sample) {
+            double eps = o.batch / best[p].sample_min, gf = flops * eps * 1e-9;
+            printf("%-8s %-5s %12.2f %10.1f %8.1f", "sample", pn, eps, gf, 100 * gf / PEAK_GFLOPS);
+            /* torch prints only the median evaluation time: compare medians */
+            if (have_torch) printf(" %12.2f %10.3f (medians)", t_sample, (o.batch / best[p].sample_med) / t_sample);
+            printf("\n");
+        }
     }
-    if (o.sample) {
-        double eps = o.batch / best.sample_min, gf = flops * eps * 1e-9;
-        printf("%-8s %12.2f %10.1f %8.1f", "sample", eps, gf, 100 * gf / PEAK_GFLOPS);
-        /* torch prints only the median evaluation time: compare medians */
-        if (have_torch) printf(" %12.2f %10.3f (medians)", t_sample, (o.batch / best.sample_med) / t_sample);
-        printf("\n");
-    }
-    printf("peak RSS %.1f MiB", best.rss);
-    if (have_torch) printf(" (torch %.1f MiB, ratio %.3f)", t_rss, best.rss / t_rss);
+    /* one process runs every precision: the peak RSS is the largest of all runs */
+    printf("peak RSS %.1f MiB", best[o.n_prec - 1].rss);
+    if (have_torch) printf(" (torch %.1f MiB, ratio %.3f)", t_rss, best[o.n_prec - 1].rss / t_rss);
     printf("\n");
     return 0;
 }
