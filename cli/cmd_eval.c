@@ -85,8 +85,15 @@ static df_status write_csv(const char *path, const df_bound_result *r, double un
     fprintf(f, "1,%.9g,%.9g,1\n", r->decoder_mean * unit_scale, isnan(dec_se) ? 0.0 : dec_se * unit_scale);
     for (int k = 0; k < r->n_t; k++)
         fprintf(f, "%d,%.9g,%.9g,%.9g\n", r->t_eval[k], r->t_mean[k] * unit_scale,
-                isnan(r->t_se[k]) ? 0.0 : r->t_se[k] * unit_scale, r->kl_scale);
+                isnan(r->t_se[k]) ? 0.0 : r->t_se[k] * unit_scale, r->t_weight[k]);
     return df_atomic_commit(f, tmp, path);
+}
+
+/* The first evaluated t that stands for more than itself (T + 1 when every stratum is one t wide). */
+static int first_strided(const df_bound_result *r) {
+    for (int k = 0; k < r->n_t; k++)
+        if (r->t_weight[k] > 1) return r->t_eval[k];
+    return r->T + 1;
 }
 
 static df_status write_plot(const char *path, const df_bound_result *r, double unit_scale, const char *unit,
@@ -137,9 +144,9 @@ static void print_result(const char *model, int raw, const char *data, const df_
            df_schedule_name(m->diff.schedule.kind), r->T, df_pred_name(m->diff.pred), df_var_name(m->diff.var),
            clip ? "on" : "off", (unsigned long long)seed);
     if (r->estimate)
-        printf("timesteps: %d of the %d KL terms, evenly spaced, each weighted %.4g: the KL sum and the total are estimates\n"
-               "  (the terms fall steeply with t, so a coarse subset misjudges the small-t terms: compare with the full bound)\n",
-               r->n_t, r->T - 1, r->kl_scale);
+        printf("timesteps: %d of the %d KL terms (t = %d..%d one by one, then geometrically wider strata up to %g terms\n"
+               "  each, weighted by their width): the KL sum and the total are estimates; compare with the full bound\n",
+               r->n_t, r->T - 1, r->t_eval[0], first_strided(r) - 1, r->t_weight[r->n_t - 1]);
     else
         printf("timesteps: all %d KL terms\n", r->n_t);
     if (r->n > 1)

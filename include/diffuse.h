@@ -235,6 +235,18 @@ void df_free(void *p);
 /* Monotonic wall clock in seconds. */
 double df_time(void);
 
+/* Bytes of memory this process can still take without the kernel killing it: MemAvailable of
+ * /proc/meminfo, lowered to the headroom under a cgroup v2 memory.max when one is set; the
+ * environment variable DIFFUSE_MEMORY_MB, when set, replaces it (for tests and shared machines).
+ * 0 when unknown. */
+double df_memory_available(void);
+
+/* DF_OK when `bytes` fit in df_memory_available() (or when that is unknown); otherwise
+ * DF_ERR_NOMEM with "<what> needs X GiB of memory but only Y GiB is available". Models call it
+ * with everything they will hold before allocating any of it, so a batch or model that does not
+ * fit is refused up front instead of being killed halfway. */
+df_status df_check_memory(double bytes, const char *what);
+
 /* mkdir -p: creates path and its missing parents. */
 df_status df_mkdirs(const char *path);
 
@@ -793,12 +805,12 @@ typedef struct {
     int T;
     int n_t;                  /* KL terms evaluated: T-1, or K */
     int estimate;             /* 1 when a subset was evaluated (the KL sum is then an estimate) */
-    double kl_scale;          /* weight of each evaluated KL term in the sum: (T-1)/n_t (1 when all) */
     int *t_eval;              /* n_t: the evaluated t (1-based, 2..T), ascending */
+    double *t_weight;         /* n_t: how many KL terms t_eval[k] stands for (its stratum's width; 1 when all) */
     double *total;            /* n: prior + decoder + kl */
     double *prior;            /* n: L_T */
     double *decoder;          /* n: L_0 */
-    double *kl;               /* n: kl_scale * sum of the evaluated L_{t-1} */
+    double *kl;               /* n: sum over k of t_weight[k] * L_{t_eval[k]-1} */
     double *t_mean, *t_se;    /* n_t: mean over samples of L_{t-1} at t_eval[k] (unscaled) and its
                                  standard error */
     double mean, se;          /* mean of total over samples and its standard error (NaN if n < 2) */
@@ -817,9 +829,13 @@ df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predi
                         size_t dim, const float *x0, df_bound_result *r);
 void df_bound_result_free(df_bound_result *r);
 
-/* The subset of K evenly spaced t in 2..T (1 <= K <= T-1): the midpoints of K equal strata of the
- * T-1 KL terms, t[k] = 2 + floor((2k+1)(T-1) / (2K)), ascending and distinct; K = T-1 gives all. */
-void df_bound_timesteps(int T, int K, int *t);
+/* The subset of K timesteps in 2..T (1 <= K <= T-1) that stands for all T-1 KL terms: K strata whose
+ * starts rise geometrically, lo(k) = round(2 ((T+1)/2)^(k/K)) (then made at least one t wide and
+ * leaving room for the rest), lo(0) = 2, lo(K) = T+1; t[k] = floor((lo(k) + lo(k+1) - 1) / 2), the
+ * stratum's middle, weight[k] = lo(k+1) - lo(k) its width (weight may be NULL). Ascending and
+ * distinct; K = T-1 gives every t with weight 1. Why geometric: the terms fall by orders of magnitude
+ * over the first few dozen t and are nearly flat after, so equal strata misjudge the sum badly. */
+void df_bound_timesteps(int T, int K, int *t, double *weight);
 
 /* nats per sample -> bits per dimension: nats / (dim ln 2). */
 double df_bound_bits_per_dim(const df_bound_result *r, double nats);

@@ -19,9 +19,27 @@ void df_bound_params_init(df_bound_params *p) {
     p->batch = 64;
 }
 
-void df_bound_timesteps(int T, int K, int *t) {
+/* Stratum k of the subset covers t in [lo(k), lo(k+1)): lo rises geometrically from 2 to T + 1, each
+ * stratum at least one t wide, so the steep small-t terms are evaluated one by one and the flat
+ * large-t ones are sampled sparsely. */
+static int stratum_start(int T, int K, int k, int prev) {
+    if (k == 0) return 2;
+    if (k == K) return T + 1;
+    int lo = (int)floor(2.0 * pow((T + 1) / 2.0, (double)k / K) + 0.5);
+    if (lo < prev + 1) lo = prev + 1;
+    if (lo > T + 1 - (K - k)) lo = T + 1 - (K - k);
+    return lo;
+}
+
+void df_bound_timesteps(int T, int K, int *t, double *weight) {
     ASSERT(T >= 2 && K >= 1 && K <= T - 1);
-    for (int k = 0; k < K; k++) t[k] = 2 + (int)(((int64_t)(2 * k + 1) * (T - 1)) / (2 * (int64_t)K));
+    int lo = stratum_start(T, K, 0, 0);
+    for (int k = 0; k < K; k++) {
+        int hi = stratum_start(T, K, k + 1, lo);
+        t[k] = (lo + hi - 1) / 2;
+        if (weight) weight[k] = hi - lo;
+        lo = hi;
+    }
 }
 
 double df_bound_bits_per_dim(const df_bound_result *r, double nats) { return nats / ((double)r->dim * LN2); }
@@ -132,8 +150,7 @@ static df_status result_new(const df_schedule *s, const df_bound_params *p, int 
     r->T = s->T;
     r->estimate = p->K > 0 && p->K < s->T - 1;
     r->n_t = r->estimate ? p->K : s->T - 1;
-    r->kl_scale = (double)(s->T - 1) / r->n_t;
-    size_t nd = 4 * (size_t)n + 2 * (size_t)r->n_t;
+    size_t nd = 4 * (size_t)n + 3 * (size_t)r->n_t;
     r->block = df_calloc(sizeof(double) * nd + sizeof(int) * (size_t)r->n_t, "bound result");
     if (!r->block) return DF_ERR_NOMEM;
     double *d = r->block;
@@ -143,8 +160,9 @@ static df_status result_new(const df_schedule *s, const df_bound_params *p, int 
     r->kl = d + 3 * (size_t)n;
     r->t_mean = d + 4 * (size_t)n;
     r->t_se = r->t_mean + r->n_t;
+    r->t_weight = r->t_se + r->n_t;
     r->t_eval = (int *)(d + nd);
-    df_bound_timesteps(s->T, r->n_t, r->t_eval);
+    df_bound_timesteps(s->T, r->n_t, r->t_eval, r->t_weight);
     return DF_OK;
 }
 
@@ -225,7 +243,7 @@ static void score_batch(const df_schedule *s, const df_bound_params *p, df_bound
         if (slot == 0) {
             r->decoder[j] = v;
         } else {
-            r->kl[j] += v;
+            r->kl[j] += r->t_weight[slot - 1] * v;
             r->t_mean[slot - 1] += v;
             t_sq[slot - 1] += v * v;
         }
@@ -244,7 +262,6 @@ static void finish(const df_schedule *s, df_bound_result *r, const float *x0, co
     int n = r->n;
     for (int j = 0; j < n; j++) {
         r->prior[j] = prior_term(s, x0 + (size_t)j * r->dim, r->dim);
-        r->kl[j] *= r->kl_scale;
         r->total[j] = r->prior[j] + r->decoder[j] + r->kl[j];
     }
     for (int k = 0; k < r->n_t; k++) {

@@ -1,6 +1,7 @@
 /* common.c: error recording, aligned allocation, logging and timing. */
 #include "common.h"
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <errno.h>
@@ -52,6 +53,49 @@ void *df_calloc(size_t bytes, const char *what) {
 }
 
 void df_free(void *p) { free(p); }
+
+/* A "key: N kB" line of /proc/meminfo in bytes, or -1. */
+static double meminfo_bytes(const char *key) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    double v = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            v = 1024.0 * strtod(line + n + 1, NULL);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* One number from a cgroup file, or -1 ("max", missing or unreadable). */
+static double cgroup_number(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char buf[64] = {0};
+    double v = -1;
+    if (fgets(buf, sizeof buf, f) && buf[0] >= '0' && buf[0] <= '9') v = strtod(buf, NULL);
+    fclose(f);
+    return v;
+}
+
+double df_memory_available(void) {
+    const char *env = getenv("DIFFUSE_MEMORY_MB");
+    if (env && *env) return strtod(env, NULL) * 1048576.0;
+    double avail = meminfo_bytes("MemAvailable");
+    double limit = cgroup_number("/sys/fs/cgroup/memory.max"), used = cgroup_number("/sys/fs/cgroup/memory.current");
+    if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail)) avail = limit - used;
+    return avail > 0 ? avail : 0;
+}
+
+df_status df_check_memory(double bytes, const char *what) {
+    double avail = df_memory_available();
+    if (avail <= 0 || bytes <= avail) return DF_OK;
+    return df_fail(DF_ERR_NOMEM, "%s needs %.2f GiB of memory but only %.2f GiB is available", what,
+                   bytes / 1073741824.0, avail / 1073741824.0);
+}
 
 static df_log_fn df_log_callback;
 static void *df_log_user;

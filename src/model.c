@@ -25,11 +25,24 @@ static df_status alloc_blocks(df_model *m) {
     return DF_OK;
 }
 
+/* Parameters of an MLP config (mlp.h lists the tensors). */
+static double mlp_param_count(const df_mlp_config *c) {
+    double D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers;
+    return H * D + H + L * H * E + (L - 1) * (H * H + H) + D * H + D;
+}
+
 static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, int training) {
+    /* weights + EMA (+ gradients, AdamW moments) and the arena's per-layer activations */
+    double floats = (training ? 5.0 : 2.0) * mlp_param_count(c) +
+                    (double)max_batch * (2.0 * c->layers * c->hidden + 2.0 * c->hidden + c->dim + c->temb_dim);
+    char what[128];
+    snprintf(what, sizeof what, "the MLP at batch %d for %s", max_batch, training ? "training" : "sampling");
+    df_status st = df_check_memory(4.0 * floats, what);
+    if (st != DF_OK) return st;
     m->kind = DF_NET_MLP;
     m->mlp = *c;
     df_mlp *net;
-    df_status st = df_mlp_new(c, max_batch, &net);
+    st = df_mlp_new(c, max_batch, &net);
     if (st != DF_OK) return st;
     m->net = net;
     m->table = &net->table;
@@ -287,6 +300,24 @@ static df_status load_weights(df_model *m, const df_st_file *f) {
     return DF_OK;
 }
 
+/* The file's weight values (every tensor but ema/ and train/) must number what its config
+ * describes. Checked before the network is built, so a tiny file whose metadata claims a huge
+ * network is refused at once instead of after allocating it. */
+static df_status check_param_count(const df_st_file *f, double want) {
+    double have = 0;
+    for (int k = 0; k < f->n_tensors; k++) {
+        const df_st_tensor *t = &f->tensors[k];
+        if (strncmp(t->name, "ema/", 4) == 0 || strncmp(t->name, "train/", 6) == 0) continue;
+        double numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= (double)t->shape[d];
+        have += numel;
+    }
+    if (have != want)
+        return df_fail(DF_ERR_FORMAT, "%s: its config describes %.0f parameters but the file holds %.0f weight values "
+                       "(a corrupt file, or a config that does not match the tensors)", f->path, want, have);
+    return DF_OK;
+}
+
 df_status df_model_load(df_model *m, const char *path, int max_batch, int training) {
     memset(m, 0, sizeof *m);
     df_st_file f;
@@ -308,6 +339,7 @@ df_status df_model_load(df_model *m, const char *path, int max_batch, int traini
         c.layers = (int)v;
         if ((st = get_meta_long(&f, "mlp.temb_dim", 2, 1 << 16, &v))) goto done;
         c.temb_dim = (int)v;
+        if ((st = check_param_count(&f, mlp_param_count(&c)))) goto done;
         if ((st = build_mlp(m, &c, max_batch, training))) goto done;
     } else if (strcmp(net, "unet") == 0) {
         df_unet_config c;
@@ -316,6 +348,9 @@ df_status df_model_load(df_model *m, const char *path, int max_batch, int traini
             st = in_file(&f, st);
             goto done;
         }
+        size_t count;
+        int tensors;
+        if ((st = df_unet_count_params(&c, &count, &tensors)) || (st = check_param_count(&f, (double)count))) goto done;
         if ((st = build_unet(m, &c, max_batch, training))) goto done;
     } else {
         st = df_fail(DF_ERR_FORMAT, "%s: unknown network '%s'", path, net);
@@ -355,11 +390,5 @@ size_t df_model_param_count(const df_model *m) { return df_param_table_count(m->
 int df_model_tensor_count(const df_model *m) { return m->table->count; }
 
 df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors) {
-    df_unet *u;
-    df_status st = df_unet_new(c, 1, 0, &u);
-    if (st != DF_OK) return st;
-    *params = df_param_table_count(df_unet_params(u));
-    *tensors = df_unet_params(u)->count;
-    df_unet_free(u);
-    return DF_OK;
+    return df_unet_count_params(c, params, tensors);
 }

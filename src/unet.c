@@ -737,6 +737,13 @@ df_status df_unet_new(const df_unet_config *c, int max_batch, int training, df_u
         st = df_fail(DF_ERR_NOMEM, "unet: the arenas for max_batch %d would need %.3g bytes", max_batch, bytes);
         goto fail_free;
     }
+    /* Everything the model will hold: the arenas, and weights + EMA (+ gradients and AdamW moments
+     * when training) that df_model allocates next. */
+    char what[160];
+    snprintf(what, sizeof what, "the U-Net at batch %d for %s (%.1f M parameters)", max_batch,
+             u->training ? "training" : "sampling", u->table.total / 1e6);
+    bytes = 4.0 * ((double)u->act_floats + u->grad_floats + (u->training ? 5.0 : 2.0) * u->table.total);
+    if ((st = df_check_memory(bytes, what))) goto fail_free;
     u->act = df_alloc(u->act_floats * sizeof(float), "unet activation arena");
     if (!u->act) { st = DF_ERR_NOMEM; goto fail_free; }
     if (u->training) {
@@ -756,6 +763,21 @@ df_status df_unet_new(const df_unet_config *c, int max_batch, int training, df_u
     return DF_OK;
 
 fail_free:
+    df_unet_free(u);
+    return st;
+}
+
+df_status df_unet_count_params(const df_unet_config *c, size_t *params, int *tensors) {
+    df_status st = df_unet_config_validate(c);
+    if (st != DF_OK) return st;
+    df_unet *u = calloc(1, sizeof *u);
+    if (!u) return df_fail(DF_ERR_NOMEM, "unet: out of memory allocating %zu bytes for the model", sizeof *u);
+    u->config = *c;
+    u->max_batch = 1;
+    if ((st = unet_build(u)) == DF_OK) {
+        *params = df_param_table_count(&u->table);
+        *tensors = u->table.count;
+    }
     df_unet_free(u);
     return st;
 }

@@ -90,6 +90,9 @@ typedef struct df_unet {
  * DF_ERR_NOMEM naming the bytes it could not get. Nothing is allocated after this. */
 df_status df_unet_new(const df_unet_config *c, int max_batch, int training, df_unet **out);
 void df_unet_free(df_unet *u);
+/* The parameter and tensor counts of config c, from the parameter table alone (no arenas): cheap
+ * enough to check a file's config against its data before building the network. */
+df_status df_unet_count_params(const df_unet_config *c, size_t *params, int *tensors);
 
 size_t df_unet_param_floats(const df_unet *u);     /* floats of a parameter block (padding included) */
 const df_param_table *df_unet_params(const df_unet *u);

@@ -155,7 +155,7 @@ static void check_reference_case(int cosine, df_pred pred, df_var_kind var, cons
         compare_term(r.decoder[0], rj[0], what);
         snprintf(what, sizeof what, "%s sample %d prior", name, j);
         compare_term(r.prior[0], rj[REF_T], what);
-        CHECK(r.n_t == REF_T - 1 && !r.estimate && r.kl_scale == 1.0, "%s: all KL terms", name);
+        CHECK(r.n_t == REF_T - 1 && !r.estimate && r.t_weight[0] == 1.0, "%s: all KL terms", name);
         for (int k = 0; k < r.n_t; k++) {
             CHECK(r.t_eval[k] == k + 2, "%s: t_eval[%d] = %d", name, k, r.t_eval[k]);
             snprintf(what, sizeof what, "%s sample %d L_%d", name, j, r.t_eval[k] - 1);
@@ -193,7 +193,7 @@ static void test_reference(void) {
     CHECK(st == DF_OK, "%s", df_last_error());
     if (st) return;
     const char *version = df_st_meta(&f, "version"), *T = df_st_meta(&f, "T"), *net_json = df_st_meta(&f, "net");
-    CHECK(version && strcmp(version, "1") == 0 && T && atoi(T) == REF_T && net_json && strcmp(net_json, REF_NET_JSON) == 0,
+    CHECK(version && strcmp(version, "2") == 0 && T && atoi(T) == REF_T && net_json && strcmp(net_json, REF_NET_JSON) == 0,
           "%s is stale (version %s, T %s, net %s): regenerate with /usr/bin/python3 tools/bound_reference.py", REF_PATH,
           version ? version : "?", T ? T : "?", net_json ? net_json : "?");
     float images[2 * 16], points[3 * 2], eps_images[2 * REF_T * 16], eps_points[3 * REF_T * 2];
@@ -229,13 +229,15 @@ static void test_reference(void) {
     df_bound_result r;
     double want[2];
     const char *subset_t = df_st_meta(&f, "subset_t");
-    CHECK(subset_t && strcmp(subset_t, "[5, 12, 19, 26, 33, 40, 47]") == 0, "subset t in the fixture: %s",
+    CHECK(subset_t && strcmp(subset_t, "[2, 3, 6, 10, 16, 25, 41]") == 0, "subset t in the fixture: %s",
           subset_t ? subset_t : "?");
     if (get_f64(&f, "subset/total", 1, 2, want) && df_bound_eval(&s, &p, linear_net_predict, &net, 2, 16, images, &r) == DF_OK) {
-        static const int t_want[7] = {5, 12, 19, 26, 33, 40, 47};
-        CHECK(r.estimate == 1 && r.n_t == 7 && r.kl_scale == 49.0 / 7.0, "subset: estimate %d n_t %d scale %g", r.estimate,
-              r.n_t, r.kl_scale);
-        for (int k = 0; k < 7; k++) CHECK(r.t_eval[k] == t_want[k], "subset t[%d] = %d, want %d", k, r.t_eval[k], t_want[k]);
+        /* geometric strata of 2..50: starts 2 3 5 8 13 20 32 51 */
+        static const int t_want[7] = {2, 3, 6, 10, 16, 25, 41}, w_want[7] = {1, 2, 3, 5, 7, 12, 19};
+        CHECK(r.estimate == 1 && r.n_t == 7, "subset: estimate %d n_t %d", r.estimate, r.n_t);
+        for (int k = 0; k < 7; k++)
+            CHECK(r.t_eval[k] == t_want[k] && r.t_weight[k] == w_want[k], "subset t[%d] = %d weight %g, want %d, %d", k,
+                  r.t_eval[k], r.t_weight[k], t_want[k], w_want[k]);
         CHECK(net.calls == (2 * 8 + 63) / 64, "subset: %d network calls for 16 evaluations", net.calls);
         compare_term(r.total[0], want[0], "subset K = 7, image 0 total");
         compare_term(r.total[1], want[1], "subset K = 7, image 1 total");
@@ -423,6 +425,31 @@ static int stop_after_two(void *ctx, long done, long total) {
     return ++*calls >= 2;
 }
 
+/* The strata cover 2..T exactly once: weights are positive and sum to T - 1, each t lies in its own
+ * stratum, t ascends; K = T - 1 gives every t with weight 1. */
+static void test_timestep_strata(void) {
+    static const int cases[][2] = {{2, 1}, {50, 7}, {50, 49}, {1000, 1}, {1000, 50}, {1000, 100}, {1000, 999}, {4000, 300}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int T = cases[c][0], K = cases[c][1], t[4000], ok = 1;
+        double w[4000], sum = 0, lo = 2;
+        df_bound_timesteps(T, K, t, w);
+        for (int k = 0; k < K; k++) {
+            ok &= w[k] >= 1 && t[k] >= lo && t[k] < lo + w[k] && (k == 0 || t[k] > t[k - 1]);
+            if (K == T - 1) ok &= t[k] == k + 2 && w[k] == 1;
+            lo += w[k];
+            sum += w[k];
+        }
+        CHECK(ok && sum == T - 1, "strata T %d K %d: ordered and covering (sum of weights %g)", T, K, sum);
+    }
+    int t[100];
+    double w[100];
+    df_bound_timesteps(1000, 100, t, w);
+    int ones = 0;
+    while (ones < 100 && w[ones] == 1) ones++;
+    /* the steep start is evaluated term by term: the first 15 strata are single timesteps */
+    CHECK(ones >= 15 && t[0] == 2 && t[ones - 1] == ones + 1, "T 1000 K 100: %d single-t strata first", ones);
+}
+
 static void test_errors(void) {
     df_schedule s;
     reference_schedule(0, &s);
@@ -437,7 +464,7 @@ static void test_errors(void) {
     p.K = -1;
     CHECK(df_bound_eval(&s, &p, linear_net_predict, &net, 2, 4, x0, &r) == DF_ERR_ARG, "K = -1 accepted");
     p.K = REF_T - 1;  /* = all: not an estimate */
-    CHECK(df_bound_eval(&s, &p, linear_net_predict, &net, 2, 4, x0, &r) == DF_OK && !r.estimate && r.kl_scale == 1.0,
+    CHECK(df_bound_eval(&s, &p, linear_net_predict, &net, 2, 4, x0, &r) == DF_OK && !r.estimate && r.t_weight[0] == 1.0,
           "K = T-1 is the whole bound");
     df_bound_result_free(&r);
     p.K = 0;
@@ -477,6 +504,7 @@ int main(void) {
     test_reference();
     test_batch_independence();
     test_gaussian_optimal();
+    test_timestep_strata();
     test_errors();
     return check_exit_code("test_bound");
 }

@@ -5,6 +5,8 @@
 #include "check.h"
 #include "data.h"
 #include "toydata.h"
+#include "safetensors.h"
+#include <stdlib.h>
 #include <float.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -196,6 +198,49 @@ static void folder_very_tall_image(const char *dir) {
     df_dataset_free(&ds);
 }
 
+/* A 600-byte model file whose metadata claims an MLP of 64 layers of 65536 units (270 G parameters):
+ * df_model_load used to build that network (calloc of the weights and EMA) before looking at the
+ * tensors, so such a file cost gigabytes and seconds, or the OOM killer, before "missing tensor". The
+ * config's parameter count is now compared with the file's values first. */
+static void model_config_claims_huge_network(const char *dir) {
+    static const char *meta[][2] = {
+        {"diffuse.net", "mlp"}, {"mlp.dim", "2"}, {"mlp.hidden", "65536"}, {"mlp.layers", "64"}, {"mlp.temb_dim", "128"},
+        {"diffusion.schedule", "linear"}, {"diffusion.timesteps", "1000"}, {"diffusion.beta_start", "0.0001"},
+        {"diffusion.beta_end", "0.02"}, {"diffusion.cosine_s", "0.008"}, {"diffusion.max_beta", "0.999"},
+        {"diffusion.pred", "eps"}, {"diffusion.loss", "simple"}, {"diffusion.var", "beta"},
+        {"train.step", "1"}, {"train.seed", "0"}, {"train.ema_decay", "0.99"}};
+    const char *path = tmp_file(dir, "huge_config.safetensors");
+    float w[4] = {0};
+    int64_t shape[1] = {4};
+    df_st_writer *wr = df_st_writer_new();
+    df_st_writer_add(wr, "inp.weight", DF_DTYPE_F32, 1, shape, w);
+    for (size_t k = 0; k < sizeof meta / sizeof meta[0]; k++) df_st_writer_meta(wr, meta[k][0], meta[k][1]);
+    CHECK(df_st_writer_write(wr, path) == DF_OK, "write %s: %s", path, df_last_error());
+    df_model m;
+    df_status st = df_model_load(&m, path, 16, 1);
+    CHECK(st == DF_ERR_FORMAT && strstr(df_last_error(), "describes 271124267010 parameters but the file holds 4"),
+          "huge config, 4 values: status %d, %s", st, df_last_error());
+}
+
+/* A batch that does not fit is refused before anything is allocated, with the size it needs. */
+static void model_too_large_for_memory(void) {
+    df_unet_config c;
+    df_diffusion_config d;
+    df_diffusion_config_init(&d);
+    CHECK(df_unet_preset("fmnist-small", &c) == DF_OK, "preset");
+    setenv("DIFFUSE_MEMORY_MB", "200", 1);
+    df_model m;
+    df_status st = df_model_new_unet(&m, &c, &d, 64, 1, 0);
+    CHECK(st == DF_ERR_NOMEM && strstr(df_last_error(), "the U-Net at batch 64 for training (1.6 M parameters) needs") &&
+              strstr(df_last_error(), "GiB of memory but only 0.20 GiB is available"),
+          "200 MB for a batch of 64: status %d, %s", st, df_last_error());
+    if (st == DF_OK) df_model_free(&m);
+    st = df_model_new_unet(&m, &c, &d, 1, 0, 0);  /* one image for sampling fits */
+    CHECK(st == DF_OK, "200 MB for one image: %s", df_last_error());
+    if (st == DF_OK) df_model_free(&m);
+    unsetenv("DIFFUSE_MEMORY_MB");
+}
+
 int main(void) {
     const char *dir = check_tmpdir("regressions");
     csv_value_beyond_float(dir);
@@ -203,6 +248,8 @@ int main(void) {
     idx_count_beyond_int(dir);
     folder_image_too_large(dir);
     folder_very_tall_image(dir);
+    model_config_claims_huge_network(dir);
+    model_too_large_for_memory();
     check_tmpdir_remove(dir, 0);
     return check_exit_code("test_regressions");
 }

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-VERSION = "1"
+VERSION = "2"
 T = 50
 LINEAR = dict(beta_start=1e-4, beta_end=0.1)
 COSINE = dict(s=0.008, max_beta=0.999)
@@ -151,6 +151,18 @@ def write_safetensors(path, tensors, meta):
     os.replace(tmp, path)
 
 
+def subset_strata(T, K):
+    """K strata of t in 2..T with geometrically rising starts (each at least one t wide): the middle t
+    of each and its width, as df_bound_timesteps defines them."""
+    starts = [2]
+    for k in range(1, K):
+        lo = int(math.floor(2.0 * ((T + 1) / 2.0) ** (k / K) + 0.5))
+        lo = min(max(lo, starts[-1] + 1), T + 1 - (K - k))
+        starts.append(lo)
+    starts.append(T + 1)
+    return [(starts[k] + starts[k + 1] - 1) // 2 for k in range(K)], [starts[k + 1] - starts[k] for k in range(K)]
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "fixtures", "bound_reference.safetensors")
@@ -163,7 +175,7 @@ def main():
     eps_images = rng.standard_normal((2, T, 16)).astype(np.float32)
     eps_points = rng.standard_normal((3, T, 2)).astype(np.float32)
     tensors = {"x0/images": images, "x0/points": points, "eps/images": eps_images, "eps/points": eps_points}
-    subset_t = [2 + (2 * k + 1) * (T - 1) // (2 * SUBSET_K) for k in range(SUBSET_K)]
+    subset_t, subset_w = subset_strata(T, SUBSET_K)
     for kind in ["linear", "cosine"]:
         s = schedule(kind)
         for pred in PREDS:
@@ -174,11 +186,11 @@ def main():
                     tm = terms(s, pred, var, x0, eps, discrete, clip)
                     tensors["terms/%s/%s/%s/%s" % (kind, pred, var, data)] = tm
                     if (kind, pred, var, data) == ("linear", "eps", "posterior", "images_clip"):
-                        kl_sum = tm[:, [t - 1 for t in subset_t]].sum(axis=1)
-                        tensors["subset/total"] = (tm[:, 0] + tm[:, T] + (T - 1) / SUBSET_K * kl_sum).reshape(1, -1)
+                        kl_sum = (tm[:, [t - 1 for t in subset_t]] * np.array(subset_w)).sum(axis=1)
+                        tensors["subset/total"] = (tm[:, 0] + tm[:, T] + kl_sum).reshape(1, -1)
     meta = {"generator": "tools/bound_reference.py", "version": VERSION, "T": str(T),
             "linear": json.dumps(LINEAR), "cosine": json.dumps(COSINE), "net": json.dumps(NET),
-            "subset_K": str(SUBSET_K), "subset_t": json.dumps(subset_t)}
+            "subset_K": str(SUBSET_K), "subset_t": json.dumps(subset_t), "subset_w": json.dumps(subset_w)}
     write_safetensors(path, tensors, meta)
     print("wrote", path)
 
