@@ -25,6 +25,10 @@ int cmd_export(int argc, char **argv);
 
 /* Opens a model file or a diffusers folder for inference. */
 df_status cli_model_open(const char *path, int max_batch, df_model *m);
+/* The model `diffuse sample` uses without --model: $DIFFUSE_MODEL if set, else the shipped
+ * models/fmnist-small.safetensors found next to the executable (../models) or in the source tree
+ * it was built from. NULL (with the places tried in df_last_error) when there is none. */
+const char *cli_default_model(void);
 /* Whether --data names an image dataset (else 2-D points). */
 int cli_is_image_data(const char *spec);
 

@@ -113,7 +113,7 @@ int cmd_sample(int argc, char **argv) {
     int n = 0, steps = 50, seed = 0, threads = 0, batch = 0, no_ema = 0, clip = 0, no_clip = 0;
     double eta = 0, strength = 0.5;
     arg_spec specs[] = {
-        {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder"},
+        {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
         {"n", ARG_INT, &n, "number of samples (2-D 1000, images 64)"},
         {"out", ARG_STRING, &out, "points.csv (2-D); grid.png, DIR/ (one PNG each) or samples.npy (images)"},
         {"sampler", ARG_STRING, &sampler, "ancestral (the note's algorithm, default) or ddim"},
@@ -135,11 +135,12 @@ int cmd_sample(int argc, char **argv) {
         {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("sample", "usage: diffuse sample --model M --n N --out points.csv|grid.png|DIR/|samples.npy [options]",
+    int rc = args_parse("sample", "usage: diffuse sample [--model M] [--n N] [--out points.csv|grid.png|DIR/|samples.npy] [options]",
                         specs, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     cli_set_threads(threads);
-    if (!model) return cli_error("sample", df_fail(DF_ERR_ARG, "--model is required"));
+    int shipped = !model;
+    if (shipped && !(model = cli_default_model())) return cli_error("sample", DF_ERR_ARG);
     if (n < 0 || n > 10000000) return cli_error("sample", df_fail(DF_ERR_ARG, "--n must be in 1..10000000"));
     if (batch < 0 || batch > 65536) return cli_error("sample", df_fail(DF_ERR_ARG, "--batch must be in 1..65536"));
     if (clip && no_clip) return cli_error("sample", df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other"));
@@ -157,6 +158,7 @@ int cmd_sample(int argc, char **argv) {
     df_model m;
     df_diffusers_info dinfo;
     if ((st = df_model_open_ex(model, batch ? batch : 64, 0, &m, &dinfo))) return cli_error("sample", st);
+    if (shipped) fprintf(stderr, "sample: no --model given, using %s\n", model);
     df_model_set_precision(&m, prec);
     int images = m.kind == DF_NET_UNET;
     float *init_x = NULL, *known_x = NULL, *mask_x = NULL;

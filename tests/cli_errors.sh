@@ -25,7 +25,7 @@ expect_fail "malformed csv" "bad.csv:3: expected two numbers" "$BIN" train --dat
 printf '# nothing\n' > "$T/empty.csv"
 expect_fail "empty csv" "empty.csv: no points found" "$BIN" train --data "csv:$T/empty.csv" --out "$T/r"
 expect_fail "missing model" "cannot open|No such file" "$BIN" sample --model "$T/none.safetensors" --out "$T/s.csv"
-expect_fail "sample without model" "--model is required" "$BIN" sample --out "$T/s.csv"
+expect_fail "DIFFUSE_MODEL missing" "cannot open|No such file" env DIFFUSE_MODEL="$T/none.safetensors" "$BIN" sample --out "$T/s.csv"
 
 # A real small checkpoint to damage.
 "$BIN" train --data toy:moons --out "$T/run" --steps 20 --batch 16 --hidden 16 --layers 1 --plot-n 10 >/dev/null 2>&1 \
