@@ -28,17 +28,23 @@
  *                   [--precision fp32|bf16|both] [--profile] [--torch] [--rounds 1] [--torch-script PATH]
  *                   [--no-train] [--no-sample] [--image-size N] [--data SPEC] [--seconds S]
  *
+ * --quick (one configuration): 1 timed step, no warm-up.
+ *
  * The whole table of the issue in one run (each configuration in a child process of its own, so
- * that its peak RSS is its own; see bench_matrix below):
- *   bench_unet --matrix [--quick] [--no-torch] [--rounds R] [--profile]
+ * that its peak RSS is its own; see run_matrix below):
+ *   bench_unet --matrix [--quick] [--no-torch] [--rounds R] [--profile] [--data SPEC]
  *     machine peaks (bench_unet --peaks: FMA and bf16-dot loops, sgemm, df_gemm at 1 and 2 threads),
  *     then fmnist-small batch 64 and ddpm-cifar10 batch 16 x threads 1, 2 x fp32, bf16: training
  *     images/s (with data loading, AdamW, EMA), sampling evaluations/s, GFLOP/s, % of peak, peak
  *     RSS, and the PyTorch peer on the same configurations when /usr/bin/python3 has torch, with
- *     the ratios against the issue's targets. --preset, --threads, --precision, --batch restrict it.
+ *     the ratios against the issue's targets; all medians. --preset, --threads, --precision,
+ *     --batch restrict it; --rounds R alternates ours and torch R times and keeps the best of each;
+ *     --profile adds the op-by-op profile of one 2-thread training step per preset and precision.
+ *     About 6 minutes on 2 quiet cores (--quick: about 1 minute).
  *   bench_unet --sweep [--quick] [--torch]
  *     how cost grows with batch (8..128 at 28 px) and image size (28, 32, 64 px at batch 32) for
- *     the fmnist-small U-Net at 2 threads, fp32 and bf16.
+ *     the fmnist-small U-Net at 2 threads, fp32 and bf16. About 3 minutes.
+ *   bench_unet --peaks [--quick] [--threads T]: the machine peaks alone, at 1..T threads.
  */
 #include "common.h"
 #include "gemm.h"
@@ -695,11 +701,13 @@ static int torch_run(const torch_job *j, torch_meas *m) {
         m->ok = isfinite(m->train) && isfinite(m->sample);
     }
     char b[8][32];
+    df_unet_config pc;
+    const int size = j->image_size ? j->image_size : df_unet_preset(j->preset, &pc) == DF_OK ? pc.sample_size : 0;
     printf("{\"impl\": \"torch\", \"preset\": \"%s\", \"batch\": %d, \"threads\": %d, \"image_size\": %d, "
            "\"precision\": \"fp32\", \"train_steps\": %d, \"sample_evals\": %d, \"train_img_per_s_median\": %s, "
            "\"train_img_per_s_best\": %s, \"sample_evals_per_s_median\": %s, \"gflop_per_img_fwd\": %s, "
            "\"peak_rss_mib\": %s, \"peak_rss_mib_self\": %s, \"ok\": %s}\n",
-           j->preset, j->batch, j->threads, j->image_size, j->steps, j->evals, jfmt(b[0], 32, m->train, 2),
+           j->preset, j->batch, j->threads, size, j->steps, j->evals, jfmt(b[0], 32, m->train, 2),
            jfmt(b[1], 32, m->train_best, 2), jfmt(b[2], 32, m->sample, 2), jfmt(b[3], 32, m->gflop_img, 5),
            jfmt(b[4], 32, m->rss, 1), jfmt(b[5], 32, m->rss_self, 1), m->ok ? "true" : "false");
     fflush(stdout);
@@ -813,6 +821,14 @@ static void print_peaks(double peaks[PK_N][MX_MAX_T + 1], char paths[PK_N][48], 
            2 * ISSUE_PEAK_PER_CORE);
 }
 
+/* --data goes to the preset it fits (cifar10:... to ddpm-cifar10, anything else to fmnist-small);
+ * the other gets the synthetic pool. */
+static const char *matrix_data(const char *data, const char *preset) {
+    if (!data) return "synthetic";
+    const int cifar_data = strncmp(data, "cifar10", 7) == 0, cifar_preset = strcmp(preset, "ddpm-cifar10") == 0;
+    return cifar_data == cifar_preset ? data : "synthetic";
+}
+
 static int run_matrix(const orch_opts *oo) {
     g_t0 = df_time();
     const double load0 = loadavg1();
@@ -841,7 +857,7 @@ static int run_matrix(const orch_opts *oo) {
                 for (int q = 0; q < oo->n_prec; q++) {
                     const int qi = oo->prec[q] == DF_PRECISION_BF16;
                     our_job j = {mp->preset, batch, t, 0, oo->prec[q],
-                                 oo->data && strcmp(mp->preset, "fmnist-small") == 0 ? oo->data : "synthetic",
+                                 matrix_data(oo->data, mp->preset),
                                  oo->quick ? 0 : mp->warmup, oo->quick ? 1 : mp->steps, oo->quick ? 0 : mp->seconds,
                                  oo->profile && t == MX_MAX_T && r == 0, oo->openblas};
                     progress("round %d/%d: diffuse %s batch %d, %d thread%s, %s", r + 1, oo->rounds, mp->preset, batch, t,
@@ -927,7 +943,10 @@ static int run_matrix(const orch_opts *oo) {
     printf("\n");
     printf("ours, torch: train = images/s of whole steps (data loading, forward, backward, AdamW, EMA; torch_ddpm.py: no\n"
            "data loading, Adam, no EMA); sample = network evaluations/s (images x steps / s). Medians of the timed steps.\n"
-           "torch is fp32 (the bf16 rows compare with it too). %%peak: of the measured fp32 FMA (fp32) or bf16 dot (bf16)\n"
+           "Our data: fmnist-small %s, ddpm-cifar10 %s (synthetic: a pool of 1024 random uint8 images, gathered\n"
+           "and scaled per step as `diffuse train` does with a dataset, without holding a whole dataset in RSS).\n",
+           matrix_data(oo->data, "fmnist-small"), matrix_data(oo->data, "ddpm-cifar10"));
+    printf("torch is fp32 (the bf16 rows compare with it too). %%peak: of the measured fp32 FMA (fp32) or bf16 dot (bf16)\n"
            "peak at the same thread count; %%ref: of the issue's 117 GFLOP/s per core (234 per core for bf16). RSS: peak\n"
            "of each configuration's own process (train + sample), MiB; target <= %.2fx.\n\n", RSS_TARGET);
     printf("%-13s %-6s %3s %-4s %9s %9s %7s %-12s %8s %6s %6s %8s %8s %6s %-4s\n", "preset", "phase", "thr", "prec",
@@ -945,9 +964,11 @@ static int run_matrix(const orch_opts *oo) {
         char torch_s[16] = "-", ratio_s[16] = "-";
         if (isfinite(w->torch)) snprintf(torch_s, sizeof torch_s, "%.2f", w->torch);
         if (isfinite(w->ratio)) snprintf(ratio_s, sizeof ratio_s, "%.3f", w->ratio);
-        printf("%-13s %-6s %3d %-4s %9.2f %9s %7s %-12s %8.1f %6.1f %6.1f %s\n", MX[w->p].preset,
+        char pk[16] = "-";
+        if (isfinite(w->pct_peak)) snprintf(pk, sizeof pk, "%.1f", w->pct_peak);
+        printf("%-13s %-6s %3d %-4s %9.2f %9s %7s %-12s %8.1f %6s %6.1f %s\n", MX[w->p].preset,
                w->phase ? "sample" : "train", w->t, w->qi ? "bf16" : "fp32", w->ours, torch_s, ratio_s, tgt, w->gflops,
-               w->pct_peak, w->pct_issue, rs);
+               pk, w->pct_issue, rs);
     }
     if (judged) printf("\nspeed targets met: %d of %d", met, judged);
     else printf("\nspeed targets: not judged (no PyTorch peer)");
