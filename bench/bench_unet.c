@@ -40,7 +40,7 @@
  *     the ratios against the issue's targets; all medians. --preset, --threads, --precision,
  *     --batch restrict it; --rounds R alternates ours and torch R times and keeps the best of each;
  *     --profile adds the op-by-op profile of one 2-thread training step per preset and precision.
- *     About 6 minutes on 2 quiet cores (--quick: about 1 minute).
+ *     About 6 minutes on 2 quiet cores (--quick: about 2; --rounds 2: about 12).
  *   bench_unet --sweep [--quick] [--torch]
  *     how cost grows with batch (8..128 at 28 px) and image size (28, 32, 64 px at batch 32) for
  *     the fmnist-small U-Net at 2 threads, fp32 and bf16. About 3 minutes.
