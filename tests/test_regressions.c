@@ -216,6 +216,7 @@ static void model_config_claims_huge_network(const char *dir) {
     df_st_writer_add(wr, "inp.weight", DF_DTYPE_F32, 1, shape, w);
     for (size_t k = 0; k < sizeof meta / sizeof meta[0]; k++) df_st_writer_meta(wr, meta[k][0], meta[k][1]);
     CHECK(df_st_writer_write(wr, path) == DF_OK, "write %s: %s", path, df_last_error());
+    df_st_writer_free(wr);
     df_model m;
     df_status st = df_model_load(&m, path, 16, 1);
     CHECK(st == DF_ERR_FORMAT && strstr(df_last_error(), "describes 271124267010 parameters but the file holds 4"),
