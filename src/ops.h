@@ -77,6 +77,10 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           const float *beta, int n, int c, int hw, int groups, float eps);
 void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups);
+/* The forward's output again from its cached mean and rstd, bit for bit: lets a model drop the
+ * normalised activations after forward and rebuild them in backward (one pass, no reductions). */
+void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,
+                        const float *beta, int n, int c, int hw, int groups);
 
 /* ---------------------------------------------------------------- elementwise */
 /* SiLU (swish): x * sigmoid(x). out may alias inp in forward. */

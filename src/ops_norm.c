@@ -18,6 +18,34 @@
 
 #define NORM_OMP_MIN_FLOATS 16384
 
+/* Group ng's output from its (float) statistics: y = (x - mu) * rs * gamma + beta, folded into one
+ * scale and shift per channel. Forward and df_groupnorm_apply both call it, so a recomputed output
+ * is bit for bit the forward's. */
+static void groupnorm_apply_group(float *y, const float *x, float mu, float rs, const float *gamma, const float *beta,
+                                  int g, int cpg, int hw) {
+    for (int cc = 0; cc < cpg; cc++) {
+        const int ch = g * cpg + cc;
+        const float a = (float)((double)rs * gamma[ch]);
+        const float s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
+        const float *xc = x + (size_t)cc * hw;
+        float *yc = y + (size_t)cc * hw;
+        for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
+    }
+}
+
+void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,
+                        const float *beta, int n, int c, int hw, int groups) {
+    const double t0_ = df_ops_prof_begin();
+    ASSERT(groups > 0 && c % groups == 0);
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ng = 0; ng < n * groups; ng++)
+        groupnorm_apply_group(out + (size_t)ng * gsize, inp + (size_t)ng * gsize, mean[ng], rstd[ng], gamma, beta,
+                              ng % groups, cpg, hw);
+    df_ops_prof_end(t0_, "groupnorm apply %d %dpx", c, hw);
+}
+
 void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                           const float *beta, int n, int c, int hw, int groups, float eps) {
     const double t0_ = df_ops_prof_begin();
@@ -38,16 +66,7 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
         const double rs = 1.0 / sqrt(sq / (double)gsize + (double)eps);
         mean[ng] = (float)mu;
         rstd[ng] = (float)rs;
-        const int g = ng % groups;
-        for (int cc = 0; cc < cpg; cc++) {
-            const int ch = g * cpg + cc;
-            /* y = (x - mu) * rstd * gamma + beta, folded into one scale and shift per channel */
-            const float a = (float)(rs * gamma[ch]);
-            const float s = (float)(beta[ch] - mu * rs * gamma[ch]);
-            const float *xc = x + (size_t)cc * hw;
-            float *yc = y + (size_t)cc * hw;
-            for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
-        }
+        groupnorm_apply_group(y, x, mean[ng], rstd[ng], gamma, beta, ng % groups, cpg, hw);
     }
     df_ops_prof_end(t0_, "groupnorm fwd %d %dpx", c, hw);
 }

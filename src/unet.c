@@ -627,9 +627,10 @@ static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
         if (u->training) nd->kept[IN_X] = plan_kept(A, xs);
         break;
     case DF_UNET_RESNET:
-        nd->kept[RES_GN1] = plan_inter(u, A, A_S0 + 0, xs);
+        /* the norm outputs are rebuilt in backward from x, h1 and mean/rstd (df_groupnorm_apply) */
+        nd->kept[RES_GN1] = plan_slot(A, A_S0 + 0, xs);
         nd->kept[RES_H1] = plan_inter(u, A, A_S0 + 1, ys);
-        nd->kept[RES_GN2] = plan_inter(u, A, A_S0 + 2, ys);
+        nd->kept[RES_GN2] = plan_slot(A, A_S0 + 2, ys);
         for (int k = 0; k < 2; k++) {
             nd->mean[k] = plan_inter(u, A, A_M0 + 2 * k, B * groups);
             nd->rstd[k] = plan_inter(u, A, A_M0 + 2 * k + 1, B * groups);
@@ -638,7 +639,7 @@ static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
         plan_slot(A, A_TPROJ, B * nd->cout);
         break;
     case DF_UNET_ATTENTION:
-        nd->kept[ATT_GN] = plan_inter(u, A, A_S0 + 0, xs);
+        nd->kept[ATT_GN] = plan_slot(A, A_S0 + 0, xs);  /* rebuilt in backward */
         nd->kept[ATT_Q] = plan_inter(u, A, A_S0 + 1, xs);
         nd->kept[ATT_K] = plan_inter(u, A, A_S0 + 2, xs);
         nd->kept[ATT_V] = plan_inter(u, A, A_S0 + 3, xs);
@@ -651,7 +652,7 @@ static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
         nd->kept[UP_U] = plan_inter(u, A, A_S0 + 0, ys);
         break;
     case DF_UNET_OUT:
-        nd->kept[OUT_GN] = plan_inter(u, A, A_S0 + 0, xs);
+        nd->kept[OUT_GN] = plan_slot(A, A_S0 + 0, xs);  /* rebuilt in backward */
         nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
         nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
         plan_slot(A, A_RECOMPUTE, xs);
@@ -987,6 +988,8 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
         df_add_backward(nd->dx, NULL, dy, nout);
     }
     /* conv2, dropout, SiLU, norm2 */
+    df_groupnorm_apply(nd->kept[RES_GN2], nd->mean[1], nd->rstd[1], nd->kept[RES_H1], PAR(RES_NORM2_W),
+                       PAR(RES_NORM2_B), n, nd->cout, hw, groups);
     resnet_conv2_input(u, nd, n, u->last_training);
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     zero(t0, nout);
@@ -1006,6 +1009,8 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     df_add_channel_bias_backward(u->dtproj, t0, n, nd->cout, hw);
     df_linear_backward(u->dstemb, GRD(RES_TEMB_W), GRD(RES_TEMB_B), u->dtproj, u->stemb, PAR(RES_TEMB_W), n,
                        u->temb_dim, nd->cout, u->precision, u->scratch);
+    df_groupnorm_apply(nd->kept[RES_GN1], nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
+                       nd->cin, hw, groups);
     df_silu_forward(r, nd->kept[RES_GN1], nin);
     shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
     zero(t1, nin);
@@ -1031,6 +1036,8 @@ static void attention_backward(df_unet *u, const df_unet_node *nd, const float *
     df_attention_backward(t[1], t[2], t[3], t[0], nd->kept[ATT_PROBS], nd->kept[ATT_Q], nd->kept[ATT_K],
                           nd->kept[ATT_V], n, ch, hw, nd->heads, u->precision, u->scratch);
     zero(t[0], nc);
+    df_groupnorm_apply(nd->kept[ATT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch, hw,
+                       u->config.norm_num_groups);
     df_conv2d_backward(t[0], GRD(ATT_Q_W), GRD(ATT_Q_B), t[1], nd->kept[ATT_GN], PAR(ATT_Q_W), &s, u->scratch);
     df_conv2d_backward(t[0], GRD(ATT_K_W), GRD(ATT_K_B), t[2], nd->kept[ATT_GN], PAR(ATT_K_W), &s, u->scratch);
     df_conv2d_backward(t[0], GRD(ATT_V_W), GRD(ATT_V_B), t[3], nd->kept[ATT_GN], PAR(ATT_V_W), &s, u->scratch);
@@ -1073,6 +1080,8 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
         df_concat_backward(nd->dx, nd->dskip, dy, n, nd->cin, nd->cskip, hw);
         break;
     case DF_UNET_OUT: {
+        df_groupnorm_apply(nd->kept[OUT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
+                           nd->cin, hw, u->config.norm_num_groups);
         df_silu_forward(u->recompute, nd->kept[OUT_GN], nin);
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         zero(u->tmp[0], nin);

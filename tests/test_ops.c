@@ -431,7 +431,14 @@ static void op_forward(const op_case *c, const op_setup *s, int ref, float *cons
         break;
     case OP_GROUPNORM:
         if (ref) groupnorm_forward_oracle(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
-        else df_groupnorm_forward(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
+        else {
+            df_groupnorm_forward(out, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups, c->p);
+            /* apply (the backward's rebuild of the output from mean and rstd) gives the same bits */
+            float *again = malloc(sizeof(float) * numel);
+            df_groupnorm_apply(again, aux[0], aux[1], in[0], in[1], in[2], c->n, c->c, hw, c->groups);
+            CHECK(memcmp(again, out, sizeof(float) * numel) == 0, "%s: groupnorm_apply == forward, bit for bit", c->label);
+            free(again);
+        }
         break;
     case OP_SILU:
         if (ref)
