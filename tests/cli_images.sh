@@ -58,4 +58,10 @@ check "wrong-sized data for the preset is refused" grep -q "1x28x28 but the mode
 "$BIN" train "${tiny[@]}" --groups 3 --out "$T/c" --steps 1 2>"$T/e4"
 check "bad U-Net config is refused" grep -q "group" "$T/e4"
 
+# The shipped model: `diffuse sample` without --model finds models/fmnist-small.safetensors (here
+# through the source tree the binary was built from) and says so.
+"$BIN" sample --n 2 --sampler ddim --steps 3 --out "$T/shipped.png" 2>"$T/e5"
+check "sample without --model uses the shipped model" test -s "$T/shipped.png"
+check "and says which file" grep -q "no --model given, using .*models/fmnist-small.safetensors" "$T/e5"
+
 finish cli_images
