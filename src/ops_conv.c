@@ -218,6 +218,16 @@ static void conv_forward_image(float *y, const float *x, const float *w, const f
     df_gemm(conv_bf16(s), 0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw, cols + conv_cols_floats(s));
 }
 
+/* The calling thread's im2col buffer: each thread owns per_thread floats of the scratch. */
+static float *thread_cols(float *scratch, size_t per_thread) {
+#ifdef _OPENMP
+    return scratch + (size_t)omp_get_thread_num() * per_thread;
+#else
+    (void)per_thread;
+    return scratch;
+#endif
+}
+
 void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
                        float *scratch) {
     const double t0 = df_ops_prof_begin();
@@ -225,11 +235,7 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
     const size_t per_thread = conv_thread_floats(s);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        float *cols = scratch + (size_t)omp_get_thread_num() * per_thread;
-#else
-        float *cols = scratch;
-#endif
+        float *cols = thread_cols(scratch, per_thread);
 #pragma omp for schedule(dynamic)
         for (int n = 0; n < s->n; n++)
             conv_forward_image(out + (size_t)n * s->oc * s->oh * s->ow, inp + (size_t)n * s->ic * s->h * s->w, w, b,
@@ -299,11 +305,7 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     if (db) conv_bias_backward(db, dout, s);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        float *cols = scratch + (size_t)omp_get_thread_num() * per_thread;
-#else
-        float *cols = scratch;
-#endif
+        float *cols = thread_cols(scratch, per_thread);
         if (flip) {
             /* wt[ic][oc][ky][kx] = w[oc][ic][KH-1-ky][KW-1-kx] */
             const int kk = s->kh * s->kw;
