@@ -47,6 +47,7 @@
  *   bench_unet --peaks [--quick] [--threads T]: the machine peaks alone, at 1..T threads.
  */
 #include "common.h"
+#include "conv3x3.h"
 #include "gemm.h"
 #include "optim.h"
 #include "ops.h"
@@ -1084,6 +1085,9 @@ int main(int argc, char **argv) {
     bench_opts o = {"fmnist-small", "/work/shared/bench/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1,
                     1, {DF_PRECISION_FP32, DF_PRECISION_BF16}, 0, NULL, 0, 0};
     int mode = 0; /* 0 one configuration, 1 --matrix, 2 --sweep, 3 --peaks */
+    /* DIFFUSE_NO_DIRECT=1: 3x3 convs on im2col + GEMM (conv3x3.h), to time the two paths */
+    const char *no_direct = getenv("DIFFUSE_NO_DIRECT");
+    if (no_direct && *no_direct == '1') df_conv3x3_force_off(1);
     int quick = 0, no_torch = 0, set_preset = 0, set_threads = 0, set_batch = 0, set_prec = 0, set_rounds = 0;
     int set_steps = 0, set_warmup = 0, openblas = 0;
     for (int i = 1; i < argc; i++) {

@@ -8,7 +8,9 @@
  * accumulating in double: the oracle of the tests and the fallback. Every GEMM runs in the shape's
  * precision: df_gemm_f32, or df_gemm_bf16 (inputs rounded to bf16, fp32 sums) for bf16; im2col,
  * col2im, the bias and the dW partial sums are fp32 either way.
- * What it is not: no Winograd/FFT, no channels-last layout, no direct (im2col-free) kernels.
+ * 3x3 stride-1 pad-1 convs (most of the U-Net) take the direct kernel of conv3x3.h for the forward
+ * and dX where the CPU has it (AVX-512F; AVX512_BF16 for bf16): no column matrix at all.
+ * What it is not: no Winograd/FFT, no channels-last layout, no direct dW.
  *
  * Threads: OpenMP over images, one image per thread at a time (dynamic schedule), each thread with
  * its own column buffer and a single-threaded sgemm: OpenBLAS's OpenMP build runs on the calling
@@ -18,6 +20,7 @@
  * batch (CONV_DW_CHUNKS), so it does not depend on the thread count or the schedule.
  * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db; NULL means "not needed".
  */
+#include "conv3x3.h"
 #include "gemm.h"
 #include "ops.h"
 #include "common.h"
@@ -94,13 +97,43 @@ static void conv_dx_shape(df_conv_shape *t, const df_conv_shape *s) {
 
 static size_t conv_wsize(const df_conv_shape *s) { return (size_t)s->oc * s->ic * s->kh * s->kw; }
 
+/* A 3x3 stride-1 conv with padding 1 on every side runs the direct kernel (conv3x3.h) when the CPU
+ * has it in this precision: forward when it has 8 outputs or more (a tile is 8 outputs), dX when
+ * the input has (dX is a conv with IC outputs). */
+static int conv_is_3x3_same(const df_conv_shape *s) {
+    return s->kh == 3 && s->kw == 3 && s->stride == 1 && s->pad_t == 1 && s->pad_l == 1 && s->pad_b == 1 &&
+           s->pad_r == 1;
+}
+static int conv_direct_fwd(const df_conv_shape *s) {
+    return conv_is_3x3_same(s) && s->oc >= 8 && df_conv3x3_available(conv_bf16(s));
+}
+static int conv_direct_dx(const df_conv_shape *s) {
+    return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available(conv_bf16(s));
+}
+
 /* One thread's column buffer: the columns of one image for the forward / dW (IC*KH*KW, OH*OW),
  * and of one dout image for the transposed conv (OC*KH*KW, H*W) or the column gradient. Rounded to
  * 16 floats so each thread's block starts on its own cache line. */
 static size_t conv_cols_floats(const df_conv_shape *s) {
     if (conv_is_pointwise(s)) return 0;
     size_t a = (size_t)s->ic * s->kh * s->kw * s->oh * s->ow, b = (size_t)s->oc * s->kh * s->kw * s->h * s->w;
-    return ((a > b ? a : b) + 15) & ~(size_t)15;
+    if (a < b) a = b;
+    if (conv_is_3x3_same(s)) { /* the direct kernel's padded image (fp32 words, the larger) */
+        if ((b = df_conv3x3_image_words(s->ic, s->h, s->w, 0)) > a) a = b;
+        if ((b = df_conv3x3_image_words(s->oc, s->oh, s->ow, 0)) > a) a = b;
+    }
+    return (a + 15) & ~(size_t)15;
+}
+
+/* Floats of the shared weight block: the flipped weights of the backward, or the direct kernel's
+ * packed weights (forward or dX, fp32 words, the larger). */
+static size_t conv_wblock_floats(const df_conv_shape *s) {
+    size_t a = conv_wsize(s), b;
+    if (conv_is_3x3_same(s)) {
+        if ((b = df_conv3x3_weight_words(s->oc, s->ic, 0)) > a) a = b;
+        if ((b = df_conv3x3_weight_words(s->ic, s->oc, 0)) > a) a = b;
+    }
+    return (a + 15) & ~(size_t)15;
 }
 
 /* Floats of GEMM workspace one thread needs: the largest of the GEMMs a conv runs (forward, dW, dX
@@ -117,11 +150,11 @@ static size_t conv_gemm_floats(const df_conv_shape *s) {
 /* One thread's part of the scratch: its columns, then its GEMM workspace. */
 static size_t conv_thread_floats(const df_conv_shape *s) { return conv_cols_floats(s) + conv_gemm_floats(s); }
 
-/* Scratch layout: [per-thread columns + GEMM workspace x threads][backward: flipped weights]
- * [dW partials x chunks]. */
+/* Scratch layout: [per-thread columns + GEMM workspace x threads][weight block: flipped or packed
+ * weights][dW partials x chunks]. */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
     const size_t w16 = (conv_wsize(s) + 15) & ~(size_t)15;
-    return conv_thread_floats(s) * (size_t)conv_threads(s) + w16 * (size_t)(1 + conv_dw_chunks(s));
+    return conv_thread_floats(s) * (size_t)conv_threads(s) + conv_wblock_floats(s) + w16 * (size_t)conv_dw_chunks(s);
 }
 
 /* Output columns ox whose input column ix = ox*stride - pad_l + kj lies inside [0, w):
@@ -233,6 +266,23 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
     const double t0 = df_ops_prof_begin();
     const int nt = conv_threads(s);
     const size_t per_thread = conv_thread_floats(s);
+    if (conv_direct_fwd(s)) {
+        const int bf = conv_bf16(s);
+        float *wpack = scratch + per_thread * (size_t)nt;
+        df_conv3x3_pack_weights(wpack, w, s->oc, s->ic, 0, bf);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            float *padded = thread_cols(scratch, per_thread);
+#pragma omp for schedule(dynamic)
+            for (int n = 0; n < s->n; n++) {
+                df_conv3x3_pad_image(padded, inp + (size_t)n * s->ic * s->h * s->w, s->ic, s->h, s->w, bf);
+                df_conv3x3_image(out + (size_t)n * s->oc * s->oh * s->ow, padded, wpack, b, s->oc, s->ic, s->h, s->w,
+                                 0, bf);
+            }
+        }
+        conv_prof_end(t0, "fwd", s);
+        return;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *cols = thread_cols(scratch, per_thread);
@@ -298,10 +348,12 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     const int nt = conv_threads(s), chunks = conv_dw_chunks(s);
     const size_t per_thread = conv_thread_floats(s), wsize = conv_wsize(s), w16 = (wsize + 15) & ~(size_t)15;
     const size_t in_img = (size_t)s->ic * s->h * s->w, out_img = (size_t)s->oc * s->oh * s->ow;
-    float *wt = scratch + per_thread * (size_t)nt, *parts = wt + w16;
-    const int flip = dinp && !conv_is_pointwise(s) && conv_dx_as_conv(s);
+    float *wt = scratch + per_thread * (size_t)nt, *parts = wt + conv_wblock_floats(s);
+    const int direct = dinp && conv_direct_dx(s), bf = conv_bf16(s);
+    const int flip = dinp && !direct && !conv_is_pointwise(s) && conv_dx_as_conv(s);
     df_conv_shape t;
     if (flip) conv_dx_shape(&t, s);
+    if (direct) df_conv3x3_pack_weights(wt, w, s->ic, s->oc, 1, bf);
     if (db) conv_bias_backward(db, dout, s);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -331,7 +383,14 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                 dw[i] += acc;
             }
         }
-        if (dinp) {
+        if (direct) {
+            /* dX (IC,H,W) += the direct conv of dout with the flipped, transposed weights */
+#pragma omp for schedule(dynamic)
+            for (int n = 0; n < s->n; n++) {
+                df_conv3x3_pad_image(cols, dout + n * out_img, s->oc, s->oh, s->ow, bf);
+                df_conv3x3_image(dinp + n * in_img, cols, wt, NULL, s->ic, s->oc, s->h, s->w, 1, bf);
+            }
+        } else if (dinp) {
 #pragma omp for schedule(dynamic)
             for (int n = 0; n < s->n; n++)
                 conv_dx_image(dinp + n * in_img, dout + n * out_img, w, flip ? wt : NULL, s, &t, cols);

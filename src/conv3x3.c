@@ -1,0 +1,251 @@
+/* conv3x3.c: the direct 3x3 stride-1 pad-1 convolution (conv3x3.h describes the method).
+ *
+ * Every function that uses AVX-512 carries a target attribute, so the file compiles for any x86-64
+ * (and to stubs elsewhere); ops_conv.c calls it only after df_conv3x3_available(). */
+#include "conv3x3.h"
+#include "common.h"
+#include <stdint.h>
+#include <string.h>
+
+#define C3_MR 8  /* output channels per register tile */
+#define C3_NR 48 /* positions per register tile: 3 vectors of 16 */
+
+static int g_force_off = 0;
+void df_conv3x3_force_off(int force) { g_force_off = force != 0; }
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+size_t df_conv3x3_plane_words(int h, int w) {
+    const size_t wp = (size_t)w + 2;
+    return round_up(round_up((size_t)h * wp, C3_NR) + 2 * wp + 2, 16);
+}
+
+size_t df_conv3x3_image_words(int c, int h, int w, int bf16) {
+    const size_t planes = bf16 ? ((size_t)c + 1) / 2 : (size_t)c;
+    return planes * df_conv3x3_plane_words(h, w);
+}
+
+size_t df_conv3x3_weight_words(int oc, int ic, int bf16) {
+    const size_t steps = bf16 ? ((size_t)ic + 1) / 2 : (size_t)ic;
+    return round_up((size_t)oc, C3_MR) * steps * 9;
+}
+
+/* bf16 bits of x, round to nearest even (NaN kept quiet, denormals to signed zero): the rounding
+ * of VCVTNEPS2BF16 and of df_bf16_round (gemm.c), which the tests hold this to. */
+static uint32_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0) return (u >> 16) & 0x8000u;             /* zero or denormal */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return ((u >> 16) | 0x40u) & 0xffffu; /* NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+/* Weight of output o, input c, tap t (t = 3 ki + kj) in the conv the packed weights describe. */
+static float weight_at(const float *w, int oc, int ic, int o, int c, int t, int flip) {
+    if (o >= oc || c >= ic) return 0.0f;
+    return flip ? w[((size_t)c * oc + o) * 9 + (8 - t)] : w[((size_t)o * ic + c) * 9 + t];
+}
+
+void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip, int bf16) {
+    const int strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
+#pragma omp parallel for schedule(static) if (strips > 1 && (size_t)oc * ic > 4096)
+    for (int sidx = 0; sidx < strips; sidx++) {
+        if (bf16) {
+            uint32_t *d = (uint32_t *)dst + (size_t)sidx * steps * 9 * C3_MR;
+            for (int s = 0; s < steps; s++)
+                for (int t = 0; t < 9; t++)
+                    for (int r = 0; r < C3_MR; r++) {
+                        const int o = sidx * C3_MR + r;
+                        *d++ = bf16_bits(weight_at(w, oc, ic, o, 2 * s, t, flip)) |
+                               bf16_bits(weight_at(w, oc, ic, o, 2 * s + 1, t, flip)) << 16;
+                    }
+        } else {
+            float *d = (float *)dst + (size_t)sidx * steps * 9 * C3_MR;
+            for (int c = 0; c < ic; c++)
+                for (int t = 0; t < 9; t++)
+                    for (int r = 0; r < C3_MR; r++) *d++ = weight_at(w, oc, ic, sidx * C3_MR + r, c, t, flip);
+        }
+    }
+}
+
+/* y rows o0..o0+rows-1 at positions q0..q0+47 (clipped to the image) = tile + b, or += tile. The
+ * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
+ * dropped. */
+static void scatter_tile(float *y, const float *tile, const float *b, int o0, int rows, int q0, int h, int w,
+                         int accumulate) {
+    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
+    for (int r = 0; r < rows; r++) {
+        const float *t = tile + r * C3_NR;
+        float *yo = y + (size_t)(o0 + r) * h * w;
+        const float bias = b ? b[o0 + r] : 0.0f;
+        int q = q0;
+        while (q < qend) {
+            const int oy = q / wp, ox = q % wp;
+            if (ox >= w) { q += wp - ox; continue; }
+            const int len = (w - ox) < (qend - q) ? (w - ox) : (qend - q);
+            float *d = yo + (size_t)oy * w + ox;
+            const float *s = t + (q - q0);
+            if (accumulate)
+                for (int i = 0; i < len; i++) d[i] += s[i];
+            else
+                for (int i = 0; i < len; i++) d[i] = s[i] + bias;
+            q += len;
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define T_F32 __attribute__((target("avx512f")))
+#define T_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+int df_conv3x3_available(int bf16) {
+    if (g_force_off) return 0;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) return 0;
+    return bf16 ? __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") : 1;
+}
+
+static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
+    const size_t ps = df_conv3x3_plane_words(h, w);
+    const int wp = w + 2;
+    for (int ch = 0; ch < c; ch++) {
+        float *p = dst + (size_t)ch * ps;
+        const float *src = x + (size_t)ch * h * w;
+        memset(p, 0, sizeof(float) * (size_t)(wp + 1));
+        for (int y = 0; y < h; y++) {
+            float *row = p + (size_t)(y + 1) * wp + 1;
+            memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
+            row[w] = 0.0f;     /* right pad of this row */
+            row[w + 1] = 0.0f; /* left pad of the next */
+        }
+        memset(p + (size_t)(h + 1) * wp + 1, 0, sizeof(float) * (ps - (size_t)(h + 1) * wp - 1));
+    }
+}
+
+/* Words of channels 2s and 2s+1 rounded to bf16, as one (low, high) pair per position. */
+T_BF16 static __m512i pair16(const float *a, const float *b, int n) {
+    const __mmask16 m = lanes(n);
+    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, a)));
+    __m512i hi = b ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, b)))
+                   : _mm512_setzero_si512();
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+T_BF16 static void pad_bf16(uint32_t *dst, const float *x, int c, int h, int w) {
+    const size_t ps = df_conv3x3_plane_words(h, w);
+    const int wp = w + 2, pairs = (c + 1) / 2;
+    for (int s = 0; s < pairs; s++) {
+        uint32_t *p = dst + (size_t)s * ps;
+        const float *a = x + (size_t)(2 * s) * h * w, *b = 2 * s + 1 < c ? a + (size_t)h * w : NULL;
+        memset(p, 0, sizeof(uint32_t) * (size_t)(wp + 1));
+        for (int y = 0; y < h; y++) {
+            uint32_t *row = p + (size_t)(y + 1) * wp + 1;
+            for (int x0 = 0; x0 < w; x0 += 16)
+                _mm512_mask_storeu_epi32(row + x0, lanes(w - x0),
+                                         pair16(a + (size_t)y * w + x0, b ? b + (size_t)y * w + x0 : NULL, w - x0));
+            row[w] = 0;
+            row[w + 1] = 0;
+        }
+        memset(p + (size_t)(h + 1) * wp + 1, 0, sizeof(uint32_t) * (ps - (size_t)(h + 1) * wp - 1));
+    }
+}
+
+void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+    if (bf16)
+        pad_bf16(dst, x, c, h, w);
+    else
+        pad_f32(dst, x, c, h, w);
+}
+
+/* tile (8 x 48) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
+ * at plane 0's position q0, planes ps words apart. The 24 accumulators stay in registers. */
+T_F32 static void tile_f32(float *tile, const float *p, size_t ps, int wp, const float *a, int steps) {
+    __m512 acc[C3_MR][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    for (int s = 0; s < steps; s++, p += ps) {
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++, a += C3_MR) {
+            const __m512 b0 = _mm512_loadu_ps(p + off[t]), b1 = _mm512_loadu_ps(p + off[t] + 16),
+                         b2 = _mm512_loadu_ps(p + off[t] + 32);
+#pragma GCC unroll 8
+            for (int r = 0; r < C3_MR; r++) {
+                const __m512 ar = _mm512_set1_ps(a[r]);
+                acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < C3_MR; r++) {
+        _mm512_storeu_ps(tile + r * C3_NR, acc[r][0]);
+        _mm512_storeu_ps(tile + r * C3_NR + 16, acc[r][1]);
+        _mm512_storeu_ps(tile + r * C3_NR + 32, acc[r][2]);
+    }
+}
+
+T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
+    __m512 acc[C3_MR][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    for (int s = 0; s < steps; s++, p += ps) {
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++, a += C3_MR) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(p + off[t]),
+                           b1 = (__m512bh)_mm512_loadu_si512(p + off[t] + 16),
+                           b2 = (__m512bh)_mm512_loadu_si512(p + off[t] + 32);
+#pragma GCC unroll 8
+            for (int r = 0; r < C3_MR; r++) {
+                const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+                acc[r][2] = _mm512_dpbf16_ps(acc[r][2], ar, b2);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < C3_MR; r++) {
+        _mm512_storeu_ps(tile + r * C3_NR, acc[r][0]);
+        _mm512_storeu_ps(tile + r * C3_NR + 16, acc[r][1]);
+        _mm512_storeu_ps(tile + r * C3_NR + 32, acc[r][2]);
+    }
+}
+
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
+                      int accumulate, int bf16) {
+    const int wp = w + 2, nq = h * wp, strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
+    const size_t ps = df_conv3x3_plane_words(h, w), astrip = (size_t)steps * 9 * C3_MR;
+    float tile[C3_MR * C3_NR] __attribute__((aligned(64)));
+    /* Positions outside, strips inside: a tile's planes (ic x ~3 rows) stay in L1 while the
+     * weight strips stream from L2. */
+    for (int q0 = 0; q0 < nq; q0 += C3_NR)
+        for (int sidx = 0; sidx < strips; sidx++) {
+            if (bf16)
+                tile_bf16(tile, (const uint32_t *)padded + q0, ps, wp, (const uint32_t *)wpack + sidx * astrip, steps);
+            else
+                tile_f32(tile, (const float *)padded + q0, ps, wp, (const float *)wpack + sidx * astrip, steps);
+            const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
+            scatter_tile(y, tile, b, sidx * C3_MR, rows, q0, h, w, accumulate);
+        }
+}
+
+#else /* not x86-64 with GCC/Clang: never available, never called */
+int df_conv3x3_available(int bf16) { (void)bf16; return 0; }
+void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+    (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
+                      int accumulate, int bf16) {
+    (void)y; (void)padded; (void)wpack; (void)b; (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
+    ASSERT(0);
+}
+#endif

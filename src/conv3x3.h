@@ -1,0 +1,57 @@
+/* conv3x3.h: internal to ops_conv.c: the direct 3x3 stride-1 convolution with padding 1 (the
+ * U-Net's most common conv), in fp32 (AVX-512F) and bf16 (AVX512_BF16), without im2col.
+ *
+ * The trick: pad each input channel into a plane of width Wp = W + 2 (one zero column each side,
+ * one zero row above and below) and compute the output in that width too, i.e. at the flattened
+ * positions q = oy * Wp + ox, ox < Wp (the columns ox >= W are computed and dropped). The input of
+ * tap (ki, kj) for output q is then plane[q + ki * Wp + kj]: a constant shift, so 16 consecutive
+ * outputs read 16 consecutive inputs for every tap and channel. The GEMM's B operand is the padded
+ * plane itself, read in place; no (IC*9, OH*OW) column matrix is ever written.
+ * The register tile is 8 output channels x 48 positions (24 accumulators); A is the weights,
+ * packed once per call as [OC/8][IC][9][8] (fp32) or [OC/8][IC/2][9][8] bf16 channel pairs.
+ * bf16 rounds inputs and weights to bf16 exactly as df_gemm_bf16 does (round to nearest even) and
+ * sums the exact products in fp32 (vdpbf16ps), over channel pairs.
+ * The same kernel computes dX of such a conv: a conv of dout with the flipped, transposed weights
+ * (pack with flip = 1), also with padding 1.
+ * What it is not: no stride 2, no other kernel sizes or paddings (those take im2col + GEMM in
+ * ops_conv.c), no dW (a GEMM over the column matrix there), no fallback of its own: callers check
+ * df_conv3x3_available() first. */
+#ifndef DF_CONV3X3_H
+#define DF_CONV3X3_H
+
+#include <stddef.h>
+
+/* 1 when this CPU runs the direct kernel in this precision (bf16 != 0: AVX512_BF16, else
+ * AVX-512F) and it has not been switched off with df_conv3x3_force_off. */
+int df_conv3x3_available(int bf16);
+
+/* Test and bench hook: force != 0 makes df_conv3x3_available return 0 (every conv then takes
+ * im2col + GEMM). Process-wide; not for use while convs run. */
+void df_conv3x3_force_off(int force);
+
+/* Words (4 bytes) of one padded plane of an H x W image: the padded rows, plus the slack that the
+ * last 48-wide tile's shifted reads run into (zeroed). */
+size_t df_conv3x3_plane_words(int h, int w);
+
+/* Words of a padded image of c channels (bf16: channel pairs). */
+size_t df_conv3x3_image_words(int c, int h, int w, int bf16);
+
+/* Words of packed weights for oc outputs from ic inputs. */
+size_t df_conv3x3_weight_words(int oc, int ic, int bf16);
+
+/* dst (df_conv3x3_weight_words(oc, ic, bf16) words, 64-byte aligned) = the weights packed for the
+ * kernel. w is in PyTorch order (OC, IC, 3, 3) with oc outputs and ic inputs, or, with flip != 0,
+ * w is (IC, OC, 3, 3) of the forward conv whose dX this computes: output o, input c, tap t reads
+ * w[c][o][8 - t]. Threads: OpenMP over strips of 8 outputs (one thread inside a parallel region). */
+void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip, int bf16);
+
+/* dst (df_conv3x3_image_words(c, h, w, bf16) words, 64-byte aligned) = x (c, h, w) zero-padded,
+ * in fp32, or rounded to bf16 with channels 2i and 2i+1 interleaved in one word. */
+void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16);
+
+/* y (oc, h, w) = the conv of the padded image (ic channels) with the packed weights, + b[o]
+ * (b may be NULL) when accumulate == 0; y += the conv when accumulate != 0. One thread. */
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
+                      int accumulate, int bf16);
+
+#endif
