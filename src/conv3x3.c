@@ -95,6 +95,19 @@ static void scatter_tile(float *y, const float *tile, const float *b, int o0, in
     }
 }
 
+size_t df_conv3x3_grad_plane_words(int h, int w, int bf16) {
+    const size_t pos = round_up((size_t)h * ((size_t)w + 2), bf16 ? 32 : 16);
+    return bf16 ? pos / 2 : pos;
+}
+
+size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
+    if (!bf16) return df_conv3x3_plane_words(h, w);
+    /* values: the last pair vector starts at position G - 32 (G the padded dout plane's length)
+     * and reads 32 values from a shift of up to 2 (w + 2) + 2 */
+    const size_t g = 2 * df_conv3x3_grad_plane_words(h, w, 1), wp = (size_t)w + 2;
+    return round_up(g + 2 * wp + 2, 32) / 2;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -237,7 +250,110 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
         }
 }
 
+/* c planes of h x w values to dst (row y at y * wp + x0, the rest of each plane zero; planes
+ * `plane` words apart), fp32 or bf16 values. */
+T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, size_t plane, int wp, int x0, int bf16) {
+    for (int ch = 0; ch < c; ch++) {
+        const float *src = x + (size_t)ch * h * w;
+        memset((uint32_t *)dst + (size_t)ch * plane, 0, plane * 4);
+        if (!bf16) {
+            float *p = (float *)dst + (size_t)ch * plane;
+            for (int y = 0; y < h; y++) memcpy(p + (size_t)y * wp + x0, src + (size_t)y * w, sizeof(float) * (size_t)w);
+            continue;
+        }
+        uint16_t *p = (uint16_t *)((uint32_t *)dst + (size_t)ch * plane);
+        for (int y = 0; y < h; y++)
+            for (int i = 0; i < w; i += 16) {
+                const __mmask16 m = lanes(w - i);
+                const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + (size_t)y * w + i));
+                _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, m, v);
+            }
+    }
+}
+
+void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+    place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
+}
+
+/* The padded plane: row y of the image at row y + 1, column 1 (df_conv3x3_pad_image's layout). */
+void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+    place_rows(dst, x, c, h, w, df_conv3x3_dw_plane_words(h, w, bf16), w + 2, w + 2 + 1, bf16);
+}
+
+/* dw rows o0..o0+R-1, input channel c, all 9 taps += the sums over images and positions of
+ * g_r[q] * plane_c[q + off_t]: 27 accumulators (R = 3), 16 positions per step (fp32) or 32 as
+ * pairs (bf16). gs, ps, gimg, ximg in words. */
+T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, const uint32_t *gpad, const uint32_t *xpad,
+                                                                  int n, int o0, int c, int ic, size_t gs, size_t ps,
+                                                                  size_t gimg, size_t ximg, int wp, const int R,
+                                                                  const int bf16) {
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    for (int i = 0; i < n; i++) {
+        const uint32_t *g = gpad + i * gimg + (size_t)o0 * gs, *p = xpad + i * ximg + (size_t)c * ps;
+        /* q counts words of dout: one position (fp32) or a pair of positions (bf16) */
+        for (size_t q = 0; q < gs; q += 16) {
+            __m512i gr[3];
+#pragma GCC unroll 3
+            for (int r = 0; r < R; r++) gr[r] = _mm512_loadu_si512(g + r * gs + q);
+#pragma GCC unroll 9
+            for (int t = 0; t < 9; t++) {
+                __m512i x = bf16 ? _mm512_loadu_si512((const uint16_t *)(p + q) + off[t])
+                                 : _mm512_loadu_si512(p + q + off[t]);
+                /* one load per tap: without this GCC folds the load into each of the R FMAs,
+                 * and the loop runs out of load slots before it runs out of FMAs */
+                __asm__("" : "+v"(x));
+#pragma GCC unroll 3
+                for (int r = 0; r < R; r++)
+                    acc[r][t] = bf16 ? _mm512_dpbf16_ps(acc[r][t], (__m512bh)gr[r], (__m512bh)x)
+                                     : _mm512_fmadd_ps(_mm512_castsi512_ps(gr[r]), _mm512_castsi512_ps(x), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) dw[((size_t)(o0 + r) * ic + c) * 9 + t] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
+T_BF16 static void dw_all(float *dw, const uint32_t *gpad, const uint32_t *xpad, int n, int oc, int ic, int h, int w,
+                          const int bf16) {
+    const size_t gs = df_conv3x3_grad_plane_words(h, w, bf16), ps = df_conv3x3_dw_plane_words(h, w, bf16);
+    const size_t gimg = (size_t)oc * gs, ximg = (size_t)ic * ps;
+    const int wp = w + 2;
+    /* channel outside: its planes (n x ~4 KiB) stay in L1 while the strips of dout pass by */
+    for (int c = 0; c < ic; c++) {
+        int o0 = 0;
+        for (; o0 + 3 <= oc; o0 += 3) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 3, bf16);
+        if (oc - o0 == 2) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 2, bf16);
+        if (oc - o0 == 1) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 1, bf16);
+    }
+}
+
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16) {
+    if (bf16)
+        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1);
+    else
+        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0);
+}
+
 #else /* not x86-64 with GCC/Clang: never available, never called */
+void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+    (void)dst; (void)g; (void)c; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+    (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16) {
+    (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
 int df_conv3x3_available(int bf16) { (void)bf16; return 0; }
 void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
     (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;

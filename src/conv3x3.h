@@ -13,9 +13,13 @@
  * sums the exact products in fp32 (vdpbf16ps), over channel pairs.
  * The same kernel computes dX of such a conv: a conv of dout with the flipped, transposed weights
  * (pack with flip = 1), also with padding 1.
+ * dW of such a conv sums, for each weight, the products of dout laid out in the padded width (zeros
+ * in the dropped columns) with the shifted plane, over the positions of a few images: a tile of 3
+ * outputs x the 9 taps of one input channel, 16 positions per vector (fp32) or 32 as 16 pairs of
+ * consecutive positions (bf16: both operands are plain bf16 copies of the fp32 layouts, so a
+ * pair (q + off, q + off + 1) is one 32-bit word at any shift), reduced across lanes once per call.
  * What it is not: no stride 2, no other kernel sizes or paddings (those take im2col + GEMM in
- * ops_conv.c), no dW (a GEMM over the column matrix there), no fallback of its own: callers check
- * df_conv3x3_available() first. */
+ * ops_conv.c), no fallback of its own: callers check df_conv3x3_available() first. */
 #ifndef DF_CONV3X3_H
 #define DF_CONV3X3_H
 
@@ -53,5 +57,27 @@ void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf
  * (b may be NULL) when accumulate == 0; y += the conv when accumulate != 0. One thread. */
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
                       int accumulate, int bf16);
+
+/* Words (4 bytes) of one plane of dout in the padded width for dW: h * (w + 2) positions rounded
+ * up to 16 (fp32) or 32 (bf16, 2 bytes each). */
+size_t df_conv3x3_grad_plane_words(int h, int w, int bf16);
+
+/* Words of one input plane for dW: fp32 as df_conv3x3_pad_image writes it; bf16: the same padded
+ * plane as consecutive bf16 values, long enough for the shifted reads of the last pair vector. */
+size_t df_conv3x3_dw_plane_words(int h, int w, int bf16);
+
+/* dst (c planes of df_conv3x3_grad_plane_words words) = g (c, h, w) at the positions
+ * oy * (w + 2) + ox, with zeros in the columns ox >= w and the rounding tail; fp32, or rounded to
+ * bf16 (consecutive 2-byte values). */
+void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16);
+
+/* dst (c planes of df_conv3x3_dw_plane_words words) = x (c, h, w) zero-padded for dW. */
+void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16);
+
+/* dw (oc, ic, 3, 3) += sum over the n images of the conv's weight gradient: gpad holds each
+ * image's dout as df_conv3x3_pad_grad wrote it (oc planes per image, images one after another)
+ * and xpad each image's input as df_conv3x3_pad_dw_input wrote it (ic planes per image). One
+ * thread. */
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16);
 
 #endif

@@ -78,6 +78,10 @@ static int conv_threads(const df_conv_shape *s) {
  * machine does not hold the other up). */
 #define CONV_DW_CHUNKS 8
 static int conv_dw_chunks(const df_conv_shape *s) { return s->n < CONV_DW_CHUNKS ? s->n : CONV_DW_CHUNKS; }
+static int conv_dw_chunk_max(const df_conv_shape *s) {
+    const int c = conv_dw_chunks(s);
+    return (s->n + c - 1) / c;
+}
 
 /* Backward computes dX of a stride-1 conv as the forward conv of dout with the flipped, transposed
  * weights (zero padding k-1-pad on each side), which is an im2col gather and one sgemm with an inner
@@ -111,16 +115,43 @@ static int conv_direct_dx(const df_conv_shape *s) {
     return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available(conv_bf16(s));
 }
 
+/* Images in the largest of the dW slices (see conv_dw_chunks below). */
+static int conv_dw_chunk_max(const df_conv_shape *s);
+
+/* dW of such a conv runs the direct kernel (in the conv's precision) when a slice has enough
+ * positions to pay for the kernel's lane reductions, once per slice: 512 of the padded width. */
+static int conv_direct_dw(const df_conv_shape *s) {
+    return conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s)) &&
+           (size_t)conv_dw_chunk_max(s) * s->h * (s->w + 2) >= 512;
+}
+
+/* Words of one image's padded dout and input for the direct dW. */
+static size_t conv_dw_gimg(const df_conv_shape *s, int bf) {
+    return (size_t)s->oc * df_conv3x3_grad_plane_words(s->oh, s->ow, bf);
+}
+static size_t conv_dw_ximg(const df_conv_shape *s, int bf) {
+    return (size_t)s->ic * df_conv3x3_dw_plane_words(s->h, s->w, bf);
+}
+
+/* Floats of one thread's buffer for the direct dW: the padded dout and input of a whole slice,
+ * in the larger of the two precisions' layouts. */
+static size_t conv_direct_dw_floats(const df_conv_shape *s) {
+    size_t a = conv_dw_gimg(s, 0) + conv_dw_ximg(s, 0), b = conv_dw_gimg(s, 1) + conv_dw_ximg(s, 1);
+    return (size_t)conv_dw_chunk_max(s) * (a > b ? a : b);
+}
+
 /* One thread's column buffer: the columns of one image for the forward / dW (IC*KH*KW, OH*OW),
- * and of one dout image for the transposed conv (OC*KH*KW, H*W) or the column gradient. Rounded to
- * 16 floats so each thread's block starts on its own cache line. */
+ * and of one dout image for the transposed conv (OC*KH*KW, H*W) or the column gradient; or the
+ * direct kernel's padded images. Rounded to 16 floats so each thread's block starts on its own
+ * cache line. */
 static size_t conv_cols_floats(const df_conv_shape *s) {
     if (conv_is_pointwise(s)) return 0;
     size_t a = (size_t)s->ic * s->kh * s->kw * s->oh * s->ow, b = (size_t)s->oc * s->kh * s->kw * s->h * s->w;
     if (a < b) a = b;
-    if (conv_is_3x3_same(s)) { /* the direct kernel's padded image (fp32 words, the larger) */
+    if (conv_is_3x3_same(s)) { /* padded images (fp32 words, the larger layout) */
         if ((b = df_conv3x3_image_words(s->ic, s->h, s->w, 0)) > a) a = b;
         if ((b = df_conv3x3_image_words(s->oc, s->oh, s->ow, 0)) > a) a = b;
+        if ((b = conv_direct_dw_floats(s)) > a) a = b;
     }
     return (a + 15) & ~(size_t)15;
 }
@@ -368,11 +399,24 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                         wt[((size_t)ic * s->oc + oc) * kk + k] = w[((size_t)oc * s->ic + ic) * kk + (kk - 1 - k)];
         }
         if (dw) {
+            const int dw_direct = conv_direct_dw(s);
+            const size_t gimg = conv_dw_gimg(s, bf), ximg = conv_dw_ximg(s, bf);
 #pragma omp for schedule(dynamic)
             for (int c = 0; c < chunks; c++) {
                 float *part = parts + (size_t)c * w16;
+                const int n0 = c * s->n / chunks, n1 = (c + 1) * s->n / chunks;
                 memset(part, 0, wsize * sizeof(float));
-                for (int n = c * s->n / chunks; n < (c + 1) * s->n / chunks; n++)
+                if (dw_direct) {
+                    /* the slice's dout and inputs, padded, then one pass of the kernel over them */
+                    float *gpad = cols, *xpad = cols + (size_t)(n1 - n0) * gimg;
+                    for (int n = n0; n < n1; n++) {
+                        df_conv3x3_pad_grad(gpad + (n - n0) * gimg, dout + n * out_img, s->oc, s->oh, s->ow, bf);
+                        df_conv3x3_pad_dw_input(xpad + (n - n0) * ximg, inp + n * in_img, s->ic, s->h, s->w, bf);
+                    }
+                    df_conv3x3_dw(part, gpad, xpad, n1 - n0, s->oc, s->ic, s->h, s->w, bf);
+                    continue;
+                }
+                for (int n = n0; n < n1; n++)
                     conv_dw_image(part, dout + n * out_img, inp + n * in_img, s, cols);
             }
             /* partials added in chunk order, each thread a slice of the weights */

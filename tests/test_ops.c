@@ -174,6 +174,9 @@ static const op_case CASES[] = {
     {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "direct conv 16->1 (fwd im2col)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    /* direct dW: slices with >= 512 positions of the padded width (3-output strips, then 2 or 1) */
+    {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT},
     {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT},
     /* linear */
@@ -215,6 +218,9 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS},
     {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_DIRECT},
     {OP_LINEAR, "bf16 linear 4x32->64", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_BF16},
     {OP_LINEAR, "bf16 linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16},
