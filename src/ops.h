@@ -56,6 +56,10 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
 /* dinp (N,IC,H,W) += ..., dw (OC,IC,KH,KW) += ..., db (OC) += ... from dout (N,OC,OH,OW). */
 void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const df_conv_shape *s, float *scratch);
+/* Test and bench hook: force != 0 makes convs with small outputs (<= 64 positions) run image by
+ * image instead of batched (one GEMM over the columns of all images); 0 restores the automatic
+ * choice. Process-wide; size scratch after setting it; not for use while convs run. */
+void df_conv2d_force_per_image(int force);
 void df_conv2d_forward_ref(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s);
 void df_conv2d_backward_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const df_conv_shape *s);

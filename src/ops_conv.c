@@ -140,6 +140,31 @@ static size_t conv_direct_dw_floats(const df_conv_shape *s) {
     return (size_t)conv_dw_chunk_max(s) * (a > b ? a : b);
 }
 
+/* Small outputs (at most 64 positions: the U-Net's 8x8, 7x7 and 4x4 levels) make per-image
+ * GEMMs too thin to run well (N = OH*OW columns, tails of the 48-wide tile) and the direct kernel's
+ * tiles mostly padding. Such convs run batched instead: the columns of all images side by side,
+ * (IC*KH*KW, N*OH*OW), and one threaded GEMM per product, when that matrix stays modest. */
+#define CONV_BATCHED_MAX_OHW 64
+#define CONV_BATCHED_MAX_FLOATS ((size_t)8 << 20)
+static int g_force_per_image = 0;
+void df_conv2d_force_per_image(int force) { g_force_per_image = force != 0; }
+static size_t conv_batched_cols(const df_conv_shape *s) { return (size_t)s->n * s->oh * s->ow; }
+static int conv_batched(const df_conv_shape *s) {
+    const size_t kdim = (size_t)s->ic * s->kh * s->kw;
+    return !g_force_per_image && s->n > 1 && s->oh * s->ow <= CONV_BATCHED_MAX_OHW &&
+           (kdim + s->oc) * conv_batched_cols(s) <= CONV_BATCHED_MAX_FLOATS;
+}
+
+/* Floats of the batched path's scratch: the columns (KDIM, NB), the outputs or output gradients
+ * gathered as (OC, NB), and one GEMM workspace. */
+static size_t conv_batched_floats(const df_conv_shape *s) {
+    const int kdim = s->ic * s->kh * s->kw, nb = (int)conv_batched_cols(s);
+    size_t g = df_gemm_workspace(s->oc, nb, kdim), x;
+    if ((x = df_gemm_workspace(s->oc, kdim, nb)) > g) g = x;
+    if ((x = df_gemm_workspace(kdim, nb, s->oc)) > g) g = x;
+    return ((size_t)kdim + s->oc) * nb + (g + sizeof(float) - 1) / sizeof(float) + 16;
+}
+
 /* One thread's column buffer: the columns of one image for the forward / dW (IC*KH*KW, OH*OW),
  * and of one dout image for the transposed conv (OC*KH*KW, H*W) or the column gradient; or the
  * direct kernel's padded images. Rounded to 16 floats so each thread's block starts on its own
@@ -185,6 +210,7 @@ static size_t conv_thread_floats(const df_conv_shape *s) { return conv_cols_floa
  * weights][dW partials x chunks]. */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
     const size_t w16 = (conv_wsize(s) + 15) & ~(size_t)15;
+    if (conv_batched(s)) return conv_batched_floats(s);
     return conv_thread_floats(s) * (size_t)conv_threads(s) + conv_wblock_floats(s) + w16 * (size_t)conv_dw_chunks(s);
 }
 
@@ -201,16 +227,16 @@ static void conv_valid_range(int pad, int kj, int stride, int w, int ow, int *ox
     *ox1 = b;
 }
 
-/* col (IC*KH*KW, OH*OW) from img (IC,H,W): row (c,ki,kj), column (oy,ox) holds
- * img[c][oy*stride - pad_t + ki][ox*stride - pad_l + kj], or 0 in the padding. */
-static void conv_im2col(float *col, const float *img, const df_conv_shape *s) {
+/* col (IC*KH*KW, OH*OW), rows ld floats apart, from img (IC,H,W): row (c,ki,kj), column (oy,ox)
+ * holds img[c][oy*stride - pad_t + ki][ox*stride - pad_l + kj], or 0 in the padding. */
+static void conv_im2col_ld(float *col, size_t ld, const float *img, const df_conv_shape *s) {
     const int kk = s->kh * s->kw, rows = s->ic * kk, ow = s->ow, oh = s->oh, st = s->stride;
     const size_t ohw = (size_t)oh * ow;
 #pragma omp parallel for schedule(static) if ((size_t)rows * ohw > CONV_OMP_MIN_FLOATS)
     for (int r = 0; r < rows; r++) {
         const int c = r / kk, ki = (r % kk) / s->kw, kj = r % s->kw;
         const float *plane = img + (size_t)c * s->h * s->w;
-        float *dst = col + (size_t)r * ohw;
+        float *dst = col + (size_t)r * ld;
         int ox0, ox1;
         conv_valid_range(s->pad_l, kj, st, s->w, ow, &ox0, &ox1);
         for (int oy = 0; oy < oh; oy++) {
@@ -233,9 +259,13 @@ static void conv_im2col(float *col, const float *img, const df_conv_shape *s) {
     }
 }
 
-/* img (IC,H,W) += the column gradient col (IC*KH*KW, OH*OW) scattered back (adjoint of im2col).
- * One thread per input channel, so no two threads write the same pixel. */
-static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s) {
+static void conv_im2col(float *col, const float *img, const df_conv_shape *s) {
+    conv_im2col_ld(col, (size_t)s->oh * s->ow, img, s);
+}
+
+/* img (IC,H,W) += the column gradient col (IC*KH*KW, OH*OW), rows ld floats apart, scattered back
+ * (adjoint of im2col). One thread per input channel, so no two threads write the same pixel. */
+static void conv_col2im_add_ld(float *img, const float *col, size_t ld, const df_conv_shape *s) {
     const int kk = s->kh * s->kw, ow = s->ow, oh = s->oh, st = s->stride;
     const size_t ohw = (size_t)oh * ow;
 #pragma omp parallel for schedule(static) if ((size_t)s->ic * kk * ohw > CONV_OMP_MIN_FLOATS)
@@ -243,7 +273,7 @@ static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s
         float *plane = img + (size_t)c * s->h * s->w;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
-                const float *src = col + ((size_t)c * kk + ki * s->kw + kj) * ohw;
+                const float *src = col + ((size_t)c * kk + ki * s->kw + kj) * ld;
                 int ox0, ox1;
                 conv_valid_range(s->pad_l, kj, st, s->w, ow, &ox0, &ox1);
                 for (int oy = 0; oy < oh; oy++) {
@@ -261,6 +291,10 @@ static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s
             }
         }
     }
+}
+
+static void conv_col2im_add(float *img, const float *col, const df_conv_shape *s) {
+    conv_col2im_add_ld(img, col, (size_t)s->oh * s->ow, s);
 }
 
 /* y (OC, OH*OW) = w cols(x) + b for one image x (IC,H,W), cols in the caller's buffer. */
@@ -292,11 +326,68 @@ static float *thread_cols(float *scratch, size_t per_thread) {
 #endif
 }
 
+/* ---------------------------------------------------------------- batched (small outputs) */
+static void conv_bias_backward(float *db, const float *dout, const df_conv_shape *s);
+/* Scratch: cols (KDIM, NB) | gathered (OC, NB) | GEMM workspace; NB = N*OH*OW, image n's columns
+ * at n*OH*OW. */
+
+/* cols = the columns of every image, side by side. */
+static void conv_batched_im2col(float *cols, const float *inp, const df_conv_shape *s) {
+    const size_t nb = conv_batched_cols(s), ohw = (size_t)s->oh * s->ow, in_img = (size_t)s->ic * s->h * s->w;
+#pragma omp parallel for schedule(static) num_threads(s->threads)
+    for (int n = 0; n < s->n; n++) conv_im2col_ld(cols + n * ohw, nb, inp + n * in_img, s);
+}
+
+static void conv_forward_batched(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
+                                 float *scratch) {
+    const int kdim = s->ic * s->kh * s->kw, nb = (int)conv_batched_cols(s), ohw = s->oh * s->ow;
+    float *cols = scratch, *y = cols + (size_t)kdim * nb, *ws = y + (size_t)s->oc * nb;
+    conv_batched_im2col(cols, inp, s);
+    /* y (OC, NB) = w (OC, KDIM) cols (KDIM, NB), threaded over blocks of y */
+    df_gemm(conv_bf16(s), 0, 0, s->oc, nb, kdim, 1.0f, w, kdim, cols, nb, 0.0f, y, nb, ws);
+#pragma omp parallel for schedule(static) num_threads(s->threads)
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->oc; o++) {
+            float *dst = out + ((size_t)n * s->oc + o) * ohw;
+            const float *src = y + (size_t)o * nb + (size_t)n * ohw, bias = b ? b[o] : 0.0f;
+            for (int p = 0; p < ohw; p++) dst[p] = src[p] + bias;
+        }
+}
+
+static void conv_backward_batched(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, const df_conv_shape *s, float *scratch) {
+    const int kdim = s->ic * s->kh * s->kw, nb = (int)conv_batched_cols(s), ohw = s->oh * s->ow, bf = conv_bf16(s);
+    const size_t in_img = (size_t)s->ic * s->h * s->w;
+    float *cols = scratch, *g = cols + (size_t)kdim * nb, *ws = g + (size_t)s->oc * nb;
+    if (db) conv_bias_backward(db, dout, s);
+    /* g (OC, NB) = dout gathered */
+#pragma omp parallel for schedule(static) num_threads(s->threads)
+    for (int o = 0; o < s->oc; o++)
+        for (int n = 0; n < s->n; n++)
+            memcpy(g + (size_t)o * nb + (size_t)n * ohw, dout + ((size_t)n * s->oc + o) * ohw, sizeof(float) * ohw);
+    if (dw) {
+        /* dw (OC, KDIM) += g (OC, NB) cols^T: each element summed by one thread in a fixed order */
+        conv_batched_im2col(cols, inp, s);
+        df_gemm(bf, 0, 1, s->oc, kdim, nb, 1.0f, g, nb, cols, nb, 1.0f, dw, kdim, ws);
+    }
+    if (dinp) {
+        /* dcols (KDIM, NB) = w^T (KDIM, OC) g (OC, NB), then scattered back image by image */
+        df_gemm(bf, 1, 0, kdim, nb, s->oc, 1.0f, w, kdim, g, nb, 0.0f, cols, nb, ws);
+#pragma omp parallel for schedule(static) num_threads(s->threads)
+        for (int n = 0; n < s->n; n++) conv_col2im_add_ld(dinp + n * in_img, cols + (size_t)n * ohw, nb, s);
+    }
+}
+
 void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
                        float *scratch) {
     const double t0 = df_ops_prof_begin();
     const int nt = conv_threads(s);
     const size_t per_thread = conv_thread_floats(s);
+    if (conv_batched(s)) {
+        conv_forward_batched(out, inp, w, b, s, scratch);
+        conv_prof_end(t0, "fwd", s);
+        return;
+    }
     if (conv_direct_fwd(s)) {
         const int bf = conv_bf16(s);
         float *wpack = scratch + per_thread * (size_t)nt;
@@ -376,6 +467,11 @@ static void conv_dx_image(float *dx, const float *g, const float *w, const float
 void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const df_conv_shape *s, float *scratch) {
     const double t0 = df_ops_prof_begin();
+    if (conv_batched(s)) {
+        conv_backward_batched(dinp, dw, db, dout, inp, w, s, scratch);
+        conv_prof_end(t0, "bwd", s);
+        return;
+    }
     const int nt = conv_threads(s), chunks = conv_dw_chunks(s);
     const size_t per_thread = conv_thread_floats(s), wsize = conv_wsize(s), w16 = (wsize + 15) & ~(size_t)15;
     const size_t in_img = (size_t)s->ic * s->h * s->w, out_img = (size_t)s->oc * s->oh * s->ow;

@@ -130,8 +130,9 @@ typedef enum { OP_CONV, OP_LINEAR, OP_GROUPNORM, OP_SILU, OP_ADD, OP_CHANNEL_BIA
 /* F_BF16: the fast path runs in bf16 (df_gemm_bf16 on whatever the CPU offers); F_BF16_FALLBACK also
  * forces df_gemm_bf16's portable fallback and switches the direct 3x3 kernel off, so machines
  * without AVX512_BF16 are covered here too. F_NO_DIRECT: 3x3 stride-1 pad-1 convs take im2col + GEMM
- * instead of the direct kernel (conv3x3.h), so both paths of such a shape stay tested. */
-enum { F_NO_BIAS = 1, F_INPLACE = 2, F_BF16 = 4, F_BF16_FALLBACK = 8 | 4, F_NO_DIRECT = 16 };
+ * instead of the direct kernel (conv3x3.h), so both paths of such a shape stay tested. F_PER_IMAGE:
+ * convs with small outputs (<= 64 positions, batched by default) run image by image. */
+enum { F_NO_BIAS = 1, F_INPLACE = 2, F_BF16 = 4, F_BF16_FALLBACK = 8 | 4, F_NO_DIRECT = 16, F_PER_IMAGE = 32 };
 
 typedef struct {
     op_kind op;
@@ -167,18 +168,26 @@ static const op_case CASES[] = {
      * outputs (13), an odd channel count (bf16 pairs), widths below, at and above one 48-wide tile
      * (a tile then spans several rows, or a row several tiles), one-row images, the U-Net's sizes;
      * and the same shapes on im2col + GEMM */
-    {OP_CONV, "direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct conv 8->8 28x28", 2, 8, 28, 28, 8, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS},
-    {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct conv 16->1 (fwd im2col)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 8->8 28x28", 2, 8, 28, 28, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS | F_PER_IMAGE},
+    {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 16->1 (fwd im2col)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     /* direct dW: slices with >= 512 positions of the padded width (3-output strips, then 2 or 1) */
-    {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT},
-    {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT},
+    {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
+    /* per image, the small shapes that run batched by default (3x3 s1/s2 and 1x1) */
+    {OP_CONV, "per-image conv 3x3 s1 ic3 7x7", 2, 3, 7, 7, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "per-image conv 3x3 s2 8x8", 2, 4, 8, 8, 4, 3, 2, {0, 0, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "per-image conv 1x1 5x3", 2, 6, 5, 3, 4, 1, 1, {0, 0, 0, 0}, 0, 0, F_PER_IMAGE},
+    /* batched: the U-Net's 4x4 level, a stride-2 conv onto 7x7, 1x1 at 8x8 */
+    {OP_CONV, "batched conv 3x3 64->32 4x4 b5", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "batched conv 3x3 s2 14->7 b3", 3, 16, 14, 14, 8, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "batched conv 1x1 8x8 b4", 4, 24, 8, 8, 40, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
+    {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
     /* linear */
     {OP_LINEAR, "linear 3x5->7", 3, 5, 1, 1, 7, 0, 0, {0}, 0, 0, 0},
     {OP_LINEAR, "linear 4x32->64 no bias", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_NO_BIAS},
@@ -214,14 +223,16 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 conv 1x1 32->64 14x14", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 conv 3x3 s1 p1 batch 11", 11, 3, 5, 5, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 conv 3x3 s1 p1 no bias", 1, 5, 4, 6, 3, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS},
-    {OP_CONV, "bf16 direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS},
-    {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_DIRECT},
+    {OP_CONV, "bf16 direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 batched conv 3x3 64->32 4x4", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 batched conv 1x1 8x8 b4", 4, 24, 8, 8, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_DIRECT | F_PER_IMAGE},
     {OP_LINEAR, "bf16 linear 4x32->64", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_BF16},
     {OP_LINEAR, "bf16 linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16},
     {OP_ATTENTION, "bf16 attention c8 h2 7x7", 2, 8, 7, 7, 0, 0, 0, {0}, 2, 0, F_BF16},
@@ -802,6 +813,7 @@ static void run_case(const op_case *c) {
     harness t;
     if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK) df_gemm_bf16_force_fallback(1);
     if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK || (c->flags & F_NO_DIRECT)) df_conv3x3_force_off(1);
+    if (c->flags & F_PER_IMAGE) df_conv2d_force_per_image(1);
     harness_init(&t, c);
     check_forward(&t);
     check_backward(&t);
@@ -813,6 +825,7 @@ static void run_case(const op_case *c) {
     harness_free(&t);
     df_gemm_bf16_force_fallback(0);
     df_conv3x3_force_off(0);
+    df_conv2d_force_per_image(0);
 }
 
 /* ---------------------------------------------------------------- single-value checks */
