@@ -6,20 +6,25 @@
  * Structure. unet_build() turns a config into (a) the parameter table, registering each tensor under
  * its diffusers name, and (b) a flat list of nodes: conv_in, the down levels, the mid block, the up
  * levels (each resnet preceded by a concat node that pops a skip), and the output head. Forward runs
- * the list in order, backward in reverse. unet_plan() then places every activation and gradient in
- * the two arenas.
+ * the list in order, backward in reverse. The memory plan then places every activation, gradient and
+ * workspace in one arena.
  *
- * Memory plan (unet_plan). A node's output y is kept in its own region when backward needs it: when
- * it is a skip (read again by a concat) or when the next node reads its input in backward (resnet,
- * attention, downsample, output head; upsample and concat do not). Otherwise y lives in one of two
- * ping-pong buffers (node i uses buffer i % 2, so a node never writes its own input). Each node's
- * intermediates that backward needs (group-norm outputs and statistics, conv1 output, q, k, v,
- * attention probabilities, attention output, the upsampled image) are kept once; what backward can
- * recompute cheaply is not: SiLU outputs (and the dropout applied to one) are recomputed into one
- * shared buffer. Without training, intermediates share a few slots reused by every node.
- * Gradients: each skip tensor has its own gradient buffer, accumulated by both of its consumers
- * (the next node and a concat); every other tensor has one consumer, whose backward zeroes and fills
- * one of two ping-pong gradient buffers. Four shared temporaries hold gradients inside a node.
+ * Memory plan (plan_walk, plan_place). Every tensor besides the parameters and their gradients
+ * (activations, kept intermediates, activation gradients, op workspaces) is a buffer with a
+ * lifetime: the first and last tick at which it is used, on a clock that runs through the forward and
+ * then the backward, one tick per phase of a node (the phases are marked f0.., b0.. in the forward
+ * and backward functions, and plan_node_forward/backward list what each phase uses). The buffers are
+ * packed into ONE arena, largest first, each at the lowest offset that no buffer with an overlapping
+ * lifetime holds, so the arena is close to the most memory live at any one time.
+ * What backward needs of the forward: every node's input (a concatenation is not kept but rebuilt
+ * from its two inputs), each resnet's h1 = conv1 output + time projection, and the group-norm
+ * statistics. Everything else backward rebuilds bit for bit: group-norm outputs (df_groupnorm_apply),
+ * SiLU outputs and dropout masks (counter-based), the upsampled image, and an attention's q, k, v,
+ * probabilities and output (a 1x1 conv each and the attention again). Backward frees what it has
+ * consumed as it goes; a second backward on the same forward re-runs the forward first.
+ * Gradients: each skip tensor's gradient is accumulated by both of its consumers (zeroed by the
+ * concat, the first of them in backward); every other tensor has one consumer, whose backward zeroes
+ * and fills it.
  */
 #include "unet.h"
 #include "json.h"
@@ -35,12 +40,10 @@ enum { ATT_NORM_W, ATT_NORM_B, ATT_Q_W, ATT_Q_B, ATT_K_W, ATT_K_B, ATT_V_W, ATT_
 enum { CONV_W, CONV_B, OUT_NORM_W, OUT_NORM_B };  /* conv_in, downsample, upsample, output head */
 enum { TEMB_W1, TEMB_B1, TEMB_W2, TEMB_B2 };
 
-/* Kept intermediates per node kind (df_unet_node.kept). */
-enum { RES_GN1, RES_H1, RES_GN2 };                       /* mean/rstd [0]: norm1, [1]: norm2 */
-enum { ATT_GN, ATT_Q, ATT_K, ATT_V, ATT_O, ATT_PROBS };  /* mean/rstd [0] */
-enum { IN_X = 0 };                                       /* conv_in: copy of the input (training) */
-enum { UP_U = 0 };                                       /* upsample: the nearest-x2 image */
-enum { OUT_GN = 0 };                                     /* output head: conv_norm_out output, mean/rstd [0] */
+/* Kept intermediates per node kind (df_unet_node.kept); attention, upsample and the output head keep
+ * only their norm statistics (mean/rstd [0]) and rebuild the rest in backward. */
+enum { RES_H1 = 0 };  /* resnet: conv1's output + the time projection; mean/rstd [0]: norm1, [1]: norm2 */
+enum { IN_X = 0 };    /* conv_in: copy of the input (training) */
 
 /* How df_unet_init fills a tensor. */
 enum { INIT_UNIFORM, INIT_ZERO, INIT_ONE };
@@ -500,7 +503,7 @@ static df_status unet_build(df_unet *u) {
 
 /* ---------------------------------------------------------------- conv shapes */
 
-/* Each shape carries the network's precision (p); the scratch sizes do not depend on it. */
+/* Each shape carries the network's precision (p). */
 static void shape_conv3(df_conv_shape *s, df_precision p, int n, int ic, int h, int w, int oc) {
     df_conv_shape_init(s, n, ic, h, w, oc, 3, 1, 1, 1, 1, 1);
     s->precision = p;
@@ -515,201 +518,610 @@ static void shape_down(df_conv_shape *s, df_precision p, int n, int c, int h, in
     s->precision = p;
 }
 
-/* Workspace floats the node's convs, linear and attention need for a batch of n (either precision). */
-static size_t node_scratch_floats(const df_unet *u, const df_unet_node *nd, int n) {
-    const df_precision p = u->precision;
-    df_conv_shape s;
-    size_t need = 0;
-#define NEED(x) do { size_t v_ = (x); if (v_ > need) need = v_; } while (0)
-    switch (nd->kind) {
-    case DF_UNET_CONV_IN:
-    case DF_UNET_OUT:
-        shape_conv3(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        break;
-    case DF_UNET_RESNET:
-        shape_conv3(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        shape_conv3(&s, p, n, nd->cout, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        shape_conv1(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        NEED(df_linear_scratch_floats(n, u->temb_dim, nd->cout));
-        break;
-    case DF_UNET_ATTENTION:
-        shape_conv1(&s, p, n, nd->cin, nd->h, nd->w, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        NEED(df_attention_scratch_floats(n, nd->cin, nd->h * nd->w, nd->heads));
-        break;
-    case DF_UNET_DOWNSAMPLE:
-        shape_down(&s, p, n, nd->cin, nd->h, nd->w); NEED(df_conv2d_scratch_floats(&s));
-        break;
-    case DF_UNET_UPSAMPLE:
-        shape_conv3(&s, p, n, nd->cin, nd->oh, nd->ow, nd->cout); NEED(df_conv2d_scratch_floats(&s));
-        break;
-    case DF_UNET_CONCAT:
-        break;
-    }
-#undef NEED
-    return need;
-}
-
 /* ---------------------------------------------------------------- memory plan */
 
-/* Shared slots of the activation arena and of the gradient arena. */
-enum { A_RECOMPUTE, A_TPROJ, A_SCRATCH, A_Y0, A_Y1, A_S0, A_M0 = A_S0 + 6, A_NSLOTS = A_M0 + 4 };
-enum { G_Y0, G_Y1, G_T0, G_TPROJ = G_T0 + 4, G_NSLOTS };
-#define PLAN_MAX_SLOTS 16
+/* Work buffers of each node kind (df_unet_node.fw for forward, .bw for backward): everything its
+ * forward and backward touch besides x, skip, y, the kept tensors and the gradients dx, dskip, dy.
+ * *_WS are op workspaces. Comments in the forward and backward functions give each one's phases. */
+enum { RF_SHORT, RF_SHORT_WS, RF_A, RF_CONV1_WS, RF_TPROJ, RF_LIN_WS, RF_S, RF_CONV2_WS };
+enum { RB_S, RB_R, RB_D1, RB_CONV2_WS, RB_D2, RB_D3, RB_DH, RB_DTPROJ, RB_LIN_WS, RB_X1, RB_B, RB_CONV1W_WS, RB_E,
+       RB_CONV1X_WS, RB_X2, RB_A, RB_F, RB_X3, RB_SHORT_WS };
+enum { AF_GN, AF_Q, AF_K, AF_V, AF_QKV_WS, AF_O, AF_P, AF_ATT_WS, AF_OUT_WS };
+enum { AB_GN, AB_Q, AB_K, AB_V, AB_QKV_WS, AB_O, AB_P, AB_ATT_WS, AB_T0, AB_OUT_WS, AB_DQ, AB_DK, AB_DV, AB_ATTB_WS,
+       AB_T1, AB_QKVB_WS };
+enum { UF_U, UF_WS };                   /* upsample */
+enum { UB_U, UB_WS, UB_D, UB_DX_WS };
+enum { OF_A, OF_WS };                   /* output head */
+enum { OB_A, OB_R, OB_T, OB_WS, OB_T2 };
+enum { CV_WS = 0 };                     /* conv_in, downsample: forward and backward */
 
-/* One arena being planned: first a sizing pass (base NULL) records the largest use of each shared
- * slot and the total of kept tensors; then a placing pass hands out pointers. */
+#define PLAN_WS_MEMO 256
+#define PLAN_WS_KEY 13
+
+/* One buffer of the plan: its size and its lifetime, the ticks of its first and last use. */
 typedef struct {
+    size_t floats, off;
+    int first, last;
+} plan_buf;
+
+/* Per node: the plan's buffers that outlive one phase (-1: none). */
+typedef struct {
+    int y, dy, h1, in_x, mean[2], rstd[2];
+} plan_node;
+
+/* The plan is made by walking the network in the order that forward and backward run, on a clock
+ * that advances once per phase. Two passes: the first (placing = 0) records every buffer's size and
+ * lifetime; plan_place then packs the buffers into one arena; the second walk (placing = 1) makes the
+ * same buffers in the same order and hands out their pointers. */
+typedef struct {
+    df_unet *u;
+    int placing;
+    int reuse;          /* 0: every buffer its own memory (a test's reference plan) */
+    int emb, l1, s1, temb, stemb, dstemb;  /* the time embedding's buffers */
+    plan_buf *buf;
+    int n, cap;
+    int now;            /* the clock */
+    int nomem;
+    double total;       /* floats of all buffers, in double (refuses sizes that overflow) */
     float *base;
-    size_t slot_size[PLAN_MAX_SLOTS], slot_off[PLAN_MAX_SLOTS];
-    size_t next;     /* next free offset for a kept tensor */
-    double approx;   /* the same total in double, to refuse sizes that overflow size_t */
-} plan_arena;
+    plan_node *node;
+    int n_ws;           /* workspace sizes remembered (ws_memo) */
+    int ws_key[PLAN_WS_MEMO][PLAN_WS_KEY];
+    size_t ws_floats[PLAN_WS_MEMO];
+} plan;
 
 static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static float *plan_kept(plan_arena *a, size_t floats) {
-    size_t off = a->next;
-    a->next += pad16(floats);
-    a->approx += (double)floats + 16.0;
-    return a->base ? a->base + off : NULL;
-}
+/* The plan sizes each op's workspace for every batch up to max_batch, in either precision (the
+ * precision may change between calls): the workspace functions need not grow with the batch (a conv
+ * may switch paths). Batches are scanned one by one up to WS_SCAN_MAX, then max_batch itself; the
+ * results are remembered per shape (a network has a few dozen). */
+#define WS_SCAN_MAX 1024
 
-static float *plan_slot(plan_arena *a, int slot, size_t floats) {
-    if (!a->base) {
-        if (floats > a->slot_size[slot]) a->slot_size[slot] = floats;
-        return NULL;
+static int ws_next(int n, int B) { return n < WS_SCAN_MAX ? n + 1 : (n < B ? B : B + 1); }
+
+static size_t ws_memo(plan *P, const int key[PLAN_WS_KEY], size_t (*scan)(const int *key)) {
+    for (int k = 0; k < P->n_ws; k++)
+        if (memcmp(P->ws_key[k], key, sizeof P->ws_key[k]) == 0) return P->ws_floats[k];
+    size_t f = scan(key);
+    if (P->n_ws < PLAN_WS_MEMO) {
+        memcpy(P->ws_key[P->n_ws], key, sizeof P->ws_key[0]);
+        P->ws_floats[P->n_ws++] = f;
     }
-    ASSERT(floats <= a->slot_size[slot]);
-    return a->base + a->slot_off[slot];
+    return f;
 }
 
-/* After sizing: lays the slots out first, kept tensors after them; returns the arena's floats. */
-static size_t plan_finish_sizing(plan_arena *a, int nslots) {
-    size_t off = 0, kept = a->next;
-    for (int s = 0; s < nslots; s++) {
-        a->slot_off[s] = off;
-        off += pad16(a->slot_size[s]);
-        a->approx += (double)a->slot_size[s] + 16.0;
+/* key: 0 (conv), n, ic, h, w, oc, kh, stride, pad_t, pad_l, pad_b, pad_r, threads */
+static size_t conv_ws_scan(const int *key) {
+    df_conv_shape s;
+    df_conv_shape_init(&s, key[1], key[2], key[3], key[4], key[5], key[6], key[7], key[8], key[9], key[10], key[11]);
+    s.threads = key[12];
+    const int B = key[1];
+    size_t most = 0;
+    for (int n = 1; n <= B; n = ws_next(n, B)) {
+        s.n = n;
+        for (int p = 0; p < 2; p++) {
+            s.precision = p ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+            size_t f = df_conv2d_scratch_floats(&s);
+            if (f > most) most = f;
+        }
     }
-    a->next = off;
-    return off + kept;
+    return most;
 }
 
-static int needs_input_in_backward(df_unet_node_kind k) {
-    return k == DF_UNET_RESNET || k == DF_UNET_ATTENTION || k == DF_UNET_DOWNSAMPLE || k == DF_UNET_OUT;
+static size_t conv_ws_floats(plan *P, const df_conv_shape *s) {
+    const int key[PLAN_WS_KEY] = {0, s->n, s->ic, s->h, s->w, s->oc, s->kh, s->stride, s->pad_t, s->pad_l, s->pad_b,
+                                  s->pad_r, s->threads};
+    ASSERT(s->kh == s->kw);
+    return ws_memo(P, key, conv_ws_scan);
 }
 
-/* An intermediate: its own region when training, else a slot shared by all nodes. */
-static float *plan_inter(const df_unet *u, plan_arena *A, int slot, size_t floats) {
-    return u->training ? plan_kept(A, floats) : plan_slot(A, slot, floats);
+/* key: 1 (linear), n, in, out */
+static size_t linear_ws_scan(const int *key) {
+    size_t most = 0;
+    for (int n = 1; n <= key[1]; n = ws_next(n, key[1])) {
+        size_t f = df_linear_scratch_floats(n, key[2], key[3]);
+        if (f > most) most = f;
+    }
+    return most;
 }
 
-/* Node i's output and the intermediates its backward needs. */
-static void plan_node_activations(df_unet *u, plan_arena *A, int i) {
+static size_t linear_ws_floats(plan *P, int B, int in, int out_dim) {
+    const int key[PLAN_WS_KEY] = {1, B, in, out_dim};
+    return ws_memo(P, key, linear_ws_scan);
+}
+
+/* A new buffer, first used now; returns its id. */
+static int pb_new(plan *P, size_t floats) {
+    if (P->placing) {
+        ASSERT(P->n < P->cap && P->buf[P->n].floats == floats);
+        return P->n++;
+    }
+    if (P->n == P->cap) {
+        int cap = P->cap ? 2 * P->cap : 256;
+        plan_buf *b = realloc(P->buf, (size_t)cap * sizeof *b);
+        if (!b) {
+            P->nomem = 1;
+            return -1;
+        }
+        P->buf = b, P->cap = cap;
+    }
+    P->buf[P->n] = (plan_buf){floats, 0, P->now, P->now};
+    P->total += (double)floats + 16.0;
+    return P->n++;
+}
+
+/* Buffer id is used now (so it lives until now at least). -1 is ignored. */
+static void pb_use(plan *P, int id) {
+    if (!P->placing && id >= 0 && P->buf[id].last < P->now) P->buf[id].last = P->now;
+}
+
+static float *pb_ptr(const plan *P, int id) { return P->placing && id >= 0 ? P->base + P->buf[id].off : NULL; }
+
+/* A new buffer as work slot k of a node (w = its fw or bw, wf their sizes). */
+static int pb_work(plan *P, float **w, size_t *wf, int k, size_t floats) {
+    int id = pb_new(P, floats);
+    w[k] = pb_ptr(P, id);
+    wf[k] = floats;
+    return id;
+}
+
+/* Ids of the buffers used at the current tick (up to 12, -1 ignored). */
+static void pb_uses(plan *P, const int *ids, int n) {
+    for (int k = 0; k < n; k++) pb_use(P, ids[k]);
+}
+#define USE(...) do { const int ids_[] = {__VA_ARGS__}; pb_uses(P, ids_, (int)(sizeof ids_ / sizeof ids_[0])); } while (0)
+#define TICK() (P->now++)
+
+/* Node i's input buffer (node i-1's y; conv_in's copy of the input when training), -1 if none. */
+static int plan_x(const plan *P, int i) { return i > 0 ? P->node[i - 1].y : P->node[0].in_x; }
+
+/* Node i's y, written now. The output head writes the caller's buffer. */
+static void plan_y(plan *P, int i, size_t floats) {
+    df_unet_node *nd = &P->u->nodes[i];
+    if (i == P->u->n_nodes - 1) return;
+    P->node[i].y = pb_new(P, floats);
+    nd->y = pb_ptr(P, P->node[i].y);
+    if (i + 1 < P->u->n_nodes) P->u->nodes[i + 1].x = nd->y;
+}
+
+/* The gradient of node j's output, first written now (by node i = j + 1 or, for a skip, first by
+ * its concat); returns the pointer. */
+static float *plan_dy_of(plan *P, int j) {
+    df_unet_node *nd = &P->u->nodes[j];
+    if (P->node[j].dy < 0) {
+        const size_t B = (size_t)P->u->max_batch;
+        P->node[j].dy = pb_new(P, B * nd->cout * nd->oh * nd->ow);
+        nd->dy = pb_ptr(P, P->node[j].dy);
+    }
+    pb_use(P, P->node[j].dy);
+    return nd->dy;
+}
+
+static void plan_time_embedding_forward(plan *P) {
+    df_unet *u = P->u;
+    const size_t B = (size_t)u->max_batch, td = (size_t)u->temb_dim, c0 = (size_t)u->config.block_out_channels[0];
+    size_t ws = linear_ws_floats(P, (int)B, (int)c0, (int)td), ws2 = linear_ws_floats(P, (int)B, (int)td, (int)td);
+    if (ws2 > ws) ws = ws2;
+    int emb = pb_new(P, B * c0), l1 = pb_new(P, B * td), s1 = pb_new(P, B * td), temb = pb_new(P, B * td);
+    int stemb = pb_new(P, B * td), w = pb_new(P, ws);
+    u->emb = pb_ptr(P, emb), u->l1 = pb_ptr(P, l1), u->s1 = pb_ptr(P, s1), u->temb = pb_ptr(P, temb);
+    u->stemb = pb_ptr(P, stemb), u->temb_ws = pb_ptr(P, w);
+    u->temb_ws_floats = ws;
+    P->emb = emb, P->l1 = l1, P->s1 = s1, P->temb = temb, P->stemb = stemb;
+    USE(w);
+    TICK();
+}
+
+/* Node i's forward: its phases are those of node_forward and the functions it calls. */
+static void plan_node_forward(plan *P, int i) {
+    df_unet *u = P->u;
     df_unet_node *nd = &u->nodes[i];
-    const size_t B = (size_t)u->max_batch, groups = (size_t)u->config.norm_num_groups;
-    const size_t hw = (size_t)nd->h * nd->w, xs = B * nd->cin * hw, ys = B * nd->cout * nd->oh * nd->ow;
-    const int last = nd->kind == DF_UNET_OUT;
-
-    nd->x = i > 0 ? u->nodes[i - 1].y : NULL;  /* conv_in: the caller's input, set per call */
+    plan_node *pn = &P->node[i];
+    const size_t B = (size_t)u->max_batch, G = B * (size_t)u->config.norm_num_groups, hw = (size_t)nd->h * nd->w;
+    const size_t X = B * nd->cin * hw, Y = B * nd->cout * nd->oh * nd->ow;
+    const int x = plan_x(P, i);
+    float **W = nd->fw;
+    size_t *Wf = nd->fw_floats;
+    df_conv_shape s;
     nd->skip = nd->skip_from >= 0 ? u->nodes[nd->skip_from].y : NULL;
-    if (last)
-        nd->y = NULL;  /* the caller's output, set per call */
-    else if (nd->pushes_skip || (u->training && needs_input_in_backward(u->nodes[i + 1].kind)))
-        nd->y = plan_kept(A, ys);
-    else
-        nd->y = plan_slot(A, A_Y0 + (i & 1), ys);
-
-    for (int k = 0; k < DF_UNET_NODE_KEPT; k++) nd->kept[k] = NULL;
     nd->mean[0] = nd->rstd[0] = nd->mean[1] = nd->rstd[1] = NULL;
+    TICK();
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
-        if (u->training) nd->kept[IN_X] = plan_kept(A, xs);
-        break;
-    case DF_UNET_RESNET:
-        /* the norm outputs are rebuilt in backward from x, h1 and mean/rstd (df_groupnorm_apply) */
-        nd->kept[RES_GN1] = plan_slot(A, A_S0 + 0, xs);
-        nd->kept[RES_H1] = plan_inter(u, A, A_S0 + 1, ys);
-        nd->kept[RES_GN2] = plan_slot(A, A_S0 + 2, ys);
-        for (int k = 0; k < 2; k++) {
-            nd->mean[k] = plan_inter(u, A, A_M0 + 2 * k, B * groups);
-            nd->rstd[k] = plan_inter(u, A, A_M0 + 2 * k + 1, B * groups);
+        if (u->training) {  /* the caller's input, copied (backward needs it) */
+            pn->in_x = pb_new(P, X);
+            nd->kept[IN_X] = pb_ptr(P, pn->in_x);
         }
-        plan_slot(A, A_RECOMPUTE, xs > ys ? xs : ys);  /* SiLU outputs and the shortcut */
-        plan_slot(A, A_TPROJ, B * nd->cout);
-        break;
-    case DF_UNET_ATTENTION:
-        nd->kept[ATT_GN] = plan_slot(A, A_S0 + 0, xs);  /* rebuilt in backward */
-        nd->kept[ATT_Q] = plan_inter(u, A, A_S0 + 1, xs);
-        nd->kept[ATT_K] = plan_inter(u, A, A_S0 + 2, xs);
-        nd->kept[ATT_V] = plan_inter(u, A, A_S0 + 3, xs);
-        nd->kept[ATT_O] = plan_inter(u, A, A_S0 + 4, xs);
-        nd->kept[ATT_PROBS] = plan_inter(u, A, A_S0 + 5, B * nd->heads * hw * hw);
-        nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
-        nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
-        break;
-    case DF_UNET_UPSAMPLE:
-        nd->kept[UP_U] = plan_inter(u, A, A_S0 + 0, ys);
-        break;
-    case DF_UNET_OUT:
-        nd->kept[OUT_GN] = plan_slot(A, A_S0 + 0, xs);  /* rebuilt in backward */
-        nd->mean[0] = plan_inter(u, A, A_M0 + 0, B * groups);
-        nd->rstd[0] = plan_inter(u, A, A_M0 + 1, B * groups);
-        plan_slot(A, A_RECOMPUTE, xs);
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+        USE(pn->in_x, pb_work(P, W, Wf, CV_WS, conv_ws_floats(P, &s)));
+        plan_y(P, i, Y);
         break;
     case DF_UNET_DOWNSAMPLE:
+        shape_down(&s, u->precision, (int)B, nd->cin, nd->h, nd->w);
+        USE(x, pb_work(P, W, Wf, CV_WS, conv_ws_floats(P, &s)));
+        plan_y(P, i, Y);
+        break;
     case DF_UNET_CONCAT:
+        USE(x, P->node[nd->skip_from].y);
+        plan_y(P, i, Y);
+        break;
+    case DF_UNET_RESNET: {
+        int sh = -1, a, h1, sb, y;
+        if (nd->has_shortcut) {  /* f0 */
+            shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+            sh = pb_work(P, W, Wf, RF_SHORT, Y);
+            USE(x, pb_work(P, W, Wf, RF_SHORT_WS, conv_ws_floats(P, &s)));
+            TICK();
+        }
+        a = pb_work(P, W, Wf, RF_A, X);  /* f1 */
+        for (int k = 0; k < 2; k++) {
+            pn->mean[k] = pb_new(P, G), pn->rstd[k] = pb_new(P, G);
+            nd->mean[k] = pb_ptr(P, pn->mean[k]), nd->rstd[k] = pb_ptr(P, pn->rstd[k]);
+        }
+        USE(x);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);  /* f2 */
+        h1 = pn->h1 = pb_new(P, Y);
+        nd->kept[RES_H1] = pb_ptr(P, h1);
+        USE(a, pb_work(P, W, Wf, RF_CONV1_WS, conv_ws_floats(P, &s)));
+        TICK();
+        USE(h1, P->stemb, pb_work(P, W, Wf, RF_TPROJ, B * nd->cout),  /* f3 */
+            pb_work(P, W, Wf, RF_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout)));
+        TICK();
+        sb = pb_work(P, W, Wf, RF_S, Y);  /* f4 */
+        USE(h1);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* f5 */
+        plan_y(P, i, Y);
+        y = pn->y;
+        USE(sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)));
+        TICK();
+        USE(y, nd->has_shortcut ? sh : x);  /* f6 */
         break;
     }
-    plan_slot(A, A_SCRATCH, node_scratch_floats(u, nd, (int)B));
+    case DF_UNET_ATTENTION: {
+        const size_t probs = B * nd->heads * hw * hw;
+        shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+        int gn = pb_work(P, W, Wf, AF_GN, X);  /* f0 */
+        pn->mean[0] = pb_new(P, G), pn->rstd[0] = pb_new(P, G);
+        nd->mean[0] = pb_ptr(P, pn->mean[0]), nd->rstd[0] = pb_ptr(P, pn->rstd[0]);
+        USE(x);
+        TICK();
+        int q = pb_work(P, W, Wf, AF_Q, X), k = pb_work(P, W, Wf, AF_K, X), v = pb_work(P, W, Wf, AF_V, X);  /* f1 */
+        USE(gn, pb_work(P, W, Wf, AF_QKV_WS, conv_ws_floats(P, &s)));
+        TICK();
+        int o = pb_work(P, W, Wf, AF_O, X);  /* f2 */
+        pb_work(P, W, Wf, AF_P, probs);
+        USE(q, k, v, pb_work(P, W, Wf, AF_ATT_WS, df_attention_scratch_floats((int)B, nd->cin, (int)hw, nd->heads)));
+        TICK();
+        plan_y(P, i, Y);  /* f3 */
+        USE(o, x, pb_work(P, W, Wf, AF_OUT_WS, conv_ws_floats(P, &s)));
+        break;
+    }
+    case DF_UNET_UPSAMPLE: {
+        int up = pb_work(P, W, Wf, UF_U, B * nd->cin * nd->oh * nd->ow);  /* f0 */
+        USE(x);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->oh, nd->ow, nd->cout);  /* f1 */
+        plan_y(P, i, Y);
+        USE(up, pb_work(P, W, Wf, UF_WS, conv_ws_floats(P, &s)));
+        break;
+    }
+    case DF_UNET_OUT: {
+        int a = pb_work(P, W, Wf, OF_A, X);  /* f0 */
+        pn->mean[0] = pb_new(P, G), pn->rstd[0] = pb_new(P, G);
+        nd->mean[0] = pb_ptr(P, pn->mean[0]), nd->rstd[0] = pb_ptr(P, pn->rstd[0]);
+        USE(x);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);  /* f1 */
+        USE(a, pb_work(P, W, Wf, OF_WS, conv_ws_floats(P, &s)));
+        break;
+    }
+    }
+    for (int k = 0; k < 2; k++) USE(pn->mean[k], pn->rstd[k]);  /* the statistics outlive the forward */
 }
 
-/* Node i's gradient routing: dy (a skip's own buffer, else ping-pong), dx and dskip (its inputs'
- * dy), and the shared temporaries of its backward. */
-static void plan_node_gradients(df_unet *u, plan_arena *G, int i) {
+/* The input that a resnet's backward reads now; returns its buffer. A concatenation is rebuilt
+ * from the concat node's own inputs (its x and skip) into work slot k; any other input is node
+ * i-1's y itself (slot k NULL). */
+static int plan_resnet_input(plan *P, int i, int k, size_t X) {
+    df_unet *u = P->u;
+    df_unet_node *nd = &u->nodes[i], *prev = &u->nodes[i - 1];
+    if (prev->kind != DF_UNET_CONCAT) {
+        nd->bw[k] = NULL;
+        USE(plan_x(P, i));
+        return plan_x(P, i);
+    }
+    int id = pb_work(P, nd->bw, nd->bw_floats, k, X);
+    USE(id, P->node[i - 2].y, P->node[prev->skip_from].y);
+    return id;
+}
+
+/* A new buffer as slot k of node nd's backward work. */
+static int pb_bw(plan *P, df_unet_node *nd, int k, size_t floats) { return pb_work(P, nd->bw, nd->bw_floats, k, floats); }
+
+/* Node i's backward: its phases are those of node_backward and the functions it calls. */
+static void plan_node_backward(plan *P, int i) {
+    df_unet *u = P->u;
     df_unet_node *nd = &u->nodes[i];
+    plan_node *pn = &P->node[i];
     const size_t B = (size_t)u->max_batch, hw = (size_t)nd->h * nd->w;
-    const size_t xs = B * nd->cin * hw, ys = B * nd->cout * nd->oh * nd->ow;
-    if (nd->kind == DF_UNET_OUT)
-        nd->dy = NULL;  /* the caller's dout */
-    else if (nd->pushes_skip)
-        nd->dy = plan_kept(G, ys);  /* accumulated by both consumers; zeroed once per backward */
-    else
-        nd->dy = plan_slot(G, G_Y0 + (i & 1), ys);
-    nd->dx = i > 0 ? u->nodes[i - 1].dy : NULL;
+    const size_t X = B * nd->cin * hw, Y = B * nd->cout * nd->oh * nd->ow;
+    const int x = plan_x(P, i), dy = pn->dy;  /* dy: -1 for the output head (the caller's dout) */
+    df_conv_shape s;
+    nd->dx = NULL, nd->dskip = NULL;
     nd->zero_dx = i > 0 && !u->nodes[i - 1].pushes_skip;
-    nd->dskip = nd->skip_from >= 0 ? u->nodes[nd->skip_from].dy : NULL;
-    for (int k = 0; k < 4; k++) u->tmp[k] = plan_slot(G, G_T0 + k, xs > ys ? xs : ys);
-    if (nd->kind == DF_UNET_RESNET) u->dtproj = plan_slot(G, G_TPROJ, B * nd->cout);
+    TICK();
+    switch (nd->kind) {
+    case DF_UNET_CONV_IN:
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+        USE(pn->in_x, dy, pb_bw(P, nd, CV_WS, conv_ws_floats(P, &s)));
+        break;
+    case DF_UNET_DOWNSAMPLE:
+        shape_down(&s, u->precision, (int)B, nd->cin, nd->h, nd->w);
+        nd->dx = plan_dy_of(P, i - 1);
+        USE(x, dy, pb_bw(P, nd, CV_WS, conv_ws_floats(P, &s)));
+        break;
+    case DF_UNET_CONCAT:
+        nd->dx = plan_dy_of(P, i - 1);
+        nd->dskip = plan_dy_of(P, nd->skip_from);
+        USE(dy);
+        break;
+    case DF_UNET_RESNET: {
+        int sb = pb_bw(P, nd, RB_S, Y), r = pb_bw(P, nd, RB_R, Y);  /* b0 */
+        USE(pn->h1, pn->mean[1], pn->rstd[1]);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* b1 */
+        int d = pb_bw(P, nd, RB_D1, Y);
+        USE(r, dy, pb_bw(P, nd, RB_CONV2_WS, conv_ws_floats(P, &s)));
+        TICK();
+        if (u->config.dropout > 0.0f) {  /* b2 */
+            int d2 = pb_bw(P, nd, RB_D2, Y);
+            USE(d);
+            d = d2;
+        } else {
+            nd->bw[RB_D2] = NULL;
+        }
+        TICK();
+        int d3 = pb_bw(P, nd, RB_D3, Y);  /* b3 */
+        USE(d, sb);
+        TICK();
+        int dh = pb_bw(P, nd, RB_DH, Y);  /* b4 */
+        USE(d3, pn->h1, pn->mean[1], pn->rstd[1]);
+        TICK();
+        pb_bw(P, nd, RB_DTPROJ, B * nd->cout);  /* b5 */
+        USE(dh, P->stemb, P->dstemb,
+            pb_bw(P, nd, RB_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout)));
+        TICK();
+        plan_resnet_input(P, i, RB_X1, X);  /* b6 */
+        int b = pb_bw(P, nd, RB_B, X);
+        USE(pn->mean[0], pn->rstd[0]);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);  /* b7 */
+        USE(b, dh, pb_bw(P, nd, RB_CONV1W_WS, conv_ws_floats(P, &s)));
+        TICK();
+        int e = pb_bw(P, nd, RB_E, X);  /* b8 */
+        USE(dh, pb_bw(P, nd, RB_CONV1X_WS, conv_ws_floats(P, &s)));
+        TICK();
+        plan_resnet_input(P, i, RB_X2, X);  /* b9 */
+        int a = pb_bw(P, nd, RB_A, X);
+        USE(pn->mean[0], pn->rstd[0]);
+        TICK();
+        int f = pb_bw(P, nd, RB_F, X);  /* b10 */
+        USE(e, a);
+        TICK();
+        int x3 = plan_resnet_input(P, i, RB_X3, X);  /* b11 */
+        nd->dx = plan_dy_of(P, i - 1);
+        if (nd->has_shortcut) {
+            shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+            USE(dy, pb_bw(P, nd, RB_SHORT_WS, conv_ws_floats(P, &s)));
+        } else {
+            nd->bw[RB_SHORT_WS] = NULL;
+            USE(dy);
+        }
+        TICK();
+        USE(x3, f, pn->mean[0], pn->rstd[0], P->node[i - 1].dy);  /* b12 */
+        break;
+    }
+    case DF_UNET_ATTENTION: {
+        const size_t probs = B * nd->heads * hw * hw;
+        shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+        /* b0: GN, q, k, v, the attention and its probabilities again */
+        int gn = pb_bw(P, nd, AB_GN, X), q = pb_bw(P, nd, AB_Q, X), k = pb_bw(P, nd, AB_K, X);
+        int v = pb_bw(P, nd, AB_V, X), o = pb_bw(P, nd, AB_O, X), pr = pb_bw(P, nd, AB_P, probs);
+        USE(x, pn->mean[0], pn->rstd[0], pb_bw(P, nd, AB_QKV_WS, conv_ws_floats(P, &s)),
+            pb_bw(P, nd, AB_ATT_WS, df_attention_scratch_floats((int)B, nd->cin, (int)hw, nd->heads)));
+        TICK();
+        nd->dx = plan_dy_of(P, i - 1);  /* b1: the residual */
+        USE(dy);
+        TICK();
+        int t0 = pb_bw(P, nd, AB_T0, X);  /* b2: to_out */
+        USE(o, dy, pb_bw(P, nd, AB_OUT_WS, conv_ws_floats(P, &s)));
+        TICK();
+        int dq = pb_bw(P, nd, AB_DQ, X), dk = pb_bw(P, nd, AB_DK, X), dv = pb_bw(P, nd, AB_DV, X);  /* b3 */
+        USE(t0, pr, q, k, v, pb_bw(P, nd, AB_ATTB_WS, df_attention_scratch_floats((int)B, nd->cin, (int)hw, nd->heads)));
+        TICK();
+        int t1 = pb_bw(P, nd, AB_T1, X);  /* b4: q, k, v projections */
+        USE(dq, dk, dv, gn, pb_bw(P, nd, AB_QKVB_WS, conv_ws_floats(P, &s)));
+        TICK();
+        USE(t1, x, pn->mean[0], pn->rstd[0], P->node[i - 1].dy);  /* b5: the group norm */
+        break;
+    }
+    case DF_UNET_UPSAMPLE: {
+        const size_t nup = B * nd->cin * nd->oh * nd->ow;
+        int up = pb_bw(P, nd, UB_U, nup);  /* b0 */
+        USE(x);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->oh, nd->ow, nd->cout);  /* b1 */
+        USE(up, dy, pb_bw(P, nd, UB_WS, conv_ws_floats(P, &s)));
+        TICK();
+        int d = pb_bw(P, nd, UB_D, nup);  /* b2 */
+        USE(dy, pb_bw(P, nd, UB_DX_WS, conv_ws_floats(P, &s)));
+        TICK();
+        nd->dx = plan_dy_of(P, i - 1);  /* b3 */
+        USE(d);
+        break;
+    }
+    case DF_UNET_OUT: {
+        int a = pb_bw(P, nd, OB_A, X), r = pb_bw(P, nd, OB_R, X);  /* b0 */
+        USE(x, pn->mean[0], pn->rstd[0]);
+        TICK();
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);  /* b1 */
+        int t = pb_bw(P, nd, OB_T, X);
+        USE(r, pb_bw(P, nd, OB_WS, conv_ws_floats(P, &s)));
+        TICK();
+        int t2 = pb_bw(P, nd, OB_T2, X);  /* b2 */
+        USE(t, a);
+        TICK();
+        nd->dx = plan_dy_of(P, i - 1);  /* b3 */
+        USE(t2, x, pn->mean[0], pn->rstd[0]);
+        break;
+    }
+    }
 }
 
-/* Assigns every activation (A) and gradient (G, NULL unless training) pointer. Run twice: sizing
- * (arena bases NULL) and placing. */
-static void unet_plan(df_unet *u, plan_arena *A, plan_arena *G) {
-    const size_t B = (size_t)u->max_batch, td = (size_t)u->temb_dim;
-    const size_t c0 = (size_t)u->config.block_out_channels[0];
-    u->emb = plan_kept(A, B * c0);
-    u->l1 = plan_kept(A, B * td);
-    u->s1 = plan_kept(A, B * td);
-    u->temb = plan_kept(A, B * td);
-    u->stemb = plan_kept(A, B * td);
-    plan_slot(A, A_SCRATCH, df_linear_scratch_floats((int)B, (int)c0, (int)td));  /* time embedding */
-    plan_slot(A, A_SCRATCH, df_linear_scratch_floats((int)B, (int)td, (int)td));
-    if (G) {
-        u->dstemb = plan_kept(G, B * td);
-        u->dtemb = plan_kept(G, B * td);
-        u->ds1 = plan_kept(G, B * td);
-        u->dl1 = plan_kept(G, B * td);
-    }
-    for (int i = 0; i < u->n_nodes; i++) {
-        plan_node_activations(u, A, i);
-        if (G) plan_node_gradients(u, G, i);
-    }
-    u->recompute = plan_slot(A, A_RECOMPUTE, 0);
-    u->tproj = plan_slot(A, A_TPROJ, 0);
-    u->scratch = plan_slot(A, A_SCRATCH, 0);
-    u->scratch_floats = A->slot_size[A_SCRATCH];
+static void plan_time_embedding_backward(plan *P) {
+    df_unet *u = P->u;
+    const size_t B = (size_t)u->max_batch, td = (size_t)u->temb_dim, c0 = (size_t)u->config.block_out_channels[0];
+    size_t ws = linear_ws_floats(P, (int)B, (int)c0, (int)td), ws2 = linear_ws_floats(P, (int)B, (int)td, (int)td);
+    if (ws2 > ws) ws = ws2;
+    TICK();
+    int dtemb = pb_new(P, B * td), ds1 = pb_new(P, B * td), dl1 = pb_new(P, B * td), w = pb_new(P, ws);
+    u->dtemb = pb_ptr(P, dtemb), u->ds1 = pb_ptr(P, ds1), u->dl1 = pb_ptr(P, dl1), u->temb_bws = pb_ptr(P, w);
+    u->temb_bws_floats = ws;
+    USE(P->dstemb, P->temb, P->s1, P->l1, P->emb);
 }
+
+/* The whole walk: forward, then (training) backward. */
+static void plan_walk(plan *P) {
+    df_unet *u = P->u;
+    P->n = 0, P->now = 0;
+    for (int i = 0; i < u->n_nodes; i++) {
+        plan_node *pn = &P->node[i];
+        pn->y = pn->dy = pn->h1 = pn->in_x = -1;
+        pn->mean[0] = pn->mean[1] = pn->rstd[0] = pn->rstd[1] = -1;
+        df_unet_node *nd = &u->nodes[i];
+        for (int k = 0; k < DF_UNET_NODE_KEPT; k++) nd->kept[k] = NULL;
+        for (int k = 0; k < DF_UNET_NODE_WORK; k++) nd->fw[k] = nd->bw[k] = NULL, nd->fw_floats[k] = nd->bw_floats[k] = 0;
+        nd->y = nd->dy = nd->dx = nd->dskip = NULL;
+    }
+    plan_time_embedding_forward(P);
+    for (int i = 0; i < u->n_nodes; i++) plan_node_forward(P, i);
+    if (!u->training) return;
+    TICK();
+    P->dstemb = pb_new(P, (size_t)u->max_batch * u->temb_dim);  /* zeroed as backward starts */
+    u->dstemb = pb_ptr(P, P->dstemb);
+    for (int i = u->n_nodes - 1; i >= 0; i--) plan_node_backward(P, i);
+    plan_time_embedding_backward(P);
+    /* Backward frees what forward kept as it goes. A second backward on the same forward re-runs the
+     * forward (df_unet_backward) from the copy of the input, which therefore stays to the end. */
+    pb_use(P, P->node[0].in_x);
+}
+
+static int cmp_size_t(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether buffer x is placed before y in packing order `how`: 0 largest first, ties latest-ending
+ * first; 1 largest first, ties earliest-starting first; 2 largest size x lifetime first; 3
+ * longest-lived first (remaining ties: larger, then earlier). */
+static int place_before(const plan_buf *x, const plan_buf *y, int how) {
+    const double lx = (double)(x->last - x->first + 1), ly = (double)(y->last - y->first + 1);
+    double kx = 0.0, ky = 0.0;
+    switch (how) {
+    case 0:
+    case 1: kx = (double)x->floats, ky = (double)y->floats; break;
+    case 2: kx = (double)x->floats * lx, ky = (double)y->floats * ly; break;
+    default: kx = lx, ky = ly; break;
+    }
+    if (kx != ky) return kx > ky;
+    if (how == 0 && x->last != y->last) return x->last > y->last;
+    if (x->floats != y->floats) return x->floats > y->floats;
+    return x->first < y->first;
+}
+
+/* One packing in order `how`: each buffer at the lowest offset where it overlaps no buffer already
+ * placed whose lifetime meets its own. Fills off[] and returns the arena's floats. */
+static size_t place_once(const plan *P, int how, int *order, size_t *span, size_t *off) {
+    const int n = P->n;
+    size_t total = 0;
+    for (int k = 0; k < n; k++) order[k] = k;
+    /* insertion sort (stable): a few thousand buffers at most */
+    for (int a = 1; a < n; a++) {
+        int id = order[a], b = a;
+        while (b > 0 && place_before(&P->buf[id], &P->buf[order[b - 1]], how)) {
+            order[b] = order[b - 1];
+            b--;
+        }
+        order[b] = id;
+    }
+    for (int a = 0; a < n; a++) {
+        const plan_buf *x = &P->buf[order[a]];
+        size_t size = pad16(x->floats), o = 0;
+        if (!P->reuse) {
+            o = total;
+        } else {
+            int m = 0;
+            for (int k = 0; k < a; k++) {
+                const plan_buf *y = &P->buf[order[k]];
+                if (y->first <= x->last && x->first <= y->last && y->floats > 0) {
+                    span[2 * m] = off[order[k]], span[2 * m + 1] = off[order[k]] + pad16(y->floats);
+                    m++;
+                }
+            }
+            qsort(span, (size_t)m, 2 * sizeof *span, cmp_size_t);  /* by offset */
+            for (int k = 0; k < m; k++) {
+                if (o + size <= span[2 * k]) break;
+                if (span[2 * k + 1] > o) o = span[2 * k + 1];
+            }
+        }
+        off[order[a]] = o;
+        if (o + size > total) total = o + size;
+    }
+    return total;
+}
+
+/* Packs the recorded buffers into one arena: the smallest of a few greedy packings (plan_buf.off).
+ * Returns the arena's floats and sets *live to the most floats live at any tick (no packing can do
+ * better). */
+static size_t plan_place(plan *P, size_t *live) {
+    const int n = P->n;
+    size_t best = SIZE_MAX;
+    *live = 0;
+    if (n == 0) return 0;
+    int *order = malloc((size_t)n * sizeof *order);
+    size_t *span = malloc((size_t)n * 2 * sizeof *span), *off = malloc((size_t)n * sizeof *off);
+    size_t *at = calloc((size_t)P->now + 2, sizeof *at);
+    if (!order || !span || !off || !at) {
+        free(order), free(span), free(off), free(at);
+        P->nomem = 1;
+        return 0;
+    }
+    for (int how = 0; how < (P->reuse ? 4 : 1); how++) {
+        size_t total = place_once(P, how, order, span, off);
+        if (total < best) {
+            best = total;
+            for (int k = 0; k < n; k++) P->buf[k].off = off[k];
+        }
+    }
+    /* the most floats live at once, tick by tick (at[] wraps below zero and back when summed) */
+    for (int k = 0; k < n; k++) {
+        at[P->buf[k].first] += pad16(P->buf[k].floats);
+        at[P->buf[k].last + 1] -= pad16(P->buf[k].floats);
+    }
+    size_t cur = 0;
+    for (int t = 0; t <= P->now; t++) {
+        cur += at[t];
+        if (cur > *live) *live = cur;
+    }
+    free(order), free(span), free(off), free(at);
+    return best;
+}
+
+static int plan_reuse = 1;
+void df_unet_set_plan_reuse(int on) { plan_reuse = on ? 1 : 0; }
 
 /* ---------------------------------------------------------------- new / free */
 
@@ -724,46 +1136,61 @@ df_status df_unet_new(const df_unet_config *c, int max_batch, int training, df_u
     u->config = *c;
     u->max_batch = max_batch;
     u->training = training ? 1 : 0;
+    plan P;
+    memset(&P, 0, sizeof P);
     st = unet_build(u);
     if (st != DF_OK) goto fail_free;
 
-    plan_arena A, G;
-    memset(&A, 0, sizeof A);
-    memset(&G, 0, sizeof G);
-    unet_plan(u, &A, u->training ? &G : NULL);
-    u->act_floats = plan_finish_sizing(&A, A_NSLOTS);
-    u->grad_floats = u->training ? plan_finish_sizing(&G, G_NSLOTS) : 0;
-    double bytes = 4.0 * (A.approx + G.approx);
-    if (bytes > 0x1p50) {
-        st = df_fail(DF_ERR_NOMEM, "unet: the arenas for max_batch %d would need %.3g bytes", max_batch, bytes);
+    P.u = u;
+    P.reuse = plan_reuse;
+    P.node = calloc((size_t)u->n_nodes, sizeof *P.node);
+    if (!P.node) {
+        st = df_fail(DF_ERR_NOMEM, "unet: out of memory planning the arena");
         goto fail_free;
     }
-    /* Everything the model will hold: the arenas, and weights + EMA (+ gradients and AdamW moments
+    plan_walk(&P);
+    double bytes = 4.0 * P.total;
+    if (!P.nomem && bytes > 0x1p50) {
+        st = df_fail(DF_ERR_NOMEM, "unet: the buffers for max_batch %d would need %.3g bytes", max_batch, bytes);
+        goto fail_free;
+    }
+    size_t live = 0;
+    if (!P.nomem) u->act_floats = plan_place(&P, &live);
+    if (P.nomem) {
+        st = df_fail(DF_ERR_NOMEM, "unet: out of memory planning the arena");
+        goto fail_free;
+    }
+    u->live_floats = live;
+    u->grad_floats = 0;
+    /* Everything the model will hold: the arena, and weights + EMA (+ gradients and AdamW moments
      * when training) that df_model allocates next. */
     char what[160];
     snprintf(what, sizeof what, "the U-Net at batch %d for %s (%.1f M parameters)", max_batch,
              u->training ? "training" : "sampling", u->table.total / 1e6);
-    bytes = 4.0 * ((double)u->act_floats + u->grad_floats + (u->training ? 5.0 : 2.0) * u->table.total);
+    bytes = 4.0 * ((double)u->act_floats + (u->training ? 5.0 : 2.0) * u->table.total);
     if ((st = df_check_memory(bytes, what))) goto fail_free;
-    u->act = df_alloc(u->act_floats * sizeof(float), "unet activation arena");
+    u->act = df_alloc(u->act_floats * sizeof(float), "unet arena");
     if (!u->act) { st = DF_ERR_NOMEM; goto fail_free; }
-    if (u->training) {
-        u->grad = df_alloc(u->grad_floats * sizeof(float), "unet gradient arena");
-        if (!u->grad) { st = DF_ERR_NOMEM; goto fail_free; }
+    if (u->training && !(u->last_t = df_calloc((size_t)max_batch * sizeof(int), "unet time steps"))) {
+        st = DF_ERR_NOMEM;
+        goto fail_free;
     }
-    /* Placing pass: kept tensors start after the slots laid out by plan_finish_sizing. */
-    A.base = u->act;
-    G.base = u->grad;
-    unet_plan(u, &A, u->training ? &G : NULL);
-    ASSERT(A.next == u->act_floats);
-    ASSERT(!u->training || G.next == u->grad_floats);
+    /* Placing pass: the same walk hands out the pointers. */
+    const int recorded = P.n;
+    P.placing = 1;
+    P.base = u->act;
+    plan_walk(&P);
+    ASSERT(P.n == recorded);
     /* Zero once so that no uninitialised float is ever read (e.g. padding). */
     memset(u->act, 0, u->act_floats * sizeof(float));
-    if (u->grad) memset(u->grad, 0, u->grad_floats * sizeof(float));
+    free(P.buf);
+    free(P.node);
     *out = u;
     return DF_OK;
 
 fail_free:
+    free(P.buf);
+    free(P.node);
     df_unet_free(u);
     return st;
 }
@@ -787,6 +1214,7 @@ void df_unet_free(df_unet *u) {
     if (!u) return;
     df_free(u->act);
     df_free(u->grad);
+    df_free(u->last_t);
     df_free(u->nodes);
     df_free(u->param_init);
     df_free(u->param_fan_in);
@@ -829,75 +1257,106 @@ void df_unet_init(const df_unet *u, float *params, uint64_t seed) {
 
 #define PAR(i) (params + nd->param[i])
 
+/* Work slot k as the workspace of a conv of shape s (fw: forward slots, else backward). */
+static float *conv_ws(const df_unet_node *nd, int fw, int k, const df_conv_shape *s) {
+    ASSERT(df_conv2d_scratch_floats(s) <= (fw ? nd->fw_floats[k] : nd->bw_floats[k]));
+    return fw ? nd->fw[k] : nd->bw[k];
+}
+
+static float *work_ws(const df_unet_node *nd, int fw, int k, size_t need) {
+    ASSERT(need <= (fw ? nd->fw_floats[k] : nd->bw_floats[k]));
+    return fw ? nd->fw[k] : nd->bw[k];
+}
+
 static void time_embedding_forward(df_unet *u, const float *params, int n, const int *t_index) {
     int c0 = u->config.block_out_channels[0], td = u->temb_dim;
+    ASSERT(df_linear_scratch_floats(n, c0, td) <= u->temb_ws_floats && df_linear_scratch_floats(n, td, td) <= u->temb_ws_floats);
     /* diffusers Timesteps(C0, flip_sin_to_cos, freq_shift) -> TimestepEmbedding(C0, 4 C0) */
     df_timestep_embedding(u->emb, t_index, n, c0, u->config.freq_shift, u->config.flip_sin_to_cos);
     df_linear_forward(u->l1, u->emb, params + u->temb_param[TEMB_W1], params + u->temb_param[TEMB_B1], n, c0, td,
-                      u->precision, u->scratch);
+                      u->precision, u->temb_ws);
     df_silu_forward(u->s1, u->l1, (size_t)n * td);
     df_linear_forward(u->temb, u->s1, params + u->temb_param[TEMB_W2], params + u->temb_param[TEMB_B2], n, td, td,
-                      u->precision, u->scratch);
+                      u->precision, u->temb_ws);
     /* Every resnet projects SiLU(temb) (diffusers ResnetBlock2D, Ho et al.'s nonlinearity(temb)). */
     df_silu_forward(u->stemb, u->temb, (size_t)n * td);
 }
 
 static int dropout_on(const df_unet *u, int training) { return training && u->config.dropout > 0.0f; }
 
-/* SiLU(norm2 output), with dropout when training: conv2's input, rebuilt by backward. */
-static void resnet_conv2_input(df_unet *u, const df_unet_node *nd, int n, int training) {
+/* r = dropout(SiLU(s)) (conv2's input; r may be s), with dropout when training. */
+static void resnet_conv2_input(df_unet *u, const df_unet_node *nd, float *r, const float *s, int n, int training) {
     size_t nout = (size_t)n * nd->cout * nd->h * nd->w;
-    df_silu_forward(u->recompute, nd->kept[RES_GN2], nout);
+    df_silu_forward(r, s, nout);
     if (dropout_on(u, training))
-        df_dropout_forward(u->recompute, u->recompute, nout, u->config.dropout, u->dropout_seed, u->dropout_step,
-                           (uint32_t)nd->dropout_id);
+        df_dropout_forward(r, r, nout, u->config.dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
 }
 
+/* Phases f0..f6 (plan_node_forward). Only h1 and the norm statistics are kept for backward. */
 static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *params, int n, int training) {
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, groups = c->norm_num_groups;
     const size_t nin = (size_t)n * nd->cin * hw, nout = (size_t)n * nd->cout * hw;
-    float *r = u->recompute;
+    float *a = nd->fw[RF_A], *sb = nd->fw[RF_S], *h1 = nd->kept[RES_H1];
     df_conv_shape s;
-    /* h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb)) */
-    df_groupnorm_forward(nd->kept[RES_GN1], nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
-                         nd->cin, hw, groups, c->norm_eps);
-    df_silu_forward(r, nd->kept[RES_GN1], nin);
-    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-    df_conv2d_forward(nd->kept[RES_H1], r, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, u->scratch);
-    df_linear_forward(u->tproj, u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout, u->precision,
-                      u->scratch);
-    df_add_channel_bias_forward(nd->kept[RES_H1], u->tproj, n, nd->cout, hw);
-    /* y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
-    df_groupnorm_forward(nd->kept[RES_GN2], nd->mean[1], nd->rstd[1], nd->kept[RES_H1], PAR(RES_NORM2_W),
-                         PAR(RES_NORM2_B), n, nd->cout, hw, groups, c->norm_eps);
-    resnet_conv2_input(u, nd, n, training);
-    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
-    df_conv2d_forward(nd->y, r, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, u->scratch);
+    /* f0: the shortcut first, so that x is not needed after norm1 (a concatenation dies early) */
     if (nd->has_shortcut) {
         shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        df_conv2d_forward(r, nd->x, PAR(RES_SHORT_W), PAR(RES_SHORT_B), &s, u->scratch);
-        df_add_forward(nd->y, nd->y, r, nout);
-    } else {
-        df_add_forward(nd->y, nd->y, nd->x, nout);
+        df_conv2d_forward(nd->fw[RF_SHORT], nd->x, PAR(RES_SHORT_W), PAR(RES_SHORT_B), &s, conv_ws(nd, 1, RF_SHORT_WS, &s));
     }
+    /* f1, f2: h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb)) */
+    df_groupnorm_forward(a, nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups,
+                         c->norm_eps);
+    df_silu_forward(a, a, nin);
+    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
+    df_conv2d_forward(h1, a, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, conv_ws(nd, 1, RF_CONV1_WS, &s));
+    /* f3 */
+    df_linear_forward(nd->fw[RF_TPROJ], u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout,
+                      u->precision, work_ws(nd, 1, RF_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
+    df_add_channel_bias_forward(h1, nd->fw[RF_TPROJ], n, nd->cout, hw);
+    /* f4, f5, f6: y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
+    df_groupnorm_forward(sb, nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw, groups,
+                         c->norm_eps);
+    resnet_conv2_input(u, nd, sb, sb, n, training);
+    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
+    df_conv2d_forward(nd->y, sb, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, conv_ws(nd, 1, RF_CONV2_WS, &s));
+    df_add_forward(nd->y, nd->y, nd->has_shortcut ? nd->fw[RF_SHORT] : nd->x, nout);
 }
 
-static void attention_forward(df_unet *u, const df_unet_node *nd, const float *params, int n) {
+/* GN(x), q, k, v and the attention (out o, probabilities p): the forward's phases f0..f2, and again
+ * in backward (fw = 0: the norm from its cached statistics, bit for bit). */
+static void attention_core(df_unet *u, const df_unet_node *nd, const float *params, int n, int fw) {
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, ch = nd->cin;
+    float *const *w = fw ? nd->fw : nd->bw;
+    float *gn = w[fw ? AF_GN : AB_GN], *q = w[fw ? AF_Q : AB_Q], *k = w[fw ? AF_K : AB_K], *v = w[fw ? AF_V : AB_V];
+    float *o = w[fw ? AF_O : AB_O], *p = w[fw ? AF_P : AB_P];
     df_conv_shape s;
     /* diffusers Attention (AttnProcessor2_0): GN, q/k/v linears over channels (1x1 convs here),
      * softmax(q k^T / sqrt(head_dim)) v, to_out.0, + residual */
-    df_groupnorm_forward(nd->kept[ATT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch,
-                         hw, c->norm_num_groups, c->norm_eps);
+    if (fw)
+        df_groupnorm_forward(gn, nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch, hw,
+                             c->norm_num_groups, c->norm_eps);
+    else
+        df_groupnorm_apply(gn, nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch, hw,
+                           c->norm_num_groups);
     shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
-    df_conv2d_forward(nd->kept[ATT_Q], nd->kept[ATT_GN], PAR(ATT_Q_W), PAR(ATT_Q_B), &s, u->scratch);
-    df_conv2d_forward(nd->kept[ATT_K], nd->kept[ATT_GN], PAR(ATT_K_W), PAR(ATT_K_B), &s, u->scratch);
-    df_conv2d_forward(nd->kept[ATT_V], nd->kept[ATT_GN], PAR(ATT_V_W), PAR(ATT_V_B), &s, u->scratch);
-    df_attention_forward(nd->kept[ATT_O], nd->kept[ATT_PROBS], nd->kept[ATT_Q], nd->kept[ATT_K], nd->kept[ATT_V], n,
-                         ch, hw, nd->heads, u->precision, u->scratch);
-    df_conv2d_forward(nd->y, nd->kept[ATT_O], PAR(ATT_OUT_W), PAR(ATT_OUT_B), &s, u->scratch);
+    float *ws = conv_ws(nd, fw, fw ? AF_QKV_WS : AB_QKV_WS, &s);
+    df_conv2d_forward(q, gn, PAR(ATT_Q_W), PAR(ATT_Q_B), &s, ws);
+    df_conv2d_forward(k, gn, PAR(ATT_K_W), PAR(ATT_K_B), &s, ws);
+    df_conv2d_forward(v, gn, PAR(ATT_V_W), PAR(ATT_V_B), &s, ws);
+    df_attention_forward(o, p, q, k, v, n, ch, hw, nd->heads, u->precision,
+                         work_ws(nd, fw, fw ? AF_ATT_WS : AB_ATT_WS, df_attention_scratch_floats(n, ch, hw, nd->heads)));
+}
+
+/* Phases f0..f3. Nothing is kept: backward recomputes GN, q, k, v, the attention and its
+ * probabilities from x and the norm's statistics. */
+static void attention_forward(df_unet *u, const df_unet_node *nd, const float *params, int n) {
+    const int hw = nd->h * nd->w, ch = nd->cin;
+    df_conv_shape s;
+    attention_core(u, nd, params, n, 1);
+    shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
+    df_conv2d_forward(nd->y, nd->fw[AF_O], PAR(ATT_OUT_W), PAR(ATT_OUT_B), &s, conv_ws(nd, 1, AF_OUT_WS, &s));
     df_add_forward(nd->y, nd->y, nd->x, (size_t)n * ch * hw);
 }
 
@@ -908,7 +1367,7 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
+        df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, conv_ws(nd, 1, CV_WS, &s));
         break;
     case DF_UNET_RESNET:
         resnet_forward(u, nd, params, n, training);
@@ -918,22 +1377,23 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
         break;
     case DF_UNET_DOWNSAMPLE:
         shape_down(&s, u->precision, n, nd->cin, nd->h, nd->w);
-        df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
+        df_conv2d_forward(nd->y, nd->x, PAR(CONV_W), PAR(CONV_B), &s, conv_ws(nd, 1, CV_WS, &s));
         break;
-    case DF_UNET_UPSAMPLE:
-        df_upsample2x_forward(nd->kept[UP_U], nd->x, n, nd->cin, nd->h, nd->w);
+    case DF_UNET_UPSAMPLE:  /* f0, f1 */
+        df_upsample2x_forward(nd->fw[UF_U], nd->x, n, nd->cin, nd->h, nd->w);
         shape_conv3(&s, u->precision, n, nd->cin, nd->oh, nd->ow, nd->cout);
-        df_conv2d_forward(nd->y, nd->kept[UP_U], PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
+        df_conv2d_forward(nd->y, nd->fw[UF_U], PAR(CONV_W), PAR(CONV_B), &s, conv_ws(nd, 1, UF_WS, &s));
         break;
     case DF_UNET_CONCAT:
         df_concat_forward(nd->y, nd->x, nd->skip, n, nd->cin, nd->cskip, hw);  /* cat([h, skip], 1) */
         break;
-    case DF_UNET_OUT:
-        df_groupnorm_forward(nd->kept[OUT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
+    case DF_UNET_OUT:  /* f0, f1 */
+        df_groupnorm_forward(nd->fw[OF_A], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
                              nd->cin, hw, c->norm_num_groups, c->norm_eps);
-        df_silu_forward(u->recompute, nd->kept[OUT_GN], (size_t)n * nd->cin * hw);
+        df_silu_forward(nd->fw[OF_A], nd->fw[OF_A], (size_t)n * nd->cin * hw);
+        if (!nd->y) break;  /* backward re-running the forward needs only the statistics */
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        df_conv2d_forward(nd->y, u->recompute, PAR(CONV_W), PAR(CONV_B), &s, u->scratch);
+        df_conv2d_forward(nd->y, nd->fw[OF_A], PAR(CONV_W), PAR(CONV_B), &s, conv_ws(nd, 1, OF_WS, &s));
         break;
     }
 }
@@ -942,24 +1402,38 @@ void df_unet_forward(df_unet *u, const float *params, int n, const float *x, con
                      int training, uint64_t dropout_seed, uint32_t dropout_step) {
     ASSERT(n >= 1 && n <= u->max_batch);
     ASSERT(!training || u->training);  /* a training forward needs the training memory plan */
+    ASSERT(out);
     df_unet_node *first = &u->nodes[0], *last = &u->nodes[u->n_nodes - 1];
-    for (int i = 0; i < u->n_nodes; i++) ASSERT(node_scratch_floats(u, &u->nodes[i], n) <= u->scratch_floats);
     u->last_n = n;
     u->last_training = training ? 1 : 0;
     u->dropout_seed = dropout_seed;
     u->dropout_step = dropout_step;
+    u->backward_done = 0;
+    last->y = out;
+    if (u->training) memcpy(u->last_t, t_index, (size_t)n * sizeof(int));  /* for a second backward */
+    time_embedding_forward(u, params, n, t_index);
     if (u->training) {
-        /* backward needs the input of conv_in; the caller's buffer may change before then */
-        memcpy(first->kept[IN_X], x, (size_t)n * first->cin * first->h * first->w * sizeof(float));
+        /* backward needs the input of conv_in; the caller's buffer may change before then (copied
+         * after the time embedding: the copy's lifetime starts at conv_in) */
+        if (x != first->kept[IN_X])
+            memcpy(first->kept[IN_X], x, (size_t)n * first->cin * first->h * first->w * sizeof(float));
         first->x = first->kept[IN_X];
     } else {
         first->x = (float *)x;  /* only read */
     }
-    last->y = out;
-    time_embedding_forward(u, params, n, t_index);
     for (int i = 0; i < u->n_nodes; i++) node_forward(u, &u->nodes[i], params, n, training);
     first->x = u->training ? first->kept[IN_X] : NULL;
     last->y = NULL;
+}
+
+/* The training forward of the last call again (same input, steps and dropout masks: the same bits),
+ * without the output, for a second backward: the first one reused the memory of what it consumed. */
+static void forward_again(df_unet *u, const float *params) {
+    df_unet_node *first = &u->nodes[0];
+    const int n = u->last_n;
+    time_embedding_forward(u, params, n, u->last_t);
+    first->x = first->kept[IN_X];
+    for (int i = 0; i < u->n_nodes; i++) node_forward(u, &u->nodes[i], params, n, 1);
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -972,76 +1446,107 @@ static void zero(float *p, size_t n) {
     df_ops_prof_end(t0, "unet zero");
 }
 
+/* A resnet's input for backward: node i-1's y, or, after a concat, the concatenation rebuilt into
+ * work slot k from the concat's own inputs (the concatenated tensor is not kept). */
+static const float *resnet_input(const df_unet_node *nd, int k, int n) {
+    if (!nd->bw[k]) return nd->x;
+    const df_unet_node *cat = nd - 1;
+    df_concat_forward(nd->bw[k], cat->x, cat->skip, n, cat->cin, cat->cskip, nd->h * nd->w);
+    return nd->bw[k];
+}
+
+/* Phases b0..b12 (plan_node_backward). The order of the arithmetic on every buffer and gradient is
+ * the one of a plain backward; only where the buffers live and what is rebuilt differs. */
 static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *params, float *grads, int n,
                             const float *dy) {
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, groups = c->norm_num_groups;
     const size_t nin = (size_t)n * nd->cin * hw, nout = (size_t)n * nd->cout * hw;
-    float *r = u->recompute, *t0 = u->tmp[0], *t1 = u->tmp[1];
+    float *const *w = nd->bw;
+    const float *h1 = nd->kept[RES_H1], *x;
     df_conv_shape s;
+    /* b0: norm2's output and conv2's input again */
+    df_groupnorm_apply(w[RB_S], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw,
+                       groups);
+    resnet_conv2_input(u, nd, w[RB_R], w[RB_S], n, u->last_training);
+    /* b1: conv2 */
+    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
+    zero(w[RB_D1], nout);
+    df_conv2d_backward(w[RB_D1], GRD(RES_CONV2_W), GRD(RES_CONV2_B), dy, w[RB_R], PAR(RES_CONV2_W), &s,
+                       conv_ws(nd, 0, RB_CONV2_WS, &s));
+    /* b2: dropout */
+    const float *d = w[RB_D1];
+    if (dropout_on(u, u->last_training)) {
+        zero(w[RB_D2], nout);
+        df_dropout_backward(w[RB_D2], d, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+        d = w[RB_D2];
+    }
+    /* b3: SiLU; b4: norm2 -> dh = d h1 */
+    zero(w[RB_D3], nout);
+    df_silu_backward(w[RB_D3], d, w[RB_S], nout);
+    zero(w[RB_DH], nout);
+    df_groupnorm_backward(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], h1, nd->mean[1], nd->rstd[1],
+                          PAR(RES_NORM2_W), n, nd->cout, hw, groups);
+    /* b5: the time projection */
+    zero(w[RB_DTPROJ], (size_t)n * nd->cout);
+    df_add_channel_bias_backward(w[RB_DTPROJ], w[RB_DH], n, nd->cout, hw);
+    df_linear_backward(u->dstemb, GRD(RES_TEMB_W), GRD(RES_TEMB_B), w[RB_DTPROJ], u->stemb, PAR(RES_TEMB_W), n,
+                       u->temb_dim, nd->cout, u->precision,
+                       work_ws(nd, 0, RB_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
+    /* b6: conv1's input SiLU(norm1(x)) again */
+    x = resnet_input(nd, RB_X1, n);
+    df_groupnorm_apply(w[RB_B], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups);
+    df_silu_forward(w[RB_B], w[RB_B], nin);
+    /* b7, b8: conv1 in two calls, its weight gradient, then its input gradient (which does not read
+     * the input), so that the two X-sized buffers are never live together */
+    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
+    df_conv2d_backward(NULL, GRD(RES_CONV1_W), GRD(RES_CONV1_B), w[RB_DH], w[RB_B], PAR(RES_CONV1_W), &s,
+                       conv_ws(nd, 0, RB_CONV1W_WS, &s));
+    zero(w[RB_E], nin);
+    df_conv2d_backward(w[RB_E], NULL, NULL, w[RB_DH], NULL, PAR(RES_CONV1_W), &s, conv_ws(nd, 0, RB_CONV1X_WS, &s));
+    /* b9, b10: norm1's output again, for SiLU's derivative */
+    x = resnet_input(nd, RB_X2, n);
+    df_groupnorm_apply(w[RB_A], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups);
+    zero(w[RB_F], nin);
+    df_silu_backward(w[RB_F], w[RB_E], w[RB_A], nin);
+    /* b11: the shortcut branch into dx; b12: norm1 into dx */
+    x = resnet_input(nd, RB_X3, n);
     if (nd->zero_dx) zero(nd->dx, nin);
-    /* shortcut branch */
     if (nd->has_shortcut) {
         shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        df_conv2d_backward(nd->dx, GRD(RES_SHORT_W), GRD(RES_SHORT_B), dy, nd->x, PAR(RES_SHORT_W), &s, u->scratch);
+        df_conv2d_backward(nd->dx, GRD(RES_SHORT_W), GRD(RES_SHORT_B), dy, x, PAR(RES_SHORT_W), &s,
+                           conv_ws(nd, 0, RB_SHORT_WS, &s));
     } else {
         df_add_backward(nd->dx, NULL, dy, nout);
     }
-    /* conv2, dropout, SiLU, norm2 */
-    df_groupnorm_apply(nd->kept[RES_GN2], nd->mean[1], nd->rstd[1], nd->kept[RES_H1], PAR(RES_NORM2_W),
-                       PAR(RES_NORM2_B), n, nd->cout, hw, groups);
-    resnet_conv2_input(u, nd, n, u->last_training);
-    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
-    zero(t0, nout);
-    df_conv2d_backward(t0, GRD(RES_CONV2_W), GRD(RES_CONV2_B), dy, r, PAR(RES_CONV2_W), &s, u->scratch);
-    if (dropout_on(u, u->last_training)) {
-        zero(t1, nout);
-        df_dropout_backward(t1, t0, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
-        float *swap = t0; t0 = t1; t1 = swap;
-    }
-    zero(t1, nout);
-    df_silu_backward(t1, t0, nd->kept[RES_GN2], nout);
-    zero(t0, nout);
-    df_groupnorm_backward(t0, GRD(RES_NORM2_W), GRD(RES_NORM2_B), t1, nd->kept[RES_H1], nd->mean[1], nd->rstd[1],
-                          PAR(RES_NORM2_W), n, nd->cout, hw, groups);
-    /* t0 = d h1: the time projection, then conv1, SiLU, norm1 */
-    zero(u->dtproj, (size_t)n * nd->cout);
-    df_add_channel_bias_backward(u->dtproj, t0, n, nd->cout, hw);
-    df_linear_backward(u->dstemb, GRD(RES_TEMB_W), GRD(RES_TEMB_B), u->dtproj, u->stemb, PAR(RES_TEMB_W), n,
-                       u->temb_dim, nd->cout, u->precision, u->scratch);
-    df_groupnorm_apply(nd->kept[RES_GN1], nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
-                       nd->cin, hw, groups);
-    df_silu_forward(r, nd->kept[RES_GN1], nin);
-    shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-    zero(t1, nin);
-    df_conv2d_backward(t1, GRD(RES_CONV1_W), GRD(RES_CONV1_B), t0, r, PAR(RES_CONV1_W), &s, u->scratch);
-    zero(t0, nin);
-    df_silu_backward(t0, t1, nd->kept[RES_GN1], nin);
-    df_groupnorm_backward(nd->dx, GRD(RES_NORM1_W), GRD(RES_NORM1_B), t0, nd->x, nd->mean[0], nd->rstd[0],
+    df_groupnorm_backward(nd->dx, GRD(RES_NORM1_W), GRD(RES_NORM1_B), w[RB_F], x, nd->mean[0], nd->rstd[0],
                           PAR(RES_NORM1_W), n, nd->cin, hw, groups);
 }
 
+/* Phases b0..b5. */
 static void attention_backward(df_unet *u, const df_unet_node *nd, const float *params, float *grads, int n,
                                const float *dy) {
     const int hw = nd->h * nd->w, ch = nd->cin;
     const size_t nc = (size_t)n * ch * hw;
-    float **t = u->tmp;
+    float *const *w = nd->bw;
     df_conv_shape s;
     shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
-    if (nd->zero_dx) zero(nd->dx, nc);
-    df_add_backward(nd->dx, NULL, dy, nc);  /* residual */
-    zero(t[0], nc);
-    df_conv2d_backward(t[0], GRD(ATT_OUT_W), GRD(ATT_OUT_B), dy, nd->kept[ATT_O], PAR(ATT_OUT_W), &s, u->scratch);
-    zero(t[1], nc), zero(t[2], nc), zero(t[3], nc);
-    df_attention_backward(t[1], t[2], t[3], t[0], nd->kept[ATT_PROBS], nd->kept[ATT_Q], nd->kept[ATT_K],
-                          nd->kept[ATT_V], n, ch, hw, nd->heads, u->precision, u->scratch);
-    zero(t[0], nc);
-    df_groupnorm_apply(nd->kept[ATT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(ATT_NORM_W), PAR(ATT_NORM_B), n, ch, hw,
-                       u->config.norm_num_groups);
-    df_conv2d_backward(t[0], GRD(ATT_Q_W), GRD(ATT_Q_B), t[1], nd->kept[ATT_GN], PAR(ATT_Q_W), &s, u->scratch);
-    df_conv2d_backward(t[0], GRD(ATT_K_W), GRD(ATT_K_B), t[2], nd->kept[ATT_GN], PAR(ATT_K_W), &s, u->scratch);
-    df_conv2d_backward(t[0], GRD(ATT_V_W), GRD(ATT_V_B), t[3], nd->kept[ATT_GN], PAR(ATT_V_W), &s, u->scratch);
-    df_groupnorm_backward(nd->dx, GRD(ATT_NORM_W), GRD(ATT_NORM_B), t[0], nd->x, nd->mean[0], nd->rstd[0],
+    attention_core(u, nd, params, n, 0);  /* b0 */
+    if (nd->zero_dx) zero(nd->dx, nc);  /* b1: the residual */
+    df_add_backward(nd->dx, NULL, dy, nc);
+    zero(w[AB_T0], nc);  /* b2: to_out */
+    df_conv2d_backward(w[AB_T0], GRD(ATT_OUT_W), GRD(ATT_OUT_B), dy, w[AB_O], PAR(ATT_OUT_W), &s,
+                       conv_ws(nd, 0, AB_OUT_WS, &s));
+    zero(w[AB_DQ], nc), zero(w[AB_DK], nc), zero(w[AB_DV], nc);  /* b3: the attention */
+    df_attention_backward(w[AB_DQ], w[AB_DK], w[AB_DV], w[AB_T0], w[AB_P], w[AB_Q], w[AB_K], w[AB_V], n, ch, hw,
+                          nd->heads, u->precision,
+                          work_ws(nd, 0, AB_ATTB_WS, df_attention_scratch_floats(n, ch, hw, nd->heads)));
+    zero(w[AB_T1], nc);  /* b4: q, k, v */
+    float *ws = conv_ws(nd, 0, AB_QKVB_WS, &s);
+    df_conv2d_backward(w[AB_T1], GRD(ATT_Q_W), GRD(ATT_Q_B), w[AB_DQ], w[AB_GN], PAR(ATT_Q_W), &s, ws);
+    df_conv2d_backward(w[AB_T1], GRD(ATT_K_W), GRD(ATT_K_B), w[AB_DK], w[AB_GN], PAR(ATT_K_W), &s, ws);
+    df_conv2d_backward(w[AB_T1], GRD(ATT_V_W), GRD(ATT_V_B), w[AB_DV], w[AB_GN], PAR(ATT_V_W), &s, ws);
+    df_groupnorm_backward(nd->dx, GRD(ATT_NORM_W), GRD(ATT_NORM_B), w[AB_T1], nd->x, nd->mean[0], nd->rstd[0],  /* b5 */
                           PAR(ATT_NORM_W), n, ch, hw, u->config.norm_num_groups);
 }
 
@@ -1049,11 +1554,12 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
                           const float *dy) {
     const int hw = nd->h * nd->w;
     const size_t nin = (size_t)n * nd->cin * hw;
+    float *const *w = nd->bw;
     df_conv_shape s;
     switch (nd->kind) {
     case DF_UNET_CONV_IN:
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        df_conv2d_backward(NULL, GRD(CONV_W), GRD(CONV_B), dy, nd->kept[IN_X], PAR(CONV_W), &s, u->scratch);
+        df_conv2d_backward(NULL, GRD(CONV_W), GRD(CONV_B), dy, nd->kept[IN_X], PAR(CONV_W), &s, conv_ws(nd, 0, CV_WS, &s));
         break;
     case DF_UNET_RESNET:
         resnet_backward(u, nd, params, grads, n, dy);
@@ -1064,32 +1570,36 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
     case DF_UNET_DOWNSAMPLE:
         if (nd->zero_dx) zero(nd->dx, nin);
         shape_down(&s, u->precision, n, nd->cin, nd->h, nd->w);
-        df_conv2d_backward(nd->dx, GRD(CONV_W), GRD(CONV_B), dy, nd->x, PAR(CONV_W), &s, u->scratch);
+        df_conv2d_backward(nd->dx, GRD(CONV_W), GRD(CONV_B), dy, nd->x, PAR(CONV_W), &s, conv_ws(nd, 0, CV_WS, &s));
         break;
-    case DF_UNET_UPSAMPLE: {
+    case DF_UNET_UPSAMPLE: {  /* b0: the upsampled image again; b1, b2: the conv (weights, then input); b3 */
         size_t nup = (size_t)n * nd->cin * nd->oh * nd->ow;
-        zero(u->tmp[0], nup);
+        df_upsample2x_forward(w[UB_U], nd->x, n, nd->cin, nd->h, nd->w);
         shape_conv3(&s, u->precision, n, nd->cin, nd->oh, nd->ow, nd->cout);
-        df_conv2d_backward(u->tmp[0], GRD(CONV_W), GRD(CONV_B), dy, nd->kept[UP_U], PAR(CONV_W), &s, u->scratch);
+        df_conv2d_backward(NULL, GRD(CONV_W), GRD(CONV_B), dy, w[UB_U], PAR(CONV_W), &s, conv_ws(nd, 0, UB_WS, &s));
+        zero(w[UB_D], nup);
+        df_conv2d_backward(w[UB_D], NULL, NULL, dy, NULL, PAR(CONV_W), &s, conv_ws(nd, 0, UB_DX_WS, &s));
         if (nd->zero_dx) zero(nd->dx, nin);
-        df_upsample2x_backward(nd->dx, u->tmp[0], n, nd->cin, nd->h, nd->w);
+        df_upsample2x_backward(nd->dx, w[UB_D], n, nd->cin, nd->h, nd->w);
         break;
     }
     case DF_UNET_CONCAT:
+        /* the skip's gradient starts here: its concat is the first of its two consumers in backward */
+        zero(nd->dskip, (size_t)n * nd->cskip * hw);
         if (nd->zero_dx) zero(nd->dx, nin);
         df_concat_backward(nd->dx, nd->dskip, dy, n, nd->cin, nd->cskip, hw);
         break;
-    case DF_UNET_OUT: {
-        df_groupnorm_apply(nd->kept[OUT_GN], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
-                           nd->cin, hw, u->config.norm_num_groups);
-        df_silu_forward(u->recompute, nd->kept[OUT_GN], nin);
+    case DF_UNET_OUT: {  /* b0: norm and SiLU again; b1: conv_out; b2: SiLU; b3: norm */
+        df_groupnorm_apply(w[OB_A], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n, nd->cin, hw,
+                           u->config.norm_num_groups);
+        df_silu_forward(w[OB_R], w[OB_A], nin);
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-        zero(u->tmp[0], nin);
-        df_conv2d_backward(u->tmp[0], GRD(CONV_W), GRD(CONV_B), dy, u->recompute, PAR(CONV_W), &s, u->scratch);
-        zero(u->tmp[1], nin);
-        df_silu_backward(u->tmp[1], u->tmp[0], nd->kept[OUT_GN], nin);
+        zero(w[OB_T], nin);
+        df_conv2d_backward(w[OB_T], GRD(CONV_W), GRD(CONV_B), dy, w[OB_R], PAR(CONV_W), &s, conv_ws(nd, 0, OB_WS, &s));
+        zero(w[OB_T2], nin);
+        df_silu_backward(w[OB_T2], w[OB_T], w[OB_A], nin);
         if (nd->zero_dx) zero(nd->dx, nin);
-        df_groupnorm_backward(nd->dx, GRD(OUT_NORM_W), GRD(OUT_NORM_B), u->tmp[1], nd->x, nd->mean[0], nd->rstd[0],
+        df_groupnorm_backward(nd->dx, GRD(OUT_NORM_W), GRD(OUT_NORM_B), w[OB_T2], nd->x, nd->mean[0], nd->rstd[0],
                               PAR(OUT_NORM_W), n, nd->cin, hw, u->config.norm_num_groups);
         break;
     }
@@ -1100,24 +1610,23 @@ static void time_embedding_backward(df_unet *u, const float *params, float *grad
     int c0 = u->config.block_out_channels[0], td = u->temb_dim;
     size_t m = (size_t)n * td;
     const size_t *tp = u->temb_param;
+    ASSERT(df_linear_scratch_floats(n, c0, td) <= u->temb_bws_floats && df_linear_scratch_floats(n, td, td) <= u->temb_bws_floats);
     zero(u->dtemb, m);
     df_silu_backward(u->dtemb, u->dstemb, u->temb, m);
     zero(u->ds1, m);
     df_linear_backward(u->ds1, grads + tp[TEMB_W2], grads + tp[TEMB_B2], u->dtemb, u->s1, params + tp[TEMB_W2], n, td,
-                       td, u->precision, u->scratch);
+                       td, u->precision, u->temb_bws);
     zero(u->dl1, m);
     df_silu_backward(u->dl1, u->ds1, u->l1, m);
     df_linear_backward(NULL, grads + tp[TEMB_W1], grads + tp[TEMB_B1], u->dl1, u->emb, params + tp[TEMB_W1], n, c0, td,
-                       u->precision, u->scratch);
+                       u->precision, u->temb_bws);
 }
 
 void df_unet_backward(df_unet *u, const float *params, float *grads, int n, const float *dout) {
     ASSERT(u->training && u->last_training);  /* backward follows a training forward */
     ASSERT(n == u->last_n);
-    for (int i = 0; i < u->n_nodes; i++) {
-        const df_unet_node *nd = &u->nodes[i];
-        if (nd->pushes_skip) zero(nd->dy, (size_t)n * nd->cout * nd->oh * nd->ow);
-    }
+    if (u->backward_done) forward_again(u, params);
+    u->backward_done = 1;
     zero(u->dstemb, (size_t)n * u->temb_dim);
     for (int i = u->n_nodes - 1; i >= 0; i--) {
         const df_unet_node *nd = &u->nodes[i];

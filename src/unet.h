@@ -9,9 +9,9 @@
  * What it is not: an optimiser, a loss or a sampler (those live elsewhere), and it does no I/O.
  * All arithmetic goes through ops.h; this file only wires the ops together and plans memory.
  *
- * Memory: df_unet_new sizes ONE activation arena (and, when training, ONE gradient arena) for
- * max_batch images; forward and backward allocate nothing. Parameters and their gradients are
- * blocks owned by the caller, laid out by the parameter table (params.h).
+ * Memory: df_unet_new sizes ONE arena for max_batch images, in which every activation, gradient and
+ * workspace has a place for its lifetime only; forward and backward allocate nothing. Parameters and
+ * their gradients are blocks owned by the caller, laid out by the parameter table (params.h).
  */
 #ifndef DF_UNET_H
 #define DF_UNET_H
@@ -35,7 +35,8 @@ typedef enum {
 } df_unet_node_kind;
 
 #define DF_UNET_NODE_PARAMS 12  /* parameter offsets per node, meaning per kind (see unet.c) */
-#define DF_UNET_NODE_KEPT 6     /* intermediate tensors per node, meaning per kind (see unet.c) */
+#define DF_UNET_NODE_KEPT 1     /* intermediate tensors per node, meaning per kind (see unet.c) */
+#define DF_UNET_NODE_WORK 20    /* work buffers of a node's forward and of its backward (see unet.c) */
 
 typedef struct {
     df_unet_node_kind kind;
@@ -56,6 +57,9 @@ typedef struct {
      * first when this node is x's only consumer (zero_dx). */
     float *dx, *dskip, *dy;
     int zero_dx;
+    /* Everything else the forward (fw) and the backward (bw) touch, with the floats of each. */
+    float *fw[DF_UNET_NODE_WORK], *bw[DF_UNET_NODE_WORK];
+    size_t fw_floats[DF_UNET_NODE_WORK], bw_floats[DF_UNET_NODE_WORK];
 } df_unet_node;
 
 typedef struct df_unet {
@@ -73,14 +77,17 @@ typedef struct df_unet {
     /* time embedding activations: emb (N,C0), l1/s1/temb/stemb (N,temb_dim) */
     float *emb, *l1, *s1, *temb, *stemb;
     float *dstemb, *dtemb, *ds1, *dl1;
-    /* shared scratch: recompute (largest N*C*H*W), time projection (N, largest C), op workspace */
-    float *recompute, *tproj, *dtproj, *scratch;
-    size_t scratch_floats;
-    float *tmp[4];              /* gradient temporaries (largest N*C*H*W each) */
-    float *act, *grad;          /* the two arenas */
-    size_t act_floats, grad_floats;
+    float *temb_ws, *temb_bws;  /* the time embedding's linear workspaces, forward and backward */
+    size_t temb_ws_floats, temb_bws_floats;
+    float *act;                 /* the arena: every activation, gradient and workspace (unet.c plans it) */
+    size_t act_floats;
+    size_t live_floats;         /* the most floats live at once (act_floats minus what packing wastes) */
+    float *grad;                /* always NULL and 0: the activation gradients share the arena (the */
+    size_t grad_floats;         /* fields stay for older callers) */
     /* state of the last forward, for backward */
     int last_n, last_training;
+    int *last_t;                /* its time steps (training plan), for a second backward */
+    int backward_done;          /* backward ran since: another re-runs the forward first */
     uint64_t dropout_seed;
     uint32_t dropout_step;
 } df_unet;
@@ -110,8 +117,14 @@ void df_unet_init(const df_unet *u, float *params, uint64_t seed);
 void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, float *out,
                      int training, uint64_t dropout_seed, uint32_t dropout_step);
 
+/* Tests only: 0 gives every buffer of later plans its own memory (no sharing between lifetimes), the
+ * reference that a test compares the packed plan against. Default 1. */
+void df_unet_set_plan_reuse(int on);
+
 /* ACCUMULATES d loss / d params into grads (same layout as params) from dout (n,out,S,S) = d loss /
- * d out, for the last forward, which must have been a training forward with the same params. */
+ * d out, for the last forward, which must have been a training forward with the same params.
+ * Backward reuses the memory of the activations as it consumes them: calling it again for the same
+ * forward first re-runs that forward (bit for bit the same), at the cost of a forward. */
 void df_unet_backward(df_unet *u, const float *params, float *grads, int n, const float *dout);
 
 /* Analytic forward FLOPs per image: 2 * MACs of every conv, linear and attention matmul (group norms,

@@ -2,11 +2,13 @@
  * parameter counts and diffusers names/shapes of both presets, analytic FLOPs against
  * torch_ddpm.py, config validation, the DDPM init, a finite-difference check of the whole
  * backward pass (every tensor, dropout on), batch independence, the inference memory plan against
- * the training one, gradient accumulation, and the precision setting of a df_model (bf16 changes
- * the U-Net's output a little, fp32 comes back bit for bit, the MLP ignores it). The PyTorch
- * comparison (in both precisions) is test_unet_torch.c. */
+ * the training one, gradient accumulation, the packed memory plan against one without any sharing
+ * (bit for bit), the split conv backward the plan relies on, and the precision setting of a df_model
+ * (bf16 changes the U-Net's output a little, fp32 comes back bit for bit, the MLP ignores it). The
+ * PyTorch comparison (in both precisions) is test_unet_torch.c. */
 #include "check.h"
 #include "common.h"
+#include "ops.h"
 #include "unet.h"
 #include <math.h>
 #include <stdlib.h>
@@ -430,6 +432,91 @@ static void test_fmnist_plans(void) {
     df_unet_free(inf);
 }
 
+/* The packed plan (buffers share memory where their lifetimes do not meet) against a plan that gives
+ * every buffer its own memory: a lifetime declared too short lets a later buffer overwrite data that
+ * is still to be read, so any difference in the outputs or the gradients is a planning bug. Every
+ * node kind, dropout, several heads, both precisions, a batch below max_batch, an eval forward, and a
+ * second backward (which re-runs the forward). */
+static void test_packed_plan(void) {
+    df_unet_config c = tiny_config();
+    c.n_levels = 3, c.block_out_channels[2] = 16;  /* levels at 8, 4, 2 px */
+    c.layers_per_block = 2;
+    c.dropout = 0.2f;
+    c.attention_head_dim = 4;
+    const int B = 3, t_index[3] = {7, 420, 999};
+    df_unet *pk = NULL, *ref = NULL;
+    CHECK(df_unet_new(&c, B, 1, &pk) == DF_OK, "new: %s", df_last_error());
+    df_unet_set_plan_reuse(0);
+    CHECK(df_unet_new(&c, B, 1, &ref) == DF_OK, "new (no sharing): %s", df_last_error());
+    df_unet_set_plan_reuse(1);
+    if (!pk || !ref) return;
+    printf("packed plan: arena %zu floats (most live at once %zu), without sharing %zu\n", pk->act_floats,
+           pk->live_floats, ref->act_floats);
+    CHECK(pk->live_floats <= pk->act_floats && pk->act_floats < ref->act_floats / 2, "packing: %zu live, %zu, %zu",
+          pk->live_floats, pk->act_floats, ref->act_floats);
+    size_t nf = df_unet_param_floats(pk), img = (size_t)c.in_channels * 64, oimg = (size_t)c.out_channels * 64;
+    float *p = malloc(nf * sizeof(float)), *x = malloc(B * img * sizeof(float)), *dout = malloc(B * oimg * sizeof(float));
+    float *o1 = malloc(B * oimg * sizeof(float)), *o2 = malloc(B * oimg * sizeof(float));
+    float *g1 = malloc(nf * sizeof(float)), *g2 = malloc(nf * sizeof(float)), *g3 = malloc(nf * sizeof(float));
+    random_params(pk, p, 61);
+    df_randn(62, DF_STREAM_USER, 0, 0, x, B * img);
+    df_randn(62, DF_STREAM_USER, 1, 0, dout, B * oimg);
+    for (int prec = 0; prec < 2; prec++) {
+        pk->precision = ref->precision = prec ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+        for (int n = B; n >= B - 1; n--) {
+            const char *pn = prec ? "bf16" : "fp32";
+            memset(g1, 0, nf * sizeof(float)), memset(g2, 0, nf * sizeof(float)), memset(g3, 0, nf * sizeof(float));
+            df_unet_forward(pk, p, n, x, t_index, o1, 1, 63, (uint32_t)n);
+            df_unet_forward(ref, p, n, x, t_index, o2, 1, 63, (uint32_t)n);
+            CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: training forward, packed vs unshared", pn, n);
+            df_unet_backward(pk, p, g1, n, dout);
+            df_unet_backward(ref, p, g2, n, dout);
+            CHECK(memcmp(g1, g2, nf * sizeof(float)) == 0, "%s n=%d: gradients, packed vs unshared", pn, n);
+            df_unet_backward(pk, p, g3, n, dout);  /* re-runs the forward first */
+            CHECK(memcmp(g1, g3, nf * sizeof(float)) == 0, "%s n=%d: a second backward gives the same gradients", pn, n);
+            df_unet_forward(pk, p, n, x, t_index, o1, 0, 0, 0);
+            df_unet_forward(ref, p, n, x, t_index, o2, 0, 0, 0);
+            CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: eval forward, packed vs unshared", pn, n);
+        }
+    }
+    free(p), free(x), free(dout), free(o1), free(o2), free(g1), free(g2), free(g3);
+    df_unet_free(pk);
+    df_unet_free(ref);
+}
+
+/* The plan runs some conv backwards as two calls, the weight gradient (dinp NULL) and then the input
+ * gradient (dw, db NULL, no input): together they must equal the one call bit for bit. */
+static void test_conv_backward_split(void) {
+    const struct { int n, ic, hw, oc, k, stride, pad_lo, pad_hi; } shapes[] = {
+        {3, 8, 8, 16, 3, 1, 1, 1}, {3, 24, 8, 8, 3, 1, 1, 1}, {16, 8, 4, 8, 3, 1, 1, 1}, {2, 5, 7, 3, 3, 1, 1, 1},
+        {3, 16, 8, 16, 3, 2, 0, 1}, {3, 24, 8, 8, 1, 1, 0, 0}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int prec = 0; prec < 2; prec++) {
+            df_conv_shape s;
+            df_conv_shape_init(&s, shapes[k].n, shapes[k].ic, shapes[k].hw, shapes[k].hw, shapes[k].oc, shapes[k].k,
+                               shapes[k].stride, shapes[k].pad_lo, shapes[k].pad_lo, shapes[k].pad_hi, shapes[k].pad_hi);
+            s.precision = prec ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+            size_t nx = (size_t)s.n * s.ic * s.h * s.w, ny = (size_t)s.n * s.oc * s.oh * s.ow;
+            size_t nw = (size_t)s.oc * s.ic * s.kh * s.kw;
+            float *x = malloc(nx * sizeof(float)), *dy = malloc(ny * sizeof(float)), *w = malloc(nw * sizeof(float));
+            float *dx1 = calloc(nx, sizeof(float)), *dx2 = calloc(nx, sizeof(float));
+            float *dw1 = calloc(nw, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
+            float *db1 = calloc((size_t)s.oc, sizeof(float)), *db2 = calloc((size_t)s.oc, sizeof(float));
+            float *ws = malloc(df_conv2d_scratch_floats(&s) * sizeof(float));
+            df_randn(71, DF_STREAM_USER, (uint32_t)k, 0, x, nx);
+            df_randn(71, DF_STREAM_USER, (uint32_t)k, 1, dy, ny);
+            df_randn(71, DF_STREAM_USER, (uint32_t)k, 2, w, nw);
+            df_conv2d_backward(dx1, dw1, db1, dy, x, w, &s, ws);
+            df_conv2d_backward(NULL, dw2, db2, dy, x, w, &s, ws);
+            df_conv2d_backward(dx2, NULL, NULL, dy, NULL, w, &s, ws);
+            CHECK(memcmp(dx1, dx2, nx * sizeof(float)) == 0 && memcmp(dw1, dw2, nw * sizeof(float)) == 0 &&
+                      memcmp(db1, db2, (size_t)s.oc * sizeof(float)) == 0,
+                  "conv %d->%d k%d s%d %dx%d n%d %s: split backward differs from the joint call", s.ic, s.oc, s.kh,
+                  s.stride, s.h, s.w, s.n, prec ? "bf16" : "fp32");
+            free(x), free(dy), free(w), free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2), free(ws);
+        }
+}
+
 /* df_model_set_precision: bf16 moves the U-Net's prediction by bf16 rounding noise (well above fp32
  * noise, well below the signal), switching back to fp32 restores it bit for bit, and the MLP
  * ignores the setting. Also the names. */
@@ -493,6 +580,8 @@ int main(void) {
     TIMED(gradient_check(c, "tiny (dropout 0.2, 4 heads)"));
     TIMED(test_batch_and_plans());
     TIMED(test_accumulate());
+    TIMED(test_packed_plan());
+    TIMED(test_conv_backward_split());
     TIMED(test_fmnist_plans());
     TIMED(test_model_precision());
     return check_exit_code("test_unet");
