@@ -203,21 +203,11 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int step
 #pragma GCC unroll 8
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
     const int arow = rows ? spad : 1, astep = rows ? 1 : GEMM_MR;
+    /* Every lane sums its steps in order, one chain per accumulator, whatever the strip's width:
+     * a column of C is then the same bits whichever strip (and so whatever N) it falls in, which
+     * makes a batched conv's images equal to single-image ones. (Splitting a 16-wide strip's steps
+     * into two chains hid more latency but summed those columns in another order.) */
     int s = 0;
-    if (nv == 1) {
-        /* 8 accumulators are too few chains to hide the latency of the multiply-add: even and odd
-         * steps go to two sets (acc[r][0], acc[r][1]), added at the end. */
-        for (; s + 1 < steps; s += 2) {
-            const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + bstep);
-#pragma GCC unroll 8
-            for (int r = 0; r < GEMM_MR; r++) {
-                acc[r][0] = madd(acc[r][0], _mm512_set1_epi32((int)a[(size_t)r * arow]), b0);
-                acc[r][1] = madd(acc[r][1], _mm512_set1_epi32((int)a[(size_t)r * arow + astep]), b1);
-            }
-            a += 2 * astep;
-            b += 2 * (size_t)bstep;
-        }
-    }
     for (; s < steps; s++) {
         __m512i bv[3];
 #pragma GCC unroll 3
@@ -231,9 +221,6 @@ GEMM_TARGET_AVX512F GEMM_INLINE void gemm_kernel_tmpl(int nv, int rows, int step
         a += astep;
         b += bstep;
     }
-    if (nv == 1)
-#pragma GCC unroll 8
-        for (int r = 0; r < GEMM_MR; r++) acc[r][0] = _mm512_add_ps(acc[r][0], acc[r][1]);
     const __mmask16 m[3] = {gemm_lanes_mask(nr), gemm_lanes_mask(nr - 16), gemm_lanes_mask(nr - 32)};
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 8

@@ -142,64 +142,81 @@ static size_t conv_direct_dw_floats(const df_conv_shape *s) {
 
 /* Small outputs (at most 64 positions: the U-Net's 8x8, 7x7 and 4x4 levels) make per-image
  * GEMMs too thin to run well (N = OH*OW columns, tails of the 48-wide tile) and the direct kernel's
- * tiles mostly padding. Such convs run batched instead: the columns of all images side by side,
- * (IC*KH*KW, N*OH*OW), and one threaded GEMM per product, when that matrix stays modest. */
+ * tiles mostly padding. Such convs run batched instead: the columns of a group of images side by
+ * side, (IC*KH*KW, G*OH*OW), and one threaded GEMM per product. The group size G depends on the
+ * shape only (columns of at most CONV_BATCHED_MAX_FLOATS floats), never on the batch, and a GEMM's
+ * column does not depend on how many columns it has: an image's output is the same bits at any
+ * batch size. */
 #define CONV_BATCHED_MAX_OHW 64
 #define CONV_BATCHED_MAX_FLOATS ((size_t)8 << 20)
 static int g_force_per_image = 0;
 void df_conv2d_force_per_image(int force) { g_force_per_image = force != 0; }
-static size_t conv_batched_cols(const df_conv_shape *s) { return (size_t)s->n * s->oh * s->ow; }
 static int conv_batched(const df_conv_shape *s) {
-    const size_t kdim = (size_t)s->ic * s->kh * s->kw;
-    return !g_force_per_image && s->n > 1 && s->oh * s->ow <= CONV_BATCHED_MAX_OHW &&
-           (kdim + s->oc) * conv_batched_cols(s) <= CONV_BATCHED_MAX_FLOATS;
+    return !g_force_per_image && s->oh * s->ow <= CONV_BATCHED_MAX_OHW;
 }
+/* Images per group: as many as fit the bound, at least 1, at most the batch. */
+static int conv_batched_group(const df_conv_shape *s) {
+    const size_t per_img = ((size_t)s->ic * s->kh * s->kw + s->oc) * s->oh * s->ow;
+    size_t g = CONV_BATCHED_MAX_FLOATS / per_img;
+    if (g < 1) g = 1;
+    return g < (size_t)s->n ? (int)g : s->n;
+}
+static size_t conv_batched_cols(const df_conv_shape *s) { return (size_t)s->n * s->oh * s->ow; }
 
-/* Floats of the batched path's scratch: the columns (KDIM, NB), the outputs or output gradients
- * gathered as (OC, NB), and one GEMM workspace. */
+/* Floats of the batched path's scratch for one group: the columns (KDIM, NB), the outputs or
+ * output gradients gathered as (OC, NB), and one GEMM workspace. */
 static size_t conv_batched_floats(const df_conv_shape *s) {
-    const int kdim = s->ic * s->kh * s->kw, nb = (int)conv_batched_cols(s);
-    size_t g = df_gemm_workspace(s->oc, nb, kdim), x;
-    if ((x = df_gemm_workspace(s->oc, kdim, nb)) > g) g = x;
-    if ((x = df_gemm_workspace(kdim, nb, s->oc)) > g) g = x;
-    return ((size_t)kdim + s->oc) * nb + (g + sizeof(float) - 1) / sizeof(float) + 16;
+    df_conv_shape t = *s;
+    t.n = conv_batched_group(s);
+    const int kdim = t.ic * t.kh * t.kw, nb = (int)conv_batched_cols(&t);
+    size_t g = df_gemm_workspace(t.oc, nb, kdim), x;
+    if ((x = df_gemm_workspace(t.oc, kdim, nb)) > g) g = x;
+    if ((x = df_gemm_workspace(kdim, nb, t.oc)) > g) g = x;
+    return ((size_t)kdim + t.oc) * nb + (g + sizeof(float) - 1) / sizeof(float) + 16;
 }
 
-/* One thread's column buffer: the columns of one image for the forward / dW (IC*KH*KW, OH*OW),
- * and of one dout image for the transposed conv (OC*KH*KW, H*W) or the column gradient; or the
- * direct kernel's padded images. Rounded to 16 floats so each thread's block starts on its own
- * cache line. */
+/* One thread's column buffer, for the paths this shape takes: the columns of one image for an
+ * im2col forward or dW (IC*KH*KW, OH*OW), of one dout image for the transposed conv (OC*KH*KW, H*W),
+ * or the direct kernel's padded images. Rounded to 16 floats so each thread's block starts on its
+ * own cache line. */
 static size_t conv_cols_floats(const df_conv_shape *s) {
     if (conv_is_pointwise(s)) return 0;
-    size_t a = (size_t)s->ic * s->kh * s->kw * s->oh * s->ow, b = (size_t)s->oc * s->kh * s->kw * s->h * s->w;
-    if (a < b) a = b;
-    if (conv_is_3x3_same(s)) { /* padded images (fp32 words, the larger layout) */
-        if ((b = df_conv3x3_image_words(s->ic, s->h, s->w, 0)) > a) a = b;
-        if ((b = df_conv3x3_image_words(s->oc, s->oh, s->ow, 0)) > a) a = b;
-        if ((b = conv_direct_dw_floats(s)) > a) a = b;
-    }
+    const int bf = conv_bf16(s);
+    const size_t im2col = (size_t)s->ic * s->kh * s->kw * s->oh * s->ow;
+    size_t a = conv_direct_fwd(s) ? df_conv3x3_image_words(s->ic, s->h, s->w, bf) : im2col, b;
+    if (conv_direct_dx(s))
+        b = df_conv3x3_image_words(s->oc, s->oh, s->ow, bf);
+    else
+        b = conv_dx_as_conv(s) ? (size_t)s->oc * s->kh * s->kw * s->h * s->w : im2col;
+    if (b > a) a = b;
+    if ((b = conv_direct_dw(s) ? conv_direct_dw_floats(s) : im2col) > a) a = b;
     return (a + 15) & ~(size_t)15;
 }
 
-/* Floats of the shared weight block: the flipped weights of the backward, or the direct kernel's
- * packed weights (forward or dX, fp32 words, the larger). */
+/* Floats of the shared weight block: the direct kernel's packed weights (forward, dX) or the
+ * flipped weights of a transposed-conv dX, whichever this shape uses. */
 static size_t conv_wblock_floats(const df_conv_shape *s) {
-    size_t a = conv_wsize(s), b;
-    if (conv_is_3x3_same(s)) {
-        if ((b = df_conv3x3_weight_words(s->oc, s->ic, 0)) > a) a = b;
-        if ((b = df_conv3x3_weight_words(s->ic, s->oc, 0)) > a) a = b;
-    }
+    const int bf = conv_bf16(s);
+    size_t a = 0, b;
+    if (conv_direct_fwd(s)) a = df_conv3x3_weight_words(s->oc, s->ic, bf);
+    if (conv_direct_dx(s)) b = df_conv3x3_weight_words(s->ic, s->oc, bf);
+    else b = !conv_is_pointwise(s) && conv_dx_as_conv(s) ? conv_wsize(s) : 0;
+    if (b > a) a = b;
     return (a + 15) & ~(size_t)15;
 }
 
-/* Floats of GEMM workspace one thread needs: the largest of the GEMMs a conv runs (forward, dW, dX
- * as a transposed conv, dX through col2im), in either precision. */
+/* Floats of GEMM workspace one thread needs: the largest of the GEMMs this shape runs (forward, dW,
+ * dX as a transposed conv or through col2im), in either precision; none on the direct paths. */
 static size_t conv_gemm_floats(const df_conv_shape *s) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w, tdim = s->oc * s->kh * s->kw;
-    size_t b = df_gemm_workspace(s->oc, ohw, kdim), x;
-    if ((x = df_gemm_workspace(s->oc, kdim, ohw)) > b) b = x;
-    if ((x = df_gemm_workspace(kdim, ohw, s->oc)) > b) b = x;
-    if ((x = df_gemm_workspace(s->ic, hw, tdim)) > b) b = x;
+    size_t b = 0, x;
+    if (!conv_direct_fwd(s)) b = df_gemm_workspace(s->oc, ohw, kdim);
+    if (!conv_direct_dw(s) && (x = df_gemm_workspace(s->oc, kdim, ohw)) > b) b = x;
+    if (!conv_direct_dx(s)) {
+        if (conv_is_pointwise(s) || !conv_dx_as_conv(s)) x = df_gemm_workspace(kdim, ohw, s->oc);
+        else x = df_gemm_workspace(s->ic, hw, tdim);
+        if (x > b) b = x;
+    }
     return ((b + sizeof(float) - 1) / sizeof(float) + 15) & ~(size_t)15;
 }
 
@@ -384,7 +401,13 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
     const int nt = conv_threads(s);
     const size_t per_thread = conv_thread_floats(s);
     if (conv_batched(s)) {
-        conv_forward_batched(out, inp, w, b, s, scratch);
+        const int g = conv_batched_group(s);
+        for (int n0 = 0; n0 < s->n; n0 += g) {
+            df_conv_shape t = *s;
+            t.n = s->n - n0 < g ? s->n - n0 : g;
+            conv_forward_batched(out + (size_t)n0 * s->oc * s->oh * s->ow, inp + (size_t)n0 * s->ic * s->h * s->w, w,
+                                 b, &t, scratch);
+        }
         conv_prof_end(t0, "fwd", s);
         return;
     }
@@ -468,7 +491,13 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                         const df_conv_shape *s, float *scratch) {
     const double t0 = df_ops_prof_begin();
     if (conv_batched(s)) {
-        conv_backward_batched(dinp, dw, db, dout, inp, w, s, scratch);
+        const int g = conv_batched_group(s);
+        for (int n0 = 0; n0 < s->n; n0 += g) {
+            df_conv_shape t = *s;
+            t.n = s->n - n0 < g ? s->n - n0 : g;
+            const size_t in_off = (size_t)n0 * s->ic * s->h * s->w, out_off = (size_t)n0 * s->oc * s->oh * s->ow;
+            conv_backward_batched(dinp ? dinp + in_off : NULL, dw, db, dout + out_off, inp + in_off, w, &t, scratch);
+        }
         conv_prof_end(t0, "bwd", s);
         return;
     }

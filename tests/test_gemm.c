@@ -445,6 +445,31 @@ static void test_thread_invariance(const gemm_path *path) {
     free(a); free(b); free(c1); free(c3); free(ws);
 }
 
+/* A column of C does not depend on N (the batched convs rely on it): the first 64 columns of a
+ * product with N = 64 (a 48-wide strip and a 16-wide one) equal those of N = 200, bit for bit, for
+ * both layouts of B. */
+static void test_column_invariance(const gemm_path *path) {
+    enum { M = 37, K = 300, N1 = 64, N2 = 200 };
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N2), *bt = malloc(sizeof(float) * N2 * K);
+    float *c1 = malloc(sizeof(float) * M * N1), *c2 = malloc(sizeof(float) * M * N2);
+    for (int i = 0; i < M * K; i++) a[i] = rng_uniform();
+    for (int i = 0; i < K * N2; i++) b[i] = rng_uniform();
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < N2; n++) bt[(size_t)n * K + k] = b[(size_t)k * N2 + n];
+    void *ws = malloc(path_workspace(path, M, N2, K));
+    for (int tb = 0; tb < 2; tb++) {
+        /* N1 columns: the same B read with the wider product's row stride */
+        path_gemm(path, 0, tb, M, N1, K, 1.0f, a, K, tb ? bt : b, tb ? K : N2, 0.0f, c1, N1, ws);
+        path_gemm(path, 0, tb, M, N2, K, 1.0f, a, K, tb ? bt : b, tb ? K : N2, 0.0f, c2, N2, ws);
+        double d = 0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N1; n++) d = fmax(d, fabs((double)c1[(size_t)m * N1 + n] - c2[(size_t)m * N2 + n]));
+        CHECK(d == 0, "%s: columns of N=%d and N=%d differ by %.3g (B %s)", path->name, N1, N2, d,
+              tb ? "transposed" : "not transposed");
+    }
+    free(a); free(b); free(bt); free(c1); free(c2); free(ws);
+}
+
 /* ---------------------------------------------------------------- (e) exact fp32 on integers */
 /* Integers in [-4, 4]: every product and partial sum (|s| <= 16 K < 2^24) is exact in fp32, so
  * C (alpha 1, beta 1 over integer C) equals the reference exactly, in any summation order. The
@@ -493,6 +518,7 @@ int main(void) {
         test_special(&PATHS[p]);
         test_inside_parallel(&PATHS[p]);
         if (!PATHS[p].fallback) test_thread_invariance(&PATHS[p]);
+        if (!PATHS[p].fallback) test_column_invariance(&PATHS[p]);
         if (!PATHS[p].bf16) test_exact_integers(&PATHS[p]);
     }
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
