@@ -6,7 +6,8 @@
  * figure is bare sgemm on the same matrix product (OC x OH*OW x IC*KH*KW per image): the ceiling
  * that im2col, col2im and the bias add eat into. The reference is timed on 2 images and scaled.
  * Usage: bench_ops [batch] (default 64). DIFFUSE_NO_DIRECT=1 in the environment times 3x3 stride-1
- * convs on im2col + GEMM instead of the direct kernel (conv3x3.h); DIFFUSE_BF16=1 runs them in bf16.
+ * convs on im2col + GEMM instead of the direct kernel (conv3x3.h); DIFFUSE_PER_IMAGE=1 runs small
+ * outputs image by image instead of batched; DIFFUSE_BF16=1 runs them in bf16.
  */
 #include "common.h"
 #include "conv3x3.h"
@@ -30,6 +31,9 @@ static const bench_shape SHAPES[] = {
     {"3x3 64->64 7", 64, 64, 7, 3, 1, 1, 1, 1, 1},
     {"3x3 128->64 7", 128, 64, 7, 3, 1, 1, 1, 1, 1},
     {"3x3 128->64 14", 128, 64, 14, 3, 1, 1, 1, 1, 1},
+    {"3x3 256->256 8", 256, 256, 8, 3, 1, 1, 1, 1, 1},
+    {"3x3 256->256 4", 256, 256, 4, 3, 1, 1, 1, 1, 1},
+    {"1x1 64->64 7", 64, 64, 7, 1, 1, 0, 0, 0, 0},
     {"3x3 96->32 28", 96, 32, 28, 3, 1, 1, 1, 1, 1},
     {"1x1 128->64 14", 128, 64, 14, 1, 1, 0, 0, 0, 0},
     {"1x1 96->32 28", 96, 32, 28, 1, 1, 0, 0, 0, 0},
@@ -57,6 +61,8 @@ int main(int argc, char **argv) {
     int batch = argc > 1 ? atoi(argv[1]) : 64;
     const char *nd = getenv("DIFFUSE_NO_DIRECT"), *bf = getenv("DIFFUSE_BF16");
     if (nd && *nd == '1') df_conv3x3_force_off(1);
+    const char *pi = getenv("DIFFUSE_PER_IMAGE");
+    if (pi && *pi == '1') df_conv2d_force_per_image(1);
     const int bf16 = bf && *bf == '1';
     if (batch < 2) batch = 2;
     printf("%-18s %9s %9s %9s %9s %9s %9s  (GFLOP/s, batch %d; ref timed on 2 images)\n", "shape", "fwd", "bwd",

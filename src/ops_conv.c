@@ -119,10 +119,11 @@ static int conv_direct_dx(const df_conv_shape *s) {
 static int conv_dw_chunk_max(const df_conv_shape *s);
 
 /* dW of such a conv runs the direct kernel (in the conv's precision) when a slice has enough
- * positions to pay for the kernel's lane reductions, once per slice: 512 of the padded width. */
+ * positions to pay for the kernel's lane reductions, once per slice: 256 of the padded width (at
+ * batch 64 the 7x7 level's slices have 8 x 63; im2col + GEMM was 10-15% slower there). */
 static int conv_direct_dw(const df_conv_shape *s) {
     return conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s)) &&
-           (size_t)conv_dw_chunk_max(s) * s->h * (s->w + 2) >= 512;
+           (size_t)conv_dw_chunk_max(s) * s->h * (s->w + 2) >= 256;
 }
 
 /* Words of one image's padded dout and input for the direct dW. */
@@ -140,14 +141,14 @@ static size_t conv_direct_dw_floats(const df_conv_shape *s) {
     return (size_t)conv_dw_chunk_max(s) * (a > b ? a : b);
 }
 
-/* Small outputs (at most 64 positions: the U-Net's 8x8, 7x7 and 4x4 levels) make per-image
- * GEMMs too thin to run well (N = OH*OW columns, tails of the 48-wide tile) and the direct kernel's
- * tiles mostly padding. Such convs run batched instead: the columns of a group of images side by
+/* Tiny outputs (at most 16 positions: the U-Net's 4x4 level) make per-image GEMMs too thin to run
+ * well (N = OH*OW columns in one partial tile) and the direct kernel's tiles mostly padding (16 of
+ * 48 positions). Such convs run batched instead: the columns of a group of images side by
  * side, (IC*KH*KW, G*OH*OW), and one threaded GEMM per product. The group size G depends on the
  * shape only (columns of at most CONV_BATCHED_MAX_FLOATS floats), never on the batch, and a GEMM's
  * column does not depend on how many columns it has: an image's output is the same bits at any
  * batch size. */
-#define CONV_BATCHED_MAX_OHW 64
+#define CONV_BATCHED_MAX_OHW 16
 #define CONV_BATCHED_MAX_FLOATS ((size_t)8 << 20)
 static int g_force_per_image = 0;
 void df_conv2d_force_per_image(int force) { g_force_per_image = force != 0; }

@@ -183,10 +183,10 @@ static const op_case CASES[] = {
     {OP_CONV, "per-image conv 3x3 s1 ic3 7x7", 2, 3, 7, 7, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "per-image conv 3x3 s2 8x8", 2, 4, 8, 8, 4, 3, 2, {0, 0, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "per-image conv 1x1 5x3", 2, 6, 5, 3, 4, 1, 1, {0, 0, 0, 0}, 0, 0, F_PER_IMAGE},
-    /* batched: the U-Net's 4x4 level, a stride-2 conv onto 7x7, 1x1 at 8x8 */
+    /* batched: the U-Net's 4x4 level, a stride-2 conv onto 4x4, 1x1 at 3x5 */
     {OP_CONV, "batched conv 3x3 64->32 4x4 b5", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
-    {OP_CONV, "batched conv 3x3 s2 14->7 b3", 3, 16, 14, 14, 8, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
-    {OP_CONV, "batched conv 1x1 8x8 b4", 4, 24, 8, 8, 40, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
+    {OP_CONV, "batched conv 3x3 s2 8->4 b3", 3, 16, 8, 8, 8, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
     {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
     /* linear */
     {OP_LINEAR, "linear 3x5->7", 3, 5, 1, 1, 7, 0, 0, {0}, 0, 0, 0},
@@ -228,7 +228,7 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS | F_PER_IMAGE},
     {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 batched conv 3x3 64->32 4x4", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 batched conv 1x1 8x8 b4", 4, 24, 8, 8, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
