@@ -7,6 +7,7 @@
  */
 #include "ops.h"
 #include "common.h"
+#include "vexp.h"
 #include <math.h>
 #include <string.h>
 
@@ -14,40 +15,13 @@
 #define ELT_OMP_MIN 32768
 
 /* ---------------------------------------------------------------- SiLU */
-/* exp(x) for the SiLU, written so that `omp simd` vectorises it (libm's expf is a scalar call
- * without -ffast-math): x = n ln2 + r with |r| <= ln2/2 (n rounded by the 1.5 * 2^23 trick,
- * ln2 split in two so n ln2 is exact), e^r by its degree-6 Taylor polynomial (truncation
- * < 2^-25 relative on that interval), times 2^n built in the exponent bits. Arguments are clamped
- * to [-87, 88] so 2^n stays a normal float: outside that e^x is 0 or inf for the SiLU's purposes
- * (x / (1 + e^-x) is then 0 or x to float precision). Max relative error about 2 ulp. A NaN x
- * gives a wrong e^x but the SiLU's own x keeps the result NaN. */
-#pragma omp declare simd notinbranch
-static inline float silu_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
-    const float t = x * 1.44269504088896341f + shifter;
-    const float n = t - shifter;
-    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; int32_t i; } scale;
-    scale.i = ((int32_t)n + 127) << 23;
-    return p * scale.f;
-}
-
 /* silu(x) = x * sigmoid(x) (Elfwing et al. 2018; "swish" in DDPM) = x / (1 + e^-x). */
 void df_silu_forward(float *out, const float *inp, size_t n) {
     const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for simd schedule(static) if (n > ELT_OMP_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
-        out[i] = x / (1.0f + silu_exp(-x));
+        out[i] = x / (1.0f + df_vexpf(-x));
     }
     df_ops_prof_end(t0_, "silu fwd");
 }
@@ -58,7 +32,7 @@ void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n
 #pragma omp parallel for simd schedule(static) if (n > ELT_OMP_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
-        const float s = 1.0f / (1.0f + silu_exp(-x));
+        const float s = 1.0f / (1.0f + df_vexpf(-x));
         dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
     }
     df_ops_prof_end(t0_, "silu bwd");
