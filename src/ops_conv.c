@@ -17,7 +17,7 @@
  * thread inside an active parallel region. On the U-Net's small images (M = OC = 32..256,
  * N = OH*OW = 49..1024) this runs 2-6x faster than one multi-threaded sgemm per image, which
  * spends its time waking threads and splitting tiny matrices. dW is summed in fixed slices of the
- * batch (CONV_DW_CHUNKS), so it does not depend on the thread count or the schedule.
+ * batch (conv_dw_chunks), so it does not depend on the thread count or the schedule.
  * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db; NULL means "not needed".
  */
 #include "conv3x3.h"
@@ -72,12 +72,21 @@ static int conv_threads(const df_conv_shape *s) {
     return s->threads < s->n ? s->threads : s->n;
 }
 
-/* dW is accumulated in CONV_DW_CHUNKS partial blocks, one per fixed slice of the batch, and the
- * partials are added in order: the result does not depend on the thread count or on which thread
- * ran which slice, while threads still take slices dynamically (a descheduled thread on a shared
- * machine does not hold the other up). */
+/* dW is accumulated in at most CONV_DW_CHUNKS partial blocks, one per fixed slice of the batch, and
+ * the partials are added in order: the result does not depend on the thread count or on which
+ * thread ran which slice, while threads still take slices dynamically (a descheduled thread on a
+ * shared machine does not hold the other up). A slice holds at least CONV_DW_SLICE_POSITIONS
+ * output positions (of the padded width) where the batch allows: the direct dW kernel reduces its
+ * accumulators across lanes once per slice, which costs as much as ~300 positions of its work. The
+ * slicing depends on the shape only. */
 #define CONV_DW_CHUNKS 8
-static int conv_dw_chunks(const df_conv_shape *s) { return s->n < CONV_DW_CHUNKS ? s->n : CONV_DW_CHUNKS; }
+#define CONV_DW_SLICE_POSITIONS 1024
+static int conv_dw_chunks(const df_conv_shape *s) {
+    const int by_count = (s->n + CONV_DW_CHUNKS - 1) / CONV_DW_CHUNKS;
+    const int by_size = (CONV_DW_SLICE_POSITIONS + s->oh * (s->ow + 2) - 1) / (s->oh * (s->ow + 2));
+    const int per = by_count > by_size ? by_count : by_size;
+    return (s->n + per - 1) / per;
+}
 static int conv_dw_chunk_max(const df_conv_shape *s) {
     const int c = conv_dw_chunks(s);
     return (s->n + c - 1) / c;
