@@ -6,7 +6,11 @@
  *
  * Gradient convention (one rule for every op): every backward ACCUMULATES (+=) into all of its
  * gradient outputs, input gradients and parameter gradients alike. The caller zeroes the gradient
- * blocks once per step. A NULL gradient pointer means "not needed" and is skipped.
+ * blocks once per step. A NULL gradient pointer means "not needed" and is skipped. The one
+ * exception is opt-in: where a model's first write to an input gradient is a backward, it may ask
+ * that backward to overwrite (=) the input gradient instead of zeroing it first
+ * (df_conv_shape.dinp_set, df_groupnorm_backward_set, df_silu_backward_set; parameter gradients
+ * still accumulate); the tests check each against zero + accumulate.
  *
  * Each op with a fast path also has a plain `_ref` version: the fallback and the oracle that the
  * tests compare the fast one against. No op allocates: workspace comes from the caller, sized by
@@ -38,6 +42,8 @@ typedef struct {
     int oh, ow;           /* derived */
     int threads;          /* derived: OpenMP threads of the fast path (omp_get_max_threads() at init) */
     df_precision precision; /* GEMM inputs: fp32 (set by init) or bf16 (set by the caller after init) */
+    int dinp_set;         /* backward: 0 (init) dinp += the input gradient; 1 dinp = it (overwritten,
+                           * so the caller need not zero it first). dw, db always accumulate. */
 } df_conv_shape;
 
 /* Fills s (precision fp32) and derives oh, ow and threads. The fast path runs one image per thread with a
@@ -81,6 +87,10 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           const float *beta, int n, int c, int hw, int groups, float eps);
 void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups);
+/* The same with dinp = the input gradient (overwritten, not accumulated); dgamma, dbeta accumulate. */
+void df_groupnorm_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                               const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,
+                               int groups);
 /* The forward's output again from its cached mean and rstd, bit for bit: lets a model drop the
  * normalised activations after forward and rebuild them in backward (one pass, no reductions). */
 void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,
@@ -90,6 +100,8 @@ void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const 
 /* SiLU (swish): x * sigmoid(x). out may alias inp in forward. */
 void df_silu_forward(float *out, const float *inp, size_t n);
 void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* dinp = the gradient (overwritten, not accumulated): saves zeroing a fresh buffer first. */
+void df_silu_backward_set(float *dinp, const float *dout, const float *inp, size_t n);
 /* out = a + b (out may alias a or b). Backward: da += dout, db += dout. */
 void df_add_forward(float *out, const float *a, const float *b, size_t n);
 void df_add_backward(float *da, float *db, const float *dout, size_t n);

@@ -18,7 +18,8 @@
  * N = OH*OW = 49..1024) this runs 2-6x faster than one multi-threaded sgemm per image, which
  * spends its time waking threads and splitting tiny matrices. dW is summed in fixed slices of the
  * batch (conv_dw_chunks), so it does not depend on the thread count or the schedule.
- * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db; NULL means "not needed".
+ * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db (dinp is overwritten instead when the
+ * shape's dinp_set is 1); NULL means "not needed".
  */
 #include "conv3x3.h"
 #include "gemm.h"
@@ -45,6 +46,7 @@ void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, i
     s->oh = (h + pad_t + pad_b - k) / stride + 1;
     s->ow = (w + pad_l + pad_r - k) / stride + 1;
     s->precision = DF_PRECISION_FP32;
+    s->dinp_set = 0;
 #ifdef _OPENMP
     s->threads = omp_get_max_threads();
 #else
@@ -401,7 +403,10 @@ static void conv_backward_batched(float *dinp, float *dw, float *db, const float
         /* dcols (KDIM, NB) = w^T (KDIM, OC) g (OC, NB), then scattered back image by image */
         df_gemm(bf, 1, 0, kdim, nb, s->oc, 1.0f, w, kdim, g, nb, 0.0f, cols, nb, ws);
 #pragma omp parallel for schedule(static) num_threads(s->threads)
-        for (int n = 0; n < s->n; n++) conv_col2im_add_ld(dinp + n * in_img, cols + (size_t)n * ohw, nb, s);
+        for (int n = 0; n < s->n; n++) {
+            if (s->dinp_set) memset(dinp + n * in_img, 0, sizeof(float) * in_img);
+            conv_col2im_add_ld(dinp + n * in_img, cols + (size_t)n * ohw, nb, s);
+        }
     }
 }
 
@@ -482,17 +487,19 @@ static void conv_dx_image(float *dx, const float *g, const float *w, const float
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w;
     float *ws = cols + conv_cols_floats(s);
     const int bf = conv_bf16(s);
+    const float beta = s->dinp_set ? 0.0f : 1.0f;
     if (conv_is_pointwise(s)) {
-        /* dx (IC, HW) += w^T (IC, OC) g (OC, HW) */
-        df_gemm(bf, 1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 1.0f, dx, ohw, ws);
+        /* dx (IC, HW) (+)= w^T (IC, OC) g (OC, HW) */
+        df_gemm(bf, 1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, beta, dx, ohw, ws);
     } else if (wt) {
-        /* dx (IC, HW) += wt (IC, OC*KH*KW) cols(g) (OC*KH*KW, HW) */
+        /* dx (IC, HW) (+)= wt (IC, OC*KH*KW) cols(g) (OC*KH*KW, HW) */
         const int tdim = s->oc * s->kh * s->kw;
         conv_im2col(cols, g, t);
-        df_gemm(bf, 0, 0, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, 1.0f, dx, hw, ws);
+        df_gemm(bf, 0, 0, s->ic, hw, tdim, 1.0f, wt, tdim, cols, hw, beta, dx, hw, ws);
     } else {
         /* dcols (KDIM, OHW) = w^T (KDIM, OC) g (OC, OHW), scattered back by col2im */
         df_gemm(bf, 1, 0, kdim, ohw, s->oc, 1.0f, w, kdim, g, ohw, 0.0f, cols, ohw, ws);
+        if (s->dinp_set) memset(dx, 0, sizeof(float) * (size_t)s->ic * hw);
         conv_col2im_add(dx, cols, s);
     }
 }
@@ -567,7 +574,7 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 #pragma omp for schedule(dynamic)
             for (int n = 0; n < s->n; n++) {
                 df_conv3x3_pad_image(cols, dout + n * out_img, s->oc, s->oh, s->ow, bf);
-                df_conv3x3_image(dinp + n * in_img, cols, wt, NULL, s->ic, s->oc, s->h, s->w, 1, bf);
+                df_conv3x3_image(dinp + n * in_img, cols, wt, NULL, s->ic, s->oc, s->h, s->w, !s->dinp_set, bf);
             }
         } else if (dinp) {
 #pragma omp for schedule(dynamic)

@@ -27,14 +27,24 @@ void df_silu_forward(float *out, const float *inp, size_t n) {
 }
 
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
+#pragma omp declare simd notinbranch
+static inline float silu_grad(float g, float x) {
+    const float s = 1.0f / (1.0f + df_vexpf(-x));
+    return g * s * (1.0f + x * (1.0f - s));
+}
+
 void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     const double t0_ = df_ops_prof_begin();
 #pragma omp parallel for simd schedule(static) if (n > ELT_OMP_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        const float s = 1.0f / (1.0f + df_vexpf(-x));
-        dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] += silu_grad(dout[i], inp[i]);
+    df_ops_prof_end(t0_, "silu bwd");
+}
+
+void df_silu_backward_set(float *dinp, const float *dout, const float *inp, size_t n) {
+    const double t0_ = df_ops_prof_begin();
+#pragma omp parallel for simd schedule(static) if (n > ELT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) dinp[i] = silu_grad(dout[i], inp[i]);
     df_ops_prof_end(t0_, "silu bwd");
 }
 

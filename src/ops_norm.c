@@ -74,7 +74,8 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
 /* dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout * gamma, xhat = (x - mean) rstd,
  * the means taken over the group (the standard normalisation backward). */
 static void groupnorm_backward_input(float *dinp, const float *dout, const float *inp, const float *mean,
-                                     const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+                                     const float *rstd, const float *gamma, int n, int c, int hw, int groups,
+                                     int set) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
@@ -103,21 +104,24 @@ static void groupnorm_backward_input(float *dinp, const float *dout, const float
             const float kg = (float)(rs * gamma[grp * cpg + cc]);
             const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
             float *dxc = dx + (size_t)cc * hw;
+            if (set) {
 #pragma omp simd
-            for (int p = 0; p < hw; p++) {
-                const float xhat = (xc[p] - muf) * rsf;
-                dxc[p] += kg * gc[p] - kx * xhat - k0;
+                for (int p = 0; p < hw; p++) dxc[p] = kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
+            } else {
+#pragma omp simd
+                for (int p = 0; p < hw; p++) dxc[p] += kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
             }
         }
     }
 }
 
-void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                           const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+static void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                               const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,
+                               int groups, int set) {
     const double t0_ = df_ops_prof_begin();
     ASSERT(groups > 0 && c % groups == 0);
     const int cpg = c / groups;
-    if (dinp) groupnorm_backward_input(dinp, dout, inp, mean, rstd, gamma, n, c, hw, groups);
+    if (dinp) groupnorm_backward_input(dinp, dout, inp, mean, rstd, gamma, n, c, hw, groups, set);
     if (!dgamma && !dbeta) { df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw); return; }
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
     for (int ch = 0; ch < c; ch++) {
@@ -136,4 +140,15 @@ void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
         if (dbeta) dbeta[ch] += (float)sg;
     }
     df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw);
+}
+
+void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+    groupnorm_backward(dinp, dgamma, dbeta, dout, inp, mean, rstd, gamma, n, c, hw, groups, 0);
+}
+
+void df_groupnorm_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                               const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,
+                               int groups) {
+    groupnorm_backward(dinp, dgamma, dbeta, dout, inp, mean, rstd, gamma, n, c, hw, groups, 1);
 }

@@ -1476,21 +1476,19 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     resnet_conv2_input(u, nd, w[RB_R], w[RB_S], n, u->last_training);
     /* b1: conv2 */
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
-    zero(w[RB_D1], nout);
+    s.dinp_set = 1; /* each input gradient below is written by its first op, not zeroed first */
     df_conv2d_backward(w[RB_D1], GRD(RES_CONV2_W), GRD(RES_CONV2_B), dy, w[RB_R], PAR(RES_CONV2_W), &s,
                        conv_ws(nd, 0, RB_CONV2_WS, &s));
     /* b2: dropout */
     const float *d = w[RB_D1];
     if (dropout_on(u, u->last_training)) {
-        zero(w[RB_D2], nout);
-        df_dropout_backward(w[RB_D2], d, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+        /* dropout's backward into a fresh buffer is its forward applied to the gradient (same mask) */
+        df_dropout_forward(w[RB_D2], d, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
         d = w[RB_D2];
     }
     /* b3: SiLU; b4: norm2 -> dh = d h1 */
-    zero(w[RB_D3], nout);
-    df_silu_backward(w[RB_D3], d, w[RB_S], nout);
-    zero(w[RB_DH], nout);
-    df_groupnorm_backward(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], h1, nd->mean[1], nd->rstd[1],
+    df_silu_backward_set(w[RB_D3], d, w[RB_S], nout);
+    df_groupnorm_backward_set(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], h1, nd->mean[1], nd->rstd[1],
                           PAR(RES_NORM2_W), n, nd->cout, hw, groups);
     /* b5: the time projection */
     zero(w[RB_DTPROJ], (size_t)n * nd->cout);
@@ -1507,20 +1505,21 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
     df_conv2d_backward(NULL, GRD(RES_CONV1_W), GRD(RES_CONV1_B), w[RB_DH], w[RB_B], PAR(RES_CONV1_W), &s,
                        conv_ws(nd, 0, RB_CONV1W_WS, &s));
-    zero(w[RB_E], nin);
+    s.dinp_set = 1;
     df_conv2d_backward(w[RB_E], NULL, NULL, w[RB_DH], NULL, PAR(RES_CONV1_W), &s, conv_ws(nd, 0, RB_CONV1X_WS, &s));
     /* b9, b10: norm1's output again, for SiLU's derivative */
     x = resnet_input(nd, RB_X2, n);
     df_groupnorm_apply(w[RB_A], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups);
-    zero(w[RB_F], nin);
-    df_silu_backward(w[RB_F], w[RB_E], w[RB_A], nin);
+    df_silu_backward_set(w[RB_F], w[RB_E], w[RB_A], nin);
     /* b11: the shortcut branch into dx; b12: norm1 into dx */
     x = resnet_input(nd, RB_X3, n);
-    if (nd->zero_dx) zero(nd->dx, nin);
     if (nd->has_shortcut) {
         shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
+        s.dinp_set = nd->zero_dx;
         df_conv2d_backward(nd->dx, GRD(RES_SHORT_W), GRD(RES_SHORT_B), dy, x, PAR(RES_SHORT_W), &s,
                            conv_ws(nd, 0, RB_SHORT_WS, &s));
+    } else if (nd->zero_dx) {
+        memcpy(nd->dx, dy, sizeof(float) * nout); /* the identity shortcut's gradient, first write */
     } else {
         df_add_backward(nd->dx, NULL, dy, nout);
     }
@@ -1537,18 +1536,20 @@ static void attention_backward(df_unet *u, const df_unet_node *nd, const float *
     df_conv_shape s;
     shape_conv1(&s, u->precision, n, ch, nd->h, nd->w, ch);
     attention_core(u, nd, params, n, 0);  /* b0 */
-    if (nd->zero_dx) zero(nd->dx, nc);  /* b1: the residual */
-    df_add_backward(nd->dx, NULL, dy, nc);
-    zero(w[AB_T0], nc);  /* b2: to_out */
+    if (nd->zero_dx) /* b1: the residual */
+        memcpy(nd->dx, dy, sizeof(float) * nc);
+    else
+        df_add_backward(nd->dx, NULL, dy, nc);
+    s.dinp_set = 1; /* b2: to_out */
     df_conv2d_backward(w[AB_T0], GRD(ATT_OUT_W), GRD(ATT_OUT_B), dy, w[AB_O], PAR(ATT_OUT_W), &s,
                        conv_ws(nd, 0, AB_OUT_WS, &s));
     zero(w[AB_DQ], nc), zero(w[AB_DK], nc), zero(w[AB_DV], nc);  /* b3: the attention */
     df_attention_backward(w[AB_DQ], w[AB_DK], w[AB_DV], w[AB_T0], w[AB_P], w[AB_Q], w[AB_K], w[AB_V], n, ch, hw,
                           nd->heads, u->precision,
                           work_ws(nd, 0, AB_ATTB_WS, df_attention_scratch_floats(n, ch, hw, nd->heads)));
-    zero(w[AB_T1], nc);  /* b4: q, k, v */
-    float *ws = conv_ws(nd, 0, AB_QKVB_WS, &s);
+    float *ws = conv_ws(nd, 0, AB_QKVB_WS, &s); /* b4: q, k, v; the first writes T1 */
     df_conv2d_backward(w[AB_T1], GRD(ATT_Q_W), GRD(ATT_Q_B), w[AB_DQ], w[AB_GN], PAR(ATT_Q_W), &s, ws);
+    s.dinp_set = 0;
     df_conv2d_backward(w[AB_T1], GRD(ATT_K_W), GRD(ATT_K_B), w[AB_DK], w[AB_GN], PAR(ATT_K_W), &s, ws);
     df_conv2d_backward(w[AB_T1], GRD(ATT_V_W), GRD(ATT_V_B), w[AB_DV], w[AB_GN], PAR(ATT_V_W), &s, ws);
     df_groupnorm_backward(nd->dx, GRD(ATT_NORM_W), GRD(ATT_NORM_B), w[AB_T1], nd->x, nd->mean[0], nd->rstd[0],  /* b5 */

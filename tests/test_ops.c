@@ -751,6 +751,30 @@ static void check_backward(harness *t) {
     }
 }
 
+/* The _set variants (conv with dinp_set, groupnorm, SiLU) overwrite the input gradient: over a
+ * buffer of garbage they give what accumulating into zeros gave (g_once). */
+static void check_set(harness *t) {
+    const op_kind op = t->c->op;
+    if ((op != OP_CONV && op != OP_GROUPNORM && op != OP_SILU) || !t->s.diff[0]) return;
+    const size_t n = t->s.sizes[0];
+    const int hw = t->c->h * t->c->w;
+    float *buf = galloc(n);
+    for (size_t e = 0; e < n; e++) buf[e] = (e & 1) ? NAN : 1e30f;
+    scratch_poison(t);
+    if (op == OP_CONV) {
+        df_conv_shape cs = t->s.cs;
+        cs.dinp_set = 1;
+        df_conv2d_backward(buf, NULL, NULL, t->dout, t->in[0], t->in[1], &cs, t->scratch);
+    } else if (op == OP_GROUPNORM) {
+        df_groupnorm_backward_set(buf, NULL, NULL, t->dout, t->in[0], t->aux_fast[0], t->aux_fast[1], t->in[1],
+                                  t->c->n, t->c->c, hw, t->c->groups);
+    } else {
+        df_silu_backward_set(buf, t->dout, t->in[0], n);
+    }
+    compare(buf, t->g_once[0], n, TOL_ACCUM, t->c->label, "set");
+    gfree(buf);
+}
+
 /* L = sum(out * R) in double, out from the reference forward. */
 static double fd_loss(harness *t, float *out) {
     op_forward(t->c, &t->s, 1, t->in, out, t->aux_ref, NULL);
@@ -817,6 +841,7 @@ static void run_case(const op_case *c) {
     harness_init(&t, c);
     check_forward(&t);
     check_backward(&t);
+    check_set(&t);
     /* finite differences check the maths, which the fp32 twin of each bf16 case already did; the
      * bf16 gradient is the gradient of a rounded function, off by TOL_BF16, far above TOL_FD */
     if (!is_bf16(&t)) check_finite_differences(&t);
