@@ -87,6 +87,15 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           const float *beta, int n, int c, int hw, int groups, float eps);
 void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *mean, const float *rstd, const float *gamma, int n, int c, int hw, int groups);
+/* Fused GroupNorm + SiLU (the U-Net's norm -> nonlinearity pairs), one pass for the output, the
+ * same bits as df_groupnorm_forward then df_silu_forward: out_silu = SiLU(GroupNorm(inp)), the
+ * statistics cached as df_groupnorm_forward does (the normalised values are not stored). */
+void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const float *inp, const float *gamma,
+                               const float *beta, int n, int c, int hw, int groups, float eps);
+/* df_groupnorm_apply and SiLU of its result in one pass: out (may be NULL: not wanted) = the norm's
+ * output from the cached statistics, out_silu = SiLU(out). */
+void df_groupnorm_silu_apply(float *out, float *out_silu, const float *mean, const float *rstd, const float *inp,
+                             const float *gamma, const float *beta, int n, int c, int hw, int groups);
 /* The same with dinp = the input gradient (overwritten, not accumulated); dgamma, dbeta accumulate. */
 void df_groupnorm_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                                const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,

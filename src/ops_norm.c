@@ -14,6 +14,7 @@
  */
 #include "ops.h"
 #include "common.h"
+#include "vexp.h"
 #include <math.h>
 
 #define NORM_OMP_MIN_FLOATS 16384
@@ -21,15 +22,28 @@
 /* Group ng's output from its (float) statistics: y = (x - mu) * rs * gamma + beta, folded into one
  * scale and shift per channel. Forward and df_groupnorm_apply both call it, so a recomputed output
  * is bit for bit the forward's. */
-static void groupnorm_apply_group(float *y, const float *x, float mu, float rs, const float *gamma, const float *beta,
-                                  int g, int cpg, int hw) {
+/* y = GN(x) for one group (y may be NULL), and ys = SiLU(y) when ys is not NULL: one pass. */
+static void groupnorm_apply_group(float *y, float *ys, const float *x, float mu, float rs, const float *gamma,
+                                  const float *beta, int g, int cpg, int hw) {
     for (int cc = 0; cc < cpg; cc++) {
         const int ch = g * cpg + cc;
         const float a = (float)((double)rs * gamma[ch]);
         const float s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
         const float *xc = x + (size_t)cc * hw;
-        float *yc = y + (size_t)cc * hw;
-        for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
+        float *yc = y ? y + (size_t)cc * hw : NULL, *sc = ys ? ys + (size_t)cc * hw : NULL;
+        if (!sc) {
+            for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
+        } else if (!yc) {
+#pragma omp simd
+            for (int p = 0; p < hw; p++) sc[p] = df_vsiluf(xc[p] * a + s);
+        } else {
+#pragma omp simd
+            for (int p = 0; p < hw; p++) {
+                const float v = xc[p] * a + s;
+                yc[p] = v;
+                sc[p] = df_vsiluf(v);
+            }
+        }
     }
 }
 
@@ -41,21 +55,34 @@ void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const 
     const size_t gsize = (size_t)cpg * hw;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
     for (int ng = 0; ng < n * groups; ng++)
-        groupnorm_apply_group(out + (size_t)ng * gsize, inp + (size_t)ng * gsize, mean[ng], rstd[ng], gamma, beta,
-                              ng % groups, cpg, hw);
+        groupnorm_apply_group(out + (size_t)ng * gsize, NULL, inp + (size_t)ng * gsize, mean[ng], rstd[ng], gamma,
+                              beta, ng % groups, cpg, hw);
     df_ops_prof_end(t0_, "groupnorm apply %d %dpx", c, hw);
 }
 
-void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
-                          const float *beta, int n, int c, int hw, int groups, float eps) {
+void df_groupnorm_silu_apply(float *out, float *out_silu, const float *mean, const float *rstd, const float *inp,
+                             const float *gamma, const float *beta, int n, int c, int hw, int groups) {
     const double t0_ = df_ops_prof_begin();
+    ASSERT(groups > 0 && c % groups == 0 && out_silu);
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ng = 0; ng < n * groups; ng++)
+        groupnorm_apply_group(out ? out + (size_t)ng * gsize : NULL, out_silu + (size_t)ng * gsize,
+                              inp + (size_t)ng * gsize, mean[ng], rstd[ng], gamma, beta, ng % groups, cpg, hw);
+    df_ops_prof_end(t0_, "groupnorm+silu apply %d %dpx", c, hw);
+}
+
+/* GN's statistics and output (out and/or out_silu = SiLU(out), either may be NULL). */
+static void groupnorm_forward(float *out, float *out_silu, float *mean, float *rstd, const float *inp,
+                              const float *gamma, const float *beta, int n, int c, int hw, int groups, float eps) {
     ASSERT(groups > 0 && c % groups == 0);
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;  /* a group's channels are contiguous in (N,C,HW) */
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
     for (int ng = 0; ng < n * groups; ng++) {
         const float *x = inp + (size_t)ng * gsize;
-        float *y = out + (size_t)ng * gsize;
+        float *y = out ? out + (size_t)ng * gsize : NULL;
         double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
         for (size_t i = 0; i < gsize; i++) sum += x[i];
@@ -66,9 +93,23 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
         const double rs = 1.0 / sqrt(sq / (double)gsize + (double)eps);
         mean[ng] = (float)mu;
         rstd[ng] = (float)rs;
-        groupnorm_apply_group(y, x, mean[ng], rstd[ng], gamma, beta, ng % groups, cpg, hw);
+        groupnorm_apply_group(y, out_silu ? out_silu + (size_t)ng * gsize : NULL, x, mean[ng], rstd[ng], gamma, beta,
+                              ng % groups, cpg, hw);
     }
+}
+
+void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                          const float *beta, int n, int c, int hw, int groups, float eps) {
+    const double t0_ = df_ops_prof_begin();
+    groupnorm_forward(out, NULL, mean, rstd, inp, gamma, beta, n, c, hw, groups, eps);
     df_ops_prof_end(t0_, "groupnorm fwd %d %dpx", c, hw);
+}
+
+void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const float *inp, const float *gamma,
+                               const float *beta, int n, int c, int hw, int groups, float eps) {
+    const double t0_ = df_ops_prof_begin();
+    groupnorm_forward(NULL, out_silu, mean, rstd, inp, gamma, beta, n, c, hw, groups, eps);
+    df_ops_prof_end(t0_, "groupnorm+silu fwd %d %dpx", c, hw);
 }
 
 /* dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout * gamma, xhat = (x - mean) rstd,

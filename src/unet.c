@@ -18,8 +18,8 @@
  * lifetime holds, so the arena is close to the most memory live at any one time.
  * What backward needs of the forward: every node's input (a concatenation is not kept but rebuilt
  * from its two inputs), each resnet's h1 = conv1 output + time projection, and the group-norm
- * statistics. Everything else backward rebuilds bit for bit: group-norm outputs (df_groupnorm_apply),
- * SiLU outputs and dropout masks (counter-based), the upsampled image, and an attention's q, k, v,
+ * statistics. Everything else backward rebuilds bit for bit: group-norm outputs (df_groupnorm_apply,
+ * df_groupnorm_silu_apply), SiLU outputs and dropout masks (counter-based), the upsampled image, and an attention's q, k, v,
  * probabilities and output (a 1x1 conv each and the attention again). Backward frees what it has
  * consumed as it goes; a second backward on the same forward re-runs the forward first.
  * Gradients: each skip tensor's gradient is accumulated by both of its consumers (zeroed by the
@@ -1284,19 +1284,11 @@ static void time_embedding_forward(df_unet *u, const float *params, int n, const
 
 static int dropout_on(const df_unet *u, int training) { return training && u->config.dropout > 0.0f; }
 
-/* r = dropout(SiLU(s)) (conv2's input; r may be s), with dropout when training. */
-static void resnet_conv2_input(df_unet *u, const df_unet_node *nd, float *r, const float *s, int n, int training) {
-    size_t nout = (size_t)n * nd->cout * nd->h * nd->w;
-    df_silu_forward(r, s, nout);
-    if (dropout_on(u, training))
-        df_dropout_forward(r, r, nout, u->config.dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
-}
-
 /* Phases f0..f6 (plan_node_forward). Only h1 and the norm statistics are kept for backward. */
 static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *params, int n, int training) {
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, groups = c->norm_num_groups;
-    const size_t nin = (size_t)n * nd->cin * hw, nout = (size_t)n * nd->cout * hw;
+    const size_t nout = (size_t)n * nd->cout * hw;
     float *a = nd->fw[RF_A], *sb = nd->fw[RF_S], *h1 = nd->kept[RES_H1];
     df_conv_shape s;
     /* f0: the shortcut first, so that x is not needed after norm1 (a concatenation dies early) */
@@ -1305,9 +1297,8 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
         df_conv2d_forward(nd->fw[RF_SHORT], nd->x, PAR(RES_SHORT_W), PAR(RES_SHORT_B), &s, conv_ws(nd, 1, RF_SHORT_WS, &s));
     }
     /* f1, f2: h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb)) */
-    df_groupnorm_forward(a, nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups,
-                         c->norm_eps);
-    df_silu_forward(a, a, nin);
+    df_groupnorm_silu_forward(a, nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw,
+                              groups, c->norm_eps);
     shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
     df_conv2d_forward(h1, a, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, conv_ws(nd, 1, RF_CONV1_WS, &s));
     /* f3 */
@@ -1315,9 +1306,10 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
                       u->precision, work_ws(nd, 1, RF_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
     df_add_channel_bias_forward(h1, nd->fw[RF_TPROJ], n, nd->cout, hw);
     /* f4, f5, f6: y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
-    df_groupnorm_forward(sb, nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw, groups,
-                         c->norm_eps);
-    resnet_conv2_input(u, nd, sb, sb, n, training);
+    df_groupnorm_silu_forward(sb, nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw,
+                              groups, c->norm_eps);
+    if (dropout_on(u, training))
+        df_dropout_forward(sb, sb, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     df_conv2d_forward(nd->y, sb, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, conv_ws(nd, 1, RF_CONV2_WS, &s));
     df_add_forward(nd->y, nd->y, nd->has_shortcut ? nd->fw[RF_SHORT] : nd->x, nout);
@@ -1388,9 +1380,8 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
         df_concat_forward(nd->y, nd->x, nd->skip, n, nd->cin, nd->cskip, hw);  /* cat([h, skip], 1) */
         break;
     case DF_UNET_OUT:  /* f0, f1 */
-        df_groupnorm_forward(nd->fw[OF_A], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
-                             nd->cin, hw, c->norm_num_groups, c->norm_eps);
-        df_silu_forward(nd->fw[OF_A], nd->fw[OF_A], (size_t)n * nd->cin * hw);
+        df_groupnorm_silu_forward(nd->fw[OF_A], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
+                                  nd->cin, hw, c->norm_num_groups, c->norm_eps);
         if (!nd->y) break;  /* backward re-running the forward needs only the statistics */
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_forward(nd->y, nd->fw[OF_A], PAR(CONV_W), PAR(CONV_B), &s, conv_ws(nd, 1, OF_WS, &s));
@@ -1471,9 +1462,11 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     const float *h1 = nd->kept[RES_H1], *x;
     df_conv_shape s;
     /* b0: norm2's output and conv2's input again */
-    df_groupnorm_apply(w[RB_S], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw,
-                       groups);
-    resnet_conv2_input(u, nd, w[RB_R], w[RB_S], n, u->last_training);
+    df_groupnorm_silu_apply(w[RB_S], w[RB_R], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
+                            nd->cout, hw, groups);
+    if (dropout_on(u, u->last_training))
+        df_dropout_forward(w[RB_R], w[RB_R], nout, c->dropout, u->dropout_seed, u->dropout_step,
+                           (uint32_t)nd->dropout_id);
     /* b1: conv2 */
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     s.dinp_set = 1; /* each input gradient below is written by its first op, not zeroed first */
@@ -1498,8 +1491,8 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
                        work_ws(nd, 0, RB_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
     /* b6: conv1's input SiLU(norm1(x)) again */
     x = resnet_input(nd, RB_X1, n);
-    df_groupnorm_apply(w[RB_B], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups);
-    df_silu_forward(w[RB_B], w[RB_B], nin);
+    df_groupnorm_silu_apply(NULL, w[RB_B], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin,
+                            hw, groups);
     /* b7, b8: conv1 in two calls, its weight gradient, then its input gradient (which does not read
      * the input), so that the two X-sized buffers are never live together */
     shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
@@ -1596,9 +1589,8 @@ static void node_backward(df_unet *u, const df_unet_node *nd, const float *param
         df_concat_backward(nd->dx, nd->dskip, dy, n, nd->cin, nd->cskip, hw);
         break;
     case DF_UNET_OUT: {  /* b0: norm and SiLU again; b1: conv_out; b2: SiLU; b3: norm */
-        df_groupnorm_apply(w[OB_A], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n, nd->cin, hw,
-                           u->config.norm_num_groups);
-        df_silu_forward(w[OB_R], w[OB_A], nin);
+        df_groupnorm_silu_apply(w[OB_A], w[OB_R], nd->mean[0], nd->rstd[0], nd->x, PAR(OUT_NORM_W), PAR(OUT_NORM_B), n,
+                                nd->cin, hw, u->config.norm_num_groups);
         shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         zero(w[OB_T], nin);
         df_conv2d_backward(w[OB_T], GRD(CONV_W), GRD(CONV_B), dy, w[OB_R], PAR(CONV_W), &s, conv_ws(nd, 0, OB_WS, &s));

@@ -1,4 +1,5 @@
-/* vexp.h: internal: an exp that vectorises (ops_elementwise.c's SiLU, ops_attention.c's softmax). */
+/* vexp.h: internal: an exp and a SiLU that vectorise (the SiLU ops, the fused GroupNorm + SiLU, the
+ * softmax of attention). */
 #ifndef DF_VEXP_H
 #define DF_VEXP_H
 
@@ -30,5 +31,10 @@ static inline float df_vexpf(float x) {
     scale.i = ((int32_t)n + 127) << 23;
     return p * scale.f;
 }
+
+/* silu(x) = x * sigmoid(x) = x / (1 + e^-x), the one formula of every SiLU (fused or not), so the
+ * fused ops give the plain op's bits. */
+#pragma omp declare simd notinbranch
+static inline float df_vsiluf(float x) { return x / (1.0f + df_vexpf(-x)); }
 
 #endif

@@ -930,6 +930,28 @@ static void test_attention_known_values(void) {
     CHECK(worst <= 1e-5, "uniform attention: max abs err %g", worst);
 }
 
+/* The fused GroupNorm + SiLU ops give the plain pair's bits (and the same statistics). */
+static void test_groupnorm_silu_fused(void) {
+    enum { N = 3, C = 12, HW = 37, G = 4 };
+    const size_t n = (size_t)N * C * HW;
+    float *x = galloc(n), *gn = galloc(n), *sl = galloc(n), *f = galloc(n), *fg = galloc(n);
+    float gamma[C], beta[C], m1[N * G], r1[N * G], m2[N * G], r2[N * G];
+    for (size_t i = 0; i < n; i++) x[i] = (float)sin(0.37 * (double)i) * 3.0f + 0.5f;
+    for (int i = 0; i < C; i++) gamma[i] = 0.5f + 0.1f * (float)i, beta[i] = 0.2f - 0.05f * (float)i;
+    df_groupnorm_forward(gn, m1, r1, x, gamma, beta, N, C, HW, G, 1e-6f);
+    df_silu_forward(sl, gn, n);
+    df_groupnorm_silu_forward(f, m2, r2, x, gamma, beta, N, C, HW, G, 1e-6f);
+    CHECK(memcmp(f, sl, n * sizeof(float)) == 0, "groupnorm+silu forward differs from the pair");
+    CHECK(memcmp(m1, m2, sizeof m1) == 0 && memcmp(r1, r2, sizeof r1) == 0, "groupnorm+silu statistics differ");
+    df_groupnorm_silu_apply(fg, f, m1, r1, x, gamma, beta, N, C, HW, G);
+    CHECK(memcmp(fg, gn, n * sizeof(float)) == 0 && memcmp(f, sl, n * sizeof(float)) == 0,
+          "groupnorm+silu apply differs from the pair");
+    df_groupnorm_silu_apply(NULL, f, m1, r1, x, gamma, beta, N, C, HW, G);
+    CHECK(memcmp(f, sl, n * sizeof(float)) == 0, "groupnorm+silu apply (SiLU only) differs from the pair");
+    printf("  groupnorm+silu fused: forward and apply equal the plain pair bit for bit\n");
+    gfree(x), gfree(gn), gfree(sl), gfree(f), gfree(fg);
+}
+
 /* The dropout mask is df_randu's: the kept fraction is near 1-p and the same keys give the same mask. */
 static void test_dropout_mask(void) {
     enum { N = 4099 };
@@ -960,6 +982,7 @@ int main(void) {
     test_attention_known_values();
     test_timestep_embedding();
     test_dropout_mask();
+    test_groupnorm_silu_fused();
     printf("test_ops: %.2f s\n", df_time() - t0);
     return check_exit_code("test_ops");
 }
