@@ -894,7 +894,9 @@ static void plan_node_backward(plan *P, int i) {
         USE(dh, P->stemb, P->dstemb,
             pb_bw(P, nd, RB_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout)));
         TICK();
-        plan_resnet_input(P, i, RB_X1, X);  /* b6 */
+        const int x1 = plan_resnet_input(P, i, RB_X1, X);  /* b6: rebuilt once, read again at b9, b11 */
+        nd->bw[RB_X2] = nd->bw[RB_X3] = NULL;
+        nd->bw_floats[RB_X2] = nd->bw_floats[RB_X3] = 0;
         int b = pb_bw(P, nd, RB_B, X);
         USE(pn->mean[0], pn->rstd[0]);
         TICK();
@@ -904,14 +906,15 @@ static void plan_node_backward(plan *P, int i) {
         int e = pb_bw(P, nd, RB_E, X);  /* b8 */
         USE(dh, pb_bw(P, nd, RB_CONV1X_WS, conv_ws_floats(P, &s)));
         TICK();
-        plan_resnet_input(P, i, RB_X2, X);  /* b9 */
+        USE(x1);  /* b9 */
         int a = pb_bw(P, nd, RB_A, X);
         USE(pn->mean[0], pn->rstd[0]);
         TICK();
         int f = pb_bw(P, nd, RB_F, X);  /* b10 */
         USE(e, a);
         TICK();
-        int x3 = plan_resnet_input(P, i, RB_X3, X);  /* b11 */
+        const int x3 = x1;  /* b11 */
+        USE(x3);
         nd->dx = plan_dy_of(P, i - 1);
         if (nd->has_shortcut) {
             shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
@@ -1443,12 +1446,15 @@ static void zero(float *p, size_t n) {
 }
 
 /* A resnet's input for backward: node i-1's y, or, after a concat, the concatenation rebuilt into
- * work slot k from the concat's own inputs (the concatenated tensor is not kept). */
+ * work slot RB_X1 from the concat's own inputs (the concatenated tensor is not kept through the
+ * forward): rebuilt at the first use (k == RB_X1), then read from there until b11. */
 static const float *resnet_input(const df_unet_node *nd, int k, int n) {
-    if (!nd->bw[k]) return nd->x;
-    const df_unet_node *cat = nd - 1;
-    df_concat_forward(nd->bw[k], cat->x, cat->skip, n, cat->cin, cat->cskip, nd->h * nd->w);
-    return nd->bw[k];
+    if (!nd->bw[RB_X1]) return nd->x;
+    if (k == RB_X1) {
+        const df_unet_node *cat = nd - 1;
+        df_concat_forward(nd->bw[RB_X1], cat->x, cat->skip, n, cat->cin, cat->cskip, nd->h * nd->w);
+    }
+    return nd->bw[RB_X1];
 }
 
 /* Phases b0..b12 (plan_node_backward). The order of the arithmetic on every buffer and gradient is
