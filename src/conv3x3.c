@@ -286,7 +286,7 @@ void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int
 T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, const uint32_t *gpad, const uint32_t *xpad,
                                                                   int n, int o0, int c, int ic, size_t gs, size_t ps,
                                                                   size_t gimg, size_t ximg, int wp, const int R,
-                                                                  const int bf16) {
+                                                                  const int bf16, int set) {
     __m512 acc[3][9];
 #pragma GCC unroll 3
     for (int r = 0; r < 3; r++)
@@ -317,28 +317,32 @@ T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, cons
 #pragma GCC unroll 3
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) dw[((size_t)(o0 + r) * ic + c) * 9 + t] += _mm512_reduce_add_ps(acc[r][t]);
+        for (int t = 0; t < 9; t++) {
+            float *d = dw + ((size_t)(o0 + r) * ic + c) * 9 + t;
+            *d = (set ? 0.0f : *d) + _mm512_reduce_add_ps(acc[r][t]);
+        }
 }
 
 T_BF16 static void dw_all(float *dw, const uint32_t *gpad, const uint32_t *xpad, int n, int oc, int ic, int h, int w,
-                          const int bf16) {
+                          const int bf16, int set) {
     const size_t gs = df_conv3x3_grad_plane_words(h, w, bf16), ps = df_conv3x3_dw_plane_words(h, w, bf16);
     const size_t gimg = (size_t)oc * gs, ximg = (size_t)ic * ps;
     const int wp = w + 2;
     /* channel outside: its planes (n x ~4 KiB) stay in L1 while the strips of dout pass by */
     for (int c = 0; c < ic; c++) {
         int o0 = 0;
-        for (; o0 + 3 <= oc; o0 += 3) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 3, bf16);
-        if (oc - o0 == 2) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 2, bf16);
-        if (oc - o0 == 1) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 1, bf16);
+        for (; o0 + 3 <= oc; o0 += 3) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 3, bf16, set);
+        if (oc - o0 == 2) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 2, bf16, set);
+        if (oc - o0 == 1) dw_tile(dw, gpad, xpad, n, o0, c, ic, gs, ps, gimg, ximg, wp, 1, bf16, set);
     }
 }
 
-void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16) {
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
+                   int set) {
     if (bf16)
-        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1);
+        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1, set);
     else
-        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0);
+        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0, set);
 }
 
 #else /* not x86-64 with GCC/Clang: never available, never called */
@@ -350,8 +354,9 @@ void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int
     (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
     ASSERT(0);
 }
-void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16) {
-    (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16;
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
+                   int set) {
+    (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16; (void)set;
     ASSERT(0);
 }
 int df_conv3x3_available(int bf16) { (void)bf16; return 0; }

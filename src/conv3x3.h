@@ -74,10 +74,11 @@ void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf1
 /* dst (c planes of df_conv3x3_dw_plane_words words) = x (c, h, w) zero-padded for dW. */
 void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16);
 
-/* dw (oc, ic, 3, 3) += sum over the n images of the conv's weight gradient: gpad holds each
- * image's dout as df_conv3x3_pad_grad wrote it (oc planes per image, images one after another)
+/* dw (oc, ic, 3, 3) += (set: =) the sum over the n images of the conv's weight gradient: gpad holds
+ * each image's dout as df_conv3x3_pad_grad wrote it (oc planes per image, images one after another)
  * and xpad each image's input as df_conv3x3_pad_dw_input wrote it (ic planes per image). One
  * thread. */
-void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16);
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
+                   int set);
 
 #endif

@@ -468,15 +468,17 @@ static void conv_bias_backward(float *db, const float *dout, const df_conv_shape
     }
 }
 
-/* dw_part (OC, KDIM) += g (OC, OHW) cols(x)^T for one image, cols in the thread's buffer. */
-static void conv_dw_image(float *dw_part, const float *g, const float *x, const df_conv_shape *s, float *cols) {
+/* dw_part (OC, KDIM) = g (OC, OHW) cols(x)^T + beta dw_part for one image, cols in the thread's
+ * buffer (beta 0: the slice's first image writes the partial, no zeroing first). */
+static void conv_dw_image(float *dw_part, const float *g, const float *x, const df_conv_shape *s, float *cols,
+                          float beta) {
     const int kdim = s->ic * s->kh * s->kw, ohw = s->oh * s->ow;
     const float *c = x;
     if (!conv_is_pointwise(s)) {
         conv_im2col(cols, x, s);
         c = cols;
     }
-    df_gemm(conv_bf16(s), 0, 1, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, 1.0f, dw_part, kdim,
+    df_gemm(conv_bf16(s), 0, 1, s->oc, kdim, ohw, 1.0f, g, ohw, c, ohw, beta, dw_part, kdim,
             cols + conv_cols_floats(s));
 }
 
@@ -547,7 +549,6 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
             for (int c = 0; c < chunks; c++) {
                 float *part = parts + (size_t)c * w16;
                 const int n0 = c * s->n / chunks, n1 = (c + 1) * s->n / chunks;
-                memset(part, 0, wsize * sizeof(float));
                 if (dw_direct) {
                     /* the slice's dout and inputs, padded, then one pass of the kernel over them */
                     float *gpad = cols, *xpad = cols + (size_t)(n1 - n0) * gimg;
@@ -555,11 +556,11 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                         df_conv3x3_pad_grad(gpad + (n - n0) * gimg, dout + n * out_img, s->oc, s->oh, s->ow, bf);
                         df_conv3x3_pad_dw_input(xpad + (n - n0) * ximg, inp + n * in_img, s->ic, s->h, s->w, bf);
                     }
-                    df_conv3x3_dw(part, gpad, xpad, n1 - n0, s->oc, s->ic, s->h, s->w, bf);
+                    df_conv3x3_dw(part, gpad, xpad, n1 - n0, s->oc, s->ic, s->h, s->w, bf, 1); /* part = */
                     continue;
                 }
-                for (int n = n0; n < n1; n++)
-                    conv_dw_image(part, dout + n * out_img, inp + n * in_img, s, cols);
+                for (int n = n0; n < n1; n++) /* the first image writes the partial, the rest add */
+                    conv_dw_image(part, dout + n * out_img, inp + n * in_img, s, cols, n == n0 ? 0.0f : 1.0f);
             }
             /* partials added in chunk order, each thread a slice of the weights */
 #pragma omp for schedule(static)
