@@ -117,8 +117,12 @@ size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
 int df_conv3x3_available(int bf16) {
     if (g_force_off) return 0;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f")) return 0;
-    return bf16 ? __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") : 1;
+    /* BW and VL for both: the dW and padding code is compiled for the bf16 target and runs in fp32
+     * too (every AVX-512 CPU but the Xeon Phi has them) */
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl"))
+        return 0;
+    return bf16 ? __builtin_cpu_supports("avx512bf16") : 1;
 }
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
@@ -175,9 +179,21 @@ void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf
         pad_f32(dst, x, c, h, w);
 }
 
+/* acc + a (one broadcast A word) * b (16 B words): fp32 multiply-add, or bf16 pair dot products. */
+typedef __m512 (*madd_fn)(__m512 acc, __m512i a, __m512i b);
+T_F32 static inline __m512 madd_f32(__m512 acc, __m512i a, __m512i b) {
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
+}
+T_BF16 static inline __m512 madd_bf16(__m512 acc, __m512i a, __m512i b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
 /* tile (8 x 48) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
- * at plane 0's position q0, planes ps words apart. The 24 accumulators stay in registers. */
-T_F32 static void tile_f32(float *tile, const float *p, size_t ps, int wp, const float *a, int steps) {
+ * at plane 0's position q0, planes ps words apart. The 24 accumulators stay in registers. One
+ * template for both formats (a word is an fp32 value or a bf16 channel pair); each caller passes
+ * its madd, which GCC inlines. */
+T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps, int wp,
+                                                                   const uint32_t *a, int steps, madd_fn madd) {
     __m512 acc[C3_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
@@ -185,14 +201,14 @@ T_F32 static void tile_f32(float *tile, const float *p, size_t ps, int wp, const
     for (int s = 0; s < steps; s++, p += ps) {
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++, a += C3_MR) {
-            const __m512 b0 = _mm512_loadu_ps(p + off[t]), b1 = _mm512_loadu_ps(p + off[t] + 16),
-                         b2 = _mm512_loadu_ps(p + off[t] + 32);
+            const __m512i b0 = _mm512_loadu_si512(p + off[t]), b1 = _mm512_loadu_si512(p + off[t] + 16),
+                          b2 = _mm512_loadu_si512(p + off[t] + 32);
 #pragma GCC unroll 8
             for (int r = 0; r < C3_MR; r++) {
-                const __m512 ar = _mm512_set1_ps(a[r]);
-                acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+                const __m512i ar = _mm512_set1_epi32((int)a[r]);
+                acc[r][0] = madd(acc[r][0], ar, b0);
+                acc[r][1] = madd(acc[r][1], ar, b1);
+                acc[r][2] = madd(acc[r][2], ar, b2);
             }
         }
     }
@@ -204,32 +220,12 @@ T_F32 static void tile_f32(float *tile, const float *p, size_t ps, int wp, const
     }
 }
 
+T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
+    tile_tmpl(tile, p, ps, wp, a, steps, madd_f32);
+}
+
 T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
-    __m512 acc[C3_MR][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
-    for (int s = 0; s < steps; s++, p += ps) {
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++, a += C3_MR) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(p + off[t]),
-                           b1 = (__m512bh)_mm512_loadu_si512(p + off[t] + 16),
-                           b2 = (__m512bh)_mm512_loadu_si512(p + off[t] + 32);
-#pragma GCC unroll 8
-            for (int r = 0; r < C3_MR; r++) {
-                const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
-                acc[r][2] = _mm512_dpbf16_ps(acc[r][2], ar, b2);
-            }
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < C3_MR; r++) {
-        _mm512_storeu_ps(tile + r * C3_NR, acc[r][0]);
-        _mm512_storeu_ps(tile + r * C3_NR + 16, acc[r][1]);
-        _mm512_storeu_ps(tile + r * C3_NR + 32, acc[r][2]);
-    }
+    tile_tmpl(tile, p, ps, wp, a, steps, madd_bf16);
 }
 
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
@@ -241,10 +237,8 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
      * weight strips stream from L2. */
     for (int q0 = 0; q0 < nq; q0 += C3_NR)
         for (int sidx = 0; sidx < strips; sidx++) {
-            if (bf16)
-                tile_bf16(tile, (const uint32_t *)padded + q0, ps, wp, (const uint32_t *)wpack + sidx * astrip, steps);
-            else
-                tile_f32(tile, (const float *)padded + q0, ps, wp, (const float *)wpack + sidx * astrip, steps);
+            (bf16 ? tile_bf16 : tile_f32)(tile, (const uint32_t *)padded + q0, ps, wp,
+                                          (const uint32_t *)wpack + sidx * astrip, steps);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
             scatter_tile(y, tile, b, sidx * C3_MR, rows, q0, h, w, accumulate);
         }
