@@ -1,23 +1,25 @@
 /* ops_conv.c: 2-D convolution (ops.h), forward and backward, fast and reference.
  *
- * What it is: the fast path lowers each image to a matrix with im2col (into the caller's scratch)
- * and multiplies it with OpenBLAS sgemm; a 1x1 stride-1 unpadded conv is already a matrix product
- * and skips im2col. Backward: dW via sgemm on the im2col buffer; dX of a stride-1 conv as the
- * forward conv of dout with the flipped, transposed weights (a gather and one sgemm over
- * OC*KH*KW), else via sgemm into a column gradient and col2im. The `_ref` pair is direct loops
- * accumulating in double: the oracle of the tests and the fallback. Every GEMM runs in the shape's
- * precision: df_gemm_f32, or df_gemm_bf16 (inputs rounded to bf16, fp32 sums) for bf16; im2col,
- * col2im, the bias and the dW partial sums are fp32 either way.
- * 3x3 stride-1 pad-1 convs (most of the U-Net) take the direct kernel of conv3x3.h for the forward
- * and dX where the CPU has it (AVX-512F; AVX512_BF16 for bf16): no column matrix at all.
- * What it is not: no Winograd/FFT, no channels-last layout, no direct dW.
+ * What it is: three fast paths, chosen by the shape (never by the batch size or thread count), and
+ * the `_ref` pair of direct loops accumulating in double (the oracle of the tests).
+ * - Direct: 3x3 stride-1 pad-1 convs (most of the U-Net) run the kernels of conv3x3.h for the
+ *   forward, dX and dW where the CPU has them (AVX-512F/BW/VL; AVX512_BF16 for bf16): padded planes
+ *   read in place, no column matrix at all.
+ * - Batched: outputs of at most 16 positions (the 4x4 level) lower a group of images to one column
+ *   matrix and run one threaded GEMM per product.
+ * - Per image (everything else, and the shapes the direct kernels do not take): im2col into the
+ *   caller's scratch and a GEMM; a 1x1 stride-1 unpadded conv is already a matrix product. dX of a
+ *   stride-1 conv is the forward conv of dout with the flipped, transposed weights, else a GEMM into
+ *   a column gradient and col2im.
+ * Every GEMM runs in the shape's precision: df_gemm_f32, or df_gemm_bf16 (inputs rounded to bf16,
+ * fp32 sums); im2col, col2im, the bias and the dW partial sums are fp32 either way.
+ * What it is not: no Winograd/FFT, no channels-last layout.
  *
  * Threads: OpenMP over images, one image per thread at a time (dynamic schedule), each thread with
- * its own column buffer and a single-threaded sgemm: OpenBLAS's OpenMP build runs on the calling
- * thread inside an active parallel region. On the U-Net's small images (M = OC = 32..256,
- * N = OH*OW = 49..1024) this runs 2-6x faster than one multi-threaded sgemm per image, which
- * spends its time waking threads and splitting tiny matrices. dW is summed in fixed slices of the
- * batch (conv_dw_chunks), so it does not depend on the thread count or the schedule.
+ * its own buffer and single-threaded GEMMs (they run on the calling thread inside a parallel
+ * region). On the U-Net's small images this runs 2-6x faster than one multi-threaded GEMM per
+ * image, which spends its time waking threads and splitting tiny matrices. dW is summed in fixed
+ * slices of the batch (conv_dw_chunks), so it does not depend on the thread count or the schedule.
  * Gradients: every backward ACCUMULATES (+=) into dinp, dw, db (dinp is overwritten instead when the
  * shape's dinp_set is 1); NULL means "not needed".
  */
@@ -25,7 +27,6 @@
 #include "gemm.h"
 #include "ops.h"
 #include "common.h"
-#include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
