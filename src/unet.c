@@ -1287,6 +1287,12 @@ static void time_embedding_forward(df_unet *u, const float *params, int n, const
 
 static int dropout_on(const df_unet *u, int training) { return training && u->config.dropout > 0.0f; }
 
+/* out = x times this resnet's dropout mask for the current step (out may be x): the forward on
+ * conv2's input, its rebuild in backward, and the backward itself (the same mask on the gradient). */
+static void resnet_dropout(const df_unet *u, const df_unet_node *nd, float *out, const float *x, size_t n) {
+    df_dropout_forward(out, x, n, u->config.dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+}
+
 /* Phases f0..f6 (plan_node_forward). Only h1 and the norm statistics are kept for backward. */
 static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *params, int n, int training) {
     const df_unet_config *c = &u->config;
@@ -1311,8 +1317,7 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
     /* f4, f5, f6: y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
     df_groupnorm_silu_forward(sb, nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw,
                               groups, c->norm_eps);
-    if (dropout_on(u, training))
-        df_dropout_forward(sb, sb, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+    if (dropout_on(u, training)) resnet_dropout(u, nd, sb, sb, nout);
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     df_conv2d_forward(nd->y, sb, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, conv_ws(nd, 1, RF_CONV2_WS, &s));
     df_add_forward(nd->y, nd->y, nd->has_shortcut ? nd->fw[RF_SHORT] : nd->x, nout);
@@ -1470,9 +1475,7 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     /* b0: norm2's output and conv2's input again */
     df_groupnorm_silu_apply(w[RB_S], w[RB_R], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
                             nd->cout, hw, groups);
-    if (dropout_on(u, u->last_training))
-        df_dropout_forward(w[RB_R], w[RB_R], nout, c->dropout, u->dropout_seed, u->dropout_step,
-                           (uint32_t)nd->dropout_id);
+    if (dropout_on(u, u->last_training)) resnet_dropout(u, nd, w[RB_R], w[RB_R], nout);
     /* b1: conv2 */
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     s.dinp_set = 1; /* each input gradient below is written by its first op, not zeroed first */
@@ -1482,7 +1485,7 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     const float *d = w[RB_D1];
     if (dropout_on(u, u->last_training)) {
         /* dropout's backward into a fresh buffer is its forward applied to the gradient (same mask) */
-        df_dropout_forward(w[RB_D2], d, nout, c->dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+        resnet_dropout(u, nd, w[RB_D2], d, nout);
         d = w[RB_D2];
     }
     /* b3: SiLU; b4: norm2 -> dh = d h1 */
