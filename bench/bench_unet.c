@@ -274,6 +274,61 @@ static int timed_runs(const bench_opts *o, bench_state *b, int train, double *ti
     return n;
 }
 
+/* One profiled training step (train=1) or network evaluation (0), after the timed ones (warm caches):
+ * op by op, then by family. */
+static void print_profile(bench_state *b, int train, const char *pn, int batch) {
+    df_ops_profile_reset();
+    df_ops_profile_enable(1);
+    double t0 = df_time();
+    if (train) train_step(b); else sample_eval(b, 0);
+    double total = df_time() - t0;
+    df_ops_profile_enable(0);
+    int cnt = df_ops_profile_count();
+    int *order = malloc(sizeof(int) * (size_t)cnt);
+    double sum = 0;
+    for (int i = 0; i < cnt; i++) order[i] = i;
+    for (int i = 0; i < cnt; i++)  /* selection sort by time, descending; a few dozen keys */
+        for (int j = i + 1; j < cnt; j++) {
+            long ci, cj;
+            double si, sj;
+            df_ops_profile_get(order[i], &ci, &si);
+            df_ops_profile_get(order[j], &cj, &sj);
+            if (sj > si) { int tmp = order[i]; order[i] = order[j]; order[j] = tmp; }
+        }
+    printf("\nprofile of one %s %s (batch %d): %.2f ms\n%-36s %6s %9s %6s\n", pn, train ? "training step" : "network evaluation", batch,
+           total * 1e3, "op", "calls", "ms", "%");
+    for (int i = 0; i < cnt; i++) {
+        long calls;
+        double s;
+        const char *key = df_ops_profile_get(order[i], &calls, &s);
+        sum += s;
+        printf("%-36s %6ld %9.3f %6.1f\n", key, calls, s * 1e3, 100 * s / total);
+    }
+    printf("%-36s %6s %9.3f %6.1f\n", "(outside ops: loss, optimiser, glue)", "", (total - sum) * 1e3,
+           100 * (total - sum) / total);
+    /* totals per op family (the key's first word) */
+    printf("\nby family:\n");
+    char fam[32][24];
+    double famt[32];
+    int nf = 0;
+    for (int i = 0; i < cnt; i++) {
+        long calls;
+        double s;
+        const char *key = df_ops_profile_get(i, &calls, &s);
+        char f[24];
+        int k = 0;
+        while (key[k] && key[k] != ' ' && k < 23) { f[k] = key[k]; k++; }
+        f[k] = 0;
+        if (strncmp(key, "conv", 4) == 0) snprintf(f, sizeof f, "%.7s %s", key, strstr(key, "fwd") ? "fwd" : "bwd");
+        int j = 0;
+        while (j < nf && strcmp(fam[j], f)) j++;
+        if (j == nf && nf < 32) { strcpy(fam[nf], f); famt[nf++] = 0; }
+        if (j < nf) famt[j] += s;
+    }
+    for (int j = 0; j < nf; j++) printf("  %-22s %9.3f ms %6.1f%%\n", fam[j], famt[j] * 1e3, 100 * famt[j] / total);
+    free(order);
+}
+
 static int run_ours(const bench_opts *o, const df_unet_config *c, const df_dataset *ds, df_precision prec,
                     our_result *r) {
     bench_state b;
@@ -319,59 +374,8 @@ static int run_ours(const bench_opts *o, const df_unet_config *c, const df_datas
         fflush(stdout);
     }
     r->rss = peak_rss_mib();
-    if (o->profile && o->train) {
-        /* one profiled step, after the timed ones (warm caches) */
-        df_ops_profile_reset();
-        df_ops_profile_enable(1);
-        double t0 = df_time();
-        train_step(&b);
-        double total = df_time() - t0;
-        df_ops_profile_enable(0);
-        int cnt = df_ops_profile_count();
-        int *order = malloc(sizeof(int) * (size_t)cnt);
-        double sum = 0;
-        for (int i = 0; i < cnt; i++) order[i] = i;
-        for (int i = 0; i < cnt; i++)  /* selection sort by time, descending; a few dozen keys */
-            for (int j = i + 1; j < cnt; j++) {
-                long ci, cj;
-                double si, sj;
-                df_ops_profile_get(order[i], &ci, &si);
-                df_ops_profile_get(order[j], &cj, &sj);
-                if (sj > si) { int tmp = order[i]; order[i] = order[j]; order[j] = tmp; }
-            }
-        printf("\nprofile of one %s training step (batch %d): %.2f ms\n%-36s %6s %9s %6s\n", pn, o->batch,
-               total * 1e3, "op", "calls", "ms", "%");
-        for (int i = 0; i < cnt; i++) {
-            long calls;
-            double s;
-            const char *key = df_ops_profile_get(order[i], &calls, &s);
-            sum += s;
-            printf("%-36s %6ld %9.3f %6.1f\n", key, calls, s * 1e3, 100 * s / total);
-        }
-        printf("%-36s %6s %9.3f %6.1f\n", "(outside ops: loss, optimiser, glue)", "", (total - sum) * 1e3,
-               100 * (total - sum) / total);
-        /* totals per op family (the key's first word) */
-        printf("\nby family:\n");
-        char fam[32][24];
-        double famt[32];
-        int nf = 0;
-        for (int i = 0; i < cnt; i++) {
-            long calls;
-            double s;
-            const char *key = df_ops_profile_get(i, &calls, &s);
-            char f[24];
-            int k = 0;
-            while (key[k] && key[k] != ' ' && k < 23) { f[k] = key[k]; k++; }
-            f[k] = 0;
-            if (strncmp(key, "conv", 4) == 0) snprintf(f, sizeof f, "%.7s %s", key, strstr(key, "fwd") ? "fwd" : "bwd");
-            int j = 0;
-            while (j < nf && strcmp(fam[j], f)) j++;
-            if (j == nf && nf < 32) { strcpy(fam[nf], f); famt[nf++] = 0; }
-            if (j < nf) famt[j] += s;
-        }
-        for (int j = 0; j < nf; j++) printf("  %-22s %9.3f ms %6.1f%%\n", fam[j], famt[j] * 1e3, 100 * famt[j] / total);
-        free(order);
-    }
+    if (o->profile && o->train) print_profile(&b, 1, pn, o->batch);
+    if (o->profile && o->sample) print_profile(&b, 0, pn, o->batch);
     free(times);
     state_free(&b);
     return 0;

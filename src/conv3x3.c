@@ -71,25 +71,37 @@ void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip
 
 /* y rows o0..o0+rows-1 at positions q0..q0+47 (clipped to the image) = tile + b, or += tile. The
  * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
- * dropped. */
-static void scatter_tile(float *y, const float *tile, const float *b, int o0, int rows, int q0, int h, int w,
-                         int accumulate) {
+ * dropped. The epilogue (not with accumulate) then adds cb[o] and res (the output's shape), each
+ * as a separate float addition in that order: the bits of the separate ops it replaces. */
+static void scatter_tile(float *y, const float *tile, const float *b, const float *cb, const float *res, int o0,
+                         int rows, int q0, int h, int w, int accumulate) {
     const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
     for (int r = 0; r < rows; r++) {
         const float *t = tile + r * C3_NR;
-        float *yo = y + (size_t)(o0 + r) * h * w;
-        const float bias = b ? b[o0 + r] : 0.0f;
+        const size_t plane = (size_t)(o0 + r) * h * w;
+        float *yo = y + plane;
+        const float *ro = res ? res + plane : NULL;
+        const float bias = b ? b[o0 + r] : 0.0f, cbias = cb ? cb[o0 + r] : 0.0f;
         int q = q0;
         while (q < qend) {
             const int oy = q / wp, ox = q % wp;
             if (ox >= w) { q += wp - ox; continue; }
             const int len = (w - ox) < (qend - q) ? (w - ox) : (qend - q);
-            float *d = yo + (size_t)oy * w + ox;
+            const size_t at = (size_t)oy * w + ox;
+            float *d = yo + at;
             const float *s = t + (q - q0);
-            if (accumulate)
+            if (accumulate) {
                 for (int i = 0; i < len; i++) d[i] += s[i];
-            else
+            } else if (!cb && !ro) {
                 for (int i = 0; i < len; i++) d[i] = s[i] + bias;
+            } else {
+                for (int i = 0; i < len; i++) {
+                    float v = s[i] + bias;
+                    if (cb) v = v + cbias;
+                    if (ro) v = v + ro[at + i];
+                    d[i] = v;
+                }
+            }
             q += len;
         }
     }
@@ -228,8 +240,8 @@ T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, 
     tile_tmpl(tile, p, ps, wp, a, steps, madd_bf16);
 }
 
-void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
-                      int accumulate, int bf16) {
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
     const int wp = w + 2, nq = h * wp, strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
     const size_t ps = df_conv3x3_plane_words(h, w), astrip = (size_t)steps * 9 * C3_MR;
     float tile[C3_MR * C3_NR] __attribute__((aligned(64)));
@@ -240,7 +252,7 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
             (bf16 ? tile_bf16 : tile_f32)(tile, (const uint32_t *)padded + q0, ps, wp,
                                           (const uint32_t *)wpack + sidx * astrip, steps);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
-            scatter_tile(y, tile, b, sidx * C3_MR, rows, q0, h, w, accumulate);
+            scatter_tile(y, tile, b, cb, res, sidx * C3_MR, rows, q0, h, w, accumulate);
         }
 }
 
@@ -358,9 +370,9 @@ void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf
     (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
     ASSERT(0);
 }
-void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
-                      int accumulate, int bf16) {
-    (void)y; (void)padded; (void)wpack; (void)b; (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
+    (void)y; (void)padded; (void)wpack; (void)b; (void)cb; (void)res; (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
     ASSERT(0);
 }
 #endif

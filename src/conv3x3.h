@@ -53,10 +53,11 @@ void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip
  * in fp32, or rounded to bf16 with channels 2i and 2i+1 interleaved in one word. */
 void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16);
 
-/* y (oc, h, w) = the conv of the padded image (ic channels) with the packed weights, + b[o]
- * (b may be NULL) when accumulate == 0; y += the conv when accumulate != 0. One thread. */
-void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int h, int w,
-                      int accumulate, int bf16);
+/* y (oc, h, w) = the conv of the padded image (ic channels) with the packed weights, + b[o], then
+ * + cb[o], then + res (oc, h, w), each a float addition in that order (b, cb, res may be NULL),
+ * when accumulate == 0; y += the conv when accumulate != 0 (cb and res must be NULL). One thread. */
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16);
 
 /* Words (4 bytes) of one plane of dout in the padded width for dW: h * (w + 2) positions rounded
  * up to 16 (fp32) or 32 (bf16, 2 bytes each). */

@@ -66,6 +66,25 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
  * image instead of batched (one GEMM over the columns of all images); 0 restores the automatic
  * choice. Process-wide; size scratch after setting it; not for use while convs run. */
 void df_conv2d_force_per_image(int force);
+/* What the U-Net does around most of its 3x3 convs, done inside the conv's own passes (the direct
+ * path): the input is read as SiLU(GroupNorm(inp)) from the norm's cached statistics (the
+ * normalised tensor is never written to memory), and the output gets a per-(image, channel) bias
+ * (the time embedding) and/or a residual. The result is the same bits as the separate ops:
+ * df_groupnorm_silu_apply, df_conv2d_forward, df_add_channel_bias_forward, then
+ * df_add_forward(out, out, residual). Every member may be NULL (norm_mean NULL: no norm). */
+typedef struct {
+    const float *norm_mean, *norm_rstd;  /* (N, norm_groups), as df_groupnorm_stats caches them */
+    const float *norm_gamma, *norm_beta; /* (IC) */
+    int norm_groups;
+    const float *chan_bias;              /* (N, OC) */
+    const float *residual;               /* (N, OC, OH, OW); must not alias out */
+} df_conv_fusion;
+/* 1 when df_conv2d_forward_fused takes this shape (the direct 3x3 path on this CPU); otherwise the
+ * caller runs the ops one by one. Depends on the shape, precision and CPU only. */
+int df_conv2d_fuses(const df_conv_shape *s);
+/* out = the fused forward above; s must satisfy df_conv2d_fuses. Scratch: df_conv2d_scratch_floats. */
+void df_conv2d_forward_fused(float *out, const float *inp, const float *w, const float *b, const df_conv_fusion *f,
+                             const df_conv_shape *s, float *scratch);
 void df_conv2d_forward_ref(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s);
 void df_conv2d_backward_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const df_conv_shape *s);
@@ -100,6 +119,14 @@ void df_groupnorm_silu_apply(float *out, float *out_silu, const float *mean, con
 void df_groupnorm_backward_set(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                                const float *mean, const float *rstd, const float *gamma, int n, int c, int hw,
                                int groups);
+/* Only the statistics of df_groupnorm_forward (mean, rstd (N, groups)), for a consumer that applies
+ * the norm itself (df_conv2d_forward_fused). */
+void df_groupnorm_stats(float *mean, float *rstd, const float *inp, int n, int c, int hw, int groups, float eps);
+/* out_silu (C, HW) = SiLU(GroupNorm(inp)) of ONE image from its cached statistics (mean, rstd: its
+ * `groups` values): df_groupnorm_silu_apply's bits, on the calling thread, not profiled (for use
+ * inside another op's parallel loop). */
+void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rstd, const float *inp,
+                             const float *gamma, const float *beta, int c, int hw, int groups);
 /* The forward's output again from its cached mean and rstd, bit for bit: lets a model drop the
  * normalised activations after forward and rebuild them in backward (one pass, no reductions). */
 void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,

@@ -196,7 +196,9 @@ static size_t conv_cols_floats(const df_conv_shape *s) {
     if (conv_is_pointwise(s)) return 0;
     const int bf = conv_bf16(s);
     const size_t im2col = (size_t)s->ic * s->kh * s->kw * s->oh * s->ow;
-    size_t a = conv_direct_fwd(s) ? df_conv3x3_image_words(s->ic, s->h, s->w, bf) : im2col, b;
+    /* direct forward: the padded image, and the fused forward's normalised image before padding */
+    size_t a = conv_direct_fwd(s) ? df_conv3x3_image_words(s->ic, s->h, s->w, bf) + (size_t)s->ic * s->h * s->w
+                                  : im2col, b;
     if (conv_direct_dx(s))
         b = df_conv3x3_image_words(s->oc, s->oh, s->ow, bf);
     else
@@ -411,6 +413,52 @@ static void conv_backward_batched(float *dinp, float *dw, float *db, const float
     }
 }
 
+/* The direct forward, image by image (one per thread at a time), with the fusions of f (may be
+ * NULL): the normalised image is made in the thread's scratch right before it is padded, the
+ * epilogue adds run in the kernel's scatter. */
+static void conv_forward_direct(float *out, const float *inp, const float *w, const float *b,
+                                const df_conv_fusion *f, const df_conv_shape *s, float *scratch) {
+    const int nt = conv_threads(s), bf = conv_bf16(s);
+    const size_t per_thread = conv_thread_floats(s), in_img = (size_t)s->ic * s->h * s->w,
+                 out_img = (size_t)s->oc * s->oh * s->ow;
+    const int norm = f && f->norm_mean;
+    float *wpack = scratch + per_thread * (size_t)nt;
+    df_conv3x3_pack_weights(wpack, w, s->oc, s->ic, 0, bf);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *padded = thread_cols(scratch, per_thread);
+        float *normed = padded + df_conv3x3_image_words(s->ic, s->h, s->w, bf);
+#pragma omp for schedule(dynamic)
+        for (int n = 0; n < s->n; n++) {
+            const float *x = inp + (size_t)n * in_img;
+            if (norm) {
+                const int g = f->norm_groups;
+                df_groupnorm_silu_image(normed, f->norm_mean + (size_t)n * g, f->norm_rstd + (size_t)n * g, x,
+                                        f->norm_gamma, f->norm_beta, s->ic, s->h * s->w, g);
+                x = normed;
+            }
+            df_conv3x3_pad_image(padded, x, s->ic, s->h, s->w, bf);
+            df_conv3x3_image(out + (size_t)n * out_img, padded, wpack, b,
+                             f && f->chan_bias ? f->chan_bias + (size_t)n * s->oc : NULL,
+                             f && f->residual ? f->residual + (size_t)n * out_img : NULL, s->oc, s->ic, s->h, s->w, 0,
+                             bf);
+        }
+    }
+}
+
+int df_conv2d_fuses(const df_conv_shape *s) { return !conv_batched(s) && conv_direct_fwd(s); }
+
+void df_conv2d_forward_fused(float *out, const float *inp, const float *w, const float *b, const df_conv_fusion *f,
+                             const df_conv_shape *s, float *scratch) {
+    const double t0 = df_ops_prof_begin();
+    ASSERT(df_conv2d_fuses(s));
+    ASSERT(!f->residual || f->residual != out);
+    ASSERT(!f->norm_mean || (f->norm_groups > 0 && s->ic % f->norm_groups == 0));
+    conv_forward_direct(out, inp, w, b, f, s, scratch);
+    df_ops_prof_end(t0, "conv%dx%d s%d fused fwd%s %d->%d %dx%d", s->kh, s->kw, s->stride, conv_bf16(s) ? " bf16" : "",
+                    s->ic, s->oc, s->h, s->w);
+}
+
 void df_conv2d_forward(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
                        float *scratch) {
     const double t0 = df_ops_prof_begin();
@@ -428,19 +476,7 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
         return;
     }
     if (conv_direct_fwd(s)) {
-        const int bf = conv_bf16(s);
-        float *wpack = scratch + per_thread * (size_t)nt;
-        df_conv3x3_pack_weights(wpack, w, s->oc, s->ic, 0, bf);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-        {
-            float *padded = thread_cols(scratch, per_thread);
-#pragma omp for schedule(dynamic)
-            for (int n = 0; n < s->n; n++) {
-                df_conv3x3_pad_image(padded, inp + (size_t)n * s->ic * s->h * s->w, s->ic, s->h, s->w, bf);
-                df_conv3x3_image(out + (size_t)n * s->oc * s->oh * s->ow, padded, wpack, b, s->oc, s->ic, s->h, s->w,
-                                 0, bf);
-            }
-        }
+        conv_forward_direct(out, inp, w, b, NULL, s, scratch);
         conv_prof_end(t0, "fwd", s);
         return;
     }
@@ -576,7 +612,7 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 #pragma omp for schedule(dynamic)
             for (int n = 0; n < s->n; n++) {
                 df_conv3x3_pad_image(cols, dout + n * out_img, s->oc, s->oh, s->ow, bf);
-                df_conv3x3_image(dinp + n * in_img, cols, wt, NULL, s->ic, s->oc, s->h, s->w, !s->dinp_set, bf);
+                df_conv3x3_image(dinp + n * in_img, cols, wt, NULL, NULL, NULL, s->ic, s->oc, s->h, s->w, !s->dinp_set, bf);
             }
         } else if (dinp) {
 #pragma omp for schedule(dynamic)

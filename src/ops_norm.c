@@ -3,7 +3,7 @@
  * What it is: PyTorch's nn.GroupNorm semantics: biased variance over the C/groups channels x HW
  * pixels of a group, eps inside the sqrt, per-channel affine gamma/beta. Statistics are computed
  * in double (two passes: mean, then centred squares) so a large mean does not cancel the variance.
- * What it is not: no LayerNorm/BatchNorm variants, no fused SiLU.
+ * What it is not: no LayerNorm/BatchNorm variants.
  *
  * Gradients ACCUMULATE (+=) into dinp, dgamma, dbeta; NULL means "not needed".
  * Threads: OpenMP over the N*groups groups (dinp) and over channels (dgamma, dbeta) so no two
@@ -73,7 +73,17 @@ void df_groupnorm_silu_apply(float *out, float *out_silu, const float *mean, con
     df_ops_prof_end(t0_, "groupnorm+silu apply %d %dpx", c, hw);
 }
 
-/* GN's statistics and output (out and/or out_silu = SiLU(out), either may be NULL). */
+void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rstd, const float *inp,
+                             const float *gamma, const float *beta, int c, int hw, int groups) {
+    ASSERT(groups > 0 && c % groups == 0);
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;
+    for (int g = 0; g < groups; g++)
+        groupnorm_apply_group(NULL, out_silu + (size_t)g * gsize, inp + (size_t)g * gsize, mean[g], rstd[g], gamma,
+                              beta, g, cpg, hw);
+}
+
+/* GN's statistics and output (out and/or out_silu = SiLU(out); both NULL: the statistics only). */
 static void groupnorm_forward(float *out, float *out_silu, float *mean, float *rstd, const float *inp,
                               const float *gamma, const float *beta, int n, int c, int hw, int groups, float eps) {
     ASSERT(groups > 0 && c % groups == 0);
@@ -93,8 +103,9 @@ static void groupnorm_forward(float *out, float *out_silu, float *mean, float *r
         const double rs = 1.0 / sqrt(sq / (double)gsize + (double)eps);
         mean[ng] = (float)mu;
         rstd[ng] = (float)rs;
-        groupnorm_apply_group(y, out_silu ? out_silu + (size_t)ng * gsize : NULL, x, mean[ng], rstd[ng], gamma, beta,
-                              ng % groups, cpg, hw);
+        if (y || out_silu)
+            groupnorm_apply_group(y, out_silu ? out_silu + (size_t)ng * gsize : NULL, x, mean[ng], rstd[ng], gamma,
+                                  beta, ng % groups, cpg, hw);
     }
 }
 
@@ -103,6 +114,12 @@ void df_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
     const double t0_ = df_ops_prof_begin();
     groupnorm_forward(out, NULL, mean, rstd, inp, gamma, beta, n, c, hw, groups, eps);
     df_ops_prof_end(t0_, "groupnorm fwd %d %dpx", c, hw);
+}
+
+void df_groupnorm_stats(float *mean, float *rstd, const float *inp, int n, int c, int hw, int groups, float eps) {
+    const double t0_ = df_ops_prof_begin();
+    groupnorm_forward(NULL, NULL, mean, rstd, inp, NULL, NULL, n, c, hw, groups, eps);
+    df_ops_prof_end(t0_, "groupnorm stats %d %dpx", c, hw);
 }
 
 void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const float *inp, const float *gamma,

@@ -22,6 +22,10 @@
  * df_groupnorm_silu_apply), SiLU outputs and dropout masks (counter-based), the upsampled image, and an attention's q, k, v,
  * probabilities and output (a 1x1 conv each and the attention again). Backward frees what it has
  * consumed as it goes; a second backward on the same forward re-runs the forward first.
+ * Fusion: where the direct 3x3 path runs (df_conv2d_fuses), a resnet's conv1 and conv2 read
+ * SiLU(norm(x)) themselves from the norm's statistics and add the time projection and the residual
+ * in their own output pass (df_conv2d_forward_fused: the same bits), so the normalised tensors are
+ * never written; conv2 not when a training forward applies dropout between them.
  * Gradients: each skip tensor's gradient is accumulated by both of its consumers (zeroed by the
  * concat, the first of them in backward); every other tensor has one consumer, whose backward zeroes
  * and fills it.
@@ -747,37 +751,46 @@ static void plan_node_forward(plan *P, int i) {
         plan_y(P, i, Y);
         break;
     case DF_UNET_RESNET: {
-        int sh = -1, a, h1, sb, y;
+        int sh = -1, a = -1, h1, sb = -1, y, tp, lws;
+        /* the convs read the norms' inputs themselves where the direct path runs (conv2 not when
+         * a training forward applies dropout between norm2 and conv2) */
+        shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
+        nd->fuse_conv1 = df_conv2d_fuses(&s);
+        shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);
+        nd->fuse_conv2 = df_conv2d_fuses(&s) && !(u->training && u->config.dropout > 0.0f);
+        const int res = nd->has_shortcut ? -2 : x; /* the residual: the shortcut's output (sh) or x */
         if (nd->has_shortcut) {  /* f0 */
             shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
             sh = pb_work(P, W, Wf, RF_SHORT, Y);
             USE(x, pb_work(P, W, Wf, RF_SHORT_WS, conv_ws_floats(P, &s)));
             TICK();
         }
-        a = pb_work(P, W, Wf, RF_A, X);  /* f1 */
+        /* f1: the time projection, norm1's statistics (and output) */
+        tp = pb_work(P, W, Wf, RF_TPROJ, B * nd->cout);
+        lws = pb_work(P, W, Wf, RF_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout));
+        if (!nd->fuse_conv1) a = pb_work(P, W, Wf, RF_A, X);
         for (int k = 0; k < 2; k++) {
             pn->mean[k] = pb_new(P, G), pn->rstd[k] = pb_new(P, G);
             nd->mean[k] = pb_ptr(P, pn->mean[k]), nd->rstd[k] = pb_ptr(P, pn->rstd[k]);
         }
-        USE(x);
+        USE(x, P->stemb, tp, lws);
         TICK();
         shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);  /* f2 */
         h1 = pn->h1 = pb_new(P, Y);
         nd->kept[RES_H1] = pb_ptr(P, h1);
-        USE(a, pb_work(P, W, Wf, RF_CONV1_WS, conv_ws_floats(P, &s)));
+        USE(nd->fuse_conv1 ? x : a, tp, pb_work(P, W, Wf, RF_CONV1_WS, conv_ws_floats(P, &s)));
         TICK();
-        USE(h1, P->stemb, pb_work(P, W, Wf, RF_TPROJ, B * nd->cout),  /* f3 */
-            pb_work(P, W, Wf, RF_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout)));
+        USE(h1, tp);  /* f3: the time embedding's add, where conv1 did not */
         TICK();
-        sb = pb_work(P, W, Wf, RF_S, Y);  /* f4 */
+        if (!nd->fuse_conv2) sb = pb_work(P, W, Wf, RF_S, Y);  /* f4 */
         USE(h1);
         TICK();
         shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* f5 */
         plan_y(P, i, Y);
         y = pn->y;
-        USE(sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)));
+        USE(nd->fuse_conv2 ? h1 : sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)), res == -2 ? sh : res);
         TICK();
-        USE(y, nd->has_shortcut ? sh : x);  /* f6 */
+        USE(y, res == -2 ? sh : res);  /* f6: the residual's add, where conv2 did not */
         break;
     }
     case DF_UNET_ATTENTION: {
@@ -1298,29 +1311,45 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, groups = c->norm_num_groups;
     const size_t nout = (size_t)n * nd->cout * hw;
-    float *a = nd->fw[RF_A], *sb = nd->fw[RF_S], *h1 = nd->kept[RES_H1];
+    float *a = nd->fw[RF_A], *sb = nd->fw[RF_S], *h1 = nd->kept[RES_H1], *tproj = nd->fw[RF_TPROJ];
+    const float *res;
     df_conv_shape s;
-    /* f0: the shortcut first, so that x is not needed after norm1 (a concatenation dies early) */
+    /* f0: the shortcut first, so that x is not needed after conv1 (a concatenation dies early) */
     if (nd->has_shortcut) {
         shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
         df_conv2d_forward(nd->fw[RF_SHORT], nd->x, PAR(RES_SHORT_W), PAR(RES_SHORT_B), &s, conv_ws(nd, 1, RF_SHORT_WS, &s));
     }
-    /* f1, f2: h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb)) */
-    df_groupnorm_silu_forward(a, nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw,
-                              groups, c->norm_eps);
+    res = nd->has_shortcut ? nd->fw[RF_SHORT] : nd->x;
+    /* f1: time_emb_proj(SiLU(temb)), norm1 */
+    df_linear_forward(tproj, u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout, u->precision,
+                      work_ws(nd, 1, RF_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
+    if (nd->fuse_conv1)
+        df_groupnorm_stats(nd->mean[0], nd->rstd[0], nd->x, n, nd->cin, hw, groups, c->norm_eps);
+    else
+        df_groupnorm_silu_forward(a, nd->mean[0], nd->rstd[0], nd->x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin,
+                                  hw, groups, c->norm_eps);
+    /* f2, f3: h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb)) */
     shape_conv3(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
-    df_conv2d_forward(h1, a, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, conv_ws(nd, 1, RF_CONV1_WS, &s));
-    /* f3 */
-    df_linear_forward(nd->fw[RF_TPROJ], u->stemb, PAR(RES_TEMB_W), PAR(RES_TEMB_B), n, u->temb_dim, nd->cout,
-                      u->precision, work_ws(nd, 1, RF_LIN_WS, df_linear_scratch_floats(n, u->temb_dim, nd->cout)));
-    df_add_channel_bias_forward(h1, nd->fw[RF_TPROJ], n, nd->cout, hw);
+    if (nd->fuse_conv1) {
+        const df_conv_fusion f = {nd->mean[0], nd->rstd[0], PAR(RES_NORM1_W), PAR(RES_NORM1_B), groups, tproj, NULL};
+        df_conv2d_forward_fused(h1, nd->x, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &f, &s, conv_ws(nd, 1, RF_CONV1_WS, &s));
+    } else {
+        df_conv2d_forward(h1, a, PAR(RES_CONV1_W), PAR(RES_CONV1_B), &s, conv_ws(nd, 1, RF_CONV1_WS, &s));
+        df_add_channel_bias_forward(h1, tproj, n, nd->cout, hw);
+    }
     /* f4, f5, f6: y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
+    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
+    if (nd->fuse_conv2) {  /* never with dropout on (the plan's choice) */
+        const df_conv_fusion f = {nd->mean[1], nd->rstd[1], PAR(RES_NORM2_W), PAR(RES_NORM2_B), groups, NULL, res};
+        df_groupnorm_stats(nd->mean[1], nd->rstd[1], h1, n, nd->cout, hw, groups, c->norm_eps);
+        df_conv2d_forward_fused(nd->y, h1, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &f, &s, conv_ws(nd, 1, RF_CONV2_WS, &s));
+        return;
+    }
     df_groupnorm_silu_forward(sb, nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw,
                               groups, c->norm_eps);
     if (dropout_on(u, training)) resnet_dropout(u, nd, sb, sb, nout);
-    shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
     df_conv2d_forward(nd->y, sb, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &s, conv_ws(nd, 1, RF_CONV2_WS, &s));
-    df_add_forward(nd->y, nd->y, nd->has_shortcut ? nd->fw[RF_SHORT] : nd->x, nout);
+    df_add_forward(nd->y, nd->y, res, nout);
 }
 
 /* GN(x), q, k, v and the attention (out o, probabilities p): the forward's phases f0..f2, and again

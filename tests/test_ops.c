@@ -952,6 +952,53 @@ static void test_groupnorm_silu_fused(void) {
     gfree(x), gfree(gn), gfree(sl), gfree(f), gfree(fg);
 }
 
+/* df_conv2d_forward_fused gives the bits of the ops it replaces (norm + SiLU apply, conv, channel
+ * bias, residual add), fp32 and bf16, on shapes with partial tiles (w not a multiple of anything,
+ * oc not a multiple of 8); groupnorm stats equal the forward's. Skipped where the direct path is
+ * absent (the fusion is then never taken). */
+static void test_conv_fused(void) {
+    static const int shapes[][5] = {/* n, ic, oc, h, w */ {3, 16, 24, 7, 7}, {2, 32, 12, 13, 11}, {2, 8, 16, 28, 28}};
+    int ran = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int prec = 0; prec < 2; prec++) {
+            const int N = shapes[si][0], IC = shapes[si][1], OC = shapes[si][2], H = shapes[si][3], W = shapes[si][4];
+            const int G = 4;
+            df_conv_shape s;
+            df_conv_shape_init(&s, N, IC, H, W, OC, 3, 1, 1, 1, 1, 1);
+            s.precision = prec ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+            if (!df_conv2d_fuses(&s)) continue;
+            const size_t nin = (size_t)N * IC * H * W, nout = (size_t)N * OC * H * W;
+            float *x = galloc(nin), *a = galloc(nin), *w = galloc((size_t)OC * IC * 9), *b = galloc(OC);
+            float *cb = galloc((size_t)N * OC), *res = galloc(nout), *want = galloc(nout), *got = galloc(nout);
+            float *gamma = galloc(IC), *beta = galloc(IC), *m = galloc((size_t)N * G), *r = galloc((size_t)N * G);
+            float *m2 = galloc((size_t)N * G), *r2 = galloc((size_t)N * G);
+            float *ws = galloc(df_conv2d_scratch_floats(&s));
+            fill_uniform(x, nin, -2.0f, 3.0f), fill_uniform(w, (size_t)OC * IC * 9, -0.2f, 0.2f);
+            fill_uniform(b, OC, -1.0f, 1.0f), fill_uniform(cb, (size_t)N * OC, -1.0f, 1.0f);
+            fill_uniform(res, nout, -1.0f, 1.0f), fill_uniform(gamma, IC, 0.5f, 1.5f), fill_uniform(beta, IC, -0.5f, 0.5f);
+            df_groupnorm_silu_forward(a, m, r, x, gamma, beta, N, IC, H * W, G, 1e-5f);
+            df_groupnorm_stats(m2, r2, x, N, IC, H * W, G, 1e-5f);
+            CHECK(memcmp(m, m2, sizeof(float) * N * G) == 0 && memcmp(r, r2, sizeof(float) * N * G) == 0,
+                  "groupnorm stats differ from the forward's");
+            for (int variant = 0; variant < 3; variant++) {
+                /* 0: norm + channel bias (a resnet's conv1), 1: norm + residual (conv2), 2: all */
+                df_conv_fusion f = {m, r, gamma, beta, G, variant != 1 ? cb : NULL, variant != 0 ? res : NULL};
+                df_conv2d_forward(want, a, w, b, &s, ws);
+                if (f.chan_bias) df_add_channel_bias_forward(want, cb, N, OC, H * W);
+                if (f.residual) df_add_forward(want, want, res, nout);
+                df_conv2d_forward_fused(got, x, w, b, &f, &s, ws);
+                CHECK(memcmp(got, want, sizeof(float) * nout) == 0,
+                      "fused conv %dx%dx%d->%d %s variant %d differs from the separate ops", N, IC, H, OC,
+                      prec ? "bf16" : "fp32", variant);
+                gcheck(got, nout, "fused conv", "out");
+            }
+            ran++;
+            gfree(x), gfree(a), gfree(w), gfree(b), gfree(cb), gfree(res), gfree(want), gfree(got), gfree(gamma);
+            gfree(beta), gfree(m), gfree(r), gfree(m2), gfree(r2), gfree(ws);
+        }
+    printf("  conv fused (norm+SiLU in, channel bias and residual out): %d shape/precision pairs bit for bit\n", ran);
+}
+
 /* The dropout mask is df_randu's: the kept fraction is near 1-p and the same keys give the same mask. */
 static void test_dropout_mask(void) {
     enum { N = 4099 };
@@ -983,6 +1030,7 @@ int main(void) {
     test_timestep_embedding();
     test_dropout_mask();
     test_groupnorm_silu_fused();
+    test_conv_fused();
     printf("test_ops: %.2f s\n", df_time() - t0);
     return check_exit_code("test_ops");
 }
