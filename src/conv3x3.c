@@ -107,6 +107,12 @@ static void scatter_tile(float *y, const float *tile, const float *b, const floa
     }
 }
 
+size_t df_conv3x3_lanes_plane_words(int h, int w) { return (size_t)(h + 2) * (w + 2) * 16; }
+
+size_t df_conv3x3_lanes_words(int c, int h, int w, int bf16) {
+    return (size_t)(bf16 ? (c + 1) / 2 : c) * df_conv3x3_lanes_plane_words(h, w);
+}
+
 size_t df_conv3x3_grad_plane_words(int h, int w, int bf16) {
     const size_t pos = round_up((size_t)h * ((size_t)w + 2), bf16 ? 32 : 16);
     return bf16 ? pos / 2 : pos;
@@ -204,17 +210,17 @@ T_BF16 static inline __m512 madd_bf16(__m512 acc, __m512i a, __m512i b) {
  * at plane 0's position q0, planes ps words apart. The 24 accumulators stay in registers. One
  * template for both formats (a word is an fp32 value or a bf16 channel pair); each caller passes
  * its madd, which GCC inlines. */
-T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps, int wp,
+T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps,
+                                                                   const int off[9], const int base[3],
                                                                    const uint32_t *a, int steps, madd_fn madd) {
     __m512 acc[C3_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
     for (int s = 0; s < steps; s++, p += ps) {
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++, a += C3_MR) {
-            const __m512i b0 = _mm512_loadu_si512(p + off[t]), b1 = _mm512_loadu_si512(p + off[t] + 16),
-                          b2 = _mm512_loadu_si512(p + off[t] + 32);
+            const __m512i b0 = _mm512_loadu_si512(p + base[0] + off[t]), b1 = _mm512_loadu_si512(p + base[1] + off[t]),
+                          b2 = _mm512_loadu_si512(p + base[2] + off[t]);
 #pragma GCC unroll 8
             for (int r = 0; r < C3_MR; r++) {
                 const __m512i ar = _mm512_set1_epi32((int)a[r]);
@@ -232,12 +238,28 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
     }
 }
 
+/* The plane kernel: the tile's 48 positions are consecutive, 16 per vector. */
+static const int plane_base[3] = {0, 16, 32};
 T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, wp, a, steps, madd_f32);
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32);
 }
 
 T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, wp, a, steps, madd_bf16);
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16);
+}
+
+/* The lanes kernel: a vector holds one position of 16 images, so the tile is 3 positions (base, in
+ * words) x 16 images; a tap moves a position by off (16 words per position). */
+T_F32 static void ltile_f32(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
+                            const uint32_t *a, int steps) {
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_f32);
+}
+
+T_BF16 static void ltile_bf16(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
+                              const uint32_t *a, int steps) {
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16);
 }
 
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
@@ -254,6 +276,72 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
             scatter_tile(y, tile, b, cb, res, sidx * C3_MR, rows, q0, h, w, accumulate);
         }
+}
+
+/* ---------------------------------------------------------------- lanes (small planes) */
+T_BF16 void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16) {
+    const int wp = w + 2, hp = h + 2, steps = bf16 ? (c + 1) / 2 : c;
+    const size_t ps = df_conv3x3_lanes_plane_words(h, w);
+    uint32_t *d = (uint32_t *)dst + lane;
+    for (int st = 0; st < steps; st++, d += ps) {
+        for (int q = 0; q < wp; q++) d[(size_t)q * 16] = 0, d[((size_t)(hp - 1) * wp + q) * 16] = 0;
+        for (int y = 0; y < h; y++) {
+            uint32_t *row = d + (size_t)(y + 1) * wp * 16;
+            row[0] = 0, row[(size_t)(w + 1) * 16] = 0;
+            for (int xx = 0; xx < w; xx++) {
+                uint32_t v = 0;
+                if (x && !bf16) {
+                    const float f = x[((size_t)st * h + y) * w + xx];
+                    memcpy(&v, &f, sizeof v);
+                } else if (x) {
+                    const size_t at = (size_t)y * w + xx;
+                    v = bf16_bits(x[(size_t)(2 * st) * h * w + at]);
+                    if (2 * st + 1 < c) v |= bf16_bits(x[(size_t)(2 * st + 1) * h * w + at]) << 16;
+                }
+                row[(size_t)(xx + 1) * 16] = v;
+            }
+        }
+    }
+}
+
+T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
+                                  const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
+                                  int accumulate, int bf16) {
+    const int wp = w + 2, nq = h * w, steps = bf16 ? (ic + 1) / 2 : ic;
+    const int rows = oc - strip * C3_MR < C3_MR ? oc - strip * C3_MR : C3_MR;
+    const size_t ps = df_conv3x3_lanes_plane_words(h, w);
+    const uint32_t *a = (const uint32_t *)wpack + (size_t)strip * steps * 9 * C3_MR;
+    const int off[9] = {0, 16, 32, 16 * wp, 16 * (wp + 1), 16 * (wp + 2), 32 * wp, 16 * (2 * wp + 1),
+                        16 * (2 * wp + 2)};
+    float tile[C3_MR * C3_NR] __attribute__((aligned(64)));
+    for (int q0 = 0; q0 < nq; q0 += 3) {
+        const int np = nq - q0 < 3 ? nq - q0 : 3;
+        int base[3];
+        for (int j = 0; j < 3; j++) {
+            const int q = q0 + (j < np ? j : 0); /* a tail tile repeats its first position */
+            base[j] = 16 * ((q / w) * wp + q % w);
+        }
+        (bf16 ? ltile_bf16 : ltile_f32)(tile, packed, ps, off, base, a, steps);
+        for (int r = 0; r < rows; r++) {
+            const int o = strip * C3_MR + r;
+            const float bias = b ? b[o] : 0.0f;
+            for (int j = 0; j < np; j++) {
+                const float *t = tile + r * C3_NR + 16 * j;
+                const size_t at = (size_t)o * nq + q0 + j;
+                for (int l = 0; l < nimg; l++) {
+                    float *d = y + l * y_img + at;
+                    if (accumulate) {
+                        *d += t[l];
+                        continue;
+                    }
+                    float v = t[l] + bias;
+                    if (cb) v = v + cb[(size_t)l * oc + o];
+                    if (res) v = v + res[l * y_img + at];
+                    *d = v;
+                }
+            }
+        }
+    }
 }
 
 /* c planes of h x w values to dst (row y at y * wp + x0, the rest of each plane zero; planes
@@ -363,6 +451,17 @@ void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int
 void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
                    int set) {
     (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16; (void)set;
+    ASSERT(0);
+}
+void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16) {
+    (void)dst; (void)x; (void)lane; (void)c; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
+                            const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
+                            int accumulate, int bf16) {
+    (void)y; (void)y_img; (void)nimg; (void)packed; (void)wpack; (void)strip; (void)b; (void)cb; (void)res;
+    (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
     ASSERT(0);
 }
 int df_conv3x3_available(int bf16) { (void)bf16; return 0; }

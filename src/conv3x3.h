@@ -59,6 +59,27 @@ void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
                       const float *res, int oc, int ic, int h, int w, int accumulate, int bf16);
 
+/* The lanes layout, for small planes (the U-Net's 8x8, 7x7 and 4x4 levels, where a 48-position
+ * tile of one image is mostly padding): a vector holds ONE position of 16 images, so a tile of 3
+ * positions x 16 images wastes nothing. A group of 16 images is packed as [step][(h+2) x (w+2)
+ * padded positions][16 lanes] words (a step is a channel, or a bf16 channel pair); the register
+ * tile is 8 outputs x 3 positions x 16 images, and each output is the same chain of multiply-adds
+ * (steps outer, taps inner) as in df_conv3x3_image: the same bits, whichever of the two runs. */
+size_t df_conv3x3_lanes_plane_words(int h, int w);
+/* Words of a packed group of 16 images of c channels. */
+size_t df_conv3x3_lanes_words(int c, int h, int w, int bf16);
+/* Lane `lane` (0..15) of the packed group dst = the image x (c, h, w), zero-padded (fp32, or bf16
+ * channel pairs rounded as df_conv3x3_pad_image rounds them); x NULL: zeros. One thread; threads may
+ * pack different lanes of one group at once. */
+void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16);
+/* Outputs strip*8 .. strip*8+7 (clipped to oc) of the group's first nimg images: y + l * y_img is
+ * image l's output (oc, h, w): = the conv + b[o], then + cb[l * oc + o], then + res (at the output's
+ * place, res + l * y_img), as df_conv3x3_image; += the conv when accumulate != 0. wpack as
+ * df_conv3x3_pack_weights. One thread. */
+void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
+                            const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
+                            int accumulate, int bf16);
+
 /* Words (4 bytes) of one plane of dout in the padded width for dW: h * (w + 2) positions rounded
  * up to 16 (fp32) or 32 (bf16, 2 bytes each). */
 size_t df_conv3x3_grad_plane_words(int h, int w, int bf16);

@@ -5,15 +5,20 @@
  * - Direct: 3x3 stride-1 pad-1 convs (most of the U-Net) run the kernels of conv3x3.h for the
  *   forward, dX and dW where the CPU has them (AVX-512F/BW/VL; AVX512_BF16 for bf16): padded planes
  *   read in place, no column matrix at all.
+ * - Lanes: the same 3x3 convs on small planes (4x4 at any batch, 7x7 and 8x8 from 8 images) run
+ *   forward and dX with 16 images side by side in the vector lanes (conv3x3.h), the same bits as
+ *   the per-image direct kernel; their dW takes the path below that the shape would take anyway.
  * - Batched: outputs of at most 16 positions (the 4x4 level) lower a group of images to one column
- *   matrix and run one threaded GEMM per product.
+ *   matrix and run one threaded GEMM per product (there, what the lanes path does not take: dW, and
+ *   every product where the direct kernels are absent).
  * - Per image (everything else, and the shapes the direct kernels do not take): im2col into the
  *   caller's scratch and a GEMM; a 1x1 stride-1 unpadded conv is already a matrix product. dX of a
  *   stride-1 conv is the forward conv of dout with the flipped, transposed weights, else a GEMM into
  *   a column gradient and col2im.
  * Every GEMM runs in the shape's precision: df_gemm_f32, or df_gemm_bf16 (inputs rounded to bf16,
  * fp32 sums); im2col, col2im, the bias and the dW partial sums are fp32 either way.
- * What it is not: no Winograd/FFT, no channels-last layout.
+ * What it is not: no Winograd/FFT, no channels-last layout. The forward can also fuse the U-Net's
+ * norm + SiLU before and bias and residual adds after the conv (df_conv2d_forward_fused).
  *
  * Threads: OpenMP over images, one image per thread at a time (dynamic schedule), each thread with
  * its own buffer and single-threaded GEMMs (they run on the calling thread inside a parallel
@@ -127,6 +132,38 @@ static int conv_direct_dx(const df_conv_shape *s) {
     return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available(conv_bf16(s));
 }
 
+/* Small planes run the lanes kernel (conv3x3.h: 16 images per vector) for the forward and dX: 4x4
+ * at any batch (it replaces the batched GEMM there), 7x7 and 8x8 from 8 images up (below that the
+ * per-image direct kernel, which gives the same bits, wastes less on empty lanes). */
+#define CONV_LANES_MAX_OHW 64
+#define CONV_LANES_MIN_N 8
+static int g_force_per_image;
+static int conv_lanes(const df_conv_shape *s) {
+    const int ohw = s->oh * s->ow;
+    return !g_force_per_image && conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s)) &&
+           (ohw <= 16 || (ohw <= CONV_LANES_MAX_OHW && s->n >= CONV_LANES_MIN_N));
+}
+static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->oc >= 8; }
+static int conv_lanes_dx(const df_conv_shape *s) { return conv_lanes(s) && s->ic >= 8; }
+static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
+
+/* The lanes path's scratch: [the packed groups (of the input or of dout)][each thread's normalised
+ * image (the fused forward)][the packed weights]. */
+static size_t conv_lanes_packed_floats(const df_conv_shape *s) {
+    const int c = s->ic > s->oc ? s->ic : s->oc;
+    return (size_t)conv_groups(s) * df_conv3x3_lanes_words(c, s->h, s->w, conv_bf16(s));
+}
+static size_t conv_lanes_norm_floats(const df_conv_shape *s) { return ((size_t)s->ic * s->h * s->w + 15) & ~(size_t)15; }
+static size_t conv_lanes_floats(const df_conv_shape *s) {
+    const int bf = conv_bf16(s);
+    size_t wpk = df_conv3x3_weight_words(s->oc, s->ic, bf), x = df_conv3x3_weight_words(s->ic, s->oc, bf);
+    if (x > wpk) wpk = x;
+    return conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s) + wpk;
+}
+static float *conv_lanes_wpack(const df_conv_shape *s, float *scratch) {
+    return scratch + conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s);
+}
+
 /* Images in the largest of the dW slices (see conv_dw_chunks below). */
 static int conv_dw_chunk_max(const df_conv_shape *s);
 
@@ -162,7 +199,6 @@ static size_t conv_direct_dw_floats(const df_conv_shape *s) {
  * batch size. */
 #define CONV_BATCHED_MAX_OHW 16
 #define CONV_BATCHED_MAX_FLOATS ((size_t)8 << 20)
-static int g_force_per_image = 0;
 void df_conv2d_force_per_image(int force) { g_force_per_image = force != 0; }
 static int conv_batched(const df_conv_shape *s) {
     return !g_force_per_image && s->oh * s->ow <= CONV_BATCHED_MAX_OHW;
@@ -242,8 +278,12 @@ static size_t conv_thread_floats(const df_conv_shape *s) { return conv_cols_floa
  * weights][dW partials x chunks]. */
 size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
     const size_t w16 = (conv_wsize(s) + 15) & ~(size_t)15;
-    if (conv_batched(s)) return conv_batched_floats(s);
-    return conv_thread_floats(s) * (size_t)conv_threads(s) + conv_wblock_floats(s) + w16 * (size_t)conv_dw_chunks(s);
+    size_t f = conv_batched(s) ? conv_batched_floats(s)
+                               : conv_thread_floats(s) * (size_t)conv_threads(s) + conv_wblock_floats(s) +
+                                     w16 * (size_t)conv_dw_chunks(s);
+    /* the lanes forward and dX use the scratch before (or instead of) the paths above */
+    if (conv_lanes(s) && conv_lanes_floats(s) > f) f = conv_lanes_floats(s);
+    return f;
 }
 
 /* Output columns ox whose input column ix = ox*stride - pad_l + kj lies inside [0, w):
@@ -413,6 +453,57 @@ static void conv_backward_batched(float *dinp, float *dw, float *db, const float
     }
 }
 
+/* y (N, yc, h, w) = (or +=, accumulate) the 3x3 same conv of x (N, xc, h, w) with wpack (packed for
+ * yc outputs from xc inputs) on the lanes kernel, with the fusions of f (may be NULL): every
+ * group's lanes packed first (threads over images), then threads over (group, strip of 8 outputs)
+ * pairs, each output written by one of them: nothing depends on the thread count. */
+static void conv_lanes_run(float *y, const float *x, const void *wpack, const float *b, const df_conv_fusion *f,
+                           const df_conv_shape *s, int xc, int yc, int accumulate, float *scratch) {
+    const int bf = conv_bf16(s), groups = conv_groups(s), strips = (yc + 7) / 8, nt = s->threads;
+    const int h = s->h, w = s->w, hw = h * w;
+    const size_t gw = df_conv3x3_lanes_words(xc, h, w, bf), x_img = (size_t)xc * hw, y_img = (size_t)yc * hw;
+    const size_t norm_floats = conv_lanes_norm_floats(s);
+    float *packed = scratch, *normbuf = scratch + conv_lanes_packed_floats(s);
+    const int norm = f && f->norm_mean;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        float *normed = normbuf + (size_t)omp_get_thread_num() * norm_floats;
+#else
+        float *normed = normbuf;
+#endif
+#pragma omp for schedule(static)
+        for (int i = 0; i < groups * 16; i++) {
+            const int img = i; /* group i / 16, lane i % 16 */
+            const float *src = img < s->n ? x + (size_t)img * x_img : NULL;
+            if (src && norm) {
+                const int g = f->norm_groups;
+                df_groupnorm_silu_image(normed, f->norm_mean + (size_t)img * g, f->norm_rstd + (size_t)img * g, src,
+                                        f->norm_gamma, f->norm_beta, xc, hw, g);
+                src = normed;
+            }
+            df_conv3x3_lanes_pack(packed + (size_t)(i / 16) * gw, src, i % 16, xc, h, w, bf);
+        }
+#pragma omp for schedule(dynamic)
+        for (int j = 0; j < groups * strips; j++) {
+            const int g = j / strips, n0 = g * 16, nimg = s->n - n0 < 16 ? s->n - n0 : 16;
+            df_conv3x3_lanes_strip(y + (size_t)n0 * y_img, y_img, nimg, packed + (size_t)g * gw, wpack, j % strips, b,
+                                   f && f->chan_bias ? f->chan_bias + (size_t)n0 * yc : NULL,
+                                   f && f->residual ? f->residual + (size_t)n0 * y_img : NULL, yc, xc, h, w,
+                                   accumulate, bf);
+        }
+    }
+}
+
+/* The forward on the lanes kernel: the packed weights after the rest of the lanes scratch. */
+static void conv_forward_lanes(float *out, const float *inp, const float *w, const float *b, const df_conv_fusion *f,
+                               const df_conv_shape *s, float *scratch) {
+    const int bf = conv_bf16(s);
+    float *wpack = conv_lanes_wpack(s, scratch);
+    df_conv3x3_pack_weights(wpack, w, s->oc, s->ic, 0, bf);
+    conv_lanes_run(out, inp, wpack, b, f, s, s->ic, s->oc, 0, scratch);
+}
+
 /* The direct forward, image by image (one per thread at a time), with the fusions of f (may be
  * NULL): the normalised image is made in the thread's scratch right before it is padded, the
  * epilogue adds run in the kernel's scatter. */
@@ -446,7 +537,7 @@ static void conv_forward_direct(float *out, const float *inp, const float *w, co
     }
 }
 
-int df_conv2d_fuses(const df_conv_shape *s) { return !conv_batched(s) && conv_direct_fwd(s); }
+int df_conv2d_fuses(const df_conv_shape *s) { return conv_lanes_fwd(s) || (!conv_batched(s) && conv_direct_fwd(s)); }
 
 void df_conv2d_forward_fused(float *out, const float *inp, const float *w, const float *b, const df_conv_fusion *f,
                              const df_conv_shape *s, float *scratch) {
@@ -454,7 +545,10 @@ void df_conv2d_forward_fused(float *out, const float *inp, const float *w, const
     ASSERT(df_conv2d_fuses(s));
     ASSERT(!f->residual || f->residual != out);
     ASSERT(!f->norm_mean || (f->norm_groups > 0 && s->ic % f->norm_groups == 0));
-    conv_forward_direct(out, inp, w, b, f, s, scratch);
+    if (conv_lanes_fwd(s))
+        conv_forward_lanes(out, inp, w, b, f, s, scratch);
+    else
+        conv_forward_direct(out, inp, w, b, f, s, scratch);
     df_ops_prof_end(t0, "conv%dx%d s%d fused fwd%s %d->%d %dx%d", s->kh, s->kw, s->stride, conv_bf16(s) ? " bf16" : "",
                     s->ic, s->oc, s->h, s->w);
 }
@@ -464,6 +558,11 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
     const double t0 = df_ops_prof_begin();
     const int nt = conv_threads(s);
     const size_t per_thread = conv_thread_floats(s);
+    if (conv_lanes_fwd(s)) {
+        conv_forward_lanes(out, inp, w, b, NULL, s, scratch);
+        conv_prof_end(t0, "fwd", s);
+        return;
+    }
     if (conv_batched(s)) {
         const int g = conv_batched_group(s);
         for (int n0 = 0; n0 < s->n; n0 += g) {
@@ -546,6 +645,18 @@ static void conv_dx_image(float *dx, const float *g, const float *w, const float
 void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const df_conv_shape *s, float *scratch) {
     const double t0 = df_ops_prof_begin();
+    if (dinp && conv_lanes_dx(s)) {
+        /* dX first, on the lanes kernel (the conv of dout with the flipped weights); then dW and db
+         * below, as if dX were not wanted (they reuse the scratch) */
+        float *wt = conv_lanes_wpack(s, scratch);
+        df_conv3x3_pack_weights(wt, w, s->ic, s->oc, 1, conv_bf16(s));
+        conv_lanes_run(dinp, dout, wt, NULL, NULL, s, s->oc, s->ic, !s->dinp_set, scratch);
+        dinp = NULL;
+    }
+    if (!dinp && !dw && !db) {
+        conv_prof_end(t0, "bwd", s);
+        return;
+    }
     if (conv_batched(s)) {
         const int g = conv_batched_group(s);
         for (int n0 = 0; n0 < s->n; n0 += g) {

@@ -188,6 +188,10 @@ static const op_case CASES[] = {
     {OP_CONV, "batched conv 3x3 s2 8->4 b3", 3, 16, 8, 8, 8, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
     {OP_CONV, "batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
     {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
+    /* lanes (16 images per vector): 7x7 and 8x8 from 8 images, 4x4 at any batch; partial groups and strips */
+    {OP_CONV, "lanes conv 9->13 7x7 b19", 19, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "lanes conv 16->8 8x8 b8 no bias", 8, 16, 8, 8, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS},
+    {OP_CONV, "lanes conv 24->16 3x5 b2", 2, 24, 3, 5, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     /* linear */
     {OP_LINEAR, "linear 3x5->7", 3, 5, 1, 1, 7, 0, 0, {0}, 0, 0, 0},
     {OP_LINEAR, "linear 4x32->64 no bias", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_NO_BIAS},
@@ -228,6 +232,7 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS | F_PER_IMAGE},
     {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 batched conv 3x3 64->32 4x4", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 lanes conv 9->13 7x7 b19", 19, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
@@ -957,7 +962,8 @@ static void test_groupnorm_silu_fused(void) {
  * oc not a multiple of 8); groupnorm stats equal the forward's. Skipped where the direct path is
  * absent (the fusion is then never taken). */
 static void test_conv_fused(void) {
-    static const int shapes[][5] = {/* n, ic, oc, h, w */ {3, 16, 24, 7, 7}, {2, 32, 12, 13, 11}, {2, 8, 16, 28, 28}};
+    static const int shapes[][5] = {/* n, ic, oc, h, w */ {3, 16, 24, 7, 7},  {2, 32, 12, 13, 11}, {2, 8, 16, 28, 28},
+                                    {19, 16, 24, 7, 7}, {3, 32, 16, 4, 4}};
     int ran = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int prec = 0; prec < 2; prec++) {
@@ -999,6 +1005,41 @@ static void test_conv_fused(void) {
     printf("  conv fused (norm+SiLU in, channel bias and residual out): %d shape/precision pairs bit for bit\n", ran);
 }
 
+/* The lanes kernel (16 images per vector) and the per-image direct kernel give the same bits, forward
+ * and dX, fp32 and bf16: the U-Net's output for an image then does not depend on the batch size
+ * (which picks between them at 7x7 and 8x8). */
+static void test_conv_lanes_bits(void) {
+    enum { N = 19, IC = 24, OC = 16, H = 7, W = 7 };
+    const size_t nin = (size_t)N * IC * H * W, nout = (size_t)N * OC * H * W, nw = (size_t)OC * IC * 9;
+    int ran = 0;
+    for (int prec = 0; prec < 2; prec++) {
+        df_conv_shape s;
+        df_conv_shape_init(&s, N, IC, H, W, OC, 3, 1, 1, 1, 1, 1);
+        s.precision = prec ? DF_PRECISION_BF16 : DF_PRECISION_FP32;
+        if (!df_conv2d_fuses(&s)) continue;
+        float *x = galloc(nin), *w = galloc(nw), *b = galloc(OC), *g = galloc(nout);
+        float *y1 = galloc(nout), *y2 = galloc(nout), *dx1 = galloc(nin), *dx2 = galloc(nin);
+        float *ws = galloc(df_conv2d_scratch_floats(&s));
+        fill_uniform(x, nin, -1.0f, 1.0f), fill_uniform(w, nw, -0.3f, 0.3f), fill_uniform(b, OC, -1.0f, 1.0f);
+        fill_uniform(g, nout, -1.0f, 1.0f), fill_uniform(dx1, nin, -1.0f, 1.0f);
+        memcpy(dx2, dx1, nin * sizeof(float));
+        df_conv2d_forward(y1, x, w, b, &s, ws);
+        df_conv2d_backward(dx1, NULL, NULL, g, x, w, &s, ws);  /* accumulating */
+        df_conv2d_force_per_image(1);
+        float *ws2 = galloc(df_conv2d_scratch_floats(&s));
+        df_conv2d_forward(y2, x, w, b, &s, ws2);
+        df_conv2d_backward(dx2, NULL, NULL, g, x, w, &s, ws2);
+        df_conv2d_force_per_image(0);
+        CHECK(memcmp(y1, y2, nout * sizeof(float)) == 0, "lanes forward (%s) differs from the per-image kernel",
+              prec ? "bf16" : "fp32");
+        CHECK(memcmp(dx1, dx2, nin * sizeof(float)) == 0, "lanes dX (%s) differs from the per-image kernel",
+              prec ? "bf16" : "fp32");
+        ran++;
+        gfree(x), gfree(w), gfree(b), gfree(g), gfree(y1), gfree(y2), gfree(dx1), gfree(dx2), gfree(ws), gfree(ws2);
+    }
+    printf("  conv lanes vs per-image direct: forward and dX bit for bit in %d precisions\n", ran);
+}
+
 /* The dropout mask is df_randu's: the kept fraction is near 1-p and the same keys give the same mask. */
 static void test_dropout_mask(void) {
     enum { N = 4099 };
@@ -1031,6 +1072,7 @@ int main(void) {
     test_dropout_mask();
     test_groupnorm_silu_fused();
     test_conv_fused();
+    test_conv_lanes_bits();
     printf("test_ops: %.2f s\n", df_time() - t0);
     return check_exit_code("test_ops");
 }
