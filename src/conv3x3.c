@@ -344,6 +344,75 @@ T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *
     }
 }
 
+/* One value of the dW layouts: fp32, or rounded to bf16 and widened back (exact in fp32). */
+static uint32_t dw_word(float f, int round_bf16) {
+    uint32_t v;
+    memcpy(&v, &f, sizeof v);
+    return round_bf16 ? bf16_bits(f) << 16 : v;
+}
+
+void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
+                              int padded) {
+    const int wp = padded ? w + 2 : w, hp = padded ? h + 2 : h, o = padded ? 1 : 0;
+    const size_t ps = (size_t)hp * wp * 16;
+    uint32_t *d = (uint32_t *)dst + lane;
+    for (int ch = 0; ch < c; ch++, d += ps) {
+        if (padded) {
+            for (int q = 0; q < wp; q++) d[(size_t)q * 16] = 0, d[((size_t)(hp - 1) * wp + q) * 16] = 0;
+            for (int y = 1; y <= h; y++) d[(size_t)y * wp * 16] = 0, d[((size_t)y * wp + w + 1) * 16] = 0;
+        }
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++)
+                d[((size_t)(y + o) * wp + xx + o) * 16] = x ? dw_word(x[((size_t)ch * h + y) * w + xx], round_bf16) : 0;
+    }
+}
+
+/* dw rows o0..o0+R-1, input channel c, its 9 taps += the sums over the groups, positions and lanes
+ * of g_r[q] x[c][q + tap]: 27 accumulators (R = 3), reduced across lanes once at the end. */
+T_F32 static inline __attribute__((always_inline)) void lanes_dw_tile(float *dw, const float *gpk, const float *xpk,
+                                                                       int groups, int o0, int c, int oc, int ic,
+                                                                       int h, int w, const int R) {
+    const int wp = w + 2, hw = h * w;
+    const size_t gsz = (size_t)oc * hw * 16, xsz = (size_t)ic * (h + 2) * wp * 16;
+    const int off[9] = {0, 16, 32, 16 * wp, 16 * (wp + 1), 16 * (wp + 2), 32 * wp, 16 * (2 * wp + 1),
+                        16 * (2 * wp + 2)};
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int g = 0; g < groups; g++) {
+        const float *gg = gpk + g * gsz + (size_t)o0 * hw * 16, *xx = xpk + g * xsz + (size_t)c * (h + 2) * wp * 16;
+        for (int y = 0; y < h; y++)
+            for (int x0 = 0; x0 < w; x0++) {
+                const float *xq = xx + ((size_t)y * wp + x0) * 16;
+                const float *gq = gg + ((size_t)y * w + x0) * 16;
+                __m512 gr[3];
+#pragma GCC unroll 3
+                for (int r = 0; r < R; r++) gr[r] = _mm512_loadu_ps(gq + (size_t)r * hw * 16);
+#pragma GCC unroll 9
+                for (int t = 0; t < 9; t++) {
+                    __m512 xv = _mm512_loadu_ps(xq + off[t]);
+                    __asm__("" : "+v"(xv)); /* one load per tap (see dw_tile) */
+#pragma GCC unroll 3
+                    for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(gr[r], xv, acc[r][t]);
+                }
+            }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) dw[((size_t)(o0 + r) * ic + c) * 9 + t] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
+T_F32 void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,
+                               int h, int w) {
+    int o0 = 0;
+    for (; o0 + 3 <= oc; o0 += 3) lanes_dw_tile(dw, gpk, xpk, groups, o0, c, oc, ic, h, w, 3);
+    if (oc - o0 == 2) lanes_dw_tile(dw, gpk, xpk, groups, o0, c, oc, ic, h, w, 2);
+    if (oc - o0 == 1) lanes_dw_tile(dw, gpk, xpk, groups, o0, c, oc, ic, h, w, 1);
+}
+
 /* c planes of h x w values to dst (row y at y * wp + x0, the rest of each plane zero; planes
  * `plane` words apart), fp32 or bf16 values. */
 T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, size_t plane, int wp, int x0, int bf16) {
@@ -462,6 +531,16 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
                             int accumulate, int bf16) {
     (void)y; (void)y_img; (void)nimg; (void)packed; (void)wpack; (void)strip; (void)b; (void)cb; (void)res;
     (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
+                              int padded) {
+    (void)dst; (void)x; (void)lane; (void)c; (void)h; (void)w; (void)round_bf16; (void)padded;
+    ASSERT(0);
+}
+void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,
+                         int h, int w) {
+    (void)dw; (void)gpk; (void)xpk; (void)groups; (void)c; (void)oc; (void)ic; (void)h; (void)w;
     ASSERT(0);
 }
 int df_conv3x3_available(int bf16) { (void)bf16; return 0; }

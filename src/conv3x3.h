@@ -80,6 +80,18 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
                             const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
                             int accumulate, int bf16);
 
+/* dW on the lanes layout, one channel per plane in fp32 (bf16: each value rounded to bf16 and kept
+ * as the fp32 it is exactly, so the products and sums are those of a bf16 GEMM): lane `lane` of a
+ * group = image x (c, h, w), padded ((h+2) x (w+2) positions, the conv's input) or not (h x w, dout);
+ * x NULL: zeros. Groups of c * positions * 16 floats. */
+void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
+                              int padded);
+/* dw[o][c][0..8] += for input channel c and every output o: the sum over `groups` packed groups
+ * (gpk: dout, unpadded, oc planes a group; xpk: input, padded, ic planes a group), positions and
+ * lanes, reduced across lanes once at the end (a fixed order). One thread. */
+void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,
+                         int h, int w);
+
 /* Words (4 bytes) of one plane of dout in the padded width for dW: h * (w + 2) positions rounded
  * up to 16 (fp32) or 32 (bf16, 2 bytes each). */
 size_t df_conv3x3_grad_plane_words(int h, int w, int bf16);

@@ -146,6 +146,9 @@ static int conv_lanes(const df_conv_shape *s) {
 static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->oc >= 8; }
 static int conv_lanes_dx(const df_conv_shape *s) { return conv_lanes(s) && s->ic >= 8; }
 static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
+/* dW runs fp32 products on the lanes layout (bf16: of the rounded values); in bf16 the direct
+ * kernel's pair products measured faster at 8x8 (and equal at 7x7), so bf16 only at 4x4. */
+static int conv_lanes_dw(const df_conv_shape *s) { return conv_lanes(s) && (!conv_bf16(s) || s->oh * s->ow <= 16); }
 
 /* The lanes path's scratch: [the packed groups (of the input or of dout)][each thread's normalised
  * image (the fused forward)][the packed weights]. */
@@ -154,11 +157,16 @@ static size_t conv_lanes_packed_floats(const df_conv_shape *s) {
     return (size_t)conv_groups(s) * df_conv3x3_lanes_words(c, s->h, s->w, conv_bf16(s));
 }
 static size_t conv_lanes_norm_floats(const df_conv_shape *s) { return ((size_t)s->ic * s->h * s->w + 15) & ~(size_t)15; }
+/* dW: [dout groups, unpadded][input groups, padded], fp32 values. */
+static size_t conv_lanes_dw_gsz(const df_conv_shape *s) { return (size_t)s->oc * s->oh * s->ow * 16; }
+static size_t conv_lanes_dw_xsz(const df_conv_shape *s) { return (size_t)s->ic * (s->h + 2) * (s->w + 2) * 16; }
 static size_t conv_lanes_floats(const df_conv_shape *s) {
     const int bf = conv_bf16(s);
     size_t wpk = df_conv3x3_weight_words(s->oc, s->ic, bf), x = df_conv3x3_weight_words(s->ic, s->oc, bf);
     if (x > wpk) wpk = x;
-    return conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s) + wpk;
+    const size_t fx = conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s) + wpk;
+    const size_t dw = conv_lanes_dw(s) ? (size_t)conv_groups(s) * (conv_lanes_dw_gsz(s) + conv_lanes_dw_xsz(s)) : 0;
+    return fx > dw ? fx : dw;
 }
 static float *conv_lanes_wpack(const df_conv_shape *s, float *scratch) {
     return scratch + conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s);
@@ -495,6 +503,28 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
     }
 }
 
+/* dw += the weight gradient on the lanes kernel: dout and input packed (threads over images), then
+ * threads over input channels, each weight summed by one of them in a fixed order. */
+static void conv_dw_lanes(float *dw, const float *dout, const float *inp, const df_conv_shape *s, float *scratch) {
+    const int groups = conv_groups(s), bf = conv_bf16(s);
+    const size_t gsz = conv_lanes_dw_gsz(s), xsz = conv_lanes_dw_xsz(s);
+    const size_t in_img = (size_t)s->ic * s->h * s->w, out_img = (size_t)s->oc * s->oh * s->ow;
+    float *gpk = scratch, *xpk = scratch + (size_t)groups * gsz;
+#pragma omp parallel num_threads(s->threads) if (s->threads > 1)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < groups * 16; i++) {
+            const int in = i < s->n;
+            df_conv3x3_lanes_pack_dw(gpk + (size_t)(i / 16) * gsz, in ? dout + (size_t)i * out_img : NULL, i % 16,
+                                     s->oc, s->oh, s->ow, bf, 0);
+            df_conv3x3_lanes_pack_dw(xpk + (size_t)(i / 16) * xsz, in ? inp + (size_t)i * in_img : NULL, i % 16,
+                                     s->ic, s->h, s->w, bf, 1);
+        }
+#pragma omp for schedule(dynamic)
+        for (int c = 0; c < s->ic; c++) df_conv3x3_lanes_dw(dw, gpk, xpk, groups, c, s->oc, s->ic, s->h, s->w);
+    }
+}
+
 /* The forward on the lanes kernel: the packed weights after the rest of the lanes scratch. */
 static void conv_forward_lanes(float *out, const float *inp, const float *w, const float *b, const df_conv_fusion *f,
                                const df_conv_shape *s, float *scratch) {
@@ -652,6 +682,14 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
         df_conv3x3_pack_weights(wt, w, s->ic, s->oc, 1, conv_bf16(s));
         conv_lanes_run(dinp, dout, wt, NULL, NULL, s, s->oc, s->ic, !s->dinp_set, scratch);
         dinp = NULL;
+    }
+    if (dw && conv_lanes_dw(s)) {
+        conv_dw_lanes(dw, dout, inp, s, scratch);
+        dw = NULL;
+        if (!dinp && db) {
+            conv_bias_backward(db, dout, s);
+            db = NULL;
+        }
     }
     if (!dinp && !dw && !db) {
         conv_prof_end(t0, "bwd", s);
