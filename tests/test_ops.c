@@ -174,7 +174,7 @@ static const op_case CASES[] = {
     {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS | F_PER_IMAGE},
     {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 16->1 (fwd im2col)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 16->1 (1-output tile)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     /* direct dW: slices with >= 512 positions of the padded width (3-output strips, then 2 or 1) */
     {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
