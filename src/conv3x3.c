@@ -118,6 +118,15 @@ size_t df_conv3x3_grad_plane_words(int h, int w, int bf16) {
     return bf16 ? pos / 2 : pos;
 }
 
+/* fp32 dout for dW goes channels last from 16 channels up (below, most of a vector of outputs would
+ * be padding: the output head's 1 or 3 channels keep the plane layout). */
+static int grad_channels_last(int c, int bf16) { return !bf16 && c >= 16; }
+
+size_t df_conv3x3_grad_image_words(int c, int h, int w, int bf16) {
+    return grad_channels_last(c, bf16) ? (size_t)h * w * round_up((size_t)c, 16)
+                                       : (size_t)c * df_conv3x3_grad_plane_words(h, w, bf16);
+}
+
 size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
     if (!bf16) return df_conv3x3_plane_words(h, w);
     /* values: the last pair vector starts at position G - 32 (G the padded dout plane's length)
@@ -435,7 +444,20 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
 }
 
 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
-    place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
+    if (!grad_channels_last(c, bf16)) {
+        place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
+        return;
+    }
+    /* channels last, (h w, c16), in blocks of 16 positions (a block's rows stay in L1) */
+    const int hw = h * w, c16 = (c + 15) / 16 * 16;
+    float *d = dst;
+    for (int q0 = 0; q0 < hw; q0 += 16) {
+        const int nq = hw - q0 < 16 ? hw - q0 : 16;
+        for (int ch = 0; ch < c; ch++)
+            for (int q = 0; q < nq; q++) d[(size_t)(q0 + q) * c16 + ch] = g[(size_t)ch * hw + q0 + q];
+        for (int q = 0; q < nq; q++)
+            for (int ch = c; ch < c16; ch++) d[(size_t)(q0 + q) * c16 + ch] = 0.0f;
+    }
 }
 
 /* The padded plane: row y of the image at row y + 1, column 1 (df_conv3x3_pad_image's layout). */
@@ -500,10 +522,69 @@ T_BF16 static void dw_all(float *dw, const uint32_t *gpad, const uint32_t *xpad,
     }
 }
 
+/* fp32 dW from channels-last dout: dw rows o0..o0+16R-1 (clipped to oc), input channel c, its 9
+ * taps = (set) or += the sums over the images and positions of g[q][o] * x_c[q + tap]: 16 outputs
+ * per vector, so every load is a whole aligned-or-not row of dout (no position shifts) or one
+ * broadcast value of the input; 27 accumulators (R = 3), no lane reductions. */
+T_F32 static inline __attribute__((always_inline)) void dwcl_tile(float *dw, const float *gcl, const float *xpad, int n,
+                                                                   int o0, int c, int oc, int ic, int h, int w,
+                                                                   size_t gimg, size_t ximg, size_t ps, int c16,
+                                                                   const int R, int set) {
+    const int wp = w + 2;
+    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        const float *g = gcl + i * gimg + o0, *x = xpad + i * ximg + (size_t)c * ps;
+        for (int oy = 0; oy < h; oy++) {
+            const float *xr = x + (size_t)oy * wp, *gr = g + (size_t)oy * w * c16;
+            for (int ox = 0; ox < w; ox++) {
+                __m512 gv[3];
+#pragma GCC unroll 3
+                for (int r = 0; r < R; r++) gv[r] = _mm512_loadu_ps(gr + (size_t)ox * c16 + 16 * r);
+#pragma GCC unroll 9
+                for (int t = 0; t < 9; t++) {
+                    __m512 xb = _mm512_set1_ps(xr[ox + off[t]]);
+                    __asm__("" : "+v"(xb)); /* one broadcast per tap, not one per FMA */
+#pragma GCC unroll 3
+                    for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(gv[r], xb, acc[r][t]);
+                }
+            }
+        }
+    }
+    float tmp[16] __attribute__((aligned(64)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < 9; t++) {
+            _mm512_store_ps(tmp, acc[r][t]);
+            for (int l = 0; l < 16 && o0 + 16 * r + l < oc; l++) {
+                float *d = dw + ((size_t)(o0 + 16 * r + l) * ic + c) * 9 + t;
+                *d = (set ? 0.0f : *d) + tmp[l];
+            }
+        }
+}
+
+T_F32 static void dwcl_all(float *dw, const float *gcl, const float *xpad, int n, int oc, int ic, int h, int w,
+                           int set) {
+    const int c16 = (oc + 15) / 16 * 16;
+    const size_t gimg = (size_t)h * w * c16, ps = df_conv3x3_dw_plane_words(h, w, 0), ximg = (size_t)ic * ps;
+    /* channel outside: its planes stay in L1 while the rows of dout pass by */
+    for (int c = 0; c < ic; c++) {
+        int o0 = 0;
+        for (; o0 + 32 < oc; o0 += 48) dwcl_tile(dw, gcl, xpad, n, o0, c, oc, ic, h, w, gimg, ximg, ps, c16, 3, set);
+        if (oc - o0 > 16) dwcl_tile(dw, gcl, xpad, n, o0, c, oc, ic, h, w, gimg, ximg, ps, c16, 2, set);
+        else if (oc - o0 > 0) dwcl_tile(dw, gcl, xpad, n, o0, c, oc, ic, h, w, gimg, ximg, ps, c16, 1, set);
+    }
+}
+
 void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
                    int set) {
     if (bf16)
         dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1, set);
+    else if (grad_channels_last(oc, bf16))
+        dwcl_all(dw, gpad, xpad, n, oc, ic, h, w, set);
     else
         dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0, set);
 }

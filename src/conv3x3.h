@@ -18,6 +18,9 @@
  * outputs x the 9 taps of one input channel, 16 positions per vector (fp32) or 32 as 16 pairs of
  * consecutive positions (bf16: both operands are plain bf16 copies of the fp32 layouts, so a
  * pair (q + off, q + off + 1) is one 32-bit word at any shift), reduced across lanes once per call.
+ * In fp32 from 16 output channels, dout goes channels last instead and the tile is 48 outputs (16
+ * per vector) x the 9 taps of one input channel, each tap's input value broadcast: no shifted
+ * vector loads, no lane reductions.
  * What it is not: no stride 2, no other kernel sizes or paddings (those take im2col + GEMM in
  * ops_conv.c), no fallback of its own: callers check df_conv3x3_available() first. */
 #ifndef DF_CONV3X3_H
@@ -100,9 +103,14 @@ size_t df_conv3x3_grad_plane_words(int h, int w, int bf16);
  * plane as consecutive bf16 values, long enough for the shifted reads of the last pair vector. */
 size_t df_conv3x3_dw_plane_words(int h, int w, int bf16);
 
-/* dst (c planes of df_conv3x3_grad_plane_words words) = g (c, h, w) at the positions
- * oy * (w + 2) + ox, with zeros in the columns ox >= w and the rounding tail; fp32, or rounded to
- * bf16 (consecutive 2-byte values). */
+/* Words of one image of dout as df_conv3x3_pad_grad writes it. */
+size_t df_conv3x3_grad_image_words(int c, int h, int w, int bf16);
+
+/* dst = g (c, h, w) laid out for dW. bf16: c planes of df_conv3x3_grad_plane_words words, g at the
+ * positions oy * (w + 2) + ox, with zeros in the columns ox >= w and the rounding tail, rounded to
+ * bf16 (consecutive 2-byte values); so in fp32 below 16 channels. fp32 from 16 channels: channels
+ * last, (h * w positions, c rounded up to 16 with zeros), so the kernel takes 16 outputs per vector
+ * and no load is shifted (the plane layout's shifted loads split cache lines: 20% slower). */
 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16);
 
 /* dst (c planes of df_conv3x3_dw_plane_words words) = x (c, h, w) zero-padded for dW. */

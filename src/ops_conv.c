@@ -186,7 +186,7 @@ static int conv_direct_dw(const df_conv_shape *s) {
 
 /* Words of one image's padded dout and input for the direct dW. */
 static size_t conv_dw_gimg(const df_conv_shape *s, int bf) {
-    return (size_t)s->oc * df_conv3x3_grad_plane_words(s->oh, s->ow, bf);
+    return df_conv3x3_grad_image_words(s->oc, s->oh, s->ow, bf);
 }
 static size_t conv_dw_ximg(const df_conv_shape *s, int bf) {
     return (size_t)s->ic * df_conv3x3_dw_plane_words(s->h, s->w, bf);

@@ -173,6 +173,9 @@ static const op_case CASES[] = {
     {OP_CONV, "direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS | F_PER_IMAGE},
     {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    /* fp32 dW with dout channels last: a partial 48-output block (40), and 48 + a partial vector (56) */
+    {OP_CONV, "direct conv 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 12->56 16x16", 1, 12, 16, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "direct conv 16->1 (1-output tile)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     /* direct dW: slices with >= 512 positions of the padded width (3-output strips, then 2 or 1) */
