@@ -288,26 +288,27 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
 }
 
 /* ---------------------------------------------------------------- lanes (small planes) */
-T_BF16 void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16) {
-    const int wp = w + 2, hp = h + 2, steps = bf16 ? (c + 1) / 2 : c;
-    const size_t ps = df_conv3x3_lanes_plane_words(h, w);
-    uint32_t *d = (uint32_t *)dst + lane;
-    for (int st = 0; st < steps; st++, d += ps) {
-        for (int q = 0; q < wp; q++) d[(size_t)q * 16] = 0, d[((size_t)(hp - 1) * wp + q) * 16] = 0;
-        for (int y = 0; y < h; y++) {
-            uint32_t *row = d + (size_t)(y + 1) * wp * 16;
-            row[0] = 0, row[(size_t)(w + 1) * 16] = 0;
-            for (int xx = 0; xx < w; xx++) {
-                uint32_t v = 0;
-                if (x && !bf16) {
-                    const float f = x[((size_t)st * h + y) * w + xx];
-                    memcpy(&v, &f, sizeof v);
-                } else if (x) {
-                    const size_t at = (size_t)y * w + xx;
-                    v = bf16_bits(x[(size_t)(2 * st) * h * w + at]);
-                    if (2 * st + 1 < c) v |= bf16_bits(x[(size_t)(2 * st + 1) * h * w + at]) << 16;
+T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
+    const int wp = w + 2, hp = h + 2, hw = h * w;
+    uint32_t *d = dst;
+    memset(d, 0, sizeof(uint32_t) * 16 * (size_t)wp);                              /* top row */
+    memset(d + (size_t)(hp - 1) * wp * 16, 0, sizeof(uint32_t) * 16 * (size_t)wp); /* bottom row */
+    for (int y = 0; y < h; y++) {
+        uint32_t *row = d + (size_t)(y + 1) * wp * 16;
+        memset(row, 0, sizeof(uint32_t) * 16);
+        memset(row + (size_t)(w + 1) * 16, 0, sizeof(uint32_t) * 16);
+        for (int xx = 0; xx < w; xx++) {
+            uint32_t *v = row + (size_t)(xx + 1) * 16;
+            const int at = y * w + xx;
+            for (int l = 0; l < 16; l++) {
+                if (!x[l]) {
+                    v[l] = 0;
+                } else if (!bf16) {
+                    memcpy(&v[l], &x[l][at], sizeof(uint32_t));
+                } else {
+                    v[l] = bf16_bits(x[l][at]);
+                    if (pair) v[l] |= bf16_bits(x[l][hw + at]) << 16;
                 }
-                row[(size_t)(xx + 1) * 16] = v;
             }
         }
     }
@@ -360,20 +361,16 @@ static uint32_t dw_word(float f, int round_bf16) {
     return round_bf16 ? bf16_bits(f) << 16 : v;
 }
 
-void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
-                              int padded) {
+void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
+                                    int padded) {
     const int wp = padded ? w + 2 : w, hp = padded ? h + 2 : h, o = padded ? 1 : 0;
-    const size_t ps = (size_t)hp * wp * 16;
-    uint32_t *d = (uint32_t *)dst + lane;
-    for (int ch = 0; ch < c; ch++, d += ps) {
-        if (padded) {
-            for (int q = 0; q < wp; q++) d[(size_t)q * 16] = 0, d[((size_t)(hp - 1) * wp + q) * 16] = 0;
-            for (int y = 1; y <= h; y++) d[(size_t)y * wp * 16] = 0, d[((size_t)y * wp + w + 1) * 16] = 0;
+    uint32_t *d = (uint32_t *)dst;
+    if (padded) memset(d, 0, sizeof(uint32_t) * 16 * (size_t)hp * wp);
+    for (int y = 0; y < h; y++)
+        for (int xx = 0; xx < w; xx++) {
+            uint32_t *v = d + ((size_t)(y + o) * wp + xx + o) * 16;
+            for (int l = 0; l < 16; l++) v[l] = x[l] ? dw_word(x[l][y * w + xx], round_bf16) : 0;
         }
-        for (int y = 0; y < h; y++)
-            for (int xx = 0; xx < w; xx++)
-                d[((size_t)(y + o) * wp + xx + o) * 16] = x ? dw_word(x[((size_t)ch * h + y) * w + xx], round_bf16) : 0;
-    }
 }
 
 /* dw rows o0..o0+R-1, input channel c, its 9 taps += the sums over the groups, positions and lanes
@@ -603,8 +600,8 @@ void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc,
     (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16; (void)set;
     ASSERT(0);
 }
-void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16) {
-    (void)dst; (void)x; (void)lane; (void)c; (void)h; (void)w; (void)bf16;
+void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
+    (void)dst; (void)x; (void)pair; (void)h; (void)w; (void)bf16;
     ASSERT(0);
 }
 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
@@ -614,9 +611,9 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
     (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
     ASSERT(0);
 }
-void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
-                              int padded) {
-    (void)dst; (void)x; (void)lane; (void)c; (void)h; (void)w; (void)round_bf16; (void)padded;
+void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
+                                    int padded) {
+    (void)dst; (void)x; (void)h; (void)w; (void)round_bf16; (void)padded;
     ASSERT(0);
 }
 void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,

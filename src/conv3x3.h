@@ -71,10 +71,11 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
 size_t df_conv3x3_lanes_plane_words(int h, int w);
 /* Words of a packed group of 16 images of c channels. */
 size_t df_conv3x3_lanes_words(int c, int h, int w, int bf16);
-/* Lane `lane` (0..15) of the packed group dst = the image x (c, h, w), zero-padded (fp32, or bf16
- * channel pairs rounded as df_conv3x3_pad_image rounds them); x NULL: zeros. One thread; threads may
- * pack different lanes of one group at once. */
-void df_conv3x3_lanes_pack(void *dst, const float *x, int lane, int c, int h, int w, int bf16);
+/* One step (plane) of a packed group: dst ((h+2) x (w+2) x 16 words) = lane l holds x[l] (an
+ * (h, w) channel plane of image l; NULL: zeros), zero-padded; bf16: rounded as df_conv3x3_pad_image
+ * rounds, with the channel plane after x[l] (x[l] + h w) in the high half when pair != 0. One
+ * thread; a step's 16 lanes are packed together, so that no two threads share a cache line. */
+void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16);
 /* Outputs strip*8 .. strip*8+7 (clipped to oc) of the group's first nimg images: y + l * y_img is
  * image l's output (oc, h, w): = the conv + b[o], then + cb[l * oc + o], then + res (at the output's
  * place, res + l * y_img), as df_conv3x3_image; += the conv when accumulate != 0. wpack as
@@ -84,11 +85,11 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
                             int accumulate, int bf16);
 
 /* dW on the lanes layout, one channel per plane in fp32 (bf16: each value rounded to bf16 and kept
- * as the fp32 it is exactly, so the products and sums are those of a bf16 GEMM): lane `lane` of a
- * group = image x (c, h, w), padded ((h+2) x (w+2) positions, the conv's input) or not (h x w, dout);
- * x NULL: zeros. Groups of c * positions * 16 floats. */
-void df_conv3x3_lanes_pack_dw(float *dst, const float *x, int lane, int c, int h, int w, int round_bf16,
-                              int padded);
+ * as the fp32 it is exactly, so the products and sums are those of a bf16 GEMM): dst = one plane of
+ * a group, lane l = x[l] (an (h, w) channel plane; NULL: zeros), padded ((h+2) x (w+2) positions,
+ * the conv's input) or not (h x w, dout). A group is c such planes. */
+void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
+                                    int padded);
 /* dw[o][c][0..8] += for input channel c and every output o: the sum over `groups` packed groups
  * (gpk: dout, unpadded, oc planes a group; xpk: input, padded, ic planes a group), positions and
  * lanes, reduced across lanes once at the end (a fixed order). One thread. */

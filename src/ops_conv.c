@@ -157,7 +157,8 @@ static size_t conv_lanes_packed_floats(const df_conv_shape *s) {
     const int c = s->ic > s->oc ? s->ic : s->oc;
     return (size_t)conv_groups(s) * df_conv3x3_lanes_words(c, s->h, s->w, conv_bf16(s));
 }
-static size_t conv_lanes_norm_floats(const df_conv_shape *s) { return ((size_t)s->ic * s->h * s->w + 15) & ~(size_t)15; }
+/* a thread's normalised channels: one (bf16: two) per lane */
+static size_t conv_lanes_norm_floats(const df_conv_shape *s) { return (size_t)32 * s->h * s->w; }
 /* dW: [dout groups, unpadded][input groups, padded], fp32 values. */
 static size_t conv_lanes_dw_gsz(const df_conv_shape *s) { return (size_t)s->oc * s->oh * s->ow * 16; }
 static size_t conv_lanes_dw_xsz(const df_conv_shape *s) { return (size_t)s->ic * (s->h + 2) * (s->w + 2) * 16; }
@@ -470,7 +471,9 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
                            const df_conv_shape *s, int xc, int yc, int accumulate, float *scratch) {
     const int bf = conv_bf16(s), groups = conv_groups(s), strips = (yc + 7) / 8, nt = s->threads;
     const int h = s->h, w = s->w, hw = h * w;
-    const size_t gw = df_conv3x3_lanes_words(xc, h, w, bf), x_img = (size_t)xc * hw, y_img = (size_t)yc * hw;
+    const int steps = bf ? (xc + 1) / 2 : xc;
+    const size_t gw = df_conv3x3_lanes_words(xc, h, w, bf), ps = df_conv3x3_lanes_plane_words(h, w);
+    const size_t x_img = (size_t)xc * hw, y_img = (size_t)yc * hw;
     const size_t norm_floats = conv_lanes_norm_floats(s);
     float *packed = scratch, *normbuf = scratch + conv_lanes_packed_floats(s);
     const int norm = f && f->norm_mean;
@@ -482,16 +485,23 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
         float *normed = normbuf;
 #endif
 #pragma omp for schedule(static)
-        for (int i = 0; i < groups * 16; i++) {
-            const int img = i; /* group i / 16, lane i % 16 */
-            const float *src = img < s->n ? x + (size_t)img * x_img : NULL;
-            if (src && norm) {
-                const int g = f->norm_groups;
-                df_groupnorm_silu_image(normed, f->norm_mean + (size_t)img * g, f->norm_rstd + (size_t)img * g, src,
-                                        f->norm_gamma, f->norm_beta, xc, hw, g);
-                src = normed;
+        for (int j = 0; j < groups * steps; j++) {
+            /* one step (channel, or bf16 channel pair) of one group, its 16 lanes together */
+            const int g = j / steps, c0 = bf ? 2 * (j % steps) : j % steps, pair = bf && c0 + 1 < xc;
+            const float *src[16];
+            for (int l = 0; l < 16; l++) {
+                const int img = g * 16 + l;
+                src[l] = img < s->n ? x + (size_t)img * x_img + (size_t)c0 * hw : NULL;
+                if (!src[l] || !norm) continue;
+                const int ng = f->norm_groups, cpg = xc / ng;
+                float *d = normed + (size_t)l * 2 * hw;
+                for (int c = c0; c < c0 + 1 + pair; c++) /* channel by channel: GN's bits (see ops.h) */
+                    df_groupnorm_silu_image(d + (size_t)(c - c0) * hw, f->norm_mean + (size_t)img * ng + c / cpg,
+                                            f->norm_rstd + (size_t)img * ng + c / cpg, src[l] + (size_t)(c - c0) * hw,
+                                            f->norm_gamma + c, f->norm_beta + c, 1, hw, 1);
+                src[l] = d;
             }
-            df_conv3x3_lanes_pack(packed + (size_t)(i / 16) * gw, src, i % 16, xc, h, w, bf);
+            df_conv3x3_lanes_pack_plane(packed + (size_t)g * gw + (size_t)(j % steps) * ps, src, pair, h, w, bf);
         }
 #pragma omp for schedule(dynamic)
         for (int j = 0; j < groups * strips; j++) {
@@ -513,13 +523,23 @@ static void conv_dw_lanes(float *dw, const float *dout, const float *inp, const 
     float *gpk = scratch, *xpk = scratch + (size_t)groups * gsz;
 #pragma omp parallel num_threads(s->threads) if (s->threads > 1)
     {
+        /* one channel plane of one group (of dout, then of the input) a task, its 16 lanes together */
+        const int ohw = s->oh * s->ow, hw = s->h * s->w;
 #pragma omp for schedule(static)
-        for (int i = 0; i < groups * 16; i++) {
-            const int in = i < s->n;
-            df_conv3x3_lanes_pack_dw(gpk + (size_t)(i / 16) * gsz, in ? dout + (size_t)i * out_img : NULL, i % 16,
-                                     s->oc, s->oh, s->ow, bf, 0);
-            df_conv3x3_lanes_pack_dw(xpk + (size_t)(i / 16) * xsz, in ? inp + (size_t)i * in_img : NULL, i % 16,
-                                     s->ic, s->h, s->w, bf, 1);
+        for (int j = 0; j < groups * (s->oc + s->ic); j++) {
+            const int g = j / (s->oc + s->ic), ch = j % (s->oc + s->ic), is_g = ch < s->oc;
+            const float *src[16];
+            for (int l = 0; l < 16; l++) {
+                const int img = g * 16 + l;
+                src[l] = img >= s->n ? NULL
+                         : is_g      ? dout + (size_t)img * out_img + (size_t)ch * ohw
+                                     : inp + (size_t)img * in_img + (size_t)(ch - s->oc) * hw;
+            }
+            if (is_g)
+                df_conv3x3_lanes_pack_dw_plane(gpk + (size_t)g * gsz + (size_t)ch * ohw * 16, src, s->oh, s->ow, bf, 0);
+            else
+                df_conv3x3_lanes_pack_dw_plane(xpk + (size_t)g * xsz + (size_t)(ch - s->oc) * (s->h + 2) * (s->w + 2) * 16,
+                                               src, s->h, s->w, bf, 1);
         }
 #pragma omp for schedule(dynamic)
         for (int c = 0; c < s->ic; c++) df_conv3x3_lanes_dw(dw, gpk, xpk, groups, c, s->oc, s->ic, s->h, s->w);
