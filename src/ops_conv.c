@@ -148,8 +148,12 @@ static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->o
 static int conv_lanes_dx(const df_conv_shape *s) { return conv_lanes(s) && s->ic >= 8; }
 static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
 /* dW runs fp32 products on the lanes layout (bf16: of the rounded values); in bf16 the direct
- * kernel's pair products measured faster at 8x8 (and equal at 7x7), so bf16 only at 4x4. */
-static int conv_lanes_dw(const df_conv_shape *s) { return conv_lanes(s) && (!conv_bf16(s) || s->oh * s->ow <= 16); }
+ * kernel's pair products measured faster at 8x8 (and equal at 7x7), so bf16 only at 4x4. Its tiles
+ * reduce across lanes once per weight, which costs as much as ~40 positions of work: at least 64
+ * positions of packed groups (a batch of 16 at 4x4 has 16, and runs the batched GEMM instead). */
+static int conv_lanes_dw(const df_conv_shape *s) {
+    return conv_lanes(s) && (!conv_bf16(s) || s->oh * s->ow <= 16) && conv_groups(s) * s->oh * s->ow >= 64;
+}
 
 /* The lanes path's scratch: [the packed groups (of the input or of dout)][each thread's normalised
  * image (the fused forward)][the packed weights]. */
