@@ -241,6 +241,8 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct dW 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct dW 12->56 15x16", 1, 12, 15, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_DIRECT | F_PER_IMAGE},
     {OP_LINEAR, "bf16 linear 4x32->64", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_BF16},
     {OP_LINEAR, "bf16 linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16},
