@@ -757,7 +757,9 @@ static void plan_node_forward(plan *P, int i) {
         shape_conv3(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
         nd->fuse_conv1 = df_conv2d_fuses(&s);
         shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);
-        nd->fuse_conv2 = df_conv2d_fuses(&s) && !(u->training && u->config.dropout > 0.0f);
+        nd->fuse_conv2 = df_conv2d_fuses(&s);
+        /* a training forward with dropout runs conv2 unfused (the mask sits between norm2 and conv2) */
+        const int unfused2 = !nd->fuse_conv2 || (u->training && u->config.dropout > 0.0f);
         const int res = nd->has_shortcut ? -2 : x; /* the residual: the shortcut's output (sh) or x */
         if (nd->has_shortcut) {  /* f0 */
             shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
@@ -782,13 +784,13 @@ static void plan_node_forward(plan *P, int i) {
         TICK();
         USE(h1, tp);  /* f3: the time embedding's add, where conv1 did not */
         TICK();
-        if (!nd->fuse_conv2) sb = pb_work(P, W, Wf, RF_S, Y);  /* f4 */
+        if (unfused2) sb = pb_work(P, W, Wf, RF_S, Y);  /* f4 */
         USE(h1);
         TICK();
         shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* f5 */
         plan_y(P, i, Y);
         y = pn->y;
-        USE(nd->fuse_conv2 ? h1 : sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)), res == -2 ? sh : res);
+        USE(h1, sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)), res == -2 ? sh : res);
         TICK();
         USE(y, res == -2 ? sh : res);  /* f6: the residual's add, where conv2 did not */
         break;
@@ -1339,7 +1341,7 @@ static void resnet_forward(df_unet *u, const df_unet_node *nd, const float *para
     }
     /* f4, f5, f6: y = conv2(dropout(SiLU(norm2(h)))) + shortcut(x) */
     shape_conv3(&s, u->precision, n, nd->cout, nd->h, nd->w, nd->cout);
-    if (nd->fuse_conv2) {  /* never with dropout on (the plan's choice) */
+    if (nd->fuse_conv2 && !dropout_on(u, training)) {
         const df_conv_fusion f = {nd->mean[1], nd->rstd[1], PAR(RES_NORM2_W), PAR(RES_NORM2_B), groups, NULL, res};
         df_groupnorm_stats(nd->mean[1], nd->rstd[1], h1, n, nd->cout, hw, groups, c->norm_eps);
         df_conv2d_forward_fused(nd->y, h1, PAR(RES_CONV2_W), PAR(RES_CONV2_B), &f, &s, conv_ws(nd, 1, RF_CONV2_WS, &s));

@@ -48,7 +48,8 @@ typedef struct {
     int has_shortcut;       /* resnets: a 1x1 conv_shortcut (cin != cout) */
     int fuse_conv1;         /* resnets: conv1 reads SiLU(norm1(x)) and adds the time embedding itself */
     int fuse_conv2;         /* resnets: conv2 reads SiLU(norm2(h)) and adds the shortcut itself
-                             * (both df_conv2d_forward_fused; chosen by the memory plan) */
+                             * (both df_conv2d_forward_fused; chosen by the memory plan), conv2
+                             * not in a training forward with dropout */
     int skip_from;          /* concat: the node whose output it pops; else -1 */
     int pushes_skip;        /* y goes on the skip stack */
     size_t param[DF_UNET_NODE_PARAMS];  /* offsets into the parameter block */
