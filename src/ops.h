@@ -127,6 +127,12 @@ void df_groupnorm_stats(float *mean, float *rstd, const float *inp, int n, int c
  * inside another op's parallel loop). */
 void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rstd, const float *inp,
                              const float *gamma, const float *beta, int c, int hw, int groups);
+/* dinp (overwritten) = dout * SiLU'(GroupNorm(inp)), the norm's output rebuilt from its cached
+ * statistics on the fly: df_groupnorm_apply then df_silu_backward_set in one pass, the same bits,
+ * without writing the norm's output to memory. */
+void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp, const float *mean,
+                                const float *rstd, const float *gamma, const float *beta, int n, int c, int hw,
+                                int groups);
 /* The forward's output again from its cached mean and rstd, bit for bit: lets a model drop the
  * normalised activations after forward and rebuild them in backward (one pass, no reductions). */
 void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,

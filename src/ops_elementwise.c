@@ -23,13 +23,8 @@ void df_silu_forward(float *out, const float *inp, size_t n) {
     df_ops_prof_end(t0_, "silu fwd");
 }
 
-/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
-/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x). */
-#pragma omp declare simd notinbranch
-static inline float silu_grad(float g, float x) {
-    const float s = 1.0f / (1.0f + df_vexpf(-x));
-    return g * s * (1.0f + x * (1.0f - s));
-}
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) (vexp.h, shared with the fused norm ops). */
+#define silu_grad df_vsilu_gradf
 
 void df_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     const double t0_ = df_ops_prof_begin();

@@ -83,6 +83,31 @@ void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rs
                               beta, g, cpg, hw);
 }
 
+void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp, const float *mean,
+                                const float *rstd, const float *gamma, const float *beta, int n, int c, int hw,
+                                int groups) {
+    const double t0_ = df_ops_prof_begin();
+    ASSERT(groups > 0 && c % groups == 0);
+    const int cpg = c / groups;
+    const size_t gsize = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
+    for (int ng = 0; ng < n * groups; ng++) {
+        const float mu = mean[ng], rs = rstd[ng];
+        for (int cc = 0; cc < cpg; cc++) {
+            const int ch = (ng % groups) * cpg + cc;
+            /* groupnorm_apply_group's constants and value, then the SiLU backward's formula */
+            const float a = (float)((double)rs * gamma[ch]);
+            const float s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
+            const size_t at = (size_t)ng * gsize + (size_t)cc * hw;
+            const float *xc = inp + at, *gc = dout + at;
+            float *dc = dinp + at;
+#pragma omp simd
+            for (int p = 0; p < hw; p++) dc[p] = df_vsilu_gradf(gc[p], xc[p] * a + s);
+        }
+    }
+    df_ops_prof_end(t0_, "groupnorm+silu grad %d %dpx", c, hw);
+}
+
 /* GN's statistics and output (out and/or out_silu = SiLU(out); both NULL: the statistics only). */
 static void groupnorm_forward(float *out, float *out_silu, float *mean, float *rstd, const float *inp,
                               const float *gamma, const float *beta, int n, int c, int hw, int groups, float eps) {

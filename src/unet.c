@@ -884,7 +884,9 @@ static void plan_node_backward(plan *P, int i) {
         USE(dy);
         break;
     case DF_UNET_RESNET: {
-        int sb = pb_bw(P, nd, RB_S, Y), r = pb_bw(P, nd, RB_R, Y);  /* b0 */
+        int r = pb_bw(P, nd, RB_R, Y);  /* b0 */
+        nd->bw[RB_S] = nd->bw[RB_A] = NULL; /* the norms' outputs: rebuilt inside the SiLU gradients */
+        nd->bw_floats[RB_S] = nd->bw_floats[RB_A] = 0;
         USE(pn->h1, pn->mean[1], pn->rstd[1]);
         TICK();
         shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* b1 */
@@ -900,7 +902,7 @@ static void plan_node_backward(plan *P, int i) {
         }
         TICK();
         int d3 = pb_bw(P, nd, RB_D3, Y);  /* b3 */
-        USE(d, sb);
+        USE(d, pn->h1, pn->mean[1], pn->rstd[1]);
         TICK();
         int dh = pb_bw(P, nd, RB_DH, Y);  /* b4 */
         USE(d3, pn->h1, pn->mean[1], pn->rstd[1]);
@@ -922,11 +924,10 @@ static void plan_node_backward(plan *P, int i) {
         USE(dh, pb_bw(P, nd, RB_CONV1X_WS, conv_ws_floats(P, &s)));
         TICK();
         USE(x1);  /* b9 */
-        int a = pb_bw(P, nd, RB_A, X);
         USE(pn->mean[0], pn->rstd[0]);
         TICK();
         int f = pb_bw(P, nd, RB_F, X);  /* b10 */
-        USE(e, a);
+        USE(e, x1, pn->mean[0], pn->rstd[0]);
         TICK();
         const int x3 = x1;  /* b11 */
         USE(x3);
@@ -1499,12 +1500,12 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
                             const float *dy) {
     const df_unet_config *c = &u->config;
     const int hw = nd->h * nd->w, groups = c->norm_num_groups;
-    const size_t nin = (size_t)n * nd->cin * hw, nout = (size_t)n * nd->cout * hw;
+    const size_t nout = (size_t)n * nd->cout * hw;
     float *const *w = nd->bw;
     const float *h1 = nd->kept[RES_H1], *x;
     df_conv_shape s;
-    /* b0: norm2's output and conv2's input again */
-    df_groupnorm_silu_apply(w[RB_S], w[RB_R], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
+    /* b0: conv2's input SiLU(norm2(h)) again (the norm's output is rebuilt where b3 needs it) */
+    df_groupnorm_silu_apply(NULL, w[RB_R], nd->mean[1], nd->rstd[1], h1, PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
                             nd->cout, hw, groups);
     if (dropout_on(u, u->last_training)) resnet_dropout(u, nd, w[RB_R], w[RB_R], nout);
     /* b1: conv2 */
@@ -1519,8 +1520,9 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
         resnet_dropout(u, nd, w[RB_D2], d, nout);
         d = w[RB_D2];
     }
-    /* b3: SiLU; b4: norm2 -> dh = d h1 */
-    df_silu_backward_set(w[RB_D3], d, w[RB_S], nout);
+    /* b3: SiLU, its input norm2(h) rebuilt on the fly; b4: norm2 -> dh = d h1 */
+    df_groupnorm_silu_grad_set(w[RB_D3], d, h1, nd->mean[1], nd->rstd[1], PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
+                               nd->cout, hw, groups);
     df_groupnorm_backward_set(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], h1, nd->mean[1], nd->rstd[1],
                           PAR(RES_NORM2_W), n, nd->cout, hw, groups);
     /* b5: the time projection */
@@ -1540,10 +1542,10 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
                        conv_ws(nd, 0, RB_CONV1W_WS, &s));
     s.dinp_set = 1;
     df_conv2d_backward(w[RB_E], NULL, NULL, w[RB_DH], NULL, PAR(RES_CONV1_W), &s, conv_ws(nd, 0, RB_CONV1X_WS, &s));
-    /* b9, b10: norm1's output again, for SiLU's derivative */
+    /* b9, b10: SiLU's gradient, its input norm1(x) rebuilt on the fly */
     x = resnet_input(nd, RB_X2, n);
-    df_groupnorm_apply(w[RB_A], nd->mean[0], nd->rstd[0], x, PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups);
-    df_silu_backward_set(w[RB_F], w[RB_E], w[RB_A], nin);
+    df_groupnorm_silu_grad_set(w[RB_F], w[RB_E], x, nd->mean[0], nd->rstd[0], PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
+                               nd->cin, hw, groups);
     /* b11: the shortcut branch into dx; b12: norm1 into dx */
     x = resnet_input(nd, RB_X3, n);
     if (nd->has_shortcut) {

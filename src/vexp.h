@@ -37,4 +37,12 @@ static inline float df_vexpf(float x) {
 #pragma omp declare simd notinbranch
 static inline float df_vsiluf(float x) { return x / (1.0f + df_vexpf(-x)); }
 
+/* g * dsilu/dx at x = g s (1 + x (1 - s)), s = sigmoid(x): the one formula of every SiLU backward
+ * (fused with a norm or not), so the fused ops give the plain op's bits. */
+#pragma omp declare simd notinbranch
+static inline float df_vsilu_gradf(float g, float x) {
+    const float s = 1.0f / (1.0f + df_vexpf(-x));
+    return g * s * (1.0f + x * (1.0f - s));
+}
+
 #endif

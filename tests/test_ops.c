@@ -959,7 +959,13 @@ static void test_groupnorm_silu_fused(void) {
           "groupnorm+silu apply differs from the pair");
     df_groupnorm_silu_apply(NULL, f, m1, r1, x, gamma, beta, N, C, HW, G);
     CHECK(memcmp(f, sl, n * sizeof(float)) == 0, "groupnorm+silu apply (SiLU only) differs from the pair");
-    printf("  groupnorm+silu fused: forward and apply equal the plain pair bit for bit\n");
+    float *dy = galloc(n), *g1 = galloc(n), *g2 = galloc(n);
+    for (size_t i = 0; i < n; i++) dy[i] = (float)cos(0.11 * (double)i) - 0.25f;
+    df_silu_backward_set(g1, dy, gn, n);
+    df_groupnorm_silu_grad_set(g2, dy, x, m1, r1, gamma, beta, N, C, HW, G);
+    CHECK(memcmp(g1, g2, n * sizeof(float)) == 0, "groupnorm+silu grad differs from apply + SiLU backward");
+    gfree(dy), gfree(g1), gfree(g2);
+    printf("  groupnorm+silu fused: forward, apply and the SiLU gradient equal the plain ops bit for bit\n");
     gfree(x), gfree(gn), gfree(sl), gfree(f), gfree(fg);
 }
 

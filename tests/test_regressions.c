@@ -229,15 +229,15 @@ static void model_too_large_for_memory(void) {
     df_diffusion_config d;
     df_diffusion_config_init(&d);
     CHECK(df_unet_preset("fmnist-small", &c) == DF_OK, "preset");
-    setenv("DIFFUSE_MEMORY_MB", "200", 1);
+    setenv("DIFFUSE_MEMORY_MB", "120", 1);
     df_model m;
     df_status st = df_model_new_unet(&m, &c, &d, 64, 1, 0);
     CHECK(st == DF_ERR_NOMEM && strstr(df_last_error(), "the U-Net at batch 64 for training (1.6 M parameters) needs") &&
-              strstr(df_last_error(), "GiB of memory but only 0.20 GiB is available"),
-          "200 MB for a batch of 64: status %d, %s", st, df_last_error());
+              strstr(df_last_error(), "GiB of memory but only 0.12 GiB is available"),
+          "120 MB for a batch of 64: status %d, %s", st, df_last_error());
     if (st == DF_OK) df_model_free(&m);
     st = df_model_new_unet(&m, &c, &d, 1, 0, 0);  /* one image for sampling fits */
-    CHECK(st == DF_OK, "200 MB for one image: %s", df_last_error());
+    CHECK(st == DF_OK, "120 MB for one image: %s", df_last_error());
     if (st == DF_OK) df_model_free(&m);
     unsetenv("DIFFUSE_MEMORY_MB");
 }
