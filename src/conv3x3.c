@@ -440,20 +440,48 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
     }
 }
 
+/* v[i][j] <- v[j][i]: a 16 x 16 transpose in four rounds of shuffles (32-bit, 64-bit, 128-bit
+ * pairs, 256-bit halves). */
+T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) /* v[i + m]: column m (mod 4) of rows i..i+3, in each 128-bit lane */
+        for (int k = 0; k < 2; k++) {
+            const __m512d a = _mm512_castps_pd(t[i + k]), b = _mm512_castps_pd(t[i + 2 + k]);
+            v[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            v[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int i = 0; i < 16; i += 8)
+        for (int k = 0; k < 4; k++) {
+            t[i + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0x88);
+            t[i + 4 + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0xDD);
+        }
+    for (int k = 0; k < 8; k++) {
+        v[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        v[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+    }
+}
+
 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
     if (!grad_channels_last(c, bf16)) {
         place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
         return;
     }
-    /* channels last, (h w, c16), in blocks of 16 positions (a block's rows stay in L1) */
+    /* channels last, (h w, c16): 16 x 16 blocks transposed in registers */
     const int hw = h * w, c16 = (c + 15) / 16 * 16;
     float *d = dst;
     for (int q0 = 0; q0 < hw; q0 += 16) {
         const int nq = hw - q0 < 16 ? hw - q0 : 16;
-        for (int ch = 0; ch < c; ch++)
-            for (int q = 0; q < nq; q++) d[(size_t)(q0 + q) * c16 + ch] = g[(size_t)ch * hw + q0 + q];
-        for (int q = 0; q < nq; q++)
-            for (int ch = c; ch < c16; ch++) d[(size_t)(q0 + q) * c16 + ch] = 0.0f;
+        for (int c0 = 0; c0 < c16; c0 += 16) {
+            __m512 v[16];
+            for (int k = 0; k < 16; k++)
+                v[k] = c0 + k < c ? _mm512_maskz_loadu_ps(lanes(nq), g + (size_t)(c0 + k) * hw + q0) : _mm512_setzero_ps();
+            transpose16(v);
+            for (int k = 0; k < nq; k++) _mm512_storeu_ps(d + (size_t)(q0 + k) * c16 + c0, v[k]);
+        }
     }
 }
 
