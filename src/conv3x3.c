@@ -465,7 +465,7 @@ T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]
     }
 }
 
-void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+T_BF16 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
     if (!grad_channels_last(c, bf16)) {
         place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
         return;
