@@ -373,6 +373,14 @@ void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h,
         }
 }
 
+/* The 3 x 9 accumulators of a dW tile (3 outputs, or vectors of outputs, x the 9 taps), zeroed. */
+T_F32 static inline __attribute__((always_inline)) void zero_acc27(__m512 acc[3][9]) {
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+}
+
 /* dw rows o0..o0+R-1, input channel c, its 9 taps += the sums over the groups, positions and lanes
  * of g_r[q] x[c][q + tap]: 27 accumulators (R = 3), reduced across lanes once at the end. */
 T_F32 static inline __attribute__((always_inline)) void lanes_dw_tile(float *dw, const float *gpk, const float *xpk,
@@ -383,10 +391,7 @@ T_F32 static inline __attribute__((always_inline)) void lanes_dw_tile(float *dw,
     const int off[9] = {0, 16, 32, 16 * wp, 16 * (wp + 1), 16 * (wp + 2), 32 * wp, 16 * (2 * wp + 1),
                         16 * (2 * wp + 2)};
     __m512 acc[3][9];
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++)
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    zero_acc27(acc);
     for (int g = 0; g < groups; g++) {
         const float *gg = gpk + g * gsz + (size_t)o0 * hw * 16, *xx = xpk + g * xsz + (size_t)c * (h + 2) * wp * 16;
         for (int y = 0; y < h; y++)
@@ -498,10 +503,7 @@ T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, cons
                                                                   size_t gimg, size_t ximg, int wp, const int R,
                                                                   const int bf16, int set) {
     __m512 acc[3][9];
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++)
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    zero_acc27(acc);
     const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
     for (int i = 0; i < n; i++) {
         const uint32_t *g = gpad + i * gimg + (size_t)o0 * gs, *p = xpad + i * ximg + (size_t)c * ps;
@@ -558,10 +560,7 @@ T_F32 static inline __attribute__((always_inline)) void dwcl_tile(float *dw, con
     const int wp = w + 2;
     const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
     __m512 acc[3][9];
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++)
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) acc[r][t] = _mm512_setzero_ps();
+    zero_acc27(acc);
     for (int i = 0; i < n; i++) {
         const float *g = gcl + i * gimg + o0, *x = xpad + i * ximg + (size_t)c * ps;
         for (int oy = 0; oy < h; oy++) {
