@@ -760,13 +760,13 @@ static void plan_node_forward(plan *P, int i) {
         nd->fuse_conv2 = df_conv2d_fuses(&s);
         /* a training forward with dropout runs conv2 unfused (the mask sits between norm2 and conv2) */
         const int unfused2 = !nd->fuse_conv2 || (u->training && u->config.dropout > 0.0f);
-        const int res = nd->has_shortcut ? -2 : x; /* the residual: the shortcut's output (sh) or x */
         if (nd->has_shortcut) {  /* f0 */
             shape_conv1(&s, u->precision, (int)B, nd->cin, nd->h, nd->w, nd->cout);
             sh = pb_work(P, W, Wf, RF_SHORT, Y);
             USE(x, pb_work(P, W, Wf, RF_SHORT_WS, conv_ws_floats(P, &s)));
             TICK();
         }
+        const int res = nd->has_shortcut ? sh : x; /* the residual: the shortcut's output or x */
         /* f1: the time projection, norm1's statistics (and output) */
         tp = pb_work(P, W, Wf, RF_TPROJ, B * nd->cout);
         lws = pb_work(P, W, Wf, RF_LIN_WS, linear_ws_floats(P, (int)B, u->temb_dim, nd->cout));
@@ -790,9 +790,9 @@ static void plan_node_forward(plan *P, int i) {
         shape_conv3(&s, u->precision, (int)B, nd->cout, nd->h, nd->w, nd->cout);  /* f5 */
         plan_y(P, i, Y);
         y = pn->y;
-        USE(h1, sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)), res == -2 ? sh : res);
+        USE(h1, sb, pb_work(P, W, Wf, RF_CONV2_WS, conv_ws_floats(P, &s)), res);
         TICK();
-        USE(y, res == -2 ? sh : res);  /* f6: the residual's add, where conv2 did not */
+        USE(y, res);  /* f6: the residual's add, where conv2 did not */
         break;
     }
     case DF_UNET_ATTENTION: {
