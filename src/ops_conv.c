@@ -7,7 +7,8 @@
  *   read in place, no column matrix at all.
  * - Lanes: the same 3x3 convs on small planes (4x4 at any batch, 7x7 and 8x8 from 8 images) run
  *   forward and dX with 16 images side by side in the vector lanes (conv3x3.h), the same bits as
- *   the per-image direct kernel; their dW takes the path below that the shape would take anyway.
+ *   the per-image direct kernel, and dW too where it pays (conv_lanes_dw); otherwise their dW takes
+ *   the path below that the shape would take anyway.
  * - Batched: outputs of at most 16 positions (the 4x4 level) lower a group of images to one column
  *   matrix and run one threaded GEMM per product (there, what the lanes path does not take: dW, and
  *   every product where the direct kernels are absent).
@@ -469,8 +470,9 @@ static void conv_backward_batched(float *dinp, float *dw, float *db, const float
 
 /* y (N, yc, h, w) = (or +=, accumulate) the 3x3 same conv of x (N, xc, h, w) with wpack (packed for
  * yc outputs from xc inputs) on the lanes kernel, with the fusions of f (may be NULL): every
- * group's lanes packed first (threads over images), then threads over (group, strip of 8 outputs)
- * pairs, each output written by one of them: nothing depends on the thread count. */
+ * group packed first (threads over (group, step) pairs, a step's 16 lanes by one thread), then
+ * threads over (group, strip of 8 outputs) pairs, each output written by one of them: nothing
+ * depends on the thread count. */
 static void conv_lanes_run(float *y, const float *x, const void *wpack, const float *b, const df_conv_fusion *f,
                            const df_conv_shape *s, int xc, int yc, int accumulate, float *scratch) {
     const int bf = conv_bf16(s), groups = conv_groups(s), strips = (yc + 7) / 8, nt = s->threads;
@@ -518,8 +520,9 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
     }
 }
 
-/* dw += the weight gradient on the lanes kernel: dout and input packed (threads over images), then
- * threads over input channels, each weight summed by one of them in a fixed order. */
+/* dw += the weight gradient on the lanes kernel: dout and input packed (threads over channel planes
+ * of a group), then threads over input channels, each weight summed by one of them in a fixed
+ * order. */
 static void conv_dw_lanes(float *dw, const float *dout, const float *inp, const df_conv_shape *s, float *scratch) {
     const int groups = conv_groups(s), bf = conv_bf16(s);
     const size_t gsz = conv_lanes_dw_gsz(s), xsz = conv_lanes_dw_xsz(s);
