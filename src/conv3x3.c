@@ -69,44 +69,6 @@ void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip
     }
 }
 
-/* y rows o0..o0+rows-1 at positions q0..q0+47 (clipped to the image) = tile + b, or += tile. The
- * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
- * dropped. The epilogue (not with accumulate) then adds cb[o] and res (the output's shape), each
- * as a separate float addition in that order: the bits of the separate ops it replaces. */
-static void scatter_tile(float *y, const float *tile, const float *b, const float *cb, const float *res, int o0,
-                         int rows, int q0, int h, int w, int accumulate) {
-    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
-    for (int r = 0; r < rows; r++) {
-        const float *t = tile + r * C3_NR;
-        const size_t plane = (size_t)(o0 + r) * h * w;
-        float *yo = y + plane;
-        const float *ro = res ? res + plane : NULL;
-        const float bias = b ? b[o0 + r] : 0.0f, cbias = cb ? cb[o0 + r] : 0.0f;
-        int q = q0;
-        while (q < qend) {
-            const int oy = q / wp, ox = q % wp;
-            if (ox >= w) { q += wp - ox; continue; }
-            const int len = (w - ox) < (qend - q) ? (w - ox) : (qend - q);
-            const size_t at = (size_t)oy * w + ox;
-            float *d = yo + at;
-            const float *s = t + (q - q0);
-            if (accumulate) {
-                for (int i = 0; i < len; i++) d[i] += s[i];
-            } else if (!cb && !ro) {
-                for (int i = 0; i < len; i++) d[i] = s[i] + bias;
-            } else {
-                for (int i = 0; i < len; i++) {
-                    float v = s[i] + bias;
-                    if (cb) v = v + cbias;
-                    if (ro) v = v + ro[at + i];
-                    d[i] = v;
-                }
-            }
-            q += len;
-        }
-    }
-}
-
 size_t df_conv3x3_lanes_plane_words(int h, int w) { return (size_t)(h + 2) * (w + 2) * 16; }
 
 size_t df_conv3x3_lanes_words(int c, int h, int w, int bf16) {
@@ -153,6 +115,58 @@ int df_conv3x3_available(int bf16) {
 }
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* The outputs (and residual) of the tile at rows o0..o0+rows-1, positions q0..q0+47, to L1: the
+ * caller asks for the next tile while it computes this one. Both were last touched a layer ago, and
+ * their misses, not the adds, were most of the scatter's time without this. */
+T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int rows, int q0, int h, int w) {
+    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
+    const size_t lo = (size_t)(q0 / wp) * w, hi = (size_t)((qend - 1) / wp + 1) * w;
+    for (int r = 0; r < rows; r++) {
+        const size_t plane = (size_t)(o0 + r) * h * w;
+        for (size_t i = lo; i < hi + 15; i += 16) { /* one touch per 64-byte line, and the last */
+            const size_t k = plane + (i < hi ? i : hi - 1);
+            _mm_prefetch((const char *)(y + k), _MM_HINT_T0);
+            if (res) _mm_prefetch((const char *)(res + k), _MM_HINT_T0);
+        }
+    }
+}
+
+/* y rows o0..o0+rows-1 at positions q0..q0+47 (clipped to the image) = tile + b, or += tile. The
+ * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
+ * dropped. The epilogue (not with accumulate) then adds cb[o] and res (the output's shape), each
+ * as a separate float addition in that order: the bits of the separate ops it replaces. Each image
+ * row of the tile is one masked vector pass (a scalar loop here cost a third of the kernel's time
+ * at 14x14 in bf16). */
+T_F32 static void scatter_tile(float *y, const float *tile, const float *b, const float *cb, const float *res,
+                               int o0, int rows, int q0, int h, int w, int accumulate) {
+    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
+    const int oy0 = q0 / wp, oy1 = (qend - 1) / wp;
+    for (int r = 0; r < rows; r++) {
+        const float *t = tile + r * C3_NR;
+        const size_t plane = (size_t)(o0 + r) * h * w;
+        float *yo = y + plane;
+        const float *ro = res ? res + plane : NULL;
+        const __m512 bias = _mm512_set1_ps(b ? b[o0 + r] : 0.0f), cbias = _mm512_set1_ps(cb ? cb[o0 + r] : 0.0f);
+        for (int oy = oy0; oy <= oy1; oy++) {
+            const int qrow = oy * wp, xa = q0 > qrow ? q0 - qrow : 0, xb = qend - qrow < w ? qend - qrow : w;
+            for (int ox = xa; ox < xb; ox += 16) {
+                const __mmask16 m = lanes(xb - ox);
+                const size_t at = (size_t)oy * w + ox;
+                const __m512 s = _mm512_maskz_loadu_ps(m, t + (qrow + ox - q0));
+                __m512 v;
+                if (accumulate) {
+                    v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo + at), s);
+                } else {
+                    v = _mm512_add_ps(s, bias);
+                    if (cb) v = _mm512_add_ps(v, cbias);
+                    if (ro) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ro + at));
+                }
+                _mm512_mask_storeu_ps(yo + at, m, v);
+            }
+        }
+    }
+}
 
 T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
     const size_t ps = df_conv3x3_plane_words(h, w);
@@ -280,6 +294,8 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
      * weight strips stream from L2. */
     for (int q0 = 0; q0 < nq; q0 += C3_NR)
         for (int sidx = 0; sidx < strips; sidx++) {
+            const int next = sidx + 1 < strips, nq0 = next ? q0 : q0 + C3_NR, ns = next ? sidx + 1 : 0;
+            if (nq0 < nq) prefetch_tile(y, res, ns * C3_MR, oc - ns * C3_MR < C3_MR ? oc - ns * C3_MR : C3_MR, nq0, h, w);
             (bf16 ? tile_bf16 : tile_f32)(tile, (const uint32_t *)padded + q0, ps, wp,
                                           (const uint32_t *)wpack + sidx * astrip, steps);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
