@@ -393,14 +393,15 @@ static void conv_forward_image(float *y, const float *x, const float *w, const f
         conv_im2col(cols, x, s);
         c = cols;
     }
-    float beta = 0.0f;
-    if (b) {
-        for (int o = 0; o < s->oc; o++)
-            for (int p = 0; p < ohw; p++) y[(size_t)o * ohw + p] = b[o];
-        beta = 1.0f;
-    }
-    /* y (OC, OHW) = w (OC, KDIM) c (KDIM, OHW) [+ y] */
-    df_gemm(conv_bf16(s), 0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, beta, y, ohw, cols + conv_cols_floats(s));
+    /* y (OC, OHW) = w (OC, KDIM) c (KDIM, OHW), then + b while y is still in cache (filling y with b
+     * first, for the GEMM to add to, took its cache misses in a scalar loop: 4% of a sampling step) */
+    df_gemm(conv_bf16(s), 0, 0, s->oc, ohw, kdim, 1.0f, w, kdim, c, ohw, 0.0f, y, ohw, cols + conv_cols_floats(s));
+    if (b)
+        for (int o = 0; o < s->oc; o++) {
+            float *restrict yo = y + (size_t)o * ohw;
+            const float bo = b[o];
+            for (int p = 0; p < ohw; p++) yo[p] += bo;
+        }
 }
 
 /* The calling thread's im2col buffer: each thread owns per_thread floats of the scratch. */
