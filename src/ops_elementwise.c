@@ -80,6 +80,7 @@ void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, i
     for (int nc = 0; nc < n * c; nc++) {
         const float *row = dx + (size_t)nc * hw;
         double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
         for (int p = 0; p < hw; p++) acc += row[p];
         dbias[nc] += (float)acc;
     }
