@@ -551,8 +551,9 @@ T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, cons
         }
 }
 
-T_BF16 static void dw_all(float *dw, const uint32_t *gpad, const uint32_t *xpad, int n, int oc, int ic, int h, int w,
-                          const int bf16, int set) {
+T_BF16 static inline __attribute__((always_inline)) void dw_all(float *dw, const uint32_t *gpad, const uint32_t *xpad,
+                                                                 int n, int oc, int ic, int h, int w, const int bf16,
+                                                                 int set) {
     const size_t gs = df_conv3x3_grad_plane_words(h, w, bf16), ps = df_conv3x3_dw_plane_words(h, w, bf16);
     const size_t gimg = (size_t)oc * gs, ximg = (size_t)ic * ps;
     const int wp = w + 2;
@@ -619,14 +620,24 @@ T_F32 static void dwcl_all(float *dw, const float *gcl, const float *xpad, int n
     }
 }
 
+/* One copy of the plane dW per format (bf16 a constant inside: the loop tests nothing). */
+T_BF16 static void dw_all_bf16(float *dw, const uint32_t *gpad, const uint32_t *xpad, int n, int oc, int ic, int h,
+                               int w, int set) {
+    dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1, set);
+}
+T_BF16 static void dw_all_f32(float *dw, const uint32_t *gpad, const uint32_t *xpad, int n, int oc, int ic, int h,
+                              int w, int set) {
+    dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0, set);
+}
+
 void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
                    int set) {
     if (bf16)
-        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 1, set);
+        dw_all_bf16(dw, gpad, xpad, n, oc, ic, h, w, set);
     else if (grad_channels_last(oc, bf16))
         dwcl_all(dw, gpad, xpad, n, oc, ic, h, w, set);
     else
-        dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0, set);
+        dw_all_f32(dw, gpad, xpad, n, oc, ic, h, w, set);
 }
 
 #else /* not x86-64 with GCC/Clang: never available, never called */
