@@ -229,60 +229,75 @@ T_BF16 static inline __m512 madd_bf16(__m512 acc, __m512i a, __m512i b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
 }
 
-/* tile (8 x 48) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
- * at plane 0's position q0, planes ps words apart. The 24 accumulators stay in registers. One
- * template for both formats (a word is an fp32 value or a bf16 channel pair); each caller passes
- * its madd, which GCC inlines. */
+/* tile (8 x 16 nv) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
+ * at plane 0's position q0, planes ps words apart; nv (1 to 3, a constant where it is inlined) vectors
+ * of 16 positions. The 8 nv accumulators stay in registers. One template for both formats (a word
+ * is an fp32 value or a bf16 channel pair); each caller passes its madd, which GCC inlines. */
 T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps,
                                                                    const int off[9], const int base[3],
-                                                                   const uint32_t *a, int steps, madd_fn madd) {
+                                                                   const uint32_t *a, int steps, madd_fn madd,
+                                                                   const int nv) {
     __m512 acc[C3_MR][3];
 #pragma GCC unroll 8
-    for (int r = 0; r < C3_MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    for (int r = 0; r < C3_MR; r++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
     for (int s = 0; s < steps; s++, p += ps) {
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++, a += C3_MR) {
-            const __m512i b0 = _mm512_loadu_si512(p + base[0] + off[t]), b1 = _mm512_loadu_si512(p + base[1] + off[t]),
-                          b2 = _mm512_loadu_si512(p + base[2] + off[t]);
+            __m512i bv[3];
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_si512(p + base[v] + off[t]);
 #pragma GCC unroll 8
             for (int r = 0; r < C3_MR; r++) {
                 const __m512i ar = _mm512_set1_epi32((int)a[r]);
-                acc[r][0] = madd(acc[r][0], ar, b0);
-                acc[r][1] = madd(acc[r][1], ar, b1);
-                acc[r][2] = madd(acc[r][2], ar, b2);
+#pragma GCC unroll 3
+                for (int v = 0; v < nv; v++) acc[r][v] = madd(acc[r][v], ar, bv[v]);
             }
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < C3_MR; r++) {
-        _mm512_storeu_ps(tile + r * C3_NR, acc[r][0]);
-        _mm512_storeu_ps(tile + r * C3_NR + 16, acc[r][1]);
-        _mm512_storeu_ps(tile + r * C3_NR + 32, acc[r][2]);
-    }
+    for (int r = 0; r < C3_MR; r++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(tile + r * C3_NR + 16 * v, acc[r][v]);
 }
 
-/* The plane kernel: the tile's 48 positions are consecutive, 16 per vector. */
+/* The plane kernel: the tile's 16 nv positions are consecutive, 16 per vector; a plane's last
+ * tile takes only the vectors that reach into the image (at 14 x 14 its third vector would be all
+ * past the end: 1/15 of the conv). */
 static const int plane_base[3] = {0, 16, 32};
-T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
-    tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32);
+#define PLANE_OFF(wp) {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2}
+T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps, int nv) {
+    const int off[9] = PLANE_OFF(wp);
+    if (nv >= 3)
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 3);
+    else if (nv == 2)
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 2);
+    else
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 1);
 }
 
-T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps) {
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
-    tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16);
+T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
+                             int nv) {
+    const int off[9] = PLANE_OFF(wp);
+    if (nv >= 3)
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 3);
+    else if (nv == 2)
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 2);
+    else
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 1);
 }
 
 /* The lanes kernel: a vector holds one position of 16 images, so the tile is 3 positions (base, in
  * words) x 16 images; a tap moves a position by off (16 words per position). */
 T_F32 static void ltile_f32(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
                             const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, off, base, a, steps, madd_f32);
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_f32, 3);
 }
 
 T_BF16 static void ltile_bf16(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
                               const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16);
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16, 3);
 }
 
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
@@ -297,7 +312,7 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
             const int next = sidx + 1 < strips, nq0 = next ? q0 : q0 + C3_NR, ns = next ? sidx + 1 : 0;
             if (nq0 < nq) prefetch_tile(y, res, ns * C3_MR, oc - ns * C3_MR < C3_MR ? oc - ns * C3_MR : C3_MR, nq0, h, w);
             (bf16 ? tile_bf16 : tile_f32)(tile, (const uint32_t *)padded + q0, ps, wp,
-                                          (const uint32_t *)wpack + sidx * astrip, steps);
+                                          (const uint32_t *)wpack + sidx * astrip, steps, (nq - q0 + 15) / 16);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
             scatter_tile(y, tile, b, cb, res, sidx * C3_MR, rows, q0, h, w, accumulate);
         }
