@@ -136,8 +136,8 @@ T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int ro
  * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
  * dropped. The epilogue (not with accumulate) then adds cb[o] and res (the output's shape), each
  * as a separate float addition in that order: the bits of the separate ops it replaces. Each image
- * row of the tile is one masked vector pass (a scalar loop here cost a third of the kernel's time
- * at 14x14 in bf16). */
+ * row of the tile is one masked vector pass (the scalar loop before, with its cache misses, took
+ * 17% of a bf16 fmnist-small evaluation, against 27% for the kernel itself). */
 T_F32 static void scatter_tile(float *y, const float *tile, const float *b, const float *cb, const float *res,
                                int o0, int rows, int q0, int h, int w, int accumulate) {
     const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;

@@ -7,7 +7,8 @@
  * tap (ki, kj) for output q is then plane[q + ki * Wp + kj]: a constant shift, so 16 consecutive
  * outputs read 16 consecutive inputs for every tap and channel. The GEMM's B operand is the padded
  * plane itself, read in place; no (IC*9, OH*OW) column matrix is ever written.
- * The register tile is 8 output channels x 48 positions (24 accumulators); A is the weights,
+ * The register tile is 8 output channels x 48 positions (24 accumulators; a plane's last tile only
+ * the vectors of 16 that reach into the image); A is the weights,
  * packed once per call as [OC/8][IC][9][8] (fp32) or [OC/8][IC/2][9][8] bf16 channel pairs.
  * bf16 rounds inputs and weights to bf16 exactly as df_gemm_bf16 does (round to nearest even) and
  * sums the exact products in fp32 (vdpbf16ps), over channel pairs.

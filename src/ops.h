@@ -133,6 +133,13 @@ void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rs
 void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp, const float *mean,
                                 const float *rstd, const float *gamma, const float *beta, int n, int c, int hw,
                                 int groups);
+/* The backward of SiLU(GroupNorm(inp)) in one op: tmp (N, C, HW; overwritten) = dout * SiLU'(GN(inp))
+ * as df_groupnorm_silu_grad_set writes it, then dinp (set != 0: overwritten, else +=), dgamma and
+ * dbeta (+=) from tmp as df_groupnorm_backward(_set) computes them: the same bits as those two calls,
+ * in one pass over the tensors (threads over groups). */
+void df_groupnorm_silu_backward(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
+                                const float *inp, const float *mean, const float *rstd, const float *gamma,
+                                const float *beta, int n, int c, int hw, int groups, int set);
 /* The forward's output again from its cached mean and rstd, bit for bit: lets a model drop the
  * normalised activations after forward and rebuild them in backward (one pass, no reductions). */
 void df_groupnorm_apply(float *out, const float *mean, const float *rstd, const float *inp, const float *gamma,

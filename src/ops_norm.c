@@ -154,46 +154,81 @@ void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const 
     df_ops_prof_end(t0_, "groupnorm+silu fwd %d %dpx", c, hw);
 }
 
-/* dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout * gamma, xhat = (x - mean) rstd,
- * the means taken over the group (the standard normalisation backward). */
-static void groupnorm_backward_input(float *dinp, const float *dout, const float *inp, const float *mean,
-                                     const float *rstd, const float *gamma, int n, int c, int hw, int groups,
-                                     int set) {
+/* The normalisation backward: dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout *
+ * gamma, xhat = (x - mean) rstd, the means taken over the group; dgamma += sum dout xhat, dbeta +=
+ * sum dout over images and pixels.
+ * Threads take whole groups (a group's channels, every image), so each group's sums and each
+ * channel's dgamma and dbeta are summed by one thread in one order (image by image), whatever the
+ * thread count. With silu != 0 dout is first replaced, block by block (an image's group, just
+ * before it is used, while it is in cache), by tmp = dout * SiLU'(GN(x)) (df_groupnorm_silu_grad_set's
+ * formula and bits): the SiLU's backward and the norm's in one pass over the tensors instead of
+ * four. */
+static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
+                                      const float *inp, const float *mean, const float *rstd, const float *gamma,
+                                      const float *beta, int n, int c, int hw, int groups, int set, int silu) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
-    for (int ng = 0; ng < n * groups; ng++) {
-        const float *x = inp + (size_t)ng * gsize, *g = dout + (size_t)ng * gsize;
-        float *dx = dinp + (size_t)ng * gsize;
-        const int grp = ng % groups;
-        const double mu = mean[ng], rs = rstd[ng];
-        double sum_g = 0.0, sum_gx = 0.0;
-        for (int cc = 0; cc < cpg; cc++) {
-            const double gm = gamma[grp * cpg + cc];
-            const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
-            double a = 0.0, b = 0.0;
-#pragma omp simd reduction(+ : a, b)
-            for (int p = 0; p < hw; p++) {
-                a += gc[p];
-                b += (double)gc[p] * ((xc[p] - mu) * rs);
+    for (int grp = 0; grp < groups; grp++) {
+        double ch_g[cpg], ch_gx[cpg]; /* this group's channels: their sums over the images so far */
+        for (int cc = 0; cc < cpg; cc++) ch_g[cc] = ch_gx[cc] = 0.0;
+        for (int img = 0; img < n; img++) {
+            const int ng = img * groups + grp;
+            const size_t at = (size_t)ng * gsize;
+            const float *x = inp + at, *g = dout + at;
+            const double mu = mean[ng], rs = rstd[ng];
+            if (img + 1 < n) /* the next image's block is gsize floats a whole image away: no stream */
+                for (size_t i = 0; i < gsize; i += 16) {
+                    __builtin_prefetch(x + (size_t)groups * gsize + i, 0, 3);
+                    __builtin_prefetch(dout + at + (size_t)groups * gsize + i, 0, 3);
+                }
+            if (silu) { /* tmp = dout * SiLU'(GN(x)), then it is the gradient below */
+                for (int cc = 0; cc < cpg; cc++) {
+                    const int ch = grp * cpg + cc;
+                    const float a = (float)((double)rstd[ng] * gamma[ch]);
+                    const float sh = (float)(beta[ch] - (double)mean[ng] * rstd[ng] * gamma[ch]);
+                    const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
+                    float *tc = tmp + at + (size_t)cc * hw;
+#pragma omp simd
+                    for (int p = 0; p < hw; p++) tc[p] = df_vsilu_gradf(gc[p], xc[p] * a + sh);
+                }
+                g = tmp + at;
             }
-            sum_g += gm * a;
-            sum_gx += gm * b;
+            double sum_g = 0.0, sum_gx = 0.0;
+            for (int cc = 0; cc < cpg; cc++) {
+                const double gm = gamma[grp * cpg + cc];
+                const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
+                double sa = 0.0, sb = 0.0;
+#pragma omp simd reduction(+ : sa, sb)
+                for (int p = 0; p < hw; p++) {
+                    sa += gc[p];
+                    sb += (double)gc[p] * ((xc[p] - mu) * rs);
+                }
+                sum_g += gm * sa;
+                sum_gx += gm * sb;
+                ch_g[cc] += sa;
+                ch_gx[cc] += sb;
+            }
+            if (!dinp) continue;
+            const double mean_g = sum_g / (double)gsize, mean_gx = sum_gx / (double)gsize;
+            /* dx = (rs gm) g - (rs mean_gx) xhat - rs mean_g, xhat = (x - mu) rs, in float */
+            const float muf = (float)mu, rsf = (float)rs, kx = (float)(rs * mean_gx), k0 = (float)(rs * mean_g);
+            for (int cc = 0; cc < cpg; cc++) {
+                const float kg = (float)(rs * gamma[grp * cpg + cc]);
+                const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
+                float *dxc = dinp + at + (size_t)cc * hw;
+                if (set) {
+#pragma omp simd
+                    for (int p = 0; p < hw; p++) dxc[p] = kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
+                } else {
+#pragma omp simd
+                    for (int p = 0; p < hw; p++) dxc[p] += kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
+                }
+            }
         }
-        const double mean_g = sum_g / (double)gsize, mean_gx = sum_gx / (double)gsize;
-        /* dx = (rs gm) g - (rs mean_gx) xhat - rs mean_g, xhat = (x - mu) rs, in float */
-        const float muf = (float)mu, rsf = (float)rs, kx = (float)(rs * mean_gx), k0 = (float)(rs * mean_g);
         for (int cc = 0; cc < cpg; cc++) {
-            const float kg = (float)(rs * gamma[grp * cpg + cc]);
-            const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
-            float *dxc = dx + (size_t)cc * hw;
-            if (set) {
-#pragma omp simd
-                for (int p = 0; p < hw; p++) dxc[p] = kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
-            } else {
-#pragma omp simd
-                for (int p = 0; p < hw; p++) dxc[p] += kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
-            }
+            if (dgamma) dgamma[grp * cpg + cc] += (float)ch_gx[cc];
+            if (dbeta) dbeta[grp * cpg + cc] += (float)ch_g[cc];
         }
     }
 }
@@ -203,26 +238,17 @@ static void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const f
                                int groups, int set) {
     const double t0_ = df_ops_prof_begin();
     ASSERT(groups > 0 && c % groups == 0);
-    const int cpg = c / groups;
-    if (dinp) groupnorm_backward_input(dinp, dout, inp, mean, rstd, gamma, n, c, hw, groups, set);
-    if (!dgamma && !dbeta) { df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw); return; }
-#pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
-    for (int ch = 0; ch < c; ch++) {
-        double sg = 0.0, sgx = 0.0;
-        for (int b = 0; b < n; b++) {
-            const int ng = b * groups + ch / cpg;
-            const double mu = mean[ng], rs = rstd[ng];
-            const float *x = inp + ((size_t)b * c + ch) * hw, *g = dout + ((size_t)b * c + ch) * hw;
-#pragma omp simd reduction(+ : sg, sgx)
-            for (int p = 0; p < hw; p++) {
-                sg += g[p];
-                sgx += (double)g[p] * ((x[p] - mu) * rs);
-            }
-        }
-        if (dgamma) dgamma[ch] += (float)sgx;
-        if (dbeta) dbeta[ch] += (float)sg;
-    }
+    groupnorm_backward_groups(dinp, dgamma, dbeta, NULL, dout, inp, mean, rstd, gamma, NULL, n, c, hw, groups, set, 0);
     df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw);
+}
+
+void df_groupnorm_silu_backward(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
+                                const float *inp, const float *mean, const float *rstd, const float *gamma,
+                                const float *beta, int n, int c, int hw, int groups, int set) {
+    const double t0_ = df_ops_prof_begin();
+    ASSERT(groups > 0 && c % groups == 0);
+    groupnorm_backward_groups(dinp, dgamma, dbeta, tmp, dout, inp, mean, rstd, gamma, beta, n, c, hw, groups, set, 1);
+    df_ops_prof_end(t0_, "groupnorm+silu bwd %d %dpx", c, hw);
 }
 
 void df_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,

@@ -904,8 +904,8 @@ static void plan_node_backward(plan *P, int i) {
         int d3 = pb_bw(P, nd, RB_D3, Y);  /* b3 */
         USE(d, pn->h1, pn->mean[1], pn->rstd[1]);
         TICK();
-        int dh = pb_bw(P, nd, RB_DH, Y);  /* b4 */
-        USE(d3, pn->h1, pn->mean[1], pn->rstd[1]);
+        int dh = pb_bw(P, nd, RB_DH, Y);  /* b4 (with b3: one op, so d is read here too) */
+        USE(d, d3, pn->h1, pn->mean[1], pn->rstd[1]);
         TICK();
         pb_bw(P, nd, RB_DTPROJ, B * nd->cout);  /* b5 */
         USE(dh, P->stemb, P->dstemb,
@@ -940,7 +940,7 @@ static void plan_node_backward(plan *P, int i) {
             USE(dy);
         }
         TICK();
-        USE(x3, f, pn->mean[0], pn->rstd[0], P->node[i - 1].dy);  /* b12 */
+        USE(x3, e, f, pn->mean[0], pn->rstd[0], P->node[i - 1].dy);  /* b12 (with b9, b10: one op, e read here) */
         break;
     }
     case DF_UNET_ATTENTION: {
@@ -1520,11 +1520,9 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
         resnet_dropout(u, nd, w[RB_D2], d, nout);
         d = w[RB_D2];
     }
-    /* b3: SiLU, its input norm2(h) rebuilt on the fly; b4: norm2 -> dh = d h1 */
-    df_groupnorm_silu_grad_set(w[RB_D3], d, h1, nd->mean[1], nd->rstd[1], PAR(RES_NORM2_W), PAR(RES_NORM2_B), n,
-                               nd->cout, hw, groups);
-    df_groupnorm_backward_set(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], h1, nd->mean[1], nd->rstd[1],
-                          PAR(RES_NORM2_W), n, nd->cout, hw, groups);
+    /* b3: SiLU, its input norm2(h) rebuilt on the fly (into d3); b4: norm2 -> dh = d h1; one op */
+    df_groupnorm_silu_backward(w[RB_DH], GRD(RES_NORM2_W), GRD(RES_NORM2_B), w[RB_D3], d, h1, nd->mean[1],
+                               nd->rstd[1], PAR(RES_NORM2_W), PAR(RES_NORM2_B), n, nd->cout, hw, groups, 1);
     /* b5: the time projection */
     zero(w[RB_DTPROJ], (size_t)n * nd->cout);
     df_add_channel_bias_backward(w[RB_DTPROJ], w[RB_DH], n, nd->cout, hw);
@@ -1542,11 +1540,8 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
                        conv_ws(nd, 0, RB_CONV1W_WS, &s));
     s.dinp_set = 1;
     df_conv2d_backward(w[RB_E], NULL, NULL, w[RB_DH], NULL, PAR(RES_CONV1_W), &s, conv_ws(nd, 0, RB_CONV1X_WS, &s));
-    /* b9, b10: SiLU's gradient, its input norm1(x) rebuilt on the fly */
-    x = resnet_input(nd, RB_X2, n);
-    df_groupnorm_silu_grad_set(w[RB_F], w[RB_E], x, nd->mean[0], nd->rstd[0], PAR(RES_NORM1_W), PAR(RES_NORM1_B), n,
-                               nd->cin, hw, groups);
-    /* b11: the shortcut branch into dx; b12: norm1 into dx */
+    /* b9, b10: SiLU's gradient, its input norm1(x) rebuilt on the fly: done at b12 with norm1's */
+    /* b11: the shortcut branch into dx; b12: SiLU's and norm1's gradients (f) into dx, one op */
     x = resnet_input(nd, RB_X3, n);
     if (nd->has_shortcut) {
         shape_conv1(&s, u->precision, n, nd->cin, nd->h, nd->w, nd->cout);
@@ -1558,8 +1553,8 @@ static void resnet_backward(df_unet *u, const df_unet_node *nd, const float *par
     } else {
         df_add_backward(nd->dx, NULL, dy, nout);
     }
-    df_groupnorm_backward(nd->dx, GRD(RES_NORM1_W), GRD(RES_NORM1_B), w[RB_F], x, nd->mean[0], nd->rstd[0],
-                          PAR(RES_NORM1_W), n, nd->cin, hw, groups);
+    df_groupnorm_silu_backward(nd->dx, GRD(RES_NORM1_W), GRD(RES_NORM1_B), w[RB_F], w[RB_E], x, nd->mean[0],
+                               nd->rstd[0], PAR(RES_NORM1_W), PAR(RES_NORM1_B), n, nd->cin, hw, groups, 0);
 }
 
 /* Phases b0..b5. */

@@ -964,8 +964,23 @@ static void test_groupnorm_silu_fused(void) {
     df_silu_backward_set(g1, dy, gn, n);
     df_groupnorm_silu_grad_set(g2, dy, x, m1, r1, gamma, beta, N, C, HW, G);
     CHECK(memcmp(g1, g2, n * sizeof(float)) == 0, "groupnorm+silu grad differs from apply + SiLU backward");
+    /* the whole backward in one op: its tmp, dx (set and accumulated), dgamma and dbeta */
+    float *dx1 = galloc(n), *dx2 = galloc(n), *t = galloc(n);
+    float dg1[C], db1[C], dg2[C], db2[C];
+    for (int set = 1; set >= 0; set--) {
+        for (size_t i = 0; i < n; i++) dx1[i] = dx2[i] = set ? NAN : (float)i * 0.01f;
+        for (int i = 0; i < C; i++) dg1[i] = dg2[i] = 0.5f * (float)i, db1[i] = db2[i] = -0.25f * (float)i;
+        (set ? df_groupnorm_backward_set : df_groupnorm_backward)(dx1, dg1, db1, g2, x, m1, r1, gamma, N, C, HW, G);
+        df_groupnorm_silu_backward(dx2, dg2, db2, t, dy, x, m1, r1, gamma, beta, N, C, HW, G, set);
+        CHECK(memcmp(t, g2, n * sizeof(float)) == 0, "groupnorm+silu backward: tmp differs from the SiLU gradient");
+        CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0 && memcmp(dg1, dg2, sizeof dg1) == 0 &&
+                  memcmp(db1, db2, sizeof db1) == 0,
+              "groupnorm+silu backward (set %d) differs from the SiLU gradient + groupnorm backward", set);
+    }
+    gfree(dx1), gfree(dx2), gfree(t);
     gfree(dy), gfree(g1), gfree(g2);
-    printf("  groupnorm+silu fused: forward, apply and the SiLU gradient equal the plain ops bit for bit\n");
+    printf("  groupnorm+silu fused: forward, apply, the SiLU gradient and the whole backward equal the plain ops "
+           "bit for bit\n");
     gfree(x), gfree(gn), gfree(sl), gfree(f), gfree(fg);
 }
 
