@@ -319,6 +319,33 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
 }
 
 /* ---------------------------------------------------------------- lanes (small planes) */
+/* v[i][j] <- v[j][i]: a 16 x 16 transpose in four rounds of shuffles (32-bit, 64-bit, 128-bit
+ * pairs, 256-bit halves). */
+T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) /* v[i + m]: column m (mod 4) of rows i..i+3, in each 128-bit lane */
+        for (int k = 0; k < 2; k++) {
+            const __m512d a = _mm512_castps_pd(t[i + k]), b = _mm512_castps_pd(t[i + 2 + k]);
+            v[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            v[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int i = 0; i < 16; i += 8)
+        for (int k = 0; k < 4; k++) {
+            t[i + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0x88);
+            t[i + 4 + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0xDD);
+        }
+    for (int k = 0; k < 8; k++) {
+        v[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        v[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+    }
+}
+
+/* 16 positions of a row at a time: one (masked) vector of 16 positions per image, then a 16 x 16
+ * transpose makes one vector of 16 images per position. */
 T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
     const int wp = w + 2, hp = h + 2, hw = h * w;
     uint32_t *d = dst;
@@ -328,19 +355,19 @@ T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int
         uint32_t *row = d + (size_t)(y + 1) * wp * 16;
         memset(row, 0, sizeof(uint32_t) * 16);
         memset(row + (size_t)(w + 1) * 16, 0, sizeof(uint32_t) * 16);
-        for (int xx = 0; xx < w; xx++) {
-            uint32_t *v = row + (size_t)(xx + 1) * 16;
-            const int at = y * w + xx;
+        for (int x0 = 0; x0 < w; x0 += 16) {
+            const int nq = w - x0 < 16 ? w - x0 : 16, at = y * w + x0;
+            __m512 v[16];
             for (int l = 0; l < 16; l++) {
-                if (!x[l]) {
-                    v[l] = 0;
-                } else if (!bf16) {
-                    memcpy(&v[l], &x[l][at], sizeof(uint32_t));
-                } else {
-                    v[l] = bf16_bits(x[l][at]);
-                    if (pair) v[l] |= bf16_bits(x[l][hw + at]) << 16;
-                }
+                if (!x[l])
+                    v[l] = _mm512_setzero_ps();
+                else if (!bf16)
+                    v[l] = _mm512_maskz_loadu_ps(lanes(nq), x[l] + at);
+                else /* bf16_bits of each value, the next channel's in the high half with pair */
+                    v[l] = _mm512_castsi512_ps(pair16(x[l] + at, pair ? x[l] + hw + at : NULL, nq));
             }
+            transpose16(v);
+            for (int k = 0; k < nq; k++) _mm512_storeu_ps((float *)row + (size_t)(x0 + k + 1) * 16, v[k]);
         }
     }
 }
@@ -385,22 +412,23 @@ T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *
     }
 }
 
-/* One value of the dW layouts: fp32, or rounded to bf16 and widened back (exact in fp32). */
-static uint32_t dw_word(float f, int round_bf16) {
-    uint32_t v;
-    memcpy(&v, &f, sizeof v);
-    return round_bf16 ? bf16_bits(f) << 16 : v;
-}
-
-void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
-                                    int padded) {
+/* As df_conv3x3_lanes_pack_plane: 16 positions of a row per image, transposed in registers. */
+T_BF16 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
+                                           int padded) {
     const int wp = padded ? w + 2 : w, hp = padded ? h + 2 : h, o = padded ? 1 : 0;
-    uint32_t *d = (uint32_t *)dst;
-    if (padded) memset(d, 0, sizeof(uint32_t) * 16 * (size_t)hp * wp);
+    if (padded) memset(dst, 0, sizeof(float) * 16 * (size_t)hp * wp);
     for (int y = 0; y < h; y++)
-        for (int xx = 0; xx < w; xx++) {
-            uint32_t *v = d + ((size_t)(y + o) * wp + xx + o) * 16;
-            for (int l = 0; l < 16; l++) v[l] = x[l] ? dw_word(x[l][y * w + xx], round_bf16) : 0;
+        for (int x0 = 0; x0 < w; x0 += 16) {
+            const int nq = w - x0 < 16 ? w - x0 : 16, at = y * w + x0;
+            __m512 v[16];
+            for (int l = 0; l < 16; l++) {
+                v[l] = x[l] ? _mm512_maskz_loadu_ps(lanes(nq), x[l] + at) : _mm512_setzero_ps();
+                if (round_bf16) /* rounded to bf16 and widened back (exact in fp32) */
+                    v[l] = _mm512_castsi512_ps(
+                        _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v[l])), 16));
+            }
+            transpose16(v);
+            for (int k = 0; k < nq; k++) _mm512_storeu_ps(dst + ((size_t)(y + o) * wp + x0 + k + o) * 16, v[k]);
         }
 }
 
@@ -473,31 +501,6 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
                 const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + (size_t)y * w + i));
                 _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, m, v);
             }
-    }
-}
-
-/* v[i][j] <- v[j][i]: a 16 x 16 transpose in four rounds of shuffles (32-bit, 64-bit, 128-bit
- * pairs, 256-bit halves). */
-T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) /* v[i + m]: column m (mod 4) of rows i..i+3, in each 128-bit lane */
-        for (int k = 0; k < 2; k++) {
-            const __m512d a = _mm512_castps_pd(t[i + k]), b = _mm512_castps_pd(t[i + 2 + k]);
-            v[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-            v[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-        }
-    for (int i = 0; i < 16; i += 8)
-        for (int k = 0; k < 4; k++) {
-            t[i + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0x88);
-            t[i + 4 + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0xDD);
-        }
-    for (int k = 0; k < 8; k++) {
-        v[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
-        v[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
     }
 }
 
