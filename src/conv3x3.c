@@ -236,7 +236,7 @@ T_BF16 static inline __m512 madd_bf16(__m512 acc, __m512i a, __m512i b) {
 T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps,
                                                                    const int off[9], const int base[3],
                                                                    const uint32_t *a, int steps, madd_fn madd,
-                                                                   const int nv) {
+                                                                   const int nv, const int rs) {
     __m512 acc[C3_MR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++)
@@ -259,7 +259,7 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++)
 #pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) _mm512_storeu_ps(tile + r * C3_NR + 16 * v, acc[r][v]);
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(tile + r * rs + 16 * v, acc[r][v]);
 }
 
 /* The plane kernel: the tile's 16 nv positions are consecutive, 16 per vector; a plane's last
@@ -270,34 +270,37 @@ static const int plane_base[3] = {0, 16, 32};
 T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps, int nv) {
     const int off[9] = PLANE_OFF(wp);
     if (nv >= 3)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 3);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 3, C3_NR);
     else if (nv == 2)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 2);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 2, C3_NR);
     else
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 1);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 1, C3_NR);
 }
 
 T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
                              int nv) {
     const int off[9] = PLANE_OFF(wp);
     if (nv >= 3)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 3);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 3, C3_NR);
     else if (nv == 2)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 2);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 2, C3_NR);
     else
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 1);
+        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 1, C3_NR);
 }
 
 /* The lanes kernel: a vector holds one position of 16 images, so the tile is 3 positions (base, in
- * words) x 16 images; a tap moves a position by off (16 words per position). */
+ * words) x 16 images; a tap moves a position by off (16 words per position). Its rows go LANES_RS
+ * floats apart: into a stage of LANES_BLOCK positions x 16 images per output. */
+#define LANES_BLOCK 48
+#define LANES_RS (LANES_BLOCK * 16)
 T_F32 static void ltile_f32(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
                             const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, off, base, a, steps, madd_f32, 3);
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_f32, 3, LANES_RS);
 }
 
 T_BF16 static void ltile_bf16(float *tile, const uint32_t *p, size_t ps, const int off[9], const int base[3],
                               const uint32_t *a, int steps) {
-    tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16, 3);
+    tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16, 3, LANES_RS);
 }
 
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
@@ -372,6 +375,9 @@ T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int
     }
 }
 
+/* Tiles of 3 positions fill a stage of LANES_BLOCK positions x 16 images per output; the stage then
+ * goes out 16 positions at a time, a 16 x 16 transpose making one vector of 16 positions per image:
+ * masked vector adds and stores instead of one scattered value at a time. */
 T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
                                   const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
                                   int accumulate, int bf16) {
@@ -381,31 +387,41 @@ T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *
     const uint32_t *a = (const uint32_t *)wpack + (size_t)strip * steps * 9 * C3_MR;
     const int off[9] = {0, 16, 32, 16 * wp, 16 * (wp + 1), 16 * (wp + 2), 32 * wp, 16 * (2 * wp + 1),
                         16 * (2 * wp + 2)};
-    float tile[C3_MR * C3_NR] __attribute__((aligned(64)));
-    for (int q0 = 0; q0 < nq; q0 += 3) {
-        const int np = nq - q0 < 3 ? nq - q0 : 3;
-        int base[3];
-        for (int j = 0; j < 3; j++) {
-            const int q = q0 + (j < np ? j : 0); /* a tail tile repeats its first position */
-            base[j] = 16 * ((q / w) * wp + q % w);
+    float stage[C3_MR * LANES_RS] __attribute__((aligned(64)));
+    for (int qb = 0; qb < nq; qb += LANES_BLOCK) {
+        const int nb = nq - qb < LANES_BLOCK ? nq - qb : LANES_BLOCK;
+        for (int q0 = qb; q0 < qb + nb; q0 += 3) { /* LANES_BLOCK is a multiple of 3: a tile fits */
+            const int np = qb + nb - q0 < 3 ? qb + nb - q0 : 3;
+            int base[3];
+            for (int j = 0; j < 3; j++) {
+                const int q = q0 + (j < np ? j : 0); /* a tail tile repeats its first position */
+                base[j] = 16 * ((q / w) * wp + q % w);
+            }
+            (bf16 ? ltile_bf16 : ltile_f32)(stage + (size_t)(q0 - qb) * 16, packed, ps, off, base, a, steps);
         }
-        (bf16 ? ltile_bf16 : ltile_f32)(tile, packed, ps, off, base, a, steps);
         for (int r = 0; r < rows; r++) {
             const int o = strip * C3_MR + r;
-            const float bias = b ? b[o] : 0.0f;
-            for (int j = 0; j < np; j++) {
-                const float *t = tile + r * C3_NR + 16 * j;
-                const size_t at = (size_t)o * nq + q0 + j;
+            const __m512 bias = _mm512_set1_ps(b ? b[o] : 0.0f);
+            for (int c0 = 0; c0 < nb; c0 += 16) {
+                const int n16 = nb - c0 < 16 ? nb - c0 : 16;
+                const __mmask16 m = lanes(n16);
+                __m512 v[16];
+                for (int k = 0; k < 16; k++)
+                    v[k] = k < n16 ? _mm512_load_ps(stage + (size_t)r * LANES_RS + (size_t)(c0 + k) * 16)
+                                   : _mm512_setzero_ps();
+                transpose16(v); /* v[l]: image l at positions qb + c0 .. + 15 */
+                const size_t at = (size_t)o * nq + qb + c0;
                 for (int l = 0; l < nimg; l++) {
                     float *d = y + l * y_img + at;
+                    __m512 t;
                     if (accumulate) {
-                        *d += t[l];
-                        continue;
+                        t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v[l]);
+                    } else {
+                        t = _mm512_add_ps(v[l], bias);
+                        if (cb) t = _mm512_add_ps(t, _mm512_set1_ps(cb[(size_t)l * oc + o]));
+                        if (res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, res + l * y_img + at));
                     }
-                    float v = t[l] + bias;
-                    if (cb) v = v + cb[(size_t)l * oc + o];
-                    if (res) v = v + res[l * y_img + at];
-                    *d = v;
+                    _mm512_mask_storeu_ps(d, m, t);
                 }
             }
         }
