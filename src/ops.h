@@ -133,10 +133,13 @@ void df_groupnorm_silu_image(float *out_silu, const float *mean, const float *rs
 void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp, const float *mean,
                                 const float *rstd, const float *gamma, const float *beta, int n, int c, int hw,
                                 int groups);
-/* The backward of SiLU(GroupNorm(inp)) in one op: tmp (N, C, HW; overwritten) = dout * SiLU'(GN(inp))
- * as df_groupnorm_silu_grad_set writes it, then dinp (set != 0: overwritten, else +=), dgamma and
- * dbeta (+=) from tmp as df_groupnorm_backward(_set) computes them: the same bits as those two calls,
- * in one pass over the tensors (threads over groups). */
+/* The backward of SiLU(GroupNorm(inp)) in one op: t = dout * SiLU'(GN(inp)) as
+ * df_groupnorm_silu_grad_set computes it, then dinp (set != 0: overwritten, else +=), dgamma and
+ * dbeta (+=) from t as df_groupnorm_backward(_set) computes them: the same bits as those two calls,
+ * in one pass over the tensors (threads over groups). t lives on the stack an image's group at a
+ * time when a group (C / groups x HW) has at most 4096 values; larger ones need tmp (N, C, HW
+ * floats; contents afterwards unspecified), which may be NULL otherwise. */
+size_t df_groupnorm_silu_backward_tmp_floats(int n, int c, int hw, int groups); /* tmp's size, 0: none */
 void df_groupnorm_silu_backward(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
                                 const float *inp, const float *mean, const float *rstd, const float *gamma,
                                 const float *beta, int n, int c, int hw, int groups, int set);

@@ -163,6 +163,10 @@ void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const 
  * before it is used, while it is in cache), by tmp = dout * SiLU'(GN(x)) (df_groupnorm_silu_grad_set's
  * formula and bits): the SiLU's backward and the norm's in one pass over the tensors instead of
  * four. */
+/* An image's group up to this size has its SiLU gradient in a buffer on the stack, which stays in L1
+ * between the passes (written to tmp and read back, at 28 x 28 and batch 64, the tensor went through
+ * memory: the op ran at memory speed). */
+#define GN_STAGE_FLOATS 4096
 static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
                                       const float *inp, const float *mean, const float *rstd, const float *gamma,
                                       const float *beta, int n, int c, int hw, int groups, int set, int silu) {
@@ -171,6 +175,7 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw > NORM_OMP_MIN_FLOATS)
     for (int grp = 0; grp < groups; grp++) {
         double ch_g[cpg], ch_gx[cpg]; /* this group's channels: their sums over the images so far */
+        float stage[GN_STAGE_FLOATS] __attribute__((aligned(64)));
         for (int cc = 0; cc < cpg; cc++) ch_g[cc] = ch_gx[cc] = 0.0;
         for (int img = 0; img < n; img++) {
             const int ng = img * groups + grp;
@@ -188,11 +193,11 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
                     const float a = (float)((double)rstd[ng] * gamma[ch]);
                     const float sh = (float)(beta[ch] - (double)mean[ng] * rstd[ng] * gamma[ch]);
                     const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
-                    float *tc = tmp + at + (size_t)cc * hw;
+                    float *tc = (gsize <= GN_STAGE_FLOATS ? stage : tmp + at) + (size_t)cc * hw;
 #pragma omp simd
                     for (int p = 0; p < hw; p++) tc[p] = df_vsilu_gradf(gc[p], xc[p] * a + sh);
                 }
-                g = tmp + at;
+                g = gsize <= GN_STAGE_FLOATS ? stage : tmp + at;
             }
             double sum_g = 0.0, sum_gx = 0.0;
             for (int cc = 0; cc < cpg; cc++) {
@@ -242,11 +247,15 @@ static void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const f
     df_ops_prof_end(t0_, "groupnorm bwd %d %dpx", c, hw);
 }
 
+size_t df_groupnorm_silu_backward_tmp_floats(int n, int c, int hw, int groups) {
+    return (size_t)(c / groups) * hw <= GN_STAGE_FLOATS ? 0 : (size_t)n * c * hw;
+}
+
 void df_groupnorm_silu_backward(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
                                 const float *inp, const float *mean, const float *rstd, const float *gamma,
                                 const float *beta, int n, int c, int hw, int groups, int set) {
     const double t0_ = df_ops_prof_begin();
-    ASSERT(groups > 0 && c % groups == 0);
+    ASSERT(groups > 0 && c % groups == 0 && (tmp || (size_t)(c / groups) * hw <= GN_STAGE_FLOATS));
     groupnorm_backward_groups(dinp, dgamma, dbeta, tmp, dout, inp, mean, rstd, gamma, beta, n, c, hw, groups, set, 1);
     df_ops_prof_end(t0_, "groupnorm+silu bwd %d %dpx", c, hw);
 }

@@ -856,6 +856,17 @@ static int plan_resnet_input(plan *P, int i, int k, size_t X) {
 /* A new buffer as slot k of node nd's backward work. */
 static int pb_bw(plan *P, df_unet_node *nd, int k, size_t floats) { return pb_work(P, nd->bw, nd->bw_floats, k, floats); }
 
+/* The tmp of df_groupnorm_silu_backward over c channels of node nd, where the op needs one (-1 and
+ * no buffer where its groups fit its stack). */
+static int pb_gn_tmp(plan *P, df_unet_node *nd, int k, int c) {
+    const size_t floats = df_groupnorm_silu_backward_tmp_floats(P->u->max_batch, c, nd->h * nd->w,
+                                                                P->u->config.norm_num_groups);
+    if (floats) return pb_bw(P, nd, k, floats);
+    nd->bw[k] = NULL;
+    nd->bw_floats[k] = 0;
+    return -1;
+}
+
 /* Node i's backward: its phases are those of node_backward and the functions it calls. */
 static void plan_node_backward(plan *P, int i) {
     df_unet *u = P->u;
@@ -901,7 +912,7 @@ static void plan_node_backward(plan *P, int i) {
             nd->bw[RB_D2] = NULL;
         }
         TICK();
-        int d3 = pb_bw(P, nd, RB_D3, Y);  /* b3 */
+        int d3 = pb_gn_tmp(P, nd, RB_D3, nd->cout);  /* b3 */
         USE(d, pn->h1, pn->mean[1], pn->rstd[1]);
         TICK();
         int dh = pb_bw(P, nd, RB_DH, Y);  /* b4 (with b3: one op, so d is read here too) */
@@ -926,7 +937,7 @@ static void plan_node_backward(plan *P, int i) {
         USE(x1);  /* b9 */
         USE(pn->mean[0], pn->rstd[0]);
         TICK();
-        int f = pb_bw(P, nd, RB_F, X);  /* b10 */
+        int f = pb_gn_tmp(P, nd, RB_F, nd->cin);  /* b10 */
         USE(e, x1, pn->mean[0], pn->rstd[0]);
         TICK();
         const int x3 = x1;  /* b11 */
