@@ -267,25 +267,24 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
  * past the end: 1/15 of the conv). */
 static const int plane_base[3] = {0, 16, 32};
 #define PLANE_OFF(wp) {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2}
+/* The body of both formats' plane tiles: nv a constant in each call, so each is its own loop. */
+#define PLANE_TILE(madd)                                                                           \
+    do {                                                                                           \
+        const int off[9] = PLANE_OFF(wp);                                                          \
+        if (nv >= 3)                                                                               \
+            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 3, C3_NR);                     \
+        else if (nv == 2)                                                                          \
+            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 2, C3_NR);                     \
+        else                                                                                       \
+            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 1, C3_NR);                     \
+    } while (0)
 T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps, int nv) {
-    const int off[9] = PLANE_OFF(wp);
-    if (nv >= 3)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 3, C3_NR);
-    else if (nv == 2)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 2, C3_NR);
-    else
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_f32, 1, C3_NR);
+    PLANE_TILE(madd_f32);
 }
 
 T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
                              int nv) {
-    const int off[9] = PLANE_OFF(wp);
-    if (nv >= 3)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 3, C3_NR);
-    else if (nv == 2)
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 2, C3_NR);
-    else
-        tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd_bf16, 1, C3_NR);
+    PLANE_TILE(madd_bf16);
 }
 
 /* The lanes kernel: a vector holds one position of 16 images, so the tile is 3 positions (base, in
