@@ -19,6 +19,14 @@
 
 #define NORM_OMP_MIN_FLOATS 16384
 
+/* Channel ch's norm as one scale a and shift s (y = x a + s) from its group's float statistics, in
+ * double before the final rounding: every op that rebuilds the norm's output uses these, so a
+ * rebuilt value is bit for bit the forward's. */
+static inline void gn_affine(float mu, float rs, const float *gamma, const float *beta, int ch, float *a, float *s) {
+    *a = (float)((double)rs * gamma[ch]);
+    *s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
+}
+
 /* Group ng's output from its (float) statistics: y = (x - mu) * rs * gamma + beta, folded into one
  * scale and shift per channel. Forward and df_groupnorm_apply both call it, so a recomputed output
  * is bit for bit the forward's. */
@@ -27,8 +35,8 @@ static void groupnorm_apply_group(float *y, float *ys, const float *x, float mu,
                                   const float *beta, int g, int cpg, int hw) {
     for (int cc = 0; cc < cpg; cc++) {
         const int ch = g * cpg + cc;
-        const float a = (float)((double)rs * gamma[ch]);
-        const float s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
+        float a, s;
+        gn_affine(mu, rs, gamma, beta, ch, &a, &s);
         const float *xc = x + (size_t)cc * hw;
         float *yc = y ? y + (size_t)cc * hw : NULL, *sc = ys ? ys + (size_t)cc * hw : NULL;
         if (!sc) {
@@ -96,8 +104,8 @@ void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp
         for (int cc = 0; cc < cpg; cc++) {
             const int ch = (ng % groups) * cpg + cc;
             /* groupnorm_apply_group's constants and value, then the SiLU backward's formula */
-            const float a = (float)((double)rs * gamma[ch]);
-            const float s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
+            float a, s;
+            gn_affine(mu, rs, gamma, beta, ch, &a, &s);
             const size_t at = (size_t)ng * gsize + (size_t)cc * hw;
             const float *xc = inp + at, *gc = dout + at;
             float *dc = dinp + at;
@@ -154,6 +162,11 @@ void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const 
     df_ops_prof_end(t0_, "groupnorm+silu fwd %d %dpx", c, hw);
 }
 
+/* An image's group up to this size has its SiLU gradient in a buffer on the stack, which stays in L1
+ * between the passes (written to tmp and read back, at 28 x 28 and batch 64, the tensor went through
+ * memory: the op ran at memory speed). */
+#define GN_STAGE_FLOATS 4096
+
 /* The normalisation backward: dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)) with gx = dout *
  * gamma, xhat = (x - mean) rstd, the means taken over the group; dgamma += sum dout xhat, dbeta +=
  * sum dout over images and pixels.
@@ -163,10 +176,6 @@ void df_groupnorm_silu_forward(float *out_silu, float *mean, float *rstd, const 
  * before it is used, while it is in cache), by tmp = dout * SiLU'(GN(x)) (df_groupnorm_silu_grad_set's
  * formula and bits): the SiLU's backward and the norm's in one pass over the tensors instead of
  * four. */
-/* An image's group up to this size has its SiLU gradient in a buffer on the stack, which stays in L1
- * between the passes (written to tmp and read back, at 28 x 28 and batch 64, the tensor went through
- * memory: the op ran at memory speed). */
-#define GN_STAGE_FLOATS 4096
 static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, float *tmp, const float *dout,
                                       const float *inp, const float *mean, const float *rstd, const float *gamma,
                                       const float *beta, int n, int c, int hw, int groups, int set, int silu) {
@@ -182,16 +191,15 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
             const size_t at = (size_t)ng * gsize;
             const float *x = inp + at, *g = dout + at;
             const double mu = mean[ng], rs = rstd[ng];
-            if (img + 1 < n) /* the next image's block is gsize floats a whole image away: no stream */
+            if (img + 1 < n) /* this group's block of the next image, a whole image on: no stream to follow */
                 for (size_t i = 0; i < gsize; i += 16) {
                     __builtin_prefetch(x + (size_t)groups * gsize + i, 0, 3);
                     __builtin_prefetch(dout + at + (size_t)groups * gsize + i, 0, 3);
                 }
             if (silu) { /* tmp = dout * SiLU'(GN(x)), then it is the gradient below */
                 for (int cc = 0; cc < cpg; cc++) {
-                    const int ch = grp * cpg + cc;
-                    const float a = (float)((double)rstd[ng] * gamma[ch]);
-                    const float sh = (float)(beta[ch] - (double)mean[ng] * rstd[ng] * gamma[ch]);
+                    float a, sh;
+                    gn_affine(mean[ng], rstd[ng], gamma, beta, grp * cpg + cc, &a, &sh);
                     const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
                     float *tc = (gsize <= GN_STAGE_FLOATS ? stage : tmp + at) + (size_t)cc * hw;
 #pragma omp simd
