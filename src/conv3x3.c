@@ -132,42 +132,6 @@ T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int ro
     }
 }
 
-/* y rows o0..o0+rows-1 at positions q0..q0+47 (clipped to the image) = tile + b, or += tile. The
- * tile holds C3_NR positions of the padded width per output channel; the columns ox >= w are
- * dropped. The epilogue (not with accumulate) then adds cb[o] and res (the output's shape), each
- * as a separate float addition in that order: the bits of the separate ops it replaces. Each image
- * row of the tile is one masked vector pass (the scalar loop before, with its cache misses, took
- * 17% of a bf16 fmnist-small evaluation, against 27% for the kernel itself). */
-T_F32 static void scatter_tile(float *y, const float *tile, const float *b, const float *cb, const float *res,
-                               int o0, int rows, int q0, int h, int w, int accumulate) {
-    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
-    const int oy0 = q0 / wp, oy1 = (qend - 1) / wp;
-    for (int r = 0; r < rows; r++) {
-        const float *t = tile + r * C3_NR;
-        const size_t plane = (size_t)(o0 + r) * h * w;
-        float *yo = y + plane;
-        const float *ro = res ? res + plane : NULL;
-        const __m512 bias = _mm512_set1_ps(b ? b[o0 + r] : 0.0f), cbias = _mm512_set1_ps(cb ? cb[o0 + r] : 0.0f);
-        for (int oy = oy0; oy <= oy1; oy++) {
-            const int qrow = oy * wp, xa = q0 > qrow ? q0 - qrow : 0, xb = qend - qrow < w ? qend - qrow : w;
-            for (int ox = xa; ox < xb; ox += 16) {
-                const __mmask16 m = lanes(xb - ox);
-                const size_t at = (size_t)oy * w + ox;
-                const __m512 s = _mm512_maskz_loadu_ps(m, t + (qrow + ox - q0));
-                __m512 v;
-                if (accumulate) {
-                    v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo + at), s);
-                } else {
-                    v = _mm512_add_ps(s, bias);
-                    if (cb) v = _mm512_add_ps(v, cbias);
-                    if (ro) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ro + at));
-                }
-                _mm512_mask_storeu_ps(yo + at, m, v);
-            }
-        }
-    }
-}
-
 T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
     const size_t ps = df_conv3x3_plane_words(h, w);
     const int wp = w + 2;
@@ -229,15 +193,14 @@ T_BF16 static inline __m512 madd_bf16(__m512 acc, __m512i a, __m512i b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
 }
 
-/* tile (8 x 16 nv) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
+/* acc (8 x 16 nv) = sum over steps s and taps t of a[s][t][r] * plane_s[q0 + off_t + j]; p points
  * at plane 0's position q0, planes ps words apart; nv (1 to 3, a constant where it is inlined) vectors
  * of 16 positions. The 8 nv accumulators stay in registers. One template for both formats (a word
  * is an fp32 value or a bf16 channel pair); each caller passes its madd, which GCC inlines. */
-T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps,
-                                                                   const int off[9], const int base[3],
-                                                                   const uint32_t *a, int steps, madd_fn madd,
-                                                                   const int nv, const int rs) {
-    __m512 acc[C3_MR][3];
+T_F32 static inline __attribute__((always_inline)) void acc_tmpl(__m512 acc[C3_MR][3], const uint32_t *p, size_t ps,
+                                                                  const int off[9], const int base[3],
+                                                                  const uint32_t *a, int steps, madd_fn madd,
+                                                                  const int nv) {
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++)
 #pragma GCC unroll 3
@@ -256,10 +219,78 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
             }
         }
     }
+}
+
+/* The lanes kernel's tile: the accumulators to tile (row r at r * rs floats). */
+T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, const uint32_t *p, size_t ps,
+                                                                   const int off[9], const int base[3],
+                                                                   const uint32_t *a, int steps, madd_fn madd,
+                                                                   const int nv, const int rs) {
+    __m512 acc[C3_MR][3];
+    acc_tmpl(acc, p, ps, off, base, a, steps, madd, nv);
 #pragma GCC unroll 8
     for (int r = 0; r < C3_MR; r++)
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) _mm512_storeu_ps(tile + r * rs + 16 * v, acc[r][v]);
+}
+
+/* Where a plane tile's outputs go: vector v of the tile (padded-width positions q0 + 16 v ..
+ * + 15) meets up to 3 image rows; segment k of it is the lanes of one row inside the image (mask),
+ * and lane i of that segment belongs at y index q0 + 16 v + i - 2 oy (oy its row: the row's two
+ * junk columns dropped), i.e. at delta + i. */
+typedef struct {
+    int nseg[3];
+    __mmask16 mask[3][3];
+    ptrdiff_t delta[3][3];
+} plane_dest;
+
+static void plane_dest_init(plane_dest *d, int q0, int nv, int h, int w) {
+    const int wp = w + 2;
+    for (int v = 0; v < 3; v++) {
+        d->nseg[v] = 0;
+        if (v >= nv) continue;
+        const int qa = q0 + 16 * v, qb = qa + 16;
+        for (int oy = qa / wp; oy < h && oy * wp < qb; oy++) {
+            const int lo = oy * wp > qa ? oy * wp : qa, hi = oy * wp + w < qb ? oy * wp + w : qb;
+            if (lo >= hi || d->nseg[v] == 3) continue;
+            d->mask[v][d->nseg[v]] = (__mmask16)(((1u << (hi - qa)) - 1) & ~((1u << (lo - qa)) - 1));
+            d->delta[v][d->nseg[v]++] = qa - 2 * (ptrdiff_t)oy;
+        }
+    }
+}
+
+/* y rows o0..o0+rows-1 of the tile = acc + b, or += acc, straight from the registers. The epilogue
+ * (not with accumulate) then adds cb[o] and res (the output's shape), each as a separate float
+ * addition in that order: the bits of the separate ops it replaces. (The tile went through an L1
+ * buffer before, and reading it back at the rows' offsets missed store forwarding: a fifth of the
+ * kernel's time.) */
+T_F32 static inline __attribute__((always_inline)) void scatter_acc(__m512 acc[C3_MR][3], const plane_dest *d,
+                                                                     float *y, const float *b, const float *cb,
+                                                                     const float *res, int o0, int rows, size_t hw,
+                                                                     int accumulate, const int nv) {
+#pragma GCC unroll 8
+    for (int r = 0; r < C3_MR; r++) {
+        if (r >= rows) break;
+        const size_t plane = (size_t)(o0 + r) * hw;
+        float *yo = y + plane;
+        const float *ro = res ? res + plane : NULL;
+        const __m512 bias = _mm512_set1_ps(b ? b[o0 + r] : 0.0f), cbias = _mm512_set1_ps(cb ? cb[o0 + r] : 0.0f);
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            for (int k = 0; k < d->nseg[v]; k++) {
+                const __mmask16 m = d->mask[v][k];
+                float *at = yo + d->delta[v][k];
+                __m512 t;
+                if (accumulate) {
+                    t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, at), acc[r][v]);
+                } else {
+                    t = _mm512_add_ps(acc[r][v], bias);
+                    if (cb) t = _mm512_add_ps(t, cbias);
+                    if (ro) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, ro + d->delta[v][k]));
+                }
+                _mm512_mask_storeu_ps(at, m, t);
+            }
+    }
 }
 
 /* The plane kernel: the tile's 16 nv positions are consecutive, 16 per vector; a plane's last
@@ -267,22 +298,36 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
  * past the end: 1/15 of the conv). */
 static const int plane_base[3] = {0, 16, 32};
 #define PLANE_OFF(wp) {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2}
+typedef struct {
+    float *y;
+    const float *b, *cb, *res;
+    int o0, rows, accumulate;
+    size_t hw;
+    const plane_dest *dest;
+} plane_out;
 /* The body of both formats' plane tiles: nv a constant in each call, so each is its own loop. */
+#define PLANE_NV(madd, nv)                                                                         \
+    do {                                                                                           \
+        __m512 acc[C3_MR][3];                                                                      \
+        acc_tmpl(acc, p, ps, off, plane_base, a, steps, madd, nv);                                 \
+        scatter_acc(acc, o->dest, o->y, o->b, o->cb, o->res, o->o0, o->rows, o->hw, o->accumulate, nv); \
+    } while (0)
 #define PLANE_TILE(madd)                                                                           \
     do {                                                                                           \
         const int off[9] = PLANE_OFF(wp);                                                          \
         if (nv >= 3)                                                                               \
-            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 3, C3_NR);                     \
+            PLANE_NV(madd, 3);                                                                     \
         else if (nv == 2)                                                                          \
-            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 2, C3_NR);                     \
+            PLANE_NV(madd, 2);                                                                     \
         else                                                                                       \
-            tile_tmpl(tile, p, ps, off, plane_base, a, steps, madd, 1, C3_NR);                     \
+            PLANE_NV(madd, 1);                                                                     \
     } while (0)
-T_F32 static void tile_f32(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps, int nv) {
+T_F32 static void tile_f32(const plane_out *o, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
+                           int nv) {
     PLANE_TILE(madd_f32);
 }
 
-T_BF16 static void tile_bf16(float *tile, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
+T_BF16 static void tile_bf16(const plane_out *o, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
                              int nv) {
     PLANE_TILE(madd_bf16);
 }
@@ -306,18 +351,21 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
                       const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
     const int wp = w + 2, nq = h * wp, strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
     const size_t ps = df_conv3x3_plane_words(h, w), astrip = (size_t)steps * 9 * C3_MR;
-    float tile[C3_MR * C3_NR] __attribute__((aligned(64)));
     /* Positions outside, strips inside: a tile's planes (ic x ~3 rows) stay in L1 while the
      * weight strips stream from L2. */
-    for (int q0 = 0; q0 < nq; q0 += C3_NR)
+    for (int q0 = 0; q0 < nq; q0 += C3_NR) {
+        const int nv = (nq - q0 + 15) / 16 < 3 ? (nq - q0 + 15) / 16 : 3;
+        plane_dest dest;
+        plane_dest_init(&dest, q0, nv, h, w);
         for (int sidx = 0; sidx < strips; sidx++) {
             const int next = sidx + 1 < strips, nq0 = next ? q0 : q0 + C3_NR, ns = next ? sidx + 1 : 0;
             if (nq0 < nq) prefetch_tile(y, res, ns * C3_MR, oc - ns * C3_MR < C3_MR ? oc - ns * C3_MR : C3_MR, nq0, h, w);
-            (bf16 ? tile_bf16 : tile_f32)(tile, (const uint32_t *)padded + q0, ps, wp,
-                                          (const uint32_t *)wpack + sidx * astrip, steps, (nq - q0 + 15) / 16);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
-            scatter_tile(y, tile, b, cb, res, sidx * C3_MR, rows, q0, h, w, accumulate);
+            const plane_out o = {y, b, cb, res, sidx * C3_MR, rows, accumulate, (size_t)h * w, &dest};
+            (bf16 ? tile_bf16 : tile_f32)(&o, (const uint32_t *)padded + q0, ps, wp,
+                                          (const uint32_t *)wpack + sidx * astrip, steps, nv);
         }
+    }
 }
 
 /* ---------------------------------------------------------------- lanes (small planes) */
