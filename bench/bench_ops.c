@@ -68,8 +68,8 @@ int main(int argc, char **argv) {
     if (pi && *pi == '1') df_conv2d_force_per_image(1);
     const int bf16 = bf && *bf == '1';
     if (batch < 2) batch = 2;
-    printf("%-18s %9s %9s %9s %9s %9s %9s  (GFLOP/s, batch %d; ref timed on 2 images)\n", "shape", "fwd", "bwd",
-           "sgemm", "ref fwd", "fwd ms", "bwd ms", batch);
+    printf("%-18s %9s %9s %9s %9s %9s %9s %9s %9s  (GFLOP/s, batch %d; ref timed on 2 images)\n", "shape", "fwd",
+           "bwd", "sgemm", "ref fwd", "fwd ms", "bwd ms", "dX ms", "dW ms", batch);
     int failed = 0;
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const bench_shape *b = &SHAPES[si];
@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
         }
 
         const double flops = 2.0 * batch * b->oc * (double)ohw * kdim;
-        double best_f = 1e30, best_b = 1e30, best_g = 1e30;
+        double best_f = 1e30, best_b = 1e30, best_g = 1e30, best_dx = 1e30, best_dw = 1e30;
         for (int r = 0; r <= REPEATS; r++) {  /* r = 0 warms up */
             double t0 = df_time();
             df_conv2d_forward(y, x, w, bias, &s, scr);
@@ -117,7 +117,13 @@ int main(int argc, char **argv) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->oc, ohw, kdim, 1.0f, w, kdim, cols, ohw,
                             0.0f, y, ohw);
             double t3 = df_time();
+            df_conv2d_backward(dx, NULL, NULL, g, x, w, &s, scr); /* the backward's two halves alone */
+            double t4 = df_time();
+            df_conv2d_backward(NULL, dw, NULL, g, x, w, &s, scr);
+            double t5 = df_time();
             if (r) {
+                best_dx = fmin(best_dx, t4 - t3);
+                best_dw = fmin(best_dw, t5 - t4);
                 best_f = fmin(best_f, t1 - t0);
                 best_b = fmin(best_b, t2 - t1);
                 best_g = fmin(best_g, t3 - t2);
@@ -126,8 +132,9 @@ int main(int argc, char **argv) {
         double t0 = df_time();
         df_conv2d_forward_ref(yr, x, w, bias, &s2);
         double ref_s = (df_time() - t0) * batch / 2.0;
-        printf("%-18s %9.1f %9.1f %9.1f %9.2f %9.2f %9.2f\n", b->name, flops / best_f * 1e-9,
-               2 * flops / best_b * 1e-9, flops / best_g * 1e-9, flops / ref_s * 1e-9, best_f * 1e3, best_b * 1e3);
+        printf("%-18s %9.1f %9.1f %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f\n", b->name, flops / best_f * 1e-9,
+               2 * flops / best_b * 1e-9, flops / best_g * 1e-9, flops / ref_s * 1e-9, best_f * 1e3, best_b * 1e3,
+               best_dx * 1e3, best_dw * 1e3);
         df_free(x); df_free(dx); df_free(w); df_free(dw); df_free(bias); df_free(db);
         df_free(y); df_free(yr); df_free(g); df_free(scr); df_free(cols);
     }

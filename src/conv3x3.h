@@ -85,17 +85,21 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
                             const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
                             int accumulate, int bf16);
 
-/* dW on the lanes layout, one channel per plane in fp32 (bf16: each value rounded to bf16 and kept
- * as the fp32 it is exactly, so the products and sums are those of a bf16 GEMM): dst = one plane of
- * a group, lane l = x[l] (an (h, w) channel plane; NULL: zeros), padded ((h+2) x (w+2) positions,
- * the conv's input) or not (h x w, dout). A group is c such planes. */
-void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int round_bf16,
-                                    int padded);
+/* dW on the lanes layout. fp32: one channel per plane, a word per position and lane. bf16: each
+ * word a pair of bf16 values of two rows hh = df_conv3x3_lanes_dw_rows(h, 1) = ceil(h / 2) apart
+ * (low half row y, high half row y + hh; zero past the image), in dout and input alike, so that one
+ * dot product (vdpbf16ps) adds the products of both: dout's row pairs (y, y + hh) meet the input's
+ * (y + ky, y + ky + hh) at every tap, and a pair's two products are exact in fp32 as a bf16 GEMM's.
+ * dst = one plane of a group, lane l = x[l] (an (h, w) channel plane; NULL: zeros), padded
+ * ((hh + 2) x (w + 2) packed positions, the conv's input) or not (hh x w, dout); hh = h in fp32.
+ * A group is c such planes. */
+size_t df_conv3x3_lanes_dw_rows(int h, int bf16);
+void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int bf16, int padded);
 /* dw[o][c][0..8] += for input channel c and every output o: the sum over `groups` packed groups
  * (gpk: dout, unpadded, oc planes a group; xpk: input, padded, ic planes a group), positions and
  * lanes, reduced across lanes once at the end (a fixed order). One thread. */
 void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,
-                         int h, int w);
+                         int h, int w, int bf16);
 
 /* Words (4 bytes) of one plane of dout in the padded width for dW: h * (w + 2) positions rounded
  * up to 16 (fp32) or 32 (bf16, 2 bytes each). */

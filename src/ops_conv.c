@@ -148,12 +148,12 @@ static int conv_lanes(const df_conv_shape *s) {
 static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->oc >= 8; }
 static int conv_lanes_dx(const df_conv_shape *s) { return conv_lanes(s) && s->ic >= 8; }
 static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
-/* dW runs fp32 products on the lanes layout (bf16: of the rounded values); in bf16 the direct
- * kernel's pair products measured faster at 8x8 (and equal at 7x7), so bf16 only at 4x4. Its tiles
- * reduce across lanes once per weight, which costs as much as ~40 positions of work: at least 64
- * positions of packed groups (a batch of 16 at 4x4 has 16, and runs the batched GEMM instead). */
+/* dW on the lanes layout (bf16: pairs of rows, see conv3x3.h; against the plane kernel's pairs of
+ * positions, 2x at 8x8 batch 64, 1.25x at batch 16, even at 7x7). Its tiles reduce across lanes once
+ * per weight, which costs as much as ~40 positions of work: at least 64 positions of packed groups
+ * (a batch of 16 at 4x4 has 16, and runs the batched GEMM instead: 1.25x faster than lanes there). */
 static int conv_lanes_dw(const df_conv_shape *s) {
-    return conv_lanes(s) && (!conv_bf16(s) || s->oh * s->ow <= 16) && conv_groups(s) * s->oh * s->ow >= 64;
+    return conv_lanes(s) && conv_groups(s) * s->oh * s->ow >= 64;
 }
 
 /* The lanes path's scratch: [the packed groups (of the input or of dout)][each thread's normalised
@@ -165,8 +165,12 @@ static size_t conv_lanes_packed_floats(const df_conv_shape *s) {
 /* a thread's normalised channels: one (bf16: two) per lane */
 static size_t conv_lanes_norm_floats(const df_conv_shape *s) { return (size_t)32 * s->h * s->w; }
 /* dW: [dout groups, unpadded][input groups, padded], fp32 values. */
-static size_t conv_lanes_dw_gsz(const df_conv_shape *s) { return (size_t)s->oc * s->oh * s->ow * 16; }
-static size_t conv_lanes_dw_xsz(const df_conv_shape *s) { return (size_t)s->ic * (s->h + 2) * (s->w + 2) * 16; }
+static size_t conv_lanes_dw_gsz(const df_conv_shape *s) {
+    return (size_t)s->oc * df_conv3x3_lanes_dw_rows(s->oh, conv_bf16(s)) * s->ow * 16;
+}
+static size_t conv_lanes_dw_xsz(const df_conv_shape *s) {
+    return (size_t)s->ic * (df_conv3x3_lanes_dw_rows(s->h, conv_bf16(s)) + 2) * (s->w + 2) * 16;
+}
 static size_t conv_lanes_floats(const df_conv_shape *s) {
     const int bf = conv_bf16(s);
     size_t wpk = df_conv3x3_weight_words(s->oc, s->ic, bf), x = df_conv3x3_weight_words(s->ic, s->oc, bf);
@@ -544,13 +548,13 @@ static void conv_dw_lanes(float *dw, const float *dout, const float *inp, const 
                                      : inp + (size_t)img * in_img + (size_t)(ch - s->oc) * hw;
             }
             if (is_g)
-                df_conv3x3_lanes_pack_dw_plane(gpk + (size_t)g * gsz + (size_t)ch * ohw * 16, src, s->oh, s->ow, bf, 0);
+                df_conv3x3_lanes_pack_dw_plane(gpk + (size_t)g * gsz + (size_t)ch * (gsz / s->oc), src, s->oh, s->ow, bf, 0);
             else
-                df_conv3x3_lanes_pack_dw_plane(xpk + (size_t)g * xsz + (size_t)(ch - s->oc) * (s->h + 2) * (s->w + 2) * 16,
-                                               src, s->h, s->w, bf, 1);
+                df_conv3x3_lanes_pack_dw_plane(xpk + (size_t)g * xsz + (size_t)(ch - s->oc) * (xsz / s->ic), src, s->h,
+                                               s->w, bf, 1);
         }
 #pragma omp for schedule(dynamic)
-        for (int c = 0; c < s->ic; c++) df_conv3x3_lanes_dw(dw, gpk, xpk, groups, c, s->oc, s->ic, s->h, s->w);
+        for (int c = 0; c < s->ic; c++) df_conv3x3_lanes_dw(dw, gpk, xpk, groups, c, s->oc, s->ic, s->h, s->w, bf);
     }
 }
 

@@ -237,6 +237,10 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 batched conv 3x3 64->32 4x4", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 9->13 7x7 b19", 19, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 16->24 4x4 b49 (dW too)", 49, 16, 4, 4, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    /* bf16 lanes dW pairs rows ceil(h/2) apart: odd heights leave the last pair's high half empty */
+    {OP_CONV, "bf16 lanes conv 16->13 8x8 b16 (dW too)", 16, 16, 8, 8, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 lanes conv 9->8 7x7 b21 (dW too)", 21, 9, 7, 7, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 lanes conv 8->10 3x5 b72 (dW too)", 72, 8, 3, 5, 10, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
