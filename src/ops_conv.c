@@ -148,12 +148,22 @@ static int conv_lanes(const df_conv_shape *s) {
 static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->oc >= 8; }
 static int conv_lanes_dx(const df_conv_shape *s) { return conv_lanes(s) && s->ic >= 8; }
 static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
-/* dW on the lanes layout (bf16: pairs of rows, see conv3x3.h; against the plane kernel's pairs of
- * positions, 2x at 8x8 batch 64, 1.25x at batch 16, even at 7x7). Its tiles reduce across lanes once
+/* dW on the lanes layout (bf16: pairs of rows, see conv3x3.h). Its tiles reduce across lanes once
  * per weight, which costs as much as ~40 positions of work: at least 64 positions of packed groups
- * (a batch of 16 at 4x4 has 16, and runs the batched GEMM instead: 1.25x faster than lanes there). */
+ * (a batch of 16 at 4x4 has 16, and runs the batched GEMM instead: 1.25x faster than lanes there).
+ * In bf16 it also takes larger planes, from 12 images a group on average, where a tile's packed
+ * dout (every group's, per output) stays small enough for L2 while the input channels pass it:
+ * against the plane kernel's pairs of positions (junk columns, shifted loads across cache lines),
+ * 1.15x at 14x14 batch 64, 1.3x at 16x16 batch 16, 1.05x at 32x32 batch 16, but 0.9x at 28x28 batch
+ * 64 (100 KiB a tile's output). fp32 measured even there, and keeps the plane kernels. */
+#define CONV_LANES_DW_MAX_OUTPUT_BYTES ((size_t)48 << 10)
+static int conv_lanes_dw_bf16_plane(const df_conv_shape *s) {
+    const size_t per_output = (size_t)conv_groups(s) * 16 * df_conv3x3_lanes_dw_rows(s->oh, 1) * s->ow * 4;
+    return conv_bf16(s) && conv_is_3x3_same(s) && df_conv3x3_available(1) && 4 * s->n >= 3 * 16 * conv_groups(s) &&
+           per_output <= CONV_LANES_DW_MAX_OUTPUT_BYTES;
+}
 static int conv_lanes_dw(const df_conv_shape *s) {
-    return conv_lanes(s) && conv_groups(s) * s->oh * s->ow >= 64;
+    return (conv_lanes(s) && conv_groups(s) * s->oh * s->ow >= 64) || conv_lanes_dw_bf16_plane(s);
 }
 
 /* The lanes path's scratch: [the packed groups (of the input or of dout)][each thread's normalised
@@ -175,7 +185,8 @@ static size_t conv_lanes_floats(const df_conv_shape *s) {
     const int bf = conv_bf16(s);
     size_t wpk = df_conv3x3_weight_words(s->oc, s->ic, bf), x = df_conv3x3_weight_words(s->ic, s->oc, bf);
     if (x > wpk) wpk = x;
-    const size_t fx = conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s) + wpk;
+    const size_t fx =
+        conv_lanes(s) ? conv_lanes_packed_floats(s) + (size_t)s->threads * conv_lanes_norm_floats(s) + wpk : 0;
     const size_t dw = conv_lanes_dw(s) ? (size_t)conv_groups(s) * (conv_lanes_dw_gsz(s) + conv_lanes_dw_xsz(s)) : 0;
     return fx > dw ? fx : dw;
 }
@@ -301,7 +312,7 @@ size_t df_conv2d_scratch_floats(const df_conv_shape *s) {
                                : conv_thread_floats(s) * (size_t)conv_threads(s) + conv_wblock_floats(s) +
                                      w16 * (size_t)conv_dw_chunks(s);
     /* the lanes forward and dX use the scratch before (or instead of) the paths above */
-    if (conv_lanes(s) && conv_lanes_floats(s) > f) f = conv_lanes_floats(s);
+    if ((conv_lanes(s) || conv_lanes_dw(s)) && conv_lanes_floats(s) > f) f = conv_lanes_floats(s);
     return f;
 }
 

@@ -241,6 +241,9 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 lanes conv 16->13 8x8 b16 (dW too)", 16, 16, 8, 8, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 9->8 7x7 b21 (dW too)", 21, 9, 7, 7, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 8->10 3x5 b72 (dW too)", 72, 8, 3, 5, 10, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    /* larger planes: per-image direct forward and dX, lanes dW (bf16, from 12 images a group) */
+    {OP_CONV, "bf16 conv 16->8 14x14 b16 (lanes dW)", 16, 16, 14, 14, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 conv 8->11 9x18 b13 (lanes dW)", 13, 8, 9, 18, 11, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
     {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
