@@ -17,6 +17,9 @@ df_status df_fail(df_status status, const char *fmt, ...) {
     return status;
 }
 
+/* vexp.h's clamp (see there for why they live here) */
+const float df_vexp_lo = -87.0f, df_vexp_hi = 88.0f;
+
 const char *df_last_error(void) { return df_error_buf[0] ? df_error_buf : "no error recorded"; }
 
 void df_clear_error(void) { df_error_buf[0] = 0; }
