@@ -373,21 +373,27 @@ void df_conv3x3_image(float *y, const void *padded, const void *wpack, const flo
  * pairs, 256-bit halves). */
 T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]) {
     __m512 t[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 16; i += 4) /* v[i + m]: column m (mod 4) of rows i..i+3, in each 128-bit lane */
+#pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const __m512d a = _mm512_castps_pd(t[i + k]), b = _mm512_castps_pd(t[i + 2 + k]);
             v[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
             v[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
         }
+#pragma GCC unroll 2
     for (int i = 0; i < 16; i += 8)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             t[i + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0x88);
             t[i + 4 + k] = _mm512_shuffle_f32x4(v[i + k], v[i + 4 + k], 0xDD);
         }
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         v[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
         v[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
@@ -408,6 +414,7 @@ T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int
         for (int x0 = 0; x0 < w; x0 += 16) {
             const int nq = w - x0 < 16 ? w - x0 : 16, at = y * w + x0;
             __m512 v[16];
+#pragma GCC unroll 16
             for (int l = 0; l < 16; l++) {
                 if (!x[l])
                     v[l] = _mm512_setzero_ps();
@@ -417,7 +424,9 @@ T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int
                     v[l] = _mm512_castsi512_ps(pair16(x[l] + at, pair ? x[l] + hw + at : NULL, nq));
             }
             transpose16(v);
-            for (int k = 0; k < nq; k++) _mm512_storeu_ps((float *)row + (size_t)(x0 + k + 1) * 16, v[k]);
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) /* unrolled, so that v stays in registers */
+                if (k < nq) _mm512_storeu_ps((float *)row + (size_t)(x0 + k + 1) * 16, v[k]);
         }
     }
 }
@@ -453,12 +462,15 @@ T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *
                 const int n16 = nb - c0 < 16 ? nb - c0 : 16;
                 const __mmask16 m = lanes(n16);
                 __m512 v[16];
+#pragma GCC unroll 16
                 for (int k = 0; k < 16; k++)
                     v[k] = k < n16 ? _mm512_load_ps(stage + (size_t)r * LANES_RS + (size_t)(c0 + k) * 16)
                                    : _mm512_setzero_ps();
                 transpose16(v); /* v[l]: image l at positions qb + c0 .. + 15 */
                 const size_t at = (size_t)o * nq + qb + c0;
-                for (int l = 0; l < nimg; l++) {
+#pragma GCC unroll 16
+                for (int l = 0; l < 16; l++) {
+                    if (l >= nimg) break;
                     float *d = y + l * y_img + at;
                     __m512 t;
                     if (accumulate) {
@@ -491,6 +503,7 @@ T_BF16 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16],
             const int nq = w - x0 < 16 ? w - x0 : 16;
             const __mmask16 m = lanes(nq);
             __m512 v[16];
+#pragma GCC unroll 16
             for (int l = 0; l < 16; l++) {
                 const __m512 va = x[l] && a_in ? _mm512_maskz_loadu_ps(m, x[l] + (size_t)ya * w + x0) : _mm512_setzero_ps();
                 if (!bf16) {
@@ -503,7 +516,9 @@ T_BF16 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16],
                 v[l] = _mm512_castsi512_ps(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
             }
             transpose16(v);
-            for (int k = 0; k < nq; k++) _mm512_storeu_ps(dst + ((size_t)pr * wp + x0 + k + o) * 16, v[k]);
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                if (k < nq) _mm512_storeu_ps(dst + ((size_t)pr * wp + x0 + k + o) * 16, v[k]);
         }
     }
 }
@@ -605,10 +620,13 @@ T_BF16 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, 
         const int nq = hw - q0 < 16 ? hw - q0 : 16;
         for (int c0 = 0; c0 < c16; c0 += 16) {
             __m512 v[16];
+#pragma GCC unroll 16
             for (int k = 0; k < 16; k++)
                 v[k] = c0 + k < c ? _mm512_maskz_loadu_ps(lanes(nq), g + (size_t)(c0 + k) * hw + q0) : _mm512_setzero_ps();
             transpose16(v);
-            for (int k = 0; k < nq; k++) _mm512_storeu_ps(d + (size_t)(q0 + k) * c16 + c0, v[k]);
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                if (k < nq) _mm512_storeu_ps(d + (size_t)(q0 + k) * c16 + c0, v[k]);
         }
     }
 }

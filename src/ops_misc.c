@@ -55,6 +55,7 @@ void df_upsample2x_backward(float *dinp, const float *dout, int n, int c, int h,
 void df_concat_forward(float *out, const float *a, const float *b, int n, int ca, int cb, int hw) {
     const double t0_ = df_ops_prof_begin();
     const size_t la = (size_t)ca * hw, lb = (size_t)cb * hw;
+#pragma omp parallel for schedule(static) if ((size_t)n * (la + lb) > MISC_OMP_MIN)
     for (int i = 0; i < n; i++) {
         memcpy(out + (size_t)i * (la + lb), a + (size_t)i * la, la * sizeof(float));
         memcpy(out + (size_t)i * (la + lb) + la, b + (size_t)i * lb, lb * sizeof(float));
