@@ -590,21 +590,30 @@ T_BF16 void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, i
 /* c planes of h x w values to dst (row y at y * wp + x0, the rest of each plane zero; planes
  * `plane` words apart), fp32 or bf16 values. */
 T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, size_t plane, int wp, int x0, int bf16) {
+    /* each row is written with the wp - w zeros after it (the junk columns, or the right and the
+     * next left padding), so only the head and the tail need zeroing: every word written once */
+    const size_t elems = bf16 ? 2 * plane : plane, body = (size_t)x0 + (size_t)h * wp;
     for (int ch = 0; ch < c; ch++) {
         const float *src = x + (size_t)ch * h * w;
-        memset((uint32_t *)dst + (size_t)ch * plane, 0, plane * 4);
         if (!bf16) {
             float *p = (float *)dst + (size_t)ch * plane;
-            for (int y = 0; y < h; y++) memcpy(p + (size_t)y * wp + x0, src + (size_t)y * w, sizeof(float) * (size_t)w);
+            memset(p, 0, sizeof(float) * (size_t)x0);
+            for (int y = 0; y < h; y++) {
+                float *row = p + (size_t)y * wp + x0;
+                memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
+                for (int i = w; i < wp; i++) row[i] = 0.0f;
+            }
+            memset(p + body, 0, sizeof(float) * (elems - body));
             continue;
         }
         uint16_t *p = (uint16_t *)((uint32_t *)dst + (size_t)ch * plane);
+        memset(p, 0, sizeof(uint16_t) * (size_t)x0);
         for (int y = 0; y < h; y++)
-            for (int i = 0; i < w; i += 16) {
-                const __mmask16 m = lanes(w - i);
-                const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + (size_t)y * w + i));
-                _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, m, v);
+            for (int i = 0; i < wp; i += 16) { /* loads past w are masked to zero, stores reach wp */
+                const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lanes(w - i), src + (size_t)y * w + i));
+                _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, lanes(wp - i), v);
             }
+        memset(p + body, 0, sizeof(uint16_t) * (elems - body));
     }
 }
 
