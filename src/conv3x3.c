@@ -119,8 +119,8 @@ static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 
 /* The outputs (and residual) of the tile at rows o0..o0+rows-1, positions q0..q0+47, to L1: the
  * caller asks for the next tile while it computes this one. Both were last touched a layer ago, and
  * their misses, not the adds, were most of the scatter's time without this. */
-T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int rows, int q0, int h, int w) {
-    const int wp = w + 2, qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
+T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int rows, int q0, int h, int w, int wp) {
+    const int qend = q0 + C3_NR < h * wp ? q0 + C3_NR : h * wp;
     const size_t lo = (size_t)(q0 / wp) * w, hi = (size_t)((qend - 1) / wp + 1) * w;
     for (int r = 0; r < rows; r++) {
         const size_t plane = (size_t)(o0 + r) * h * w;
@@ -235,26 +235,25 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
 }
 
 /* Where a plane tile's outputs go: vector v of the tile (padded-width positions q0 + 16 v ..
- * + 15) meets up to 3 image rows; segment k of it is the lanes of one row inside the image (mask),
- * and lane i of that segment belongs at y index q0 + 16 v + i - 2 oy (oy its row: the row's two
- * junk columns dropped), i.e. at delta + i. */
+ * + 15) meets one or more image rows (up to 16 when rows are narrow); segment k of it is the lanes of one row inside the image (mask),
+ * and lane i of that segment belongs at y index q0 + 16 v + i - (wp - w) oy (oy its row: the
+ * row's junk columns dropped), i.e. at delta + i. */
 typedef struct {
     int nseg[3];
-    __mmask16 mask[3][3];
-    ptrdiff_t delta[3][3];
+    __mmask16 mask[3][16];
+    ptrdiff_t delta[3][16];
 } plane_dest;
 
-static void plane_dest_init(plane_dest *d, int q0, int nv, int h, int w) {
-    const int wp = w + 2;
+static void plane_dest_init(plane_dest *d, int q0, int nv, int h, int w, int wp) {
     for (int v = 0; v < 3; v++) {
         d->nseg[v] = 0;
         if (v >= nv) continue;
         const int qa = q0 + 16 * v, qb = qa + 16;
         for (int oy = qa / wp; oy < h && oy * wp < qb; oy++) {
             const int lo = oy * wp > qa ? oy * wp : qa, hi = oy * wp + w < qb ? oy * wp + w : qb;
-            if (lo >= hi || d->nseg[v] == 3) continue;
+            if (lo >= hi) continue; /* a row's lanes all junk: no segment */
             d->mask[v][d->nseg[v]] = (__mmask16)(((1u << (hi - qa)) - 1) & ~((1u << (lo - qa)) - 1));
-            d->delta[v][d->nseg[v]++] = qa - 2 * (ptrdiff_t)oy;
+            d->delta[v][d->nseg[v]++] = qa - (ptrdiff_t)(wp - w) * oy;
         }
     }
 }
@@ -312,9 +311,13 @@ typedef struct {
         acc_tmpl(acc, p, ps, off, plane_base, a, steps, madd, nv);                                 \
         scatter_acc(acc, o->dest, o->y, o->b, o->cb, o->res, o->o0, o->rows, o->hw, o->accumulate, nv); \
     } while (0)
-#define PLANE_TILE(madd)                                                                           \
+/* Stride 2 reads four phase planes of a channel (conv3x3.h), pz words apart, of width wq: tap
+ * (ky, kx) reads phase (ky & 1, kx & 1) shifted by (ky >> 1, kx >> 1). */
+#define PHASE_OFF(wq, pz)                                                                          \
+    {0, pz, 1, 2 * pz, 3 * pz, 2 * pz + 1, wq, pz + wq, wq + 1}
+#define PLANE_TILE(madd, OFFS)                                                                     \
     do {                                                                                           \
-        const int off[9] = PLANE_OFF(wp);                                                          \
+        const int off[9] = OFFS;                                                                   \
         if (nv >= 3)                                                                               \
             PLANE_NV(madd, 3);                                                                     \
         else if (nv == 2)                                                                          \
@@ -324,12 +327,23 @@ typedef struct {
     } while (0)
 T_F32 static void tile_f32(const plane_out *o, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
                            int nv) {
-    PLANE_TILE(madd_f32);
+    PLANE_TILE(madd_f32, PLANE_OFF(wp));
 }
 
 T_BF16 static void tile_bf16(const plane_out *o, const uint32_t *p, size_t ps, int wp, const uint32_t *a, int steps,
                              int nv) {
-    PLANE_TILE(madd_bf16);
+    PLANE_TILE(madd_bf16, PLANE_OFF(wp));
+}
+
+/* The stride-2 tiles: wp is the phase planes' width, pz their size. */
+T_F32 static void tile_s2_f32(const plane_out *o, const uint32_t *p, size_t ps, int wp, int pz, const uint32_t *a,
+                              int steps, int nv) {
+    PLANE_TILE(madd_f32, PHASE_OFF(wp, pz));
+}
+
+T_BF16 static void tile_s2_bf16(const plane_out *o, const uint32_t *p, size_t ps, int wp, int pz, const uint32_t *a,
+                                int steps, int nv) {
+    PLANE_TILE(madd_bf16, PHASE_OFF(wp, pz));
 }
 
 /* The lanes kernel: a vector holds one position of 16 images, so the tile is 3 positions (base, in
@@ -347,25 +361,108 @@ T_BF16 static void ltile_bf16(float *tile, const uint32_t *p, size_t ps, const i
     tile_tmpl(tile, p, ps, off, base, a, steps, madd_bf16, 3, LANES_RS);
 }
 
-void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
-                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
-    const int wp = w + 2, nq = h * wp, strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
-    const size_t ps = df_conv3x3_plane_words(h, w), astrip = (size_t)steps * 9 * C3_MR;
+/* The plane driver: outputs (h, w) computed at the positions q = oy wp + ox of a plane of width wp
+ * (ox >= w dropped); stride 1 reads the padded planes, stride 2 the phase planes (pz: a phase's
+ * words). */
+T_F32 static void plane_conv(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                             const float *res, int oc, int ic, int h, int w, int wp, size_t ps, int s2, int pz,
+                             int accumulate, int bf16) {
+    const int nq = h * wp, strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
+    const size_t astrip = (size_t)steps * 9 * C3_MR;
     /* Positions outside, strips inside: a tile's planes (ic x ~3 rows) stay in L1 while the
      * weight strips stream from L2. */
     for (int q0 = 0; q0 < nq; q0 += C3_NR) {
         const int nv = (nq - q0 + 15) / 16 < 3 ? (nq - q0 + 15) / 16 : 3;
         plane_dest dest;
-        plane_dest_init(&dest, q0, nv, h, w);
+        plane_dest_init(&dest, q0, nv, h, w, wp);
         for (int sidx = 0; sidx < strips; sidx++) {
             const int next = sidx + 1 < strips, nq0 = next ? q0 : q0 + C3_NR, ns = next ? sidx + 1 : 0;
-            if (nq0 < nq) prefetch_tile(y, res, ns * C3_MR, oc - ns * C3_MR < C3_MR ? oc - ns * C3_MR : C3_MR, nq0, h, w);
+            if (nq0 < nq)
+                prefetch_tile(y, res, ns * C3_MR, oc - ns * C3_MR < C3_MR ? oc - ns * C3_MR : C3_MR, nq0, h, w, wp);
             const int rows = oc - sidx * C3_MR < C3_MR ? oc - sidx * C3_MR : C3_MR;
             const plane_out o = {y, b, cb, res, sidx * C3_MR, rows, accumulate, (size_t)h * w, &dest};
-            (bf16 ? tile_bf16 : tile_f32)(&o, (const uint32_t *)padded + q0, ps, wp,
-                                          (const uint32_t *)wpack + sidx * astrip, steps, nv);
+            const uint32_t *p = (const uint32_t *)padded + q0, *a = (const uint32_t *)wpack + sidx * astrip;
+            if (s2)
+                (bf16 ? tile_s2_bf16 : tile_s2_f32)(&o, p, ps, wp, pz, a, steps, nv);
+            else
+                (bf16 ? tile_bf16 : tile_f32)(&o, p, ps, wp, a, steps, nv);
         }
     }
+}
+
+void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
+    plane_conv(y, padded, wpack, b, cb, res, oc, ic, h, w, w + 2, df_conv3x3_plane_words(h, w), 0, 0, accumulate,
+               bf16);
+}
+
+/* Stride 2: a phase plane holds (oh + 1) rows of ow + 1 words; the four of a channel follow each
+ * other, then slack for the shifted reads of the last tile (its positions up to oh (ow + 1) + 47,
+ * shifted by up to 3 phases and a row and a word), zeroed. */
+static size_t s2_phase_words(int oh, int ow) { return (size_t)(oh + 1) * (ow + 1); }
+size_t df_conv3x3_s2_plane_words(int oh, int ow) {
+    return round_up(4 * s2_phase_words(oh, ow) + C3_NR + 16 + (size_t)ow + 2, 16);
+}
+
+/* n values (n <= 16) of a row segment as 16 words: fp32 bits, or bf16 pairs with the same positions
+ * of channel b (NULL: zeros) in the high halves. */
+T_BF16 static __m512i s2_words(__m512 va, __m512 vb, int bf16) {
+    if (!bf16) return _mm512_castps_si512(va);
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(va));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(vb));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+T_BF16 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t,
+                                    int pad_l, int bf16) {
+    const size_t ps = df_conv3x3_s2_plane_words(oh, ow), pz = s2_phase_words(oh, ow);
+    const int wq = ow + 1, steps = bf16 ? (c + 1) / 2 : c;
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    memset(dst, 0, sizeof(uint32_t) * ps * (size_t)steps);
+    for (int st = 0; st < steps; st++) {
+        uint32_t *pl = (uint32_t *)dst + (size_t)st * ps;
+        const int c0 = bf16 ? 2 * st : st, pair = bf16 && c0 + 1 < c;
+        const float *xa = x + (size_t)c0 * h * w, *xb = pair ? xa + (size_t)h * w : NULL;
+        /* input (r, cc) is padded (r + pad_t, cc + pad_l): phase ((r + pad_t) & 1, (cc + pad_l) & 1),
+         * at ((r + pad_t) >> 1, (cc + pad_l) >> 1); a row's 32 columns from x0 split into its even
+         * and odd columns, 16 each */
+        for (int r = 0; r < h; r++) {
+            const int pr = r + pad_t, i = pr >> 1;
+            if (i > oh) continue; /* a row no output reads */
+            if (r + 4 < h) /* the input is cold (a layer ago): its lines a few rows ahead */
+                for (int x0 = 0; x0 < w; x0 += 16) {
+                    _mm_prefetch((const char *)(xa + (size_t)(r + 4) * w + x0), _MM_HINT_T0);
+                    if (xb) _mm_prefetch((const char *)(xb + (size_t)(r + 4) * w + x0), _MM_HINT_T0);
+                }
+            uint32_t *row = pl + (size_t)((pr & 1) * 2) * pz + (size_t)i * wq;
+            for (int x0 = 0; x0 < w; x0 += 32) {
+                const int n = w - x0 < 32 ? w - x0 : 32, ne = (n + 1) / 2, no = n / 2;
+                const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
+                const float *ra = xa + (size_t)r * w + x0, *rb = xb ? xb + (size_t)r * w + x0 : NULL;
+                const __m512 a0 = _mm512_maskz_loadu_ps(m0, ra), a1 = _mm512_maskz_loadu_ps(m1, ra + 16);
+                __m512 b0 = _mm512_setzero_ps(), b1 = b0;
+                if (rb) {
+                    b0 = _mm512_maskz_loadu_ps(m0, rb);
+                    b1 = _mm512_maskz_loadu_ps(m1, rb + 16);
+                }
+                const __m512i we = s2_words(_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(b0, even, b1), bf16);
+                const __m512i wo = s2_words(_mm512_permutex2var_ps(a0, odd, a1), _mm512_permutex2var_ps(b0, odd, b1), bf16);
+                /* even columns: phase pad_l & 1 at j = (x0 + pad_l) >> 1; odd: the other phase, at
+                 * (x0 + 1 + pad_l) >> 1 */
+                const int je = (x0 + pad_l) >> 1, jo = (x0 + 1 + pad_l) >> 1;
+                uint32_t *de = row + (size_t)(pad_l & 1) * pz, *dO = row + (size_t)((pad_l + 1) & 1) * pz;
+                _mm512_mask_storeu_epi32(de + je, lanes(ne < wq - je ? ne : wq - je), we);
+                _mm512_mask_storeu_epi32(dO + jo, lanes(no < wq - jo ? no : wq - jo), wo);
+            }
+        }
+    }
+}
+
+void df_conv3x3_s2_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int oh,
+                         int ow, int bf16) {
+    plane_conv(y, padded, wpack, b, NULL, NULL, oc, ic, oh, ow, ow + 1, df_conv3x3_s2_plane_words(oh, ow), 1,
+               (int)s2_phase_words(oh, ow), 0, bf16);
 }
 
 /* ---------------------------------------------------------------- lanes (small planes) */
@@ -812,6 +909,17 @@ void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int grou
 int df_conv3x3_available(int bf16) { (void)bf16; return 0; }
 void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
     (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
+    ASSERT(0);
+}
+size_t df_conv3x3_s2_plane_words(int oh, int ow) { return (size_t)4 * (oh + 1) * (ow + 1) + 128; }
+void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t, int pad_l,
+                             int bf16) {
+    (void)dst; (void)x; (void)c; (void)h; (void)w; (void)oh; (void)ow; (void)pad_t; (void)pad_l; (void)bf16;
+    ASSERT(0);
+}
+void df_conv3x3_s2_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int oh,
+                         int ow, int bf16) {
+    (void)y; (void)padded; (void)wpack; (void)b; (void)oc; (void)ic; (void)oh; (void)ow; (void)bf16;
     ASSERT(0);
 }
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,

@@ -63,6 +63,20 @@ void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
                       const float *res, int oc, int ic, int h, int w, int accumulate, int bf16);
 
+/* Stride 2 (diffusers' Downsample2D: pad (0, 1, 0, 1), or any pad_t, pad_l), on the same kernel:
+ * each channel's padded input split into four phase planes, the even/odd rows x even/odd columns,
+ * (oh + 1) x (ow + 1) words each, so that tap (ky, kx) of every output reads phase (ky & 1, kx & 1)
+ * at a constant shift of (ky >> 1, kx >> 1): the outputs computed in rows of ow + 1 (one junk
+ * column). Words of one channel's (bf16: channel pair's) planes: */
+size_t df_conv3x3_s2_plane_words(int oh, int ow);
+/* dst (c channels, as df_conv3x3_pad_image: fp32 or bf16 pairs) = x (c, h, w) as phase planes for
+ * outputs (oh, ow) with padding pad_t above and pad_l left (zeros wherever the input is not). */
+void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t, int pad_l,
+                             int bf16);
+/* y (oc, oh, ow) = the stride-2 conv of the phase planes with the packed weights + b (may be NULL). */
+void df_conv3x3_s2_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int oh,
+                         int ow, int bf16);
+
 /* The lanes layout, for small planes (the U-Net's 8x8, 7x7 and 4x4 levels, where a 48-position
  * tile of one image is mostly padding): a vector holds ONE position of 16 images, so a tile of 3
  * positions x 16 images wastes nothing. A group of 16 images is packed as [step][(h+2) x (w+2)

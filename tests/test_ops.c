@@ -185,6 +185,12 @@ static const op_case CASES[] = {
     /* per image, the small shapes that run batched by default (3x3 s1/s2 and 1x1) */
     {OP_CONV, "per-image conv 3x3 s1 ic3 7x7", 2, 3, 7, 7, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
     {OP_CONV, "per-image conv 3x3 s2 8x8", 2, 4, 8, 8, 4, 3, 2, {0, 0, 1, 1}, 0, 0, F_PER_IMAGE},
+    /* stride 2 on the direct kernel (phase planes): padding 1 all round, odd sizes, odd channel
+     * counts (a bf16 pair's empty half), rows of more than 32 columns */
+    {OP_CONV, "direct conv 3x3 s2 p1 9x11", 2, 5, 9, 11, 9, 3, 2, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "direct conv 3x3 s2 p(0,0,1,1) 33x20", 2, 3, 33, 20, 8, 3, 2, {0, 0, 1, 1}, 0, 0, 0},
+    {OP_CONV, "bf16 direct conv 3x3 s2 p1 9x11", 2, 5, 9, 11, 9, 3, 2, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 direct conv 3x3 s2 p(0,0,1,1) 20x35", 3, 7, 20, 35, 8, 3, 2, {0, 0, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "per-image conv 1x1 5x3", 2, 6, 5, 3, 4, 1, 1, {0, 0, 0, 0}, 0, 0, F_PER_IMAGE},
     /* batched: the U-Net's 4x4 level, a stride-2 conv onto 4x4, 1x1 at 3x5 */
     {OP_CONV, "batched conv 3x3 64->32 4x4 b5", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
@@ -949,6 +955,34 @@ static void test_attention_known_values(void) {
 }
 
 /* The fused GroupNorm + SiLU ops give the plain pair's bits (and the same statistics). */
+/* GroupNorm statistics of groups far from zero (mean 1e4 times their spread; and a constant group):
+ * the one-pass shifted sums against a two-pass double reference. A plain one-pass E[x^2] - E[x]^2
+ * in float would lose every digit here. */
+static void test_groupnorm_large_mean(void) {
+    enum { N = 2, C = 4, HW = 300, G = 2 };
+    const size_t n = (size_t)N * C * HW, gs = (size_t)C / G * HW;
+    float *x = galloc(n), *y = galloc(n), gamma[C], beta[C], mean[N * G], rstd[N * G];
+    for (size_t i = 0; i < n; i++) x[i] = 10000.0f + (float)sin(0.91 * (double)i);
+    for (size_t i = 2 * gs; i < 3 * gs; i++) x[i] = -250.5f; /* image 1's first group: constant */
+    for (int i = 0; i < C; i++) gamma[i] = 1.0f, beta[i] = 0.0f;
+    df_groupnorm_forward(y, mean, rstd, x, gamma, beta, N, C, HW, G, 1e-5f);
+    double worst = 0;
+    for (int g = 0; g < N * G; g++) {
+        double mu = 0, var = 0;
+        for (size_t i = 0; i < gs; i++) mu += x[g * gs + i];
+        mu /= (double)gs;
+        for (size_t i = 0; i < gs; i++) var += (x[g * gs + i] - mu) * (x[g * gs + i] - mu);
+        const double rs = 1.0 / sqrt(var / (double)gs + 1e-5);
+        CHECK(fabs(mean[g] - mu) <= 1e-7 * fabs(mu), "groupnorm large mean: group %d mean %.9g vs %.9g", g, mean[g], mu);
+        const double e = fabs(rstd[g] - rs) / rs;
+        CHECK(e <= 1e-6, "groupnorm large mean: group %d rstd %.9g vs %.9g", g, rstd[g], rs);
+        if (e > worst) worst = e;
+    }
+    printf("  groupnorm statistics at mean 1e4 x spread, and a constant group: rstd rel err %.2e (tol 1e-6)\n", worst);
+    gfree(x);
+    gfree(y);
+}
+
 static void test_groupnorm_silu_fused(void) {
     enum { N = 3, C = 12, HW = 37, G = 4 };
     const size_t n = (size_t)N * C * HW;
@@ -1123,6 +1157,7 @@ int main(void) {
     test_timestep_embedding();
     test_dropout_mask();
     test_groupnorm_silu_fused();
+    test_groupnorm_large_mean();
     test_conv_fused();
     test_conv_lanes_bits();
     printf("test_ops: %.2f s\n", df_time() - t0);
