@@ -167,6 +167,11 @@ T_BF16 static void pad_bf16(uint32_t *dst, const float *x, int c, int h, int w) 
         memset(p, 0, sizeof(uint32_t) * (size_t)(wp + 1));
         for (int y = 0; y < h; y++) {
             uint32_t *row = p + (size_t)(y + 1) * wp + 1;
+            if (y + 4 < h) /* a cold input's lines a few rows ahead (as the stride-2 padding) */
+                for (int x0 = 0; x0 < w; x0 += 16) {
+                    _mm_prefetch((const char *)(a + (size_t)(y + 4) * w + x0), _MM_HINT_T0);
+                    if (b) _mm_prefetch((const char *)(b + (size_t)(y + 4) * w + x0), _MM_HINT_T0);
+                }
             for (int x0 = 0; x0 < w; x0 += 16)
                 _mm512_mask_storeu_epi32(row + x0, lanes(w - x0),
                                          pair16(a + (size_t)y * w + x0, b ? b + (size_t)y * w + x0 : NULL, w - x0));

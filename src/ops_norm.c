@@ -40,6 +40,9 @@ static void groupnorm_apply_group(float *y, float *ys, const float *x, float mu,
         gn_affine(mu, rs, gamma, beta, ch, &a, &s);
         const float *xc = x + (size_t)cc * hw;
         float *yc = y ? y + (size_t)cc * hw : NULL, *sc = ys ? ys + (size_t)cc * hw : NULL;
+        /* the next channel's lines on their way: the input is cold (written a layer ago), and the
+         * hardware prefetcher alone left these loads waiting on memory */
+        for (int p = 0; p < hw && p < 4096; p += 16) __builtin_prefetch(xc + hw + p);
         if (!sc) {
             for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
         } else if (!yc) {
