@@ -702,6 +702,7 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
             memset(p, 0, sizeof(float) * (size_t)x0);
             for (int y = 0; y < h; y++) {
                 float *row = p + (size_t)y * wp + x0;
+                for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(src + (size_t)(y + 4) * w + i), _MM_HINT_T0);
                 memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
                 for (int i = w; i < wp; i++) row[i] = 0.0f;
             }
@@ -710,11 +711,15 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
         }
         uint16_t *p = (uint16_t *)((uint32_t *)dst + (size_t)ch * plane);
         memset(p, 0, sizeof(uint16_t) * (size_t)x0);
-        for (int y = 0; y < h; y++)
+        for (int y = 0; y < h; y++) {
+            /* the cold source a few rows ahead (into the next channel's rows at the end: the planes
+             * follow each other; past the tensor's end a prefetch is only a hint) */
+            for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(src + (size_t)(y + 4) * w + i), _MM_HINT_T0);
             for (int i = 0; i < wp; i += 16) { /* loads past w are masked to zero, stores reach wp */
                 const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lanes(w - i), src + (size_t)y * w + i));
                 _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, lanes(wp - i), v);
             }
+        }
         memset(p + body, 0, sizeof(uint16_t) * (elems - body));
     }
 }

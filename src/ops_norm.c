@@ -205,6 +205,7 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
                 for (size_t i = 0; i < gsize; i += 16) {
                     __builtin_prefetch(x + (size_t)groups * gsize + i, 0, 3);
                     __builtin_prefetch(dout + at + (size_t)groups * gsize + i, 0, 3);
+                    if (dinp) __builtin_prefetch(dinp + at + (size_t)groups * gsize + i, 1, 3); /* written */
                 }
             if (silu) { /* tmp = dout * SiLU'(GN(x)), then it is the gradient below */
                 for (int cc = 0; cc < cpg; cc++) {
