@@ -816,20 +816,24 @@ T_F32 static inline __attribute__((always_inline)) void dwcl_tile(float *dw, con
                                                                    size_t gimg, size_t ximg, size_t ps, int c16,
                                                                    const int R, int set) {
     const int wp = w + 2;
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
     __m512 acc[3][9];
     zero_acc27(acc);
     for (int i = 0; i < n; i++) {
         const float *g = gcl + i * gimg + o0, *x = xpad + i * ximg + (size_t)c * ps;
         for (int oy = 0; oy < h; oy++) {
-            const float *xr = x + (size_t)oy * wp, *gr = g + (size_t)oy * w * c16;
-            for (int ox = 0; ox < w; ox++) {
+            /* the three input rows of the taps as three pointers moving with ox, so each tap's
+             * value is a constant displacement (0, 4 or 8 bytes) off one of them: with nine runtime
+             * offsets GCC ran out of integer registers and moved them through vector ones */
+            const float *x0r = x + (size_t)oy * wp, *x1r = x0r + wp, *x2r = x1r + wp;
+            const float *gr = g + (size_t)oy * w * c16;
+            for (int ox = 0; ox < w; ox++, x0r++, x1r++, x2r++) {
+                const float *rows[3] = {x0r, x1r, x2r};
                 __m512 gv[3];
 #pragma GCC unroll 3
                 for (int r = 0; r < R; r++) gv[r] = _mm512_loadu_ps(gr + (size_t)ox * c16 + 16 * r);
 #pragma GCC unroll 9
                 for (int t = 0; t < 9; t++) {
-                    __m512 xb = _mm512_set1_ps(xr[ox + off[t]]);
+                    __m512 xb = _mm512_set1_ps(rows[t / 3][t % 3]);
                     __asm__("" : "+v"(xb)); /* one broadcast per tap, not one per FMA */
 #pragma GCC unroll 3
                     for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(gv[r], xb, acc[r][t]);
