@@ -643,22 +643,23 @@ T_BF16 static inline __attribute__((always_inline)) void lanes_dw_tile(float *dw
                                                                         int h, int w, const int R, const int bf16) {
     const int wp = w + 2, hh = (int)df_conv3x3_lanes_dw_rows(h, bf16), ghw = hh * w;
     const size_t gsz = (size_t)oc * ghw * 16, xsz = (size_t)ic * (hh + 2) * wp * 16;
-    const int off[9] = {0, 16, 32, 16 * wp, 16 * (wp + 1), 16 * (wp + 2), 32 * wp, 16 * (2 * wp + 1),
-                        16 * (2 * wp + 2)};
     __m512 acc[3][9];
     zero_acc27(acc);
     for (int g = 0; g < groups; g++) {
         const float *gg = gpk + g * gsz + (size_t)o0 * ghw * 16, *xx = xpk + g * xsz + (size_t)c * (hh + 2) * wp * 16;
         for (int y = 0; y < hh; y++)
             for (int x0 = 0; x0 < w; x0++) {
+                /* the taps' three rows as three pointers, each tap a constant displacement (0, 16
+                 * or 32 floats) off one (as dw_tile) */
                 const float *xq = xx + ((size_t)y * wp + x0) * 16;
+                const float *rows[3] = {xq, xq + (size_t)16 * wp, xq + (size_t)32 * wp};
                 const float *gq = gg + ((size_t)y * w + x0) * 16;
                 __m512i gr[3];
 #pragma GCC unroll 3
                 for (int r = 0; r < R; r++) gr[r] = _mm512_loadu_si512(gq + (size_t)r * ghw * 16);
 #pragma GCC unroll 9
                 for (int t = 0; t < 9; t++) {
-                    __m512i xv = _mm512_loadu_si512(xq + off[t]);
+                    __m512i xv = _mm512_loadu_si512(rows[t / 3] + 16 * (t % 3));
                     __asm__("" : "+v"(xv)); /* one load per tap (see dw_tile) */
 #pragma GCC unroll 3
                     for (int r = 0; r < R; r++)
@@ -761,9 +762,12 @@ T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, cons
                                                                   const int bf16, int set) {
     __m512 acc[3][9];
     zero_acc27(acc);
-    const int off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
+    const size_t esz = bf16 ? 2 : 4; /* bytes of a value: taps shift by values, q counts words */
     for (int i = 0; i < n; i++) {
         const uint32_t *g = gpad + i * gimg + (size_t)o0 * gs, *p = xpad + i * ximg + (size_t)c * ps;
+        /* the taps' three rows as three base pointers, each tap a constant displacement off one
+         * (nine runtime offsets had GCC shuttling them through vector registers) */
+        const char *rows[3] = {(const char *)p, (const char *)p + esz * wp, (const char *)p + 2 * esz * wp};
         /* q counts words of dout: one position (fp32) or a pair of positions (bf16) */
         for (size_t q = 0; q < gs; q += 16) {
             __m512i gr[3];
@@ -771,8 +775,7 @@ T_BF16 static inline __attribute__((always_inline)) void dw_tile(float *dw, cons
             for (int r = 0; r < R; r++) gr[r] = _mm512_loadu_si512(g + r * gs + q);
 #pragma GCC unroll 9
             for (int t = 0; t < 9; t++) {
-                __m512i x = bf16 ? _mm512_loadu_si512((const uint16_t *)(p + q) + off[t])
-                                 : _mm512_loadu_si512(p + q + off[t]);
+                __m512i x = _mm512_loadu_si512(rows[t / 3] + 4 * q + esz * (t % 3));
                 /* one load per tap: without this GCC folds the load into each of the R FMAs,
                  * and the loop runs out of load slots before it runs out of FMAs */
                 __asm__("" : "+v"(x));
