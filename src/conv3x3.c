@@ -150,12 +150,16 @@ T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
 }
 
 /* Words of channels 2s and 2s+1 rounded to bf16, as one (low, high) pair per position. */
+/* 16 values of lo and of hi rounded to bf16, one (lo, hi) pair per 32-bit word. */
+T_BF16 static inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
+    const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
+    const __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
+    return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
 T_BF16 static __m512i pair16(const float *a, const float *b, int n) {
     const __mmask16 m = lanes(n);
-    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, a)));
-    __m512i hi = b ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, b)))
-                   : _mm512_setzero_si512();
-    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    return bf16_pairs(_mm512_maskz_loadu_ps(m, a), b ? _mm512_maskz_loadu_ps(m, b) : _mm512_setzero_ps());
 }
 
 T_BF16 static void pad_bf16(uint32_t *dst, const float *x, int c, int h, int w) {
@@ -409,13 +413,9 @@ size_t df_conv3x3_s2_plane_words(int oh, int ow) {
     return round_up(4 * s2_phase_words(oh, ow) + C3_NR + 16 + (size_t)ow + 2, 16);
 }
 
-/* n values (n <= 16) of a row segment as 16 words: fp32 bits, or bf16 pairs with the same positions
- * of channel b (NULL: zeros) in the high halves. */
+/* 16 values as words: fp32 bits, or bf16 pairs with vb's values in the high halves. */
 T_BF16 static __m512i s2_words(__m512 va, __m512 vb, int bf16) {
-    if (!bf16) return _mm512_castps_si512(va);
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(va));
-    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(vb));
-    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    return bf16 ? bf16_pairs(va, vb) : _mm512_castps_si512(va);
 }
 
 T_BF16 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t,
@@ -613,9 +613,7 @@ T_BF16 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16],
                     continue;
                 }
                 const __m512 vb = x[l] && b_in ? _mm512_maskz_loadu_ps(m, x[l] + (size_t)yb * w + x0) : _mm512_setzero_ps();
-                const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(va));
-                const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(vb));
-                v[l] = _mm512_castsi512_ps(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+                v[l] = _mm512_castsi512_ps(bf16_pairs(va, vb));
             }
             transpose16(v);
 #pragma GCC unroll 16

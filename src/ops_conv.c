@@ -588,7 +588,7 @@ static void conv_forward_lanes(float *out, const float *inp, const float *w, con
 
 /* The direct forward, image by image (one per thread at a time), with the fusions of f (may be
  * NULL): the normalised image is made in the thread's scratch right before it is padded, the
- * epilogue adds run in the kernel's scatter. */
+ * epilogue adds run in the kernel's scatter. Stride 2 (no fusions) pads into phase planes. */
 static void conv_forward_direct(float *out, const float *inp, const float *w, const float *b,
                                 const df_conv_fusion *f, const df_conv_shape *s, float *scratch) {
     const int nt = conv_threads(s), bf = conv_bf16(s);
@@ -604,6 +604,11 @@ static void conv_forward_direct(float *out, const float *inp, const float *w, co
 #pragma omp for schedule(dynamic)
         for (int n = 0; n < s->n; n++) {
             const float *x = inp + (size_t)n * in_img;
+            if (s->stride == 2) {
+                df_conv3x3_s2_pad_image(padded, x, s->ic, s->h, s->w, s->oh, s->ow, s->pad_t, s->pad_l, bf);
+                df_conv3x3_s2_image(out + (size_t)n * out_img, padded, wpack, b, s->oc, s->ic, s->oh, s->ow, bf);
+                continue;
+            }
             if (norm) {
                 const int g = f->norm_groups;
                 df_groupnorm_silu_image(normed, f->norm_mean + (size_t)n * g, f->norm_rstd + (size_t)n * g, x,
@@ -615,26 +620,6 @@ static void conv_forward_direct(float *out, const float *inp, const float *w, co
                              f && f->chan_bias ? f->chan_bias + (size_t)n * s->oc : NULL,
                              f && f->residual ? f->residual + (size_t)n * out_img : NULL, s->oc, s->ic, s->h, s->w, 0,
                              bf);
-        }
-    }
-}
-
-/* The stride-2 forward on the direct kernel, image by image (one per thread at a time). */
-static void conv_forward_s2(float *out, const float *inp, const float *w, const float *b, const df_conv_shape *s,
-                            float *scratch) {
-    const int nt = conv_threads(s), bf = conv_bf16(s);
-    const size_t per_thread = conv_thread_floats(s), in_img = (size_t)s->ic * s->h * s->w,
-                 out_img = (size_t)s->oc * s->oh * s->ow;
-    float *wpack = scratch + per_thread * (size_t)nt;
-    df_conv3x3_pack_weights(wpack, w, s->oc, s->ic, 0, bf);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *padded = thread_cols(scratch, per_thread);
-#pragma omp for schedule(dynamic)
-        for (int n = 0; n < s->n; n++) {
-            df_conv3x3_s2_pad_image(padded, inp + (size_t)n * in_img, s->ic, s->h, s->w, s->oh, s->ow, s->pad_t,
-                                    s->pad_l, bf);
-            df_conv3x3_s2_image(out + (size_t)n * out_img, padded, wpack, b, s->oc, s->ic, s->oh, s->ow, bf);
         }
     }
 }
@@ -676,13 +661,8 @@ void df_conv2d_forward(float *out, const float *inp, const float *w, const float
         conv_prof_end(t0, "fwd", s);
         return;
     }
-    if (conv_direct_fwd(s)) {
+    if (conv_direct_fwd(s) || conv_direct_s2(s)) {
         conv_forward_direct(out, inp, w, b, NULL, s, scratch);
-        conv_prof_end(t0, "fwd", s);
-        return;
-    }
-    if (conv_direct_s2(s)) {
-        conv_forward_s2(out, inp, w, b, s, scratch);
         conv_prof_end(t0, "fwd", s);
         return;
     }
