@@ -244,9 +244,9 @@ T_F32 static inline __attribute__((always_inline)) void tile_tmpl(float *tile, c
 }
 
 /* Where a plane tile's outputs go: vector v of the tile (padded-width positions q0 + 16 v ..
- * + 15) meets one or more image rows (up to 16 when rows are narrow); segment k of it is the lanes of one row inside the image (mask),
- * and lane i of that segment belongs at y index q0 + 16 v + i - (wp - w) oy (oy its row: the
- * row's junk columns dropped), i.e. at delta + i. */
+ * + 15) meets one or more image rows (up to 16 when rows are narrow); segment k of it is the lanes
+ * of one row inside the image (mask), and lane i of that segment belongs at y index
+ * q0 + 16 v + i - (wp - w) oy (oy its row: the row's junk columns dropped), i.e. at delta + i. */
 typedef struct {
     int nseg[3];
     __mmask16 mask[3][16];

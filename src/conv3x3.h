@@ -22,8 +22,9 @@
  * In fp32 from 16 output channels, dout goes channels last instead and the tile is 48 outputs (16
  * per vector) x the 9 taps of one input channel, each tap's input value broadcast: no shifted
  * vector loads, no lane reductions.
- * What it is not: no stride 2, no other kernel sizes or paddings (those take im2col + GEMM in
- * ops_conv.c), no fallback of its own: callers check df_conv3x3_available() first. */
+ * Stride 2 runs the same kernel over phase planes (below), forward only.
+ * What it is not: no stride-2 dX or dW, no other kernel sizes or strides (those take im2col + GEMM
+ * in ops_conv.c), no fallback of its own: callers check df_conv3x3_available() first. */
 #ifndef DF_CONV3X3_H
 #define DF_CONV3X3_H
 
