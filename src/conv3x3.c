@@ -132,6 +132,15 @@ T_F32 static void prefetch_tile(const float *y, const float *res, int o0, int ro
     }
 }
 
+/* A row of w floats of a cold input (written a layer ago) on its way to L1: the padding passes ask
+ * for the row a few ahead of the one they convert (NULL: nothing). The hardware prefetcher alone
+ * left their loads waiting on memory. A prefetch past a tensor's end is only a hint. */
+#define PAD_PREFETCH_ROWS 4
+T_F32 static inline void prefetch_row(const float *row, int w) {
+    if (!row) return;
+    for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(row + i), _MM_HINT_T0);
+}
+
 T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
     const size_t ps = df_conv3x3_plane_words(h, w);
     const int wp = w + 2;
@@ -171,11 +180,10 @@ T_BF16 static void pad_bf16(uint32_t *dst, const float *x, int c, int h, int w) 
         memset(p, 0, sizeof(uint32_t) * (size_t)(wp + 1));
         for (int y = 0; y < h; y++) {
             uint32_t *row = p + (size_t)(y + 1) * wp + 1;
-            if (y + 4 < h) /* a cold input's lines a few rows ahead (as the stride-2 padding) */
-                for (int x0 = 0; x0 < w; x0 += 16) {
-                    _mm_prefetch((const char *)(a + (size_t)(y + 4) * w + x0), _MM_HINT_T0);
-                    if (b) _mm_prefetch((const char *)(b + (size_t)(y + 4) * w + x0), _MM_HINT_T0);
-                }
+            if (y + PAD_PREFETCH_ROWS < h) {
+                prefetch_row(a + (size_t)(y + PAD_PREFETCH_ROWS) * w, w);
+                prefetch_row(b ? b + (size_t)(y + PAD_PREFETCH_ROWS) * w : NULL, w);
+            }
             for (int x0 = 0; x0 < w; x0 += 16)
                 _mm512_mask_storeu_epi32(row + x0, lanes(w - x0),
                                          pair16(a + (size_t)y * w + x0, b ? b + (size_t)y * w + x0 : NULL, w - x0));
@@ -435,11 +443,10 @@ T_BF16 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int
         for (int r = 0; r < h; r++) {
             const int pr = r + pad_t, i = pr >> 1;
             if (i > oh) continue; /* a row no output reads */
-            if (r + 4 < h) /* the input is cold (a layer ago): its lines a few rows ahead */
-                for (int x0 = 0; x0 < w; x0 += 16) {
-                    _mm_prefetch((const char *)(xa + (size_t)(r + 4) * w + x0), _MM_HINT_T0);
-                    if (xb) _mm_prefetch((const char *)(xb + (size_t)(r + 4) * w + x0), _MM_HINT_T0);
-                }
+            if (r + PAD_PREFETCH_ROWS < h) {
+                prefetch_row(xa + (size_t)(r + PAD_PREFETCH_ROWS) * w, w);
+                prefetch_row(xb ? xb + (size_t)(r + PAD_PREFETCH_ROWS) * w : NULL, w);
+            }
             uint32_t *row = pl + (size_t)((pr & 1) * 2) * pz + (size_t)i * wq;
             for (int x0 = 0; x0 < w; x0 += 32) {
                 const int n = w - x0 < 32 ? w - x0 : 32, ne = (n + 1) / 2, no = n / 2;
@@ -701,7 +708,7 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
             memset(p, 0, sizeof(float) * (size_t)x0);
             for (int y = 0; y < h; y++) {
                 float *row = p + (size_t)y * wp + x0;
-                for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(src + (size_t)(y + 4) * w + i), _MM_HINT_T0);
+                prefetch_row(src + (size_t)(y + PAD_PREFETCH_ROWS) * w, w); /* into the next plane's rows at the end */
                 memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
                 for (int i = w; i < wp; i++) row[i] = 0.0f;
             }
@@ -711,9 +718,7 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
         uint16_t *p = (uint16_t *)((uint32_t *)dst + (size_t)ch * plane);
         memset(p, 0, sizeof(uint16_t) * (size_t)x0);
         for (int y = 0; y < h; y++) {
-            /* the cold source a few rows ahead (into the next channel's rows at the end: the planes
-             * follow each other; past the tensor's end a prefetch is only a hint) */
-            for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(src + (size_t)(y + 4) * w + i), _MM_HINT_T0);
+            prefetch_row(src + (size_t)(y + PAD_PREFETCH_ROWS) * w, w); /* into the next plane's rows at the end */
             for (int i = 0; i < wp; i += 16) { /* loads past w are masked to zero, stores reach wp */
                 const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lanes(w - i), src + (size_t)y * w + i));
                 _mm256_mask_storeu_epi16(p + (size_t)y * wp + x0 + i, lanes(wp - i), v);
