@@ -149,8 +149,7 @@ int main(int argc, char **argv) {
     g_cpu_time = argc > 2 && strcmp(argv[2], "cpu") == 0;
     const int max_threads = g_cpu_time ? 1 : 2;
     printf("df_gemm_f32 path: %s; df_gemm_bf16 path: %s; %s of >= %d runs (50 ms); GFLOP/s by %s time\n",
-           df_gemm_f32_native() ? "AVX-512F (vfmadd231ps)" : "fallback (cblas_sgemm)",
-           df_gemm_bf16_native() ? "AVX512_BF16 (vdpbf16ps)" : "fallback (bf16 rounding + sgemm)",
+           df_gemm_path(0), df_gemm_path(1),
            g_cpu_time ? "median" : "best", repeats,
            g_cpu_time ? "thread CPU" : "wall-clock");
     printf("%-27s %5s %5s %6s", "shape", "M", "N", "K");

@@ -579,8 +579,7 @@ static int run_peaks(int quick, int max_threads) {
         static const char *const kinds[] = {"sgemm_openblas", "gemm_f32_diffuse", "gemm_bf16_diffuse"};
         for (int r = PEAK_SGEMM; r <= PEAK_DF_BF16; r++) {
             const char *path = r == PEAK_SGEMM ? "cblas_sgemm"
-                               : r == PEAK_DF_F32 ? (df_gemm_f32_native() ? "avx512f" : "cblas_sgemm fallback")
-                                                  : (df_gemm_bf16_native() ? "avx512bf16" : "bf16 rounding + sgemm fallback");
+                                                  : df_gemm_path(r == PEAK_DF_BF16);
             printf("{\"impl\": \"peak\", \"kind\": \"%s\", \"path\": \"%s\", \"n\": %d, \"threads\": %d, \"gflops\": %s}\n",
                    kinds[r], path, n, t, jfmt(b2, sizeof b2, peak_gemm_gflops(r, n, t), 1));
             fflush(stdout);

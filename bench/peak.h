@@ -98,8 +98,10 @@ typedef struct {
 /* The fp32 FMA loop this CPU runs. */
 static peak_kernel peak_fp32_kernel(void) {
 #ifdef PEAK_X86
-    if (__builtin_cpu_supports("avx512f")) return (peak_kernel){peak_loop_avx512, PEAK_ACC * 16 * 2.0, "avx512f vfmadd231ps"};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    const df_isa isa = df_cpu_isa(); /* the level in use (DIFFUSE_ISA), not merely what the CPU has */
+    if (isa == DF_ISA_AVX512 || isa == DF_ISA_AVX512BF16)
+        return (peak_kernel){peak_loop_avx512, PEAK_ACC * 16 * 2.0, "avx512f vfmadd231ps"};
+    if (isa == DF_ISA_AVX2)
         return (peak_kernel){peak_loop_avx2, 12 * 8 * 2.0, "avx2 vfmadd231ps"};
 #endif
     return (peak_kernel){peak_loop_scalar, 8 * 2.0, "scalar"};
@@ -108,9 +110,9 @@ static peak_kernel peak_fp32_kernel(void) {
 /* The bf16 dot-product loop, or loop NULL when the CPU has no AVX512_BF16. */
 static peak_kernel peak_bf16_kernel(void) {
 #ifdef PEAK_X86
-    if (df_gemm_bf16_native()) return (peak_kernel){peak_loop_bf16, PEAK_ACC * 16 * 4.0, "avx512bf16 vdpbf16ps"};
+    if (df_cpu_isa() == DF_ISA_AVX512BF16) return (peak_kernel){peak_loop_bf16, PEAK_ACC * 16 * 4.0, "avx512bf16 vdpbf16ps"};
 #endif
-    return (peak_kernel){NULL, 0, "none (no AVX512_BF16)"};
+    return (peak_kernel){NULL, 0, "none (level without AVX512_BF16)"};
 }
 
 static double peak_run_parallel(const peak_kernel *k, long iters, int threads) {

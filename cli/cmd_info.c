@@ -24,9 +24,13 @@ int cmd_info(int argc, char **argv) {
         {"preset", ARG_STRING, &preset, "U-Net preset to describe: fmnist-small|ddpm-cifar10"},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("info", "usage: diffuse info --model M | --preset NAME", specs, argc, argv, 2);
+    int rc = args_parse("info", "usage: diffuse info [--model M | --preset NAME]", specs, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!model == !preset) return cli_error("info", df_fail(DF_ERR_ARG, "give exactly one of --model and --preset"));
+    if (model && preset) return cli_error("info", df_fail(DF_ERR_ARG, "give at most one of --model and --preset"));
+    char cpu[1024];
+    df_cpu_describe(cpu, sizeof cpu);
+    printf("%s\n", cpu);
+    if (!model && !preset) return 0;
     df_status st;
     if (preset) {
         df_unet_config c;

@@ -88,7 +88,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train    train a diffusion model (2-D toy data or images)\n"
             "  sample   draw samples from a trained model\n"
-            "  info     print a model's or a preset's configuration\n"
+            "  info     print the CPU level in use, and a model's or a preset's configuration\n"
             "  eval     measure a model: the variational bound on held-out data (bits/dim)\n"
             "  predict  run the network alone on a .npy input (for checking against other implementations)\n"
             "  export   write a model as a diffusers folder (DDPMPipeline: unet/ + scheduler/)\n");
@@ -103,6 +103,11 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
+    }
+    /* the CPU level first: a bad DIFFUSE_ISA stops every command before it reads or writes anything */
+    if (df_cpu_init() != DF_OK) {
+        fprintf(stderr, "diffuse %s: %s\n", cmd, df_last_error());
+        return 2;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);

@@ -45,6 +45,34 @@ typedef void (*df_log_fn)(const char *line, void *user);
 /* Library log lines go to `fn` (none by default). */
 void df_set_log(df_log_fn fn, void *user);
 
+/* ---------------------------------------------------------------- CPU levels */
+/* The instruction-set level the fast kernels run at, chosen once per process (cpu.c): the best
+ * level this CPU has, or exactly the level named by the environment variable DIFFUSE_ISA
+ * (generic|avx2|avx512|avx512bf16 on x86-64, generic|neon on aarch64), as oneDNN's
+ * ONEDNN_MAX_CPU_ISA caps it. A level the CPU lacks, or an unknown name, is an error, never a
+ * silent fallback. generic is portable C (any CPU of the architecture); avx2 needs AVX2 + FMA;
+ * avx512 AVX-512 F/BW/VL; avx512bf16 also AVX512_BF16; neon is aarch64's Advanced SIMD. */
+typedef enum { DF_ISA_GENERIC, DF_ISA_AVX2, DF_ISA_AVX512, DF_ISA_AVX512BF16, DF_ISA_NEON, DF_ISA_COUNT } df_isa;
+const char *df_isa_name(df_isa isa);
+/* DF_OK and *out, or DF_ERR_ARG naming the levels of this architecture. */
+df_status df_isa_from_name(const char *s, df_isa *out);
+/* 1 when this CPU (and its OS) can run level isa; levels of another architecture: 0. */
+int df_cpu_supports(df_isa isa);
+/* Chooses the level from DIFFUSE_ISA (unset or empty: the automatic choice). DF_ERR_ARG for an
+ * unknown name, DF_ERR_UNSUPPORTED for a level this CPU lacks (the message names the missing
+ * flags); the level is then left as it was. Call it before any model is opened; the CLI calls it
+ * first thing. Without it, the first kernel that asks takes the same decision (and aborts with
+ * that message on a bad DIFFUSE_ISA). */
+df_status df_cpu_init(void);
+/* The level in use. */
+df_isa df_cpu_isa(void);
+/* Sets the level (tests and benchmarks compare levels in one process): DF_ERR_UNSUPPORTED when the
+ * CPU lacks it. Models planned at another level must be reopened: the memory plan reads it. */
+df_status df_cpu_set_isa(df_isa isa);
+/* One line for `diffuse info`: the level in use, how it was chosen, the CPU's model name and the
+ * flags that decide the levels. */
+void df_cpu_describe(char *buf, size_t cap);
+
 /* ---------------------------------------------------------------- randomness */
 /* Philox4x32-10 (Salmon et al. 2011): one block of 4 uint32 from a 128-bit counter and a 64-bit key.
  * Known answer: counter {0,0,0,0}, key 0 -> {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}. */

@@ -4,6 +4,7 @@
  * (and to stubs elsewhere); ops_conv.c calls it only after df_conv3x3_available(). */
 #include "conv3x3.h"
 #include "common.h"
+#include "cpu.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -21,11 +22,13 @@ size_t df_conv3x3_plane_words(int h, int w) {
 }
 
 size_t df_conv3x3_image_words(int c, int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     const size_t planes = bf16 ? ((size_t)c + 1) / 2 : (size_t)c;
     return planes * df_conv3x3_plane_words(h, w);
 }
 
 size_t df_conv3x3_weight_words(int oc, int ic, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     const size_t steps = bf16 ? ((size_t)ic + 1) / 2 : (size_t)ic;
     return round_up((size_t)oc, C3_MR) * steps * 9;
 }
@@ -41,6 +44,14 @@ static uint32_t bf16_bits(float x) {
     return u >> 16;
 }
 
+/* x rounded to bf16 and kept in fp32 (the DF_C3_BF16R format). */
+static float bf16_round_f(float x) {
+    const uint32_t u = bf16_bits(x) << 16;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
 /* Weight of output o, input c, tap t (t = 3 ki + kj) in the conv the packed weights describe. */
 static float weight_at(const float *w, int oc, int ic, int o, int c, int t, int flip) {
     if (o >= oc || c >= ic) return 0.0f;
@@ -48,6 +59,8 @@ static float weight_at(const float *w, int oc, int ic, int o, int c, int t, int 
 }
 
 void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip, int bf16) {
+    const int rnd = bf16 == DF_C3_BF16R;
+    bf16 = bf16 == DF_C3_BF16;
     const int strips = (oc + C3_MR - 1) / C3_MR, steps = bf16 ? (ic + 1) / 2 : ic;
 #pragma omp parallel for schedule(static) if (strips > 1 && (size_t)oc * ic > 4096)
     for (int sidx = 0; sidx < strips; sidx++) {
@@ -64,7 +77,10 @@ void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip
             float *d = (float *)dst + (size_t)sidx * steps * 9 * C3_MR;
             for (int c = 0; c < ic; c++)
                 for (int t = 0; t < 9; t++)
-                    for (int r = 0; r < C3_MR; r++) *d++ = weight_at(w, oc, ic, sidx * C3_MR + r, c, t, flip);
+                    for (int r = 0; r < C3_MR; r++) {
+                        const float v = weight_at(w, oc, ic, sidx * C3_MR + r, c, t, flip);
+                        *d++ = rnd ? bf16_round_f(v) : v;
+                    }
         }
     }
 }
@@ -72,10 +88,12 @@ void df_conv3x3_pack_weights(void *dst, const float *w, int oc, int ic, int flip
 size_t df_conv3x3_lanes_plane_words(int h, int w) { return (size_t)(h + 2) * (w + 2) * 16; }
 
 size_t df_conv3x3_lanes_words(int c, int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     return (size_t)(bf16 ? (c + 1) / 2 : c) * df_conv3x3_lanes_plane_words(h, w);
 }
 
 size_t df_conv3x3_grad_plane_words(int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     const size_t pos = round_up((size_t)h * ((size_t)w + 2), bf16 ? 32 : 16);
     return bf16 ? pos / 2 : pos;
 }
@@ -85,11 +103,13 @@ size_t df_conv3x3_grad_plane_words(int h, int w, int bf16) {
 static int grad_channels_last(int c, int bf16) { return !bf16 && c >= 16; }
 
 size_t df_conv3x3_grad_image_words(int c, int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     return grad_channels_last(c, bf16) ? (size_t)h * w * round_up((size_t)c, 16)
                                        : (size_t)c * df_conv3x3_grad_plane_words(h, w, bf16);
 }
 
 size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     if (!bf16) return df_conv3x3_plane_words(h, w);
     /* values: the last pair vector starts at position G - 32 (G the padded dout plane's length)
      * and reads 32 values from a shift of up to 2 (w + 2) + 2 */
@@ -103,16 +123,11 @@ size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
 #define T_F32 __attribute__((target("avx512f")))
 #define T_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-int df_conv3x3_available(int bf16) {
-    if (g_force_off) return 0;
-    __builtin_cpu_init();
-    /* BW and VL for both: the dW and padding code is compiled for the bf16 target and runs in fp32
-     * too (every AVX-512 CPU but the Xeon Phi has them) */
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512vl"))
-        return 0;
-    return bf16 ? __builtin_cpu_supports("avx512bf16") : 1;
-}
+/* The direct kernels run at the AVX-512 levels (cpu.h), in every format: the bf16 kernels' extra
+ * AVX512_BF16 instructions only at avx512bf16, where DF_C3_BF16 is the format ops_conv.c asks for.
+ * The dW and padding code is compiled for the bf16 target but runs its fp32 branches at avx512
+ * (they need only F/BW/VL, which the level includes). */
+int df_conv3x3_available(void) { return !g_force_off && df_cpu_avx512(); }
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
@@ -194,7 +209,7 @@ T_BF16 static void pad_bf16(uint32_t *dst, const float *x, int c, int h, int w) 
     }
 }
 
-void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+static void pad_image_k(void *dst, const float *x, int c, int h, int w, int bf16) {
     if (bf16)
         pad_bf16(dst, x, c, h, w);
     else
@@ -409,6 +424,7 @@ T_F32 static void plane_conv(float *y, const void *padded, const void *wpack, co
 
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
                       const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     plane_conv(y, padded, wpack, b, cb, res, oc, ic, h, w, w + 2, df_conv3x3_plane_words(h, w), 0, 0, accumulate,
                bf16);
 }
@@ -426,7 +442,7 @@ T_BF16 static __m512i s2_words(__m512 va, __m512 vb, int bf16) {
     return bf16 ? bf16_pairs(va, vb) : _mm512_castps_si512(va);
 }
 
-T_BF16 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t,
+T_BF16 static void s2_pad_image_k(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t,
                                     int pad_l, int bf16) {
     const size_t ps = df_conv3x3_s2_plane_words(oh, ow), pz = s2_phase_words(oh, ow);
     const int wq = ow + 1, steps = bf16 ? (c + 1) / 2 : c;
@@ -473,6 +489,7 @@ T_BF16 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int
 
 void df_conv3x3_s2_image(float *y, const void *padded, const void *wpack, const float *b, int oc, int ic, int oh,
                          int ow, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     plane_conv(y, padded, wpack, b, NULL, NULL, oc, ic, oh, ow, ow + 1, df_conv3x3_s2_plane_words(oh, ow), 1,
                (int)s2_phase_words(oh, ow), 0, bf16);
 }
@@ -511,7 +528,7 @@ T_F32 static inline __attribute__((always_inline)) void transpose16(__m512 v[16]
 
 /* 16 positions of a row at a time: one (masked) vector of 16 positions per image, then a 16 x 16
  * transpose makes one vector of 16 images per position. */
-T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
+T_BF16 static void lanes_pack_plane_k(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
     const int wp = w + 2, hp = h + 2, hw = h * w;
     uint32_t *d = dst;
     memset(d, 0, sizeof(uint32_t) * 16 * (size_t)wp);                              /* top row */
@@ -546,6 +563,7 @@ T_BF16 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int
 T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed, const void *wpack, int strip,
                                   const float *b, const float *cb, const float *res, int oc, int ic, int h, int w,
                                   int accumulate, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     const int wp = w + 2, nq = h * w, steps = bf16 ? (ic + 1) / 2 : ic;
     const int rows = oc - strip * C3_MR < C3_MR ? oc - strip * C3_MR : C3_MR;
     const size_t ps = df_conv3x3_lanes_plane_words(h, w);
@@ -596,12 +614,12 @@ T_F32 void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *
     }
 }
 
-size_t df_conv3x3_lanes_dw_rows(int h, int bf16) { return bf16 ? (size_t)(h + 1) / 2 : (size_t)h; }
+size_t df_conv3x3_lanes_dw_rows(int h, int bf16) { return bf16 == DF_C3_BF16 ? (size_t)(h + 1) / 2 : (size_t)h; }
 
 /* As df_conv3x3_lanes_pack_plane: 16 positions of a row per image, transposed in registers. A
  * packed row pr holds image row pr - o (fp32), or rows pr - o and pr - o + hh as the low and high
  * halves of bf16 pairs (hh = df_conv3x3_lanes_dw_rows; rows outside the image are zeros). */
-T_BF16 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int bf16, int padded) {
+T_BF16 static void lanes_pack_dw_plane_k(float *dst, const float *const x[16], int h, int w, int bf16, int padded) {
     const int hh = (int)df_conv3x3_lanes_dw_rows(h, bf16), o = padded ? 1 : 0;
     const int wp = w + 2 * o, rows = hh + 2 * o;
     if (padded) memset(dst, 0, sizeof(float) * 16 * (size_t)rows * wp);
@@ -689,6 +707,7 @@ T_BF16 static inline __attribute__((always_inline)) void lanes_dw_all(float *dw,
 
 T_BF16 void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int groups, int c, int oc, int ic,
                                 int h, int w, int bf16) {
+    bf16 = bf16 == DF_C3_BF16;
     if (bf16)
         lanes_dw_all(dw, gpk, xpk, groups, c, oc, ic, h, w, 1);
     else
@@ -728,7 +747,7 @@ T_BF16 static void place_rows(void *dst, const float *x, int c, int h, int w, si
     }
 }
 
-T_BF16 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+T_BF16 static void pad_grad_k(void *dst, const float *g, int c, int h, int w, int bf16) {
     if (!grad_channels_last(c, bf16)) {
         place_rows(dst, g, c, h, w, df_conv3x3_grad_plane_words(h, w, bf16), w + 2, 0, bf16);
         return;
@@ -752,7 +771,7 @@ T_BF16 void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, 
 }
 
 /* The padded plane: row y of the image at row y + 1, column 1 (df_conv3x3_pad_image's layout). */
-void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+static void pad_dw_input_k(void *dst, const float *x, int c, int h, int w, int bf16) {
     place_rows(dst, x, c, h, w, df_conv3x3_dw_plane_words(h, w, bf16), w + 2, w + 2 + 1, bf16);
 }
 
@@ -883,12 +902,65 @@ T_BF16 static void dw_all_f32(float *dw, const uint32_t *gpad, const uint32_t *x
 
 void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
                    int set) {
+    bf16 = bf16 == DF_C3_BF16;
     if (bf16)
         dw_all_bf16(dw, gpad, xpad, n, oc, ic, h, w, set);
     else if (grad_channels_last(oc, bf16))
         dwcl_all(dw, gpad, xpad, n, oc, ic, h, w, set);
     else
         dw_all_f32(dw, gpad, xpad, n, oc, ic, h, w, set);
+}
+
+
+/* ---------------------------------------------------------------- the formats' packing */
+/* n words at p rounded to bf16 in place, kept as fp32 (DF_C3_BF16R), bit for bit as df_bf16_round:
+ * the packers below run the fp32 packing, then this over what they wrote (still in L1 or L2). */
+T_F32 static void round_words(void *p, size_t n) {
+    uint32_t *u = p;
+    const __m512i one = _mm512_set1_epi32(1), hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    const __m512i expo = _mm512_set1_epi32(0x7F800000), sign = _mm512_set1_epi32((int)0x80000000u);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : lanes((int)(n - i));
+        const __m512i x = _mm512_maskz_loadu_epi32(m, u + i);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), one);
+        __m512i r = _mm512_and_si512(_mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb)), hi);
+        const __mmask16 zexp = _mm512_testn_epi32_mask(x, expo);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_andnot_si512(sign, x), expo);
+        r = _mm512_mask_mov_epi32(r, zexp, _mm512_and_si512(x, sign));
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(x, _mm512_set1_epi32(0x00400000)), hi));
+        _mm512_mask_storeu_epi32(u + i, m, r);
+    }
+}
+
+void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+    pad_image_k(dst, x, c, h, w, bf16 == DF_C3_BF16);
+    if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)c * df_conv3x3_plane_words(h, w));
+}
+
+void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t, int pad_l,
+                             int bf16) {
+    s2_pad_image_k(dst, x, c, h, w, oh, ow, pad_t, pad_l, bf16 == DF_C3_BF16);
+    if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)c * df_conv3x3_s2_plane_words(oh, ow));
+}
+
+void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
+    lanes_pack_plane_k(dst, x, pair, h, w, bf16 == DF_C3_BF16);
+    if (bf16 == DF_C3_BF16R) round_words(dst, df_conv3x3_lanes_plane_words(h, w));
+}
+
+void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int bf16, int padded) {
+    lanes_pack_dw_plane_k(dst, x, h, w, bf16 == DF_C3_BF16, padded);
+    if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)(h + 2 * !!padded) * (w + 2 * !!padded) * 16);
+}
+
+void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+    pad_grad_k(dst, g, c, h, w, bf16 == DF_C3_BF16);
+    if (bf16 == DF_C3_BF16R) round_words(dst, df_conv3x3_grad_image_words(c, h, w, DF_C3_FP32));
+}
+
+void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+    pad_dw_input_k(dst, x, c, h, w, bf16 == DF_C3_BF16);
+    if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)c * df_conv3x3_dw_plane_words(h, w, DF_C3_FP32));
 }
 
 #else /* not x86-64 with GCC/Clang: never available, never called */
@@ -916,7 +988,7 @@ void df_conv3x3_lanes_strip(float *y, size_t y_img, int nimg, const void *packed
     (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
     ASSERT(0);
 }
-size_t df_conv3x3_lanes_dw_rows(int h, int bf16) { return bf16 ? (size_t)(h + 1) / 2 : (size_t)h; }
+size_t df_conv3x3_lanes_dw_rows(int h, int bf16) { return bf16 == DF_C3_BF16 ? (size_t)(h + 1) / 2 : (size_t)h; }
 void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h, int w, int bf16, int padded) {
     (void)dst; (void)x; (void)h; (void)w; (void)bf16; (void)padded;
     ASSERT(0);
@@ -926,7 +998,7 @@ void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int grou
     (void)dw; (void)gpk; (void)xpk; (void)groups; (void)c; (void)oc; (void)ic; (void)h; (void)w; (void)bf16;
     ASSERT(0);
 }
-int df_conv3x3_available(int bf16) { (void)bf16; return 0; }
+int df_conv3x3_available(void) { return 0; }
 void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
     (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
     ASSERT(0);

@@ -30,9 +30,18 @@
 
 #include <stddef.h>
 
-/* 1 when this CPU runs the direct kernel in this precision (bf16 != 0: AVX512_BF16, else
- * AVX-512F) and it has not been switched off with df_conv3x3_force_off. */
-int df_conv3x3_available(int bf16);
+/* The number format of every `bf16` argument below:
+ *   DF_C3_FP32   fp32 values, vfmadd231ps
+ *   DF_C3_BF16   bf16 pairs of channels (or rows), vdpbf16ps: level avx512bf16 only
+ *   DF_C3_BF16R  the fp32 layouts and kernels, every input and weight rounded to bf16 as it is
+ *                packed: the bf16 numerics (exact products, fp32 sums) at level avx512, where
+ *                there is no vdpbf16ps; sizes are the fp32 ones. */
+enum { DF_C3_FP32 = 0, DF_C3_BF16 = 1, DF_C3_BF16R = 2 };
+
+/* 1 when the direct kernels run at the CPU level in use (cpu.h: avx512 and avx512bf16), in every
+ * format, and they have not been switched off with df_conv3x3_force_off. One answer for every
+ * precision, so a memory plan made in one precision holds in the other. */
+int df_conv3x3_available(void);
 
 /* Test and bench hook: force != 0 makes df_conv3x3_available return 0 (every conv then takes
  * im2col + GEMM). Process-wide; not for use while convs run. */

@@ -16,6 +16,7 @@
 #include "gemm.h"
 #include "gemm_blocked.h"
 #include "common.h"
+#include "cpu.h"
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
@@ -51,27 +52,32 @@ void df_bf16_round(const float *in, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = bf16_round1(in[i]);
 }
 
-int df_gemm_bf16_native(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (g_force_fallback_bf16) return 0;
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
+/* The format each level runs (cpu.h): the one place that maps the CPU level to a GEMM. */
+static const gemm_format *level_format(int bf16) {
+    switch (df_cpu_isa()) {
+    case DF_ISA_AVX512BF16: return bf16 ? df_gemm_format_bf16() : df_gemm_format_f32();
+    case DF_ISA_AVX512: return bf16 ? df_gemm_format_bf16r() : df_gemm_format_f32();
+    case DF_ISA_AVX2: return df_gemm_format_avx2(bf16);
+    case DF_ISA_NEON: return df_gemm_format_neon(bf16);
+    default: return df_gemm_format_generic(bf16);
+    }
 }
 
+int df_gemm_bf16_native(void) { return !g_force_fallback_bf16; }
 void df_gemm_bf16_force_fallback(int force) { g_force_fallback_bf16 = force != 0; }
-
-int df_gemm_f32_native(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    return !g_force_fallback_f32 && __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
+int df_gemm_f32_native(void) { return !g_force_fallback_f32; }
 void df_gemm_f32_force_fallback(int force) { g_force_fallback_f32 = force != 0; }
+
+const char *df_gemm_path(int bf16) {
+    if (bf16 ? g_force_fallback_bf16 : g_force_fallback_f32) return bf16 ? "bf16 rounding + cblas_sgemm" : "cblas_sgemm";
+    switch (df_cpu_isa()) {
+    case DF_ISA_AVX512BF16: return bf16 ? "avx512bf16 vdpbf16ps" : "avx512f vfmadd231ps";
+    case DF_ISA_AVX512: return bf16 ? "avx512f vfmadd231ps, inputs rounded to bf16" : "avx512f vfmadd231ps";
+    case DF_ISA_AVX2: return bf16 ? "avx2 vfmadd231ps, inputs rounded to bf16" : "avx2 vfmadd231ps";
+    case DF_ISA_NEON: return bf16 ? "neon fmla, inputs rounded to bf16" : "neon fmla";
+    default: return bf16 ? "generic C vectors, inputs rounded to bf16" : "generic C vectors";
+    }
+}
 
 static size_t fallback_workspace(int M, int N, int K) {
     const size_t mc = (size_t)imin(M, FB_MC), kc = (size_t)imin(K, FB_KC), nc = (size_t)imin(N, FB_NC);
@@ -80,7 +86,10 @@ static size_t fallback_workspace(int M, int N, int K) {
 
 size_t df_gemm_bf16_workspace(int M, int N, int K) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
-    const size_t fb = fallback_workspace(M, N, K), nat = df_gemm_blocked_workspace(2, M, K);
+    /* any path: the fallback, bf16 pairs (kw 2) or rounded fp32 words (kw 1) */
+    const size_t fb = fallback_workspace(M, N, K), nat2 = df_gemm_blocked_workspace(2, M, K),
+                 nat1 = df_gemm_blocked_workspace(1, M, K);
+    const size_t nat = nat1 > nat2 ? nat1 : nat2;
     return fb > nat ? fb : nat;
 }
 
@@ -148,7 +157,7 @@ void df_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, cons
     if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     ASSERT(workspace != NULL);
     if (df_gemm_bf16_native())
-        df_gemm_blocked(df_gemm_format_bf16(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+        df_gemm_blocked(level_format(1), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                         workspace);
     else
         gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace);
@@ -164,7 +173,7 @@ void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const
     if (gemm_trivial(transA, transB, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     if (df_gemm_f32_native()) {
         ASSERT(workspace != NULL);
-        df_gemm_blocked(df_gemm_format_f32(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+        df_gemm_blocked(level_format(0), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                         workspace);
         return;
     }

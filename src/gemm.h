@@ -50,7 +50,11 @@ void df_gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const
  * 36 KiB, lives on its stack). At most 768 KiB + 64, whatever the sizes. */
 size_t df_gemm_f32_workspace(int M, int N, int K);
 
-/* 1 when df_gemm_f32 currently runs the AVX-512F kernel, 0 when it runs cblas_sgemm. */
+/* What df_gemm_f32 (bf16 == 0) or df_gemm_bf16 runs now, in words: the level's kernel (cpu.h), or
+ * the cblas fallback a test hook forced. */
+const char *df_gemm_path(int bf16);
+
+/* 1 when df_gemm_f32 runs the level's own kernel (cpu.h), 0 when a test hook forced cblas_sgemm. */
 int df_gemm_f32_native(void);
 
 /* Test hook: force != 0 makes df_gemm_f32 call cblas_sgemm even on AVX-512F CPUs; 0 restores the
@@ -87,7 +91,7 @@ size_t df_gemm_workspace(int M, int N, int K);
  * The oracle for tests, and the rounding the fallback path uses. */
 void df_bf16_round(const float *in, float *out, size_t n);
 
-/* 1 when df_gemm_bf16 currently runs the AVX512_BF16 kernel, 0 when it runs the fallback. */
+/* 1 when df_gemm_bf16 runs the level's own kernel, 0 when a test hook forced the fallback. */
 int df_gemm_bf16_native(void);
 
 /* Test hook: force != 0 makes df_gemm_bf16 use the fallback path even on AVX512_BF16 CPUs;

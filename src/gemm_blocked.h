@@ -81,6 +81,13 @@ size_t df_gemm_blocked_workspace(int kw, int M, int K);
  * AVX-512F). NULL on builds for other architectures; gemm.c runs them only after checking the CPU. */
 const gemm_format *df_gemm_format_bf16(void);
 const gemm_format *df_gemm_format_f32(void);
+/* fp32 kernel, inputs rounded to bf16 as they are packed (AVX-512F without AVX512_BF16). */
+const gemm_format *df_gemm_format_bf16r(void);
+/* The portable formats (gemm_vec.c): fp32 (bf16 == 0) or rounding to bf16 (bf16 != 0), for the
+ * levels generic, avx2 (AVX2 + FMA) and neon; NULL where the architecture has no such level. */
+const gemm_format *df_gemm_format_generic(int bf16);
+const gemm_format *df_gemm_format_avx2(int bf16);
+const gemm_format *df_gemm_format_neon(int bf16);
 
 /* ------------------------------------------------------------------ AVX-512 templates */
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -30,6 +30,7 @@
  * shape's dinp_set is 1); NULL means "not needed".
  */
 #include "conv3x3.h"
+#include "cpu.h"
 #include "gemm.h"
 #include "ops.h"
 #include "common.h"
@@ -61,7 +62,13 @@ void df_conv_shape_init(df_conv_shape *s, int n, int ic, int h, int w, int oc, i
 #endif
 }
 
-static int conv_bf16(const df_conv_shape *s) { return s->precision == DF_PRECISION_BF16; }
+/* The direct kernels' number format (conv3x3.h): fp32; bf16 pairs on vdpbf16ps; or, at levels
+ * without it, fp32 words rounded to bf16 as they are packed (the same numerics on the fp32
+ * kernels). Nonzero means bf16 wherever a GEMM runs instead (df_gemm picks its own path). */
+static int conv_bf16(const df_conv_shape *s) {
+    if (s->precision != DF_PRECISION_BF16) return DF_C3_FP32;
+    return df_cpu_bf16_dot() ? DF_C3_BF16 : DF_C3_BF16R;
+}
 
 /* Profile key: kernel, stride, direction (and bf16), channels and input size. */
 static void conv_prof_end(double t0, const char *dir, const df_conv_shape *s) {
@@ -128,16 +135,16 @@ static int conv_is_3x3_same(const df_conv_shape *s) {
            s->pad_r == 1;
 }
 static int conv_direct_fwd(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s));
+    return conv_is_3x3_same(s) && df_conv3x3_available();
 }
 /* Stride 2 on the direct kernel (phase planes, conv3x3.h), forward only: its dX and dW keep im2col
  * + GEMM. bf16 forward 2x the per-image GEMM (down 32 28->14 117 -> 231 GFLOP/s, 64 14->7 148 -> 248),
  * fp32 1.1-1.3x. */
 static int conv_direct_s2(const df_conv_shape *s) {
-    return s->kh == 3 && s->kw == 3 && s->stride == 2 && df_conv3x3_available(conv_bf16(s));
+    return s->kh == 3 && s->kw == 3 && s->stride == 2 && df_conv3x3_available();
 }
 static int conv_direct_dx(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available(conv_bf16(s));
+    return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available();
 }
 
 /* Small planes run the lanes kernel (conv3x3.h: 16 images per vector) for the forward and dX: 4x4
@@ -148,7 +155,7 @@ static int conv_direct_dx(const df_conv_shape *s) {
 static int g_force_per_image;
 static int conv_lanes(const df_conv_shape *s) {
     const int ohw = s->oh * s->ow;
-    return !g_force_per_image && conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s)) &&
+    return !g_force_per_image && conv_is_3x3_same(s) && df_conv3x3_available() &&
            (ohw <= 16 || (ohw <= CONV_LANES_MAX_OHW && s->n >= CONV_LANES_MIN_N));
 }
 static int conv_lanes_fwd(const df_conv_shape *s) { return conv_lanes(s) && s->oc >= 8; }
@@ -165,7 +172,7 @@ static int conv_groups(const df_conv_shape *s) { return (s->n + 15) / 16; }
 #define CONV_LANES_DW_MAX_OUTPUT_BYTES ((size_t)48 << 10)
 static int conv_lanes_dw_bf16_plane(const df_conv_shape *s) {
     const size_t per_output = (size_t)conv_groups(s) * 16 * df_conv3x3_lanes_dw_rows(s->oh, 1) * s->ow * 4;
-    return conv_bf16(s) && conv_is_3x3_same(s) && df_conv3x3_available(1) && 4 * s->n >= 3 * 16 * conv_groups(s) &&
+    return conv_bf16(s) == DF_C3_BF16 && conv_is_3x3_same(s) && df_conv3x3_available() && 4 * s->n >= 3 * 16 * conv_groups(s) &&
            per_output <= CONV_LANES_DW_MAX_OUTPUT_BYTES;
 }
 static int conv_lanes_dw(const df_conv_shape *s) {
@@ -207,7 +214,7 @@ static int conv_dw_chunk_max(const df_conv_shape *s);
  * positions to pay for the kernel's lane reductions, once per slice: 256 of the padded width (at
  * batch 64 the 7x7 level's slices have 8 x 63; im2col + GEMM was 10-15% slower there). */
 static int conv_direct_dw(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && df_conv3x3_available(conv_bf16(s)) &&
+    return conv_is_3x3_same(s) && df_conv3x3_available() &&
            (size_t)conv_dw_chunk_max(s) * s->h * (s->w + 2) >= 256;
 }
 
@@ -277,7 +284,7 @@ static size_t conv_cols_floats(const df_conv_shape *s) {
         b = conv_dx_as_conv(s) ? (size_t)s->oc * s->kh * s->kw * s->h * s->w : im2col;
     if (b > a) a = b;
     if ((b = conv_direct_dw(s) ? conv_direct_dw_floats(s) : im2col) > a) a = b;
-    if (conv_direct_s2(s) && (b = (size_t)(bf ? (s->ic + 1) / 2 : s->ic) * df_conv3x3_s2_plane_words(s->oh, s->ow)) > a)
+    if (conv_direct_s2(s) && (b = (size_t)(bf == DF_C3_BF16 ? (s->ic + 1) / 2 : s->ic) * df_conv3x3_s2_plane_words(s->oh, s->ow)) > a)
         a = b;
     return (a + 15) & ~(size_t)15;
 }
@@ -501,7 +508,7 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
                            const df_conv_shape *s, int xc, int yc, int accumulate, float *scratch) {
     const int bf = conv_bf16(s), groups = conv_groups(s), strips = (yc + 7) / 8, nt = s->threads;
     const int h = s->h, w = s->w, hw = h * w;
-    const int steps = bf ? (xc + 1) / 2 : xc;
+    const int steps = bf == DF_C3_BF16 ? (xc + 1) / 2 : xc;
     const size_t gw = df_conv3x3_lanes_words(xc, h, w, bf), ps = df_conv3x3_lanes_plane_words(h, w);
     const size_t x_img = (size_t)xc * hw, y_img = (size_t)yc * hw;
     const size_t norm_floats = conv_lanes_norm_floats(s);
@@ -517,7 +524,7 @@ static void conv_lanes_run(float *y, const float *x, const void *wpack, const fl
 #pragma omp for schedule(static)
         for (int j = 0; j < groups * steps; j++) {
             /* one step (channel, or bf16 channel pair) of one group, its 16 lanes together */
-            const int g = j / steps, c0 = bf ? 2 * (j % steps) : j % steps, pair = bf && c0 + 1 < xc;
+            const int g = j / steps, c0 = bf == DF_C3_BF16 ? 2 * (j % steps) : j % steps, pair = bf == DF_C3_BF16 && c0 + 1 < xc;
             const float *src[16];
             for (int l = 0; l < 16; l++) {
                 const int img = g * 16 + l;

@@ -6,6 +6,7 @@
  * Gradients ACCUMULATE (+=) into every gradient output; NULL means "not needed".
  */
 #include "ops.h"
+#include "cpu.h"
 #include "common.h"
 #include "vexp.h"
 #include <math.h>
@@ -172,7 +173,7 @@ static void dropout_apply(float *dst, const float *src, size_t n, float p, uint6
     const float scale = 1.0f / (1.0f - p);
     const size_t blocks = (n + 3) / 4;
 #ifdef DROPOUT_AVX512
-    if (__builtin_cpu_supports("avx512f")) {
+    if (df_cpu_avx512()) {
         const size_t groups = (n + 63) / 64;
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
         for (size_t g = 0; g < groups; g++) dropout_group16(dst, src, n, g, p, scale, seed, a, b, accumulate);

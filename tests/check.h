@@ -124,6 +124,24 @@ static inline void check_set_threads(int n) {
 
 static inline int check_exit_code(const char *name) {
     printf("%s: %d checks, %d failed\n", name, check_count, check_failures);
-    return check_failures ? 1 : 0;
+    if (check_count == 0) printf("FAIL %s: no check ran\n", name);
+    return check_failures || check_count == 0 ? 1 : 0;
+}
+
+/* Every test program runs at the CPU level that DIFFUSE_ISA names (ctest registers the per-level
+ * runs that way, test_ops[avx2] and so on): a level this CPU lacks skips the program (exit 77,
+ * ctest's SKIP_RETURN_CODE, shown as skipped), an unknown name fails it. Before main. */
+__attribute__((constructor)) static void check_cpu_level(void) {
+    const df_status st = df_cpu_init();
+    if (st == DF_ERR_UNSUPPORTED) {
+        printf("skipped: %s\n", df_last_error());
+        exit(77);
+    }
+    if (st != DF_OK) {
+        printf("FAIL: %s\n", df_last_error());
+        exit(1);
+    }
+    printf("cpu level: %s\n", df_isa_name(df_cpu_isa()));
+    fflush(stdout);
 }
 #endif

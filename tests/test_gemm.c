@@ -62,8 +62,10 @@ typedef struct {
     int fallback; /* forced through the test hook */
 } gemm_path;
 
+/* The kernels of the CPU level in use (DIFFUSE_ISA: ctest runs this program once per level), and
+ * the cblas fallbacks the hooks force. */
 static const gemm_path PATHS[4] = {
-    {"avx512f f32", 0, 0}, {"f32 sgemm fallback", 0, 1}, {"avx512bf16", 1, 0}, {"bf16 fallback", 1, 1}};
+    {"level f32", 0, 0}, {"f32 sgemm fallback", 0, 1}, {"level bf16", 1, 0}, {"bf16 fallback", 1, 1}};
 static int g_native_f32, g_native_bf16; /* what the CPU offers, read before any hook is set */
 
 static int path_available(const gemm_path *p) { return p->fallback || (p->bf16 ? g_native_bf16 : g_native_f32); }
@@ -505,8 +507,7 @@ static void test_exact_integers(const gemm_path *path) {
 int main(void) {
     g_native_f32 = df_gemm_f32_native();
     g_native_bf16 = df_gemm_bf16_native();
-    printf("test_gemm: AVX-512F fp32 kernel %s, AVX512_BF16 kernel %s (fallbacks tested always)\n",
-           g_native_f32 ? "tested" : "not available", g_native_bf16 ? "tested" : "not available");
+    printf("test_gemm: fp32 kernel %s, bf16 kernel %s (fallbacks tested always)\n", df_gemm_path(0), df_gemm_path(1));
     df_gemm_f32_force_fallback(1);
     df_gemm_bf16_force_fallback(1);
     CHECK(df_gemm_f32_native() == 0 && df_gemm_bf16_native() == 0, "the test hooks must force the fallbacks");
