@@ -12,7 +12,7 @@
  *
  * --profile times one training step (after warm-up) op by op (df_ops_profile, ops.h) and prints
  * where the time goes, grouped by op and shape.
- * --torch runs the peer /work/shared/bench/torch_ddpm.py bench (same config, batch, threads) in a
+ * --torch runs the peer bench/torch_ddpm.py (the same U-Net in PyTorch, in this repository) bench (same config, batch, threads) in a
  * subprocess, alternating with ours --rounds times, and prints the ratios of the best times.
  * --precision fp32|bf16|both: the U-Net's GEMM precision (df_precision); `both` runs fp32 then bf16
  * in each round, so the two are measured under the same load, and reports each.
@@ -837,6 +837,14 @@ static int run_matrix(const orch_opts *oo) {
     g_t0 = df_time();
     const double load0 = loadavg1();
     progress("--matrix%s: load average %.2f; peaks first", oo->quick ? " --quick" : "", load0);
+    {
+        char cpu[1024];
+        df_cpu_describe(cpu, sizeof cpu);
+        const char *aten = getenv("ATEN_CPU_CAPABILITY"), *onednn = getenv("ONEDNN_MAX_CPU_ISA");
+        progress("%s", cpu);
+        progress("PyTorch caps: ATEN_CPU_CAPABILITY=%s ONEDNN_MAX_CPU_ISA=%s", aten ? aten : "(unset)",
+                 onednn ? onednn : "(unset)");
+    }
     double peaks[PK_N][MX_MAX_T + 1];
     char paths[PK_N][48] = {{0}};
     int gemm_n = 0;
@@ -1085,7 +1093,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {"fmnist-small", "/work/shared/bench/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1,
+    bench_opts o = {"fmnist-small", DIFFUSE_BENCH_DIR "/torch_ddpm.py", 64, 2, 10, 2, 0, 0, 1, 1, 1,
                     1, {DF_PRECISION_FP32, DF_PRECISION_BF16}, 0, NULL, 0, 0};
     int mode = 0; /* 0 one configuration, 1 --matrix, 2 --sweep, 3 --peaks */
     /* DIFFUSE_NO_DIRECT=1: 3x3 convs on im2col + GEMM (conv3x3.h), to time the two paths */

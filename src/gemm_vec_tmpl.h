@@ -111,31 +111,31 @@ VT_KERNEL(3, 1, 48_rows)
     }                                                                                                            \
     VT_TARGET static void VT_NAME(pack_a_steps_##sfx)(uint32_t *dst, const float *A, int lda, int mr, int kc) {  \
         for (int k = 0; k < kc; k++) {                                                                           \
-            const float *x = A + (size_t)k * lda;                                         \
+            const float *x = A + (size_t)k * lda;                                                                \
             uint32_t *d = dst + (size_t)k * GEMM_MR;                                                             \
-            for (int r = 0; r < GEMM_MR; r++) d[r] = r < mr ? (R ? gemm_bf16r_bits(x[r]) : gemm_word(x[r])) : 0;            \
+            for (int r = 0; r < mr; r++) d[r] = R ? gemm_bf16r_bits(x[r]) : gemm_word(x[r]);                     \
+            for (int r = mr; r < GEMM_MR; r++) d[r] = 0;                                                         \
         }                                                                                                        \
     }                                                                                                            \
     VT_TARGET static void VT_NAME(pack_b_rows_##sfx)(uint32_t *dst, const float *B, int ldb, int nr, int kc,     \
                                                      int prefetch) {                                             \
         (void)prefetch;                                                                                          \
         for (int k = 0; k < kc; k++) {                                                                           \
-            const float *x = B + (size_t)k * ldb;                                         \
+            const float *x = B + (size_t)k * ldb;                                                                \
             uint32_t *d = dst + (size_t)k * GEMM_NR;                                                             \
-            if (nr == GEMM_NR)                                                                                   \
-                for (int n = 0; n < GEMM_NR; n++) d[n] = R ? gemm_bf16r_bits(x[n]) : gemm_word(x[n]);                       \
-            else                                                                                                 \
-                for (int n = 0; n < GEMM_NR; n++) d[n] = n < nr ? (R ? gemm_bf16r_bits(x[n]) : gemm_word(x[n])) : 0;        \
+            for (int n = 0; n < nr; n++) d[n] = R ? gemm_bf16r_bits(x[n]) : gemm_word(x[n]);                     \
+            for (int n = nr; n < GEMM_NR; n++) d[n] = 0;                                                         \
         }                                                                                                        \
     }                                                                                                            \
     VT_TARGET static void VT_NAME(pack_b_cols_##sfx)(uint32_t *dst, const float *B, int ldb, int nr, int kc,     \
                                                      int prefetch) {                                             \
-        (void)prefetch;                                                                                          \
-        for (int n = 0; n < GEMM_NR; n++) {                                                                      \
-            const float *x = B + (size_t)n * ldb;                                         \
-            for (int k = 0; k < kc; k++)                                                                         \
-                dst[(size_t)k * GEMM_NR + n] = n < nr ? (R ? gemm_bf16r_bits(x[k]) : gemm_word(x[k])) : 0;                  \
+        (void)prefetch; /* no loads under a condition: columns past nr are written, never read */              \
+        for (int n = 0; n < nr; n++) {                                                                           \
+            const float *x = B + (size_t)n * ldb;                                                                \
+            for (int k = 0; k < kc; k++) dst[(size_t)k * GEMM_NR + n] = R ? gemm_bf16r_bits(x[k]) : gemm_word(x[k]); \
         }                                                                                                        \
+        for (int k = 0; k < kc; k++)                                                                             \
+            for (int n = nr; n < GEMM_NR; n++) dst[(size_t)k * GEMM_NR + n] = 0;                                 \
     }
 VT_PACKERS(0, f32)
 VT_PACKERS(1, bf16r)

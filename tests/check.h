@@ -128,6 +128,13 @@ static inline int check_exit_code(const char *name) {
     return check_failures || check_count == 0 ? 1 : 0;
 }
 
+/* DIFFUSE_TEST_QUICK=1: the programs that support it run a bounded subset of their cases (the
+ * emulated runs of .ci/run, where qemu runs vector code 50-100x slower than the CPU). */
+static inline int check_quick(void) {
+    const char *q = getenv("DIFFUSE_TEST_QUICK");
+    return q && q[0] == '1';
+}
+
 /* Every test program runs at the CPU level that DIFFUSE_ISA names (ctest registers the per-level
  * runs that way, test_ops[avx2] and so on): a level this CPU lacks skips the program (exit 77,
  * ctest's SKIP_RETURN_CODE, shown as skipped), an unknown name fails it. Before main. */
