@@ -16,6 +16,7 @@
 #include "ops.h"
 #include "common.h"
 #include "vexp.h"
+#include "clones.h"
 #include <math.h>
 
 #define NORM_OMP_MIN_FLOATS 16384
@@ -27,6 +28,63 @@ static inline void gn_affine(float mu, float rs, const float *gamma, const float
     *a = (float)((double)rs * gamma[ch]);
     *s = (float)(beta[ch] - (double)mu * rs * gamma[ch]);
 }
+
+/* One channel of GN's output: yc = xc a + s (yc may be NULL), sc = SiLU of it (sc may be NULL). */
+DF_BODY void gn_row_apply_body(float *yc, float *sc, const float *xc, float a, float s, int hw) {
+    if (!sc) {
+#pragma omp simd
+        for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
+    } else if (!yc) {
+#pragma omp simd
+        for (int p = 0; p < hw; p++) sc[p] = df_vsiluf(xc[p] * a + s);
+    } else {
+#pragma omp simd
+        for (int p = 0; p < hw; p++) {
+            const float v = xc[p] * a + s;
+            yc[p] = v;
+            sc[p] = df_vsiluf(v);
+        }
+    }
+}
+DF_CLONES(gn_row_apply, (float *yc, float *sc, const float *xc, float a, float s, int hw), (yc, sc, xc, a, s, hw))
+
+/* tc = gc * SiLU'(xc a + sh): the SiLU backward of a norm's output, rebuilt from its input. */
+DF_BODY void gn_row_silu_grad_body(float *tc, const float *gc, const float *xc, float a, float sh, int hw) {
+#pragma omp simd
+    for (int p = 0; p < hw; p++) tc[p] = df_vsilu_gradf(gc[p], xc[p] * a + sh);
+}
+DF_CLONES(gn_row_silu_grad, (float *tc, const float *gc, const float *xc, float a, float sh, int hw),
+          (tc, gc, xc, a, sh, hw))
+
+/* *sa = sum gc, *sb = sum gc (xc - mu) rs, in double. */
+DF_BODY void gn_row_sums_body(double *sa_out, double *sb_out, const float *gc, const float *xc, double mu, double rs,
+                              int hw) {
+    double sa = 0.0, sb = 0.0;
+#pragma omp simd reduction(+ : sa, sb)
+    for (int p = 0; p < hw; p++) {
+        sa += gc[p];
+        sb += (double)gc[p] * ((xc[p] - mu) * rs);
+    }
+    *sa_out = sa;
+    *sb_out = sb;
+}
+DF_CLONES(gn_row_sums, (double *sa, double *sb, const float *gc, const float *xc, double mu, double rs, int hw),
+          (sa, sb, gc, xc, mu, rs, hw))
+
+/* dxc (+)= kg gc - kx ((xc - muf) rsf) - k0 (set: =). */
+DF_BODY void gn_row_dx_body(float *dxc, const float *gc, const float *xc, float kg, float kx, float muf, float rsf,
+                            float k0, int hw, int set) {
+    if (set) {
+#pragma omp simd
+        for (int p = 0; p < hw; p++) dxc[p] = kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
+    } else {
+#pragma omp simd
+        for (int p = 0; p < hw; p++) dxc[p] += kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
+    }
+}
+DF_CLONES(gn_row_dx, (float *dxc, const float *gc, const float *xc, float kg, float kx, float muf, float rsf, float k0,
+                      int hw, int set),
+          (dxc, gc, xc, kg, kx, muf, rsf, k0, hw, set))
 
 /* Group ng's output from its (float) statistics: y = (x - mu) * rs * gamma + beta, folded into one
  * scale and shift per channel. Forward and df_groupnorm_apply both call it, so a recomputed output
@@ -43,19 +101,7 @@ static void groupnorm_apply_group(float *y, float *ys, const float *x, float mu,
         /* the next channel's lines on their way: the input is cold (written a layer ago), and the
          * hardware prefetcher alone left these loads waiting on memory */
         for (int p = 0; p < hw && p < 4096; p += 16) __builtin_prefetch(xc + hw + p);
-        if (!sc) {
-            for (int p = 0; p < hw; p++) yc[p] = xc[p] * a + s;
-        } else if (!yc) {
-#pragma omp simd
-            for (int p = 0; p < hw; p++) sc[p] = df_vsiluf(xc[p] * a + s);
-        } else {
-#pragma omp simd
-            for (int p = 0; p < hw; p++) {
-                const float v = xc[p] * a + s;
-                yc[p] = v;
-                sc[p] = df_vsiluf(v);
-            }
-        }
+        gn_row_apply(yc, sc, xc, a, s, hw);
     }
 }
 
@@ -113,8 +159,7 @@ void df_groupnorm_silu_grad_set(float *dinp, const float *dout, const float *inp
             const size_t at = (size_t)ng * gsize + (size_t)cc * hw;
             const float *xc = inp + at, *gc = dout + at;
             float *dc = dinp + at;
-#pragma omp simd
-            for (int p = 0; p < hw; p++) dc[p] = df_vsilu_gradf(gc[p], xc[p] * a + s);
+            gn_row_silu_grad(dc, gc, xc, a, s, hw);
         }
     }
     df_ops_prof_end(t0_, "groupnorm+silu grad %d %dpx", c, hw);
@@ -213,8 +258,7 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
                     gn_affine(mean[ng], rstd[ng], gamma, beta, grp * cpg + cc, &a, &sh);
                     const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
                     float *tc = (gsize <= GN_STAGE_FLOATS ? stage : tmp + at) + (size_t)cc * hw;
-#pragma omp simd
-                    for (int p = 0; p < hw; p++) tc[p] = df_vsilu_gradf(gc[p], xc[p] * a + sh);
+                    gn_row_silu_grad(tc, gc, xc, a, sh, hw);
                 }
                 g = gsize <= GN_STAGE_FLOATS ? stage : tmp + at;
             }
@@ -222,12 +266,8 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
             for (int cc = 0; cc < cpg; cc++) {
                 const double gm = gamma[grp * cpg + cc];
                 const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
-                double sa = 0.0, sb = 0.0;
-#pragma omp simd reduction(+ : sa, sb)
-                for (int p = 0; p < hw; p++) {
-                    sa += gc[p];
-                    sb += (double)gc[p] * ((xc[p] - mu) * rs);
-                }
+                double sa, sb;
+                gn_row_sums(&sa, &sb, gc, xc, mu, rs, hw);
                 sum_g += gm * sa;
                 sum_gx += gm * sb;
                 ch_g[cc] += sa;
@@ -241,13 +281,7 @@ static void groupnorm_backward_groups(float *dinp, float *dgamma, float *dbeta, 
                 const float kg = (float)(rs * gamma[grp * cpg + cc]);
                 const float *xc = x + (size_t)cc * hw, *gc = g + (size_t)cc * hw;
                 float *dxc = dinp + at + (size_t)cc * hw;
-                if (set) {
-#pragma omp simd
-                    for (int p = 0; p < hw; p++) dxc[p] = kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
-                } else {
-#pragma omp simd
-                    for (int p = 0; p < hw; p++) dxc[p] += kg * gc[p] - kx * ((xc[p] - muf) * rsf) - k0;
-                }
+                gn_row_dx(dxc, gc, xc, kg, kx, muf, rsf, k0, hw, set);
             }
         }
         for (int cc = 0; cc < cpg; cc++) {
