@@ -2,16 +2,13 @@
  * the fallback paths.
  *
  * What it is: each entry point checks its arguments, handles the cases with nothing to multiply
- * (empty C, K == 0, alpha == 0) and picks a path. df_gemm_f32 runs the AVX-512F kernel
- * (gemm_f32_avx512.c) when the CPU reports AVX-512F, and otherwise cblas_sgemm itself.
- * df_gemm_bf16 runs the AVX512_BF16 kernel (gemm_avx512.c) when the CPU reports AVX512_BF16,
- * AVX512BW and AVX512VL, and otherwise its fallback: blocks of op(A) and op(B) are rounded to bf16
- * precision into the workspace as fp32 and multiplied with OpenBLAS sgemm. bf16 x bf16 products
- * are exact in fp32, so the fallback computes the same products as the kernel and differs only in
- * summation order; it is both the portable path and the oracle the tests compare the kernel with.
- * (libgcc's CPU checks include OS support for the zmm state.)
- * What it is not: the bf16 fallback makes no attempt to be faster than fp32 sgemm (it is slower:
- * it rounds on every call).
+ * (empty C, K == 0, alpha == 0) and runs the blocked driver (gemm_blocked.c) in the format of the
+ * CPU level in use (level_format below: the one place that maps a level to a kernel, gemm.h lists
+ * them). The test hooks force the fallbacks instead: cblas_sgemm itself for fp32, and for bf16
+ * blocks of op(A) and op(B) rounded to bf16 precision into the workspace as fp32 and multiplied
+ * with cblas_sgemm. bf16 x bf16 products are exact in fp32, so the fallback computes the same
+ * products as every bf16 kernel and differs only in summation order: it is the oracle the tests
+ * compare the kernels with.
  */
 #include "gemm.h"
 #include "gemm_blocked.h"

@@ -6,22 +6,23 @@
  * Both share one cache-blocked, packed, OpenMP-threaded driver with 8 x 48 micro-kernels
  * (gemm_blocked.h) and differ in how they pack the inputs and multiply them.
  *
- * df_gemm_f32: plain fp32. On CPUs with AVX-512F it runs the vfmadd231ps kernel
- * (gemm_f32_avx512.c); elsewhere (or when forced, for tests) it calls OpenBLAS cblas_sgemm. The
- * two sum in different orders, so they agree to fp32 accumulation error, not bit for bit.
+ * Which kernel runs is the CPU level's (cpu.h), decided in gemm.c's level_format:
+ *   avx512, avx512bf16  fp32: the vfmadd231ps kernel (gemm_f32_avx512.c)
+ *   avx512bf16          bf16: the vdpbf16ps kernel (gemm_avx512.c)
+ *   avx512              bf16: the fp32 kernel on inputs rounded to bf16 as they are packed
+ *   avx2, neon, generic fp32 and bf16 (rounded the same way): the portable kernels of gemm_vec.c
+ * The test hooks below force OpenBLAS's cblas_sgemm instead (bf16: blocks rounded first), the
+ * oracle the tests compare every kernel with. Kernels and fallback sum in different orders, so
+ * they agree to fp32 accumulation error, not bit for bit.
  *
  * df_gemm_bf16: every element of A and B is first rounded to bfloat16 (8-bit mantissa) while it
  * is packed; the products of two bf16 values are exact in fp32 and are summed in fp32.
  * Weights and activations stay fp32 in memory (fp32 master weights): only the GEMM inputs lose
  * precision, C is read and written as fp32.
- * On CPUs with AVX512_BF16 it runs a cache-blocked, packed kernel built on vdpbf16ps (dot
- * products of bf16 pairs into fp32). Elsewhere (or when forced, for tests) it rounds blocks of A
- * and B to bf16 precision in fp32 and multiplies them with OpenBLAS sgemm: the same products,
- * summed in another order, so the two paths agree to fp32 accumulation error.
  * What it is not: no bf16 storage format of its own, no bf16 output; not a general BLAS
  * (row-major only, no complex, no batched calls).
  *
- * Rounding (both paths, bit for bit): round-to-nearest-even as the VCVTNEPS2BF16 instruction does
+ * Rounding (every path, bit for bit): round-to-nearest-even as the VCVTNEPS2BF16 instruction does
  * it: fp32 denormals become a zero of the same sign, NaN stays NaN (quiet), overflow rounds to inf.
  * The AVX512_BF16 path also flushes denormal fp32 partial sums to zero (vdpbf16ps implies
  * DAZ/FTZ), which differs from the fallback only below 1.2e-38 in magnitude.

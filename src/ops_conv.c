@@ -3,7 +3,7 @@
  * What it is: three fast paths, chosen by the shape (never by the batch size or thread count), and
  * the `_ref` pair of direct loops accumulating in double (the oracle of the tests).
  * - Direct: 3x3 stride-1 pad-1 convs (most of the U-Net) run the kernels of conv3x3.h for the
- *   forward, dX and dW where the CPU has them (AVX-512F/BW/VL; AVX512_BF16 for bf16): padded planes
+ *   forward, dX and dW at the AVX-512 levels (cpu.h), in both precisions: padded planes
  *   read in place, no column matrix at all.
  * - Lanes: the same 3x3 convs on small planes (4x4 at any batch, 7x7 and 8x8 from 8 images) run
  *   forward and dX with 16 images side by side in the vector lanes (conv3x3.h), the same bits as

@@ -17,6 +17,17 @@ expect_fail "unknown precision (sample)" "$P" "$BIN" sample --model "$T/none.saf
 expect_fail "unknown precision (eval)" "$P" "$BIN" eval --model "$T/none.safetensors" --data fashion-mnist:test --precision fp16
 expect_fail "unknown precision (predict)" "$P" "$BIN" predict --model "$T/none.safetensors" --input "$T/x.npy" --t 0 \
     --out "$T/y.npy" --precision fp16
+# CPU levels (src/cpu.c): an unknown name, another architecture's, and one this CPU lacks
+expect_fail "unknown CPU level" "DIFFUSE_ISA: unknown CPU level 'foo' \(levels: generic" env DIFFUSE_ISA=foo "$BIN" train --data toy:moons --out "$T/r"
+case "$(uname -m)" in
+x86_64) other=neon; [ -z "$(grep -m1 -o avx512f /proc/cpuinfo)" ] && missing=avx512 || missing="" ;;
+*) other=avx2; missing="" ;;
+esac
+expect_fail "CPU level of another architecture" "CPU level '$other' belongs to another architecture" \
+    env DIFFUSE_ISA=$other "$BIN" sample --model "$T/none.safetensors" --out "$T/p.png"
+[ -n "$missing" ] && expect_fail "CPU level this CPU lacks" "DIFFUSE_ISA=$missing: this CPU lacks" \
+    env DIFFUSE_ISA=$missing "$BIN" train --data toy:moons --out "$T/r"
+if [ -e "$T/r" ]; then bad "a refused CPU level left $T/r behind"; else ok "a refused CPU level wrote nothing"; fi
 expect_fail "model too large for memory" "the U-Net at batch 64 for training \(1.6 M parameters\) needs 0.[0-9]+ GiB of memory but only 0.10 GiB is available" \
     env DIFFUSE_MEMORY_MB=100 "$BIN" train --data fashion-mnist --steps 1 --out "$T/r"
 expect_fail "missing data file" "cannot open $T/nope.csv" "$BIN" train --data "csv:$T/nope.csv" --out "$T/r"
