@@ -48,21 +48,19 @@ TARGET_F32 GEMM_INLINE __m512 madd_f32(__m512 acc, __m512i a, __m512i b) {
     return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
 }
 
-/* ---------------------------------------------------------------- packing op(A) */
-TARGET_F32 static void pack_a_rows(uint32_t *dst, const float *A, int lda, int mr, int kc) {
-    gemm_pack_a_rows_tmpl(dst, A, lda, mr, kc, 1, load16_f32);
-}
-
+/* ---------------------------------------------------------------- packing */
+/* The four packers of a format whose words are fp32 values, as load16 makes them: copied
+ * (load16_f32) or rounded to bf16 (load16_bf16r). */
 /* steps layout, A transposed: op(A)[m][k] = A[k][m], so row k of A gives the 8 words of step k. */
-TARGET_F32 static void pack_a_steps(uint32_t *dst, const float *A, int lda, int mr, int kc) {
+TARGET_F32 GEMM_INLINE void pack_a_steps_tmpl(uint32_t *dst, const float *A, int lda, int mr, int kc,
+                                              gemm_load16_fn load16) {
     for (int k = 0; k < kc; k++)
-        _mm256_store_si256((__m256i *)(dst + (size_t)k * GEMM_MR),
-                           _mm512_castsi512_si256(load16_f32(A + (size_t)k * lda, mr)));
+        _mm256_store_si256((__m256i *)(dst + (size_t)k * GEMM_MR), _mm512_castsi512_si256(load16(A + (size_t)k * lda, mr)));
 }
 
-/* ---------------------------------------------------------------- packing op(B) */
 /* B not transposed: row k of B is step k, copied. */
-TARGET_F32 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
+TARGET_F32 GEMM_INLINE void pack_b_rows_tmpl(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch,
+                                             gemm_load16_fn load16) {
     for (int k = 0; k < kc; k++) {
         const float *b = B + (size_t)k * ldb;
         uint32_t *d = dst + (size_t)k * GEMM_NR;
@@ -70,39 +68,28 @@ TARGET_F32 static void pack_b_rows(uint32_t *dst, const float *B, int ldb, int n
          * Without it, each of the kc row segments of a strip starts with a miss. */
         if (prefetch)
             for (int l = 0; l < GEMM_NR; l += 16) _mm_prefetch((const char *)(b + GEMM_NR + l), _MM_HINT_T1);
-        _mm512_store_si512(d, load16_f32(b, nr));
-        _mm512_store_si512(d + 16, load16_f32(b + 16, nr - 16));
-        _mm512_store_si512(d + 32, load16_f32(b + 32, nr - 32));
+        _mm512_store_si512(d, load16(b, nr));
+        _mm512_store_si512(d + 16, load16(b + 16, nr - 16));
+        _mm512_store_si512(d + 32, load16(b + 32, nr - 32));
     }
 }
 
-TARGET_F32 static void pack_b_cols(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
-    gemm_pack_b_cols_tmpl(dst, B, ldb, nr, kc, prefetch, 1, load16_f32);
-}
-
-/* The same packers, rounding to bf16 (load16_bf16r). */
-TARGET_F32 static void pack_a_rows_r(uint32_t *dst, const float *A, int lda, int mr, int kc) {
-    gemm_pack_a_rows_tmpl(dst, A, lda, mr, kc, 1, load16_bf16r);
-}
-TARGET_F32 static void pack_a_steps_r(uint32_t *dst, const float *A, int lda, int mr, int kc) {
-    for (int k = 0; k < kc; k++)
-        _mm256_store_si256((__m256i *)(dst + (size_t)k * GEMM_MR),
-                           _mm512_castsi512_si256(load16_bf16r(A + (size_t)k * lda, mr)));
-}
-TARGET_F32 static void pack_b_rows_r(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
-    for (int k = 0; k < kc; k++) {
-        const float *b = B + (size_t)k * ldb;
-        uint32_t *d = dst + (size_t)k * GEMM_NR;
-        if (prefetch)
-            for (int l = 0; l < GEMM_NR; l += 16) _mm_prefetch((const char *)(b + GEMM_NR + l), _MM_HINT_T1);
-        _mm512_store_si512(d, load16_bf16r(b, nr));
-        _mm512_store_si512(d + 16, load16_bf16r(b + 16, nr - 16));
-        _mm512_store_si512(d + 32, load16_bf16r(b + 32, nr - 32));
+#define PACKERS(sfx, load16)                                                                                      \
+    TARGET_F32 static void pack_a_rows##sfx(uint32_t *dst, const float *A, int lda, int mr, int kc) {           \
+        gemm_pack_a_rows_tmpl(dst, A, lda, mr, kc, 1, load16);                                                   \
+    }                                                                                                            \
+    TARGET_F32 static void pack_a_steps##sfx(uint32_t *dst, const float *A, int lda, int mr, int kc) {          \
+        pack_a_steps_tmpl(dst, A, lda, mr, kc, load16);                                                          \
+    }                                                                                                            \
+    TARGET_F32 static void pack_b_rows##sfx(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) { \
+        pack_b_rows_tmpl(dst, B, ldb, nr, kc, prefetch, load16);                                                 \
+    }                                                                                                            \
+    TARGET_F32 static void pack_b_cols##sfx(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) { \
+        gemm_pack_b_cols_tmpl(dst, B, ldb, nr, kc, prefetch, 1, load16);                                         \
     }
-}
-TARGET_F32 static void pack_b_cols_r(uint32_t *dst, const float *B, int ldb, int nr, int kc, int prefetch) {
-    gemm_pack_b_cols_tmpl(dst, B, ldb, nr, kc, prefetch, 1, load16_bf16r);
-}
+PACKERS(, load16_f32)
+PACKERS(_r, load16_bf16r)
+#undef PACKERS
 
 /* ---------------------------------------------------------------- kernels and format */
 GEMM_KERNELS_DEFINE(kernel_f32, TARGET_F32, madd_f32)

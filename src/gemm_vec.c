@@ -43,13 +43,7 @@ static inline uint32_t gemm_bf16r_bits(float f) {
 #define VT_RT 4
 #define VT_CT 2
 #define VT_MADD(acc, a, b) ((acc) + (a) * (b))
-#include "gemm_vec_tmpl.h"
-#undef VT_NAME
-#undef VT_TARGET
-#undef VT_VW
-#undef VT_RT
-#undef VT_CT
-#undef VT_MADD
+#include "gemm_vec_tmpl.h" /* which #undefs the VT_ macros */
 
 const gemm_format *df_gemm_format_generic(int bf16) { return bf16 ? &generic_format_bf16r : &generic_format_f32; }
 
@@ -62,13 +56,7 @@ const gemm_format *df_gemm_format_generic(int bf16) { return bf16 ? &generic_for
 #define VT_RT 4
 #define VT_CT 3
 #define VT_MADD(acc, a, b) ((VF)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(acc)))
-#include "gemm_vec_tmpl.h"
-#undef VT_NAME
-#undef VT_TARGET
-#undef VT_VW
-#undef VT_RT
-#undef VT_CT
-#undef VT_MADD
+#include "gemm_vec_tmpl.h" /* which #undefs the VT_ macros */
 const gemm_format *df_gemm_format_avx2(int bf16) { return bf16 ? &avx2_format_bf16r : &avx2_format_f32; }
 #else
 const gemm_format *df_gemm_format_avx2(int bf16) { (void)bf16; return NULL; }
@@ -83,13 +71,7 @@ const gemm_format *df_gemm_format_avx2(int bf16) { (void)bf16; return NULL; }
 #define VT_RT 8
 #define VT_CT 3
 #define VT_MADD(acc, a, b) ((VF)vfmaq_f32((float32x4_t)(acc), (float32x4_t)(a), (float32x4_t)(b)))
-#include "gemm_vec_tmpl.h"
-#undef VT_NAME
-#undef VT_TARGET
-#undef VT_VW
-#undef VT_RT
-#undef VT_CT
-#undef VT_MADD
+#include "gemm_vec_tmpl.h" /* which #undefs the VT_ macros */
 const gemm_format *df_gemm_format_neon(int bf16) { return bf16 ? &neon_format_bf16r : &neon_format_f32; }
 #else
 const gemm_format *df_gemm_format_neon(int bf16) { (void)bf16; return NULL; }

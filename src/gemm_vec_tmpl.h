@@ -4,6 +4,7 @@
  *   VT_NAME(x)  a unique name for x at this level        VT_TARGET  the function attribute (or nothing)
  *   VT_VW       floats per vector (4 or 8)                VT_RT, VT_CT  rows x vectors of the sub-tile
  *   VT_MADD(acc, a, b)  acc + a b, one rounding where the level has FMA
+ * and the template #undefs them at its end, ready for the next level.
  * The driver's tile is 8 rows x 48 columns; a vector register file of 16 (AVX2, SSE2) or 32 (NEON)
  * holds only part of it, so the kernel computes it in sub-tiles of VT_RT rows x VT_CT vectors (the
  * A and B strips stay in L1 between the passes). Every element of C still sums its steps in order
@@ -153,3 +154,9 @@ static const gemm_format VT_NAME(format_f32) = VT_FORMAT(f32, 1);
 static const gemm_format VT_NAME(format_bf16r) = VT_FORMAT(bf16r, 0);
 #undef VT_FORMAT
 #undef VF
+#undef VT_NAME
+#undef VT_TARGET
+#undef VT_VW
+#undef VT_RT
+#undef VT_CT
+#undef VT_MADD
