@@ -422,8 +422,8 @@ T_F32 static void plane_conv(float *y, const void *padded, const void *wpack, co
     }
 }
 
-void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
-                      const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
+static void image_avx512(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
+                         const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
     bf16 = bf16 == DF_C3_BF16;
     plane_conv(y, padded, wpack, b, cb, res, oc, ic, h, w, w + 2, df_conv3x3_plane_words(h, w), 0, 0, accumulate,
                bf16);
@@ -900,8 +900,8 @@ T_BF16 static void dw_all_f32(float *dw, const uint32_t *gpad, const uint32_t *x
     dw_all(dw, gpad, xpad, n, oc, ic, h, w, 0, set);
 }
 
-void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
-                   int set) {
+static void dw_avx512(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
+                      int set) {
     bf16 = bf16 == DF_C3_BF16;
     if (bf16)
         dw_all_bf16(dw, gpad, xpad, n, oc, ic, h, w, set);
@@ -932,7 +932,7 @@ T_F32 static void round_words(void *p, size_t n) {
     }
 }
 
-void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+static void pad_image_avx512(void *dst, const float *x, int c, int h, int w, int bf16) {
     pad_image_k(dst, x, c, h, w, bf16 == DF_C3_BF16);
     if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)c * df_conv3x3_plane_words(h, w));
 }
@@ -953,30 +953,17 @@ void df_conv3x3_lanes_pack_dw_plane(float *dst, const float *const x[16], int h,
     if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)(h + 2 * !!padded) * (w + 2 * !!padded) * 16);
 }
 
-void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+static void pad_grad_avx512(void *dst, const float *g, int c, int h, int w, int bf16) {
     pad_grad_k(dst, g, c, h, w, bf16 == DF_C3_BF16);
     if (bf16 == DF_C3_BF16R) round_words(dst, df_conv3x3_grad_image_words(c, h, w, DF_C3_FP32));
 }
 
-void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+static void pad_dw_input_avx512(void *dst, const float *x, int c, int h, int w, int bf16) {
     pad_dw_input_k(dst, x, c, h, w, bf16 == DF_C3_BF16);
     if (bf16 == DF_C3_BF16R) round_words(dst, (size_t)c * df_conv3x3_dw_plane_words(h, w, DF_C3_FP32));
 }
 
 #else /* not x86-64 with GCC/Clang: never available, never called */
-void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
-    (void)dst; (void)g; (void)c; (void)h; (void)w; (void)bf16;
-    ASSERT(0);
-}
-void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
-    (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
-    ASSERT(0);
-}
-void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
-                   int set) {
-    (void)dw; (void)gpad; (void)xpad; (void)n; (void)oc; (void)ic; (void)h; (void)w; (void)bf16; (void)set;
-    ASSERT(0);
-}
 void df_conv3x3_lanes_pack_plane(void *dst, const float *const x[16], int pair, int h, int w, int bf16) {
     (void)dst; (void)x; (void)pair; (void)h; (void)w; (void)bf16;
     ASSERT(0);
@@ -999,10 +986,6 @@ void df_conv3x3_lanes_dw(float *dw, const float *gpk, const float *xpk, int grou
     ASSERT(0);
 }
 int df_conv3x3_available(void) { return 0; }
-void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
-    (void)dst; (void)x; (void)c; (void)h; (void)w; (void)bf16;
-    ASSERT(0);
-}
 size_t df_conv3x3_s2_plane_words(int oh, int ow) { return (size_t)4 * (oh + 1) * (ow + 1) + 128; }
 void df_conv3x3_s2_pad_image(void *dst, const float *x, int c, int h, int w, int oh, int ow, int pad_t, int pad_l,
                              int bf16) {
@@ -1014,9 +997,74 @@ void df_conv3x3_s2_image(float *y, const void *padded, const void *wpack, const 
     (void)y; (void)padded; (void)wpack; (void)b; (void)oc; (void)ic; (void)oh; (void)ow; (void)bf16;
     ASSERT(0);
 }
+#endif
+
+/* The per-image kernel at every level that has one: AVX-512 here, avx2 and neon in conv3x3_vec.c
+ * (fp32 layouts only: DF_C3_BF16 exists at avx512bf16 alone). */
+int df_conv3x3_plane_available(void) { return !g_force_off && (df_cpu_avx512() || df_conv3x3_vec_kernels()); }
+
+void df_conv3x3_pad_image(void *dst, const float *x, int c, int h, int w, int bf16) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (df_cpu_avx512()) {
+        pad_image_avx512(dst, x, c, h, w, bf16);
+        return;
+    }
+#endif
+    const conv3x3_vec *k = df_conv3x3_vec_kernels();
+    ASSERT(k && bf16 != DF_C3_BF16);
+    k->pad(dst, x, c, h, w, bf16 == DF_C3_BF16R);
+}
+
 void df_conv3x3_image(float *y, const void *padded, const void *wpack, const float *b, const float *cb,
                       const float *res, int oc, int ic, int h, int w, int accumulate, int bf16) {
-    (void)y; (void)padded; (void)wpack; (void)b; (void)cb; (void)res; (void)oc; (void)ic; (void)h; (void)w; (void)accumulate; (void)bf16;
-    ASSERT(0);
-}
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (df_cpu_avx512()) {
+        image_avx512(y, padded, wpack, b, cb, res, oc, ic, h, w, accumulate, bf16);
+        return;
+    }
 #endif
+    const conv3x3_vec *k = df_conv3x3_vec_kernels();
+    ASSERT(k && bf16 != DF_C3_BF16);
+    k->image(y, padded, wpack, b, cb, res, oc, ic, h, w, accumulate);
+}
+
+int df_conv3x3_dw_available(int oc) {
+    return df_conv3x3_available() || (!g_force_off && df_conv3x3_vec_kernels() && oc >= 16);
+}
+
+void df_conv3x3_pad_grad(void *dst, const float *g, int c, int h, int w, int bf16) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (df_cpu_avx512()) {
+        pad_grad_avx512(dst, g, c, h, w, bf16);
+        return;
+    }
+#endif
+    const conv3x3_vec *k = df_conv3x3_vec_kernels();
+    ASSERT(k && bf16 != DF_C3_BF16 && c >= 16);
+    k->pad_grad(dst, g, c, h, w, bf16 == DF_C3_BF16R);
+}
+
+void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int bf16) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (df_cpu_avx512()) {
+        pad_dw_input_avx512(dst, x, c, h, w, bf16);
+        return;
+    }
+#endif
+    const conv3x3_vec *k = df_conv3x3_vec_kernels();
+    ASSERT(k && bf16 != DF_C3_BF16);
+    k->pad(dst, x, c, h, w, bf16 == DF_C3_BF16R); /* fp32 layouts: the forward's padded planes */
+}
+
+void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
+                   int set) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (df_cpu_avx512()) {
+        dw_avx512(dw, gpad, xpad, n, oc, ic, h, w, bf16, set);
+        return;
+    }
+#endif
+    const conv3x3_vec *k = df_conv3x3_vec_kernels();
+    ASSERT(k && bf16 != DF_C3_BF16 && oc >= 16);
+    k->dw(dw, gpad, xpad, n, oc, ic, h, w, set);
+}

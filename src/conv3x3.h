@@ -43,6 +43,16 @@ enum { DF_C3_FP32 = 0, DF_C3_BF16 = 1, DF_C3_BF16R = 2 };
  * precision, so a memory plan made in one precision holds in the other. */
 int df_conv3x3_available(void);
 
+/* 1 when the per-image stride-1 kernel (df_conv3x3_pad_image, df_conv3x3_image: the forward and
+ * dX) runs at the level in use: the AVX-512 levels, avx2 and neon (conv3x3_vec.c), unless switched
+ * off with df_conv3x3_force_off. The other kernels below need df_conv3x3_available(). */
+int df_conv3x3_plane_available(void);
+
+/* 1 when dW of such a conv with oc outputs runs directly (df_conv3x3_pad_grad, df_conv3x3_pad_dw_input,
+ * df_conv3x3_dw): at the AVX-512 levels, and at avx2 and neon from 16 outputs (their dW reads dout
+ * in blocks of 8 channels, from 16). */
+int df_conv3x3_dw_available(int oc);
+
 /* Test and bench hook: force != 0 makes df_conv3x3_available return 0 (every conv then takes
  * im2col + GEMM). Process-wide; not for use while convs run. */
 void df_conv3x3_force_off(int force);
@@ -152,5 +162,17 @@ void df_conv3x3_pad_dw_input(void *dst, const float *x, int c, int h, int w, int
  * thread. */
 void df_conv3x3_dw(float *dw, const void *gpad, const void *xpad, int n, int oc, int ic, int h, int w, int bf16,
                    int set);
+
+/* Between conv3x3.c and conv3x3_vec.c: the per-image kernel of the levels below AVX-512 with a
+ * vector FMA (avx2, neon), in the fp32 layouts (formats DF_C3_FP32 and DF_C3_BF16R: round != 0
+ * rounds the padded image to bf16). NULL at the other levels. */
+typedef struct {
+    void (*pad)(float *dst, const float *x, int c, int h, int w, int round);
+    void (*image)(float *y, const float *padded, const float *wpack, const float *b, const float *cb,
+                  const float *res, int oc, int ic, int h, int w, int accumulate);
+    void (*pad_grad)(float *dst, const float *g, int c, int h, int w, int round); /* blocks of 8 channels */
+    void (*dw)(float *dw, const float *gcl, const float *xpad, int n, int oc, int ic, int h, int w, int set);
+} conv3x3_vec;
+const conv3x3_vec *df_conv3x3_vec_kernels(void);
 
 #endif

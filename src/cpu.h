@@ -4,8 +4,9 @@
  * What runs at each level (docs/performance.md has the figures):
  *   generic     portable C: the GEMM on 4-wide vectors of GCC's vector extensions (gemm_vec.c),
  *               convolutions as im2col + GEMM
- *   avx2        the same GEMM on 8-wide AVX2 + FMA vectors
- *   neon        the same GEMM on 4-wide NEON vectors with NEON's 32 registers (a larger tile)
+ *   avx2        the same GEMM on 8-wide AVX2 + FMA vectors; the direct 3x3 stride-1 convolution's
+ *               per-image forward, dX and dW (conv3x3_vec.c); the other convs as im2col + GEMM
+ *   neon        the same on 4-wide NEON vectors with NEON's 32 registers (larger tiles)
  *   avx512      the AVX-512 GEMM (gemm_f32_avx512.c) and the direct 3x3 convolution (conv3x3.c);
  *               --precision bf16 rounds the inputs to bf16 when it packs them and multiplies in fp32
  *   avx512bf16  bf16 on vdpbf16ps (gemm_avx512.c, conv3x3.c), the rest as avx512

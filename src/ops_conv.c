@@ -135,7 +135,7 @@ static int conv_is_3x3_same(const df_conv_shape *s) {
            s->pad_r == 1;
 }
 static int conv_direct_fwd(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && df_conv3x3_available();
+    return conv_is_3x3_same(s) && df_conv3x3_plane_available();
 }
 /* Stride 2 on the direct kernel (phase planes, conv3x3.h), forward only: its dX and dW keep im2col
  * + GEMM. bf16 forward 2x the per-image GEMM (down 32 28->14 117 -> 231 GFLOP/s, 64 14->7 148 -> 248),
@@ -144,7 +144,7 @@ static int conv_direct_s2(const df_conv_shape *s) {
     return s->kh == 3 && s->kw == 3 && s->stride == 2 && df_conv3x3_available();
 }
 static int conv_direct_dx(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_available();
+    return conv_is_3x3_same(s) && s->ic >= 8 && df_conv3x3_plane_available();
 }
 
 /* Small planes run the lanes kernel (conv3x3.h: 16 images per vector) for the forward and dX: 4x4
@@ -214,7 +214,7 @@ static int conv_dw_chunk_max(const df_conv_shape *s);
  * positions to pay for the kernel's lane reductions, once per slice: 256 of the padded width (at
  * batch 64 the 7x7 level's slices have 8 x 63; im2col + GEMM was 10-15% slower there). */
 static int conv_direct_dw(const df_conv_shape *s) {
-    return conv_is_3x3_same(s) && df_conv3x3_available() &&
+    return conv_is_3x3_same(s) && df_conv3x3_dw_available(s->oc) &&
            (size_t)conv_dw_chunk_max(s) * s->h * (s->w + 2) >= 256;
 }
 

@@ -135,6 +135,13 @@ static inline int check_quick(void) {
     return q && q[0] == '1';
 }
 
+/* DIFFUSE_TEST_ONLY=TEXT: the programs that support it run only the cases whose label contains
+ * TEXT (the emulated aarch64 run of the direct convolutions, where a whole program takes too long). */
+static inline int check_selected(const char *label) {
+    const char *only = getenv("DIFFUSE_TEST_ONLY");
+    return !only || !*only || strstr(label, only) != NULL;
+}
+
 /* Every test program runs at the CPU level that DIFFUSE_ISA names (ctest registers the per-level
  * runs that way, test_ops[avx2] and so on): a level this CPU lacks skips the program (exit 77,
  * ctest's SKIP_RETURN_CODE, shown as skipped), an unknown name fails it. Before main. */

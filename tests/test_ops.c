@@ -1149,8 +1149,13 @@ static void test_dropout_mask(void) {
 int main(void) {
     double t0 = df_time();
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        if (!check_selected(CASES[i].label)) continue;
         printf("%s\n", CASES[i].label);
         run_case(&CASES[i]);
+    }
+    if (!check_selected("the named tests")) { /* DIFFUSE_TEST_ONLY: the cases above alone */
+        printf("test_ops: %.2f s\n", df_time() - t0);
+        return check_exit_code("test_ops");
     }
     test_conv_known_values();
     test_attention_known_values();
