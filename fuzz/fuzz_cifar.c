@@ -1,7 +1,7 @@
 /* fuzz_cifar.c: libFuzzer harness for the CIFAR-10 binary loader, df_dataset_load("cifar10:DIR:test")
- * (src/data.c). The input is DIR/test_batch.bin. */
+ * (src/io/data.c). The input is DIR/test_batch.bin. */
 #include "fuzz_common.h"
-#include "data.h"
+#include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char dir[600], path[700], spec[700];

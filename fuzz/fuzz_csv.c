@@ -1,9 +1,9 @@
-/* fuzz_csv.c: libFuzzer harness for the 2-D point CSV reader df_csv_read_points (src/toydata.c).
+/* fuzz_csv.c: libFuzzer harness for the 2-D point CSV reader df_csv_read_points (src/io/toydata.c).
  * Contract checked beyond memory safety: every point of an accepted file is finite as a float
  * (the reader promises "non-finite or out-of-range value" errors, and training on an infinite
  * point would turn every loss into NaN). */
 #include "fuzz_common.h"
-#include "toydata.h"
+#include "common.h"
 #include <math.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

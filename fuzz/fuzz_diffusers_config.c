@@ -1,10 +1,13 @@
 /* fuzz_diffusers_config.c: libFuzzer harness for the diffusers folder's two config readers
- * (src/diffusers.c): df_diffusers_read_unet_config (unet/config.json, every key understood or
+ * (src/model/diffusers.c): df_diffusers_read_unet_config (unet/config.json, every key understood or
  * refused) and df_diffusers_read_scheduler (scheduler/scheduler_config.json).
  * Input: config.json FUZZ_SEP scheduler_config.json. An accepted scheduler must give a usable
  * schedule (df_schedule_new succeeds with finite values in range). */
 #include "fuzz_common.h"
-#include "diffusers.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
+#include "unet.h"
 #include <math.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

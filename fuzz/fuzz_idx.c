@@ -1,9 +1,9 @@
 /* fuzz_idx.c: libFuzzer harness for the IDX (MNIST format) loader, df_dataset_load("mnist:DIR")
- * (src/data.c). Input: images file FUZZ_SEP labels file, written as DIR/train-images-idx3-ubyte and
+ * (src/io/data.c). Input: images file FUZZ_SEP labels file, written as DIR/train-images-idx3-ubyte and
  * DIR/train-labels-idx1-ubyte (gzread reads raw and gzipped bytes alike, so gzip is reachable too).
  * An accepted dataset is gathered whole with df_dataset_batch. */
 #include "fuzz_common.h"
-#include "data.h"
+#include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *part[2];

@@ -1,12 +1,12 @@
 /* fuzz_image_folder.c: libFuzzer harness for the image-folder loader, df_dataset_load("folder:DIR")
- * (src/data.c: stb_image decoding, then our channel choice, box-filter resize and centre crop).
+ * (src/io/data.c: stb_image decoding, then our channel choice, box-filter resize and centre crop).
  * Input: two control bytes (want_c = b0 % 5, want_size = b1, 0 = take the file's), then the image
  * file, saved as DIR/img.png (stb_image detects PNG/JPEG/... by content, not by name).
  * stb_image is Debian's libstb, not instrumented: this fuzzes our side of the decoder. Images over
  * 4 megapixels are skipped: decoding them only slows the fuzzer (stb pads a truncated JPEG, so a few
  * bytes can declare 20000x20000), and the loader's size cap is tested in tests/test_regressions.c. */
 #include "fuzz_common.h"
-#include "data.h"
+#include "common.h"
 #include <stb/stb_image.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

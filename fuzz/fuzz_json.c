@@ -1,4 +1,4 @@
-/* fuzz_json.c: libFuzzer harness for the JSON parser (src/json.c).
+/* fuzz_json.c: libFuzzer harness for the JSON parser (src/core/json.c).
  * Besides memory safety it checks a round trip: a parsed tree, written back as JSON (numbers as
  * their literal text, strings through df_json_write_string), parses to the same tree. */
 #include "fuzz_common.h"

@@ -1,7 +1,7 @@
-/* fuzz_npy.c: libFuzzer harness for df_npy_read_f32 (src/npy.c). An accepted file's shape must
+/* fuzz_npy.c: libFuzzer harness for df_npy_read_f32 (src/io/npy.c). An accepted file's shape must
  * multiply out to the elements returned, and every element is read. */
 #include "fuzz_common.h"
-#include "npy.h"
+#include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[600];

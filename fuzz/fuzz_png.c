@@ -1,7 +1,7 @@
-/* fuzz_png.c: libFuzzer harness for df_png_read (src/image.c, libpng underneath). An accepted file
+/* fuzz_png.c: libFuzzer harness for df_png_read (src/io/image.c, libpng underneath). An accepted file
  * gives width*height*channels bytes, every one of which is read here. */
 #include "fuzz_common.h"
-#include "image.h"
+#include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[600];

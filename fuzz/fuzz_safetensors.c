@@ -1,4 +1,4 @@
-/* fuzz_safetensors.c: libFuzzer harness for the safetensors reader (src/safetensors.c).
+/* fuzz_safetensors.c: libFuzzer harness for the safetensors reader (src/io/safetensors.c).
  * The input is a whole .safetensors file. On success every tensor is fetched as float32 with its
  * own shape, which touches every byte df_st_read promised is in bounds. */
 #include "fuzz_common.h"

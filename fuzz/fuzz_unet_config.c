@@ -1,5 +1,5 @@
 /* fuzz_unet_config.c: libFuzzer harness for the U-Net config.json reader df_unet_config_from_json
- * (src/unet.c). An accepted config must pass df_unet_config_validate and survive a round trip
+ * (src/nets/unet.c). An accepted config must pass df_unet_config_validate and survive a round trip
  * through df_unet_config_to_json unchanged. */
 #include "fuzz_common.h"
 #include "unet.h"

@@ -247,7 +247,7 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
 /* The DDIM timestep sequence: seq[k] = floor(k * T / S), k = 0..S-1 (ascending). */
 void df_ddim_timesteps(int T, int S, int *seq);
 
-/* A parameter table (names, shapes, offsets into one block): see src/params.h. */
+/* A parameter table (names, shapes, offsets into one block): see src/core/params.h. */
 typedef struct df_param_table df_param_table;
 
 /* ---------------------------------------------------------------- utilities */
@@ -354,7 +354,7 @@ double df_ema_decay_at(double decay, long step);
 void df_ema_update(float *ema, const float *params, size_t n, double decay);
 
 /* ---------------------------------------------------------------- networks */
-/* The 2-D denoiser: an MLP conditioned on t through a sinusoidal embedding (src/mlp.h). */
+/* The 2-D denoiser: an MLP conditioned on t through a sinusoidal embedding (src/nets/mlp.h). */
 /* Upper limits checked by df_mlp_new (the toy problems use far less). */
 #define DF_MLP_MAX_LAYERS 32
 #define DF_MLP_MAX_WIDTH 65536
@@ -370,7 +370,7 @@ typedef struct {
 /* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
 void df_mlp_config_init(df_mlp_config *c);
 
-/* The DDPM U-Net exactly as diffusers' UNet2DModel builds it (src/unet.h, ../shared/docs/ddpm-unet.md). */
+/* The DDPM U-Net exactly as diffusers' UNet2DModel builds it (src/nets/unet.h, docs/unet.md). */
 #define DF_UNET_MAX_LEVELS 8
 
 typedef struct {
@@ -707,7 +707,7 @@ df_status df_npy_read_f32(const char *path, int *ndim, int64_t shape[8], float *
  * What it is not: a reader of PyTorch pickles (diffusion_pytorch_model.bin), sharded or variant
  * (.fp16) weight files, Flax weights, or of any pipeline other than DDPM/DDIM with a UNet2DModel.
  *
- * Folder layouts (docs/ddpm-unet.md, section 2):
+ * Folder layouts (docs/unet.md, section 6):
  *   model folder:    DIR/config.json, DIR/diffusion_pytorch_model.safetensors
  *                    (and, as an extension, DIR/scheduler_config.json if present)
  *   pipeline folder: DIR/model_index.json (optional when reading), DIR/unet/config.json,

@@ -17,7 +17,7 @@ expect_fail "unknown precision (sample)" "$P" "$BIN" sample --model "$T/none.saf
 expect_fail "unknown precision (eval)" "$P" "$BIN" eval --model "$T/none.safetensors" --data fashion-mnist:test --precision fp16
 expect_fail "unknown precision (predict)" "$P" "$BIN" predict --model "$T/none.safetensors" --input "$T/x.npy" --t 0 \
     --out "$T/y.npy" --precision fp16
-# CPU levels (src/cpu.c): an unknown name, another architecture's, and one this CPU lacks
+# CPU levels (src/cpu/cpu.c): an unknown name, another architecture's, and one this CPU lacks
 expect_fail "unknown CPU level" "DIFFUSE_ISA: unknown CPU level 'foo' \(levels: generic" env DIFFUSE_ISA=foo "$BIN" train --data toy:moons --out "$T/r"
 case "$(uname -m)" in
 x86_64) other=neon; [ -z "$(grep -m1 -o avx512f /proc/cpuinfo)" ] && missing=avx512 || missing="" ;;

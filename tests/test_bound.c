@@ -1,4 +1,4 @@
-/* test_bound.c: the variational bound (src/bound.c) against
+/* test_bound.c: the variational bound (src/diffusion/bound.c) against
  *  - an independent NumPy computation (tools/bound_reference.py, fixture
  *    fixtures/bound_reference.safetensors): every term of every sample for a closed-form network, all
  *    four parameterisations, both variances, linear and cosine schedules (T = 50), 8-bit images
@@ -7,7 +7,7 @@
  *  - closed forms for Gaussian data with the exact optimal denoiser (T = 1000): the expected bound,
  *    the prior term, and the true negative log-likelihood it must exceed;
  * plus the timestep subset, independence from batch size and sample split, and the errors. */
-#include "bound.h"
+#include "common.h"
 #include "check.h"
 #include "oracle.h"
 #include "safetensors.h"
@@ -94,7 +94,7 @@ static void reference_schedule(int cosine, df_schedule *s) {
 }
 
 /* Worst error over all compared terms: |got - want| / max(|want|, REF_FLOOR). Tolerance 1e-4 relative
- * (the brief). Where it comes from: both sides share the float32 x_t and network outputs; src/bound.c
+ * (the brief). Where it comes from: both sides share the float32 x_t and network outputs; src/diffusion/bound.c
  * rounds x0_hat to float (df_pred_convert), the script does not, and GCC may fuse a*x + b in
  * q_sample, so terms differ by float rounding (~1e-7 relative) amplified where mu_q and mu_theta
  * nearly cancel. REF_FLOOR: below 1e-3 nats per sample a term is compared to 1e-7 nats absolute

@@ -6,7 +6,7 @@
  * Not here: training on the data (test_train*). */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, strdup */
 #include "check.h"
-#include "data.h"
+#include "common.h"
 
 #include <math.h>
 #include <png.h>

@@ -1,4 +1,4 @@
-/* test_diffusers.c: diffusers model and pipeline folders (src/diffusers.c), both directions.
+/* test_diffusers.c: diffusers model and pipeline folders (src/model/diffusers.c), both directions.
  *
  *  (a) Each PyTorch fixture (tests/fixtures/unet_*.safetensors, tools/make_unet_fixtures.py) becomes a
  *      diffusers MODEL folder written here by hand (config.json = the fixture's config text, the
@@ -10,7 +10,7 @@
  *      and the same network and diffusion settings; settings diffusers cannot express are refused.
  *  (d) Refusals: each bad config field, scheduler field, tensor or file gives the right status and a
  *      message naming the field, tensor or file.
- *  (e) The published google/ddpm-cifar10-32 config.json (docs/ddpm-unet.md) is the ddpm-cifar10 preset
+ *  (e) The published google/ddpm-cifar10-32 config.json (docs/unet.md) is the ddpm-cifar10 preset
  *      with dropout 0, its scheduler is linear / eps / beta variance with clipping, and the 2022
  *      schema of the 256x256 DDPM configs (keys added since taking diffusers' defaults) parses too.
  *
@@ -26,7 +26,10 @@
  */
 #define _XOPEN_SOURCE 700
 #include "check.h"
-#include "diffusers.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
+#include "unet.h"
 #include "json.h"
 #include "safetensors.h"
 #include <stdint.h>
@@ -615,7 +618,7 @@ static void test_refusals(void) {
 
 /* ---------------------------------------------------------------- (e) published configs */
 
-/* docs/ddpm-unet.md, section 2: google/ddpm-cifar10-32 unet/config.json as published. */
+/* docs/unet.md, section 6: google/ddpm-cifar10-32 unet/config.json as published. */
 static const char *cifar10_config =
     "{\"_class_name\": \"UNet2DModel\", \"act_fn\": \"silu\", \"add_attention\": true, \"attention_head_dim\": null,\n"
     " \"block_out_channels\": [128, 256, 256, 256], \"center_input_sample\": false, \"class_embed_type\": null,\n"
@@ -686,7 +689,7 @@ static void test_published_configs(void) {
         df_unet *u = NULL;
         st = df_unet_new(&c, 1, 0, &u);
         CHECK(st == DF_OK && df_unet_params(u)->count == 328 && df_param_table_count(df_unet_params(u)) == 35746307,
-              "cifar10: 328 tensors, 35,746,307 parameters (docs/ddpm-unet.md)");
+              "cifar10: 328 tensors, 35,746,307 parameters (docs/unet.md)");
         if (u) df_unet_free(u);
     }
     write_file(path, cifar10_recent_config);

@@ -3,7 +3,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "common.h"
-#include "image.h"
 #include <math.h>
 #include <png.h>
 #include <stdio.h>

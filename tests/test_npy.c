@@ -9,7 +9,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "common.h"
-#include "npy.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

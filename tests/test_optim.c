@@ -2,7 +2,6 @@
  * learning-rate warm-up, the thread-independent gradient norm, and the EMA warm-up.
  * Exits non-zero on any failure. */
 #include "check.h"
-#include "optim.h"
 #include "common.h"
 #include <math.h>
 #include <string.h>

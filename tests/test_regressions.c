@@ -3,8 +3,7 @@
  * status and the message the user now gets, plus the nearest input that must still be accepted.
  * What it is not: the parsers' own tests (tests/test_<module>.c), which cover the formats. */
 #include "check.h"
-#include "data.h"
-#include "toydata.h"
+#include "common.h"
 #include "safetensors.h"
 #include <stdlib.h>
 #include <float.h>

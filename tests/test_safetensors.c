@@ -2,7 +2,6 @@
  * round trips, dtype conversions, and one malformed file per validation rule, each checked for
  * its status and for a message that names the file and the problem. */
 #define _POSIX_C_SOURCE 200809L
-#include "atomic.h"
 #include "check.h"
 #include "common.h"
 #include "safetensors.h"

@@ -3,8 +3,10 @@
  * model fails by a wide margin. Also a NaN injected into the weights stops training with
  * DF_ERR_NAN naming the step, and the checkpoint on disk stays the last good one. */
 #include "check.h"
-#include "toydata.h"
-#include "train.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
+#include "unet.h"
 #include <string.h>
 #include <unistd.h>
 

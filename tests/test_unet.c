@@ -1,4 +1,4 @@
-/* test_unet.c: the DDPM U-Net (src/unet.c) against facts that do not depend on PyTorch fixtures:
+/* test_unet.c: the DDPM U-Net (src/nets/unet.c) against facts that do not depend on PyTorch fixtures:
  * parameter counts and diffusers names/shapes of both presets, analytic FLOPs against
  * torch_ddpm.py, config validation, the DDPM init, a finite-difference check of the whole
  * backward pass (every tensor, dropout on), batch independence, the inference memory plan against
@@ -30,7 +30,7 @@ static void check_shape(const df_param_table *t, const char *name, int ndim, int
 static void test_presets(void) {
     df_unet_config c;
     df_unet *u = NULL;
-    /* google/ddpm-cifar10-32: docs/ddpm-unet.md section 2 */
+    /* google/ddpm-cifar10-32: docs/unet.md section 6 */
     CHECK(df_unet_preset("ddpm-cifar10", &c) == DF_OK, "preset");
     CHECK(df_unet_new(&c, 1, 0, &u) == DF_OK, "new: %s", df_last_error());
     const df_param_table *t = df_unet_params(u);
@@ -113,7 +113,7 @@ static void test_validate(void) {
     CHECK(strstr(df_last_error(), "bytes") != NULL, "NOMEM message: %s", df_last_error());
 }
 
-/* diffusers config.json: the published google/ddpm-cifar10-32 config (docs/ddpm-unet.md section 2,
+/* diffusers config.json: the published google/ddpm-cifar10-32 config (docs/unet.md section 6,
  * verbatim), round trips of both presets, and refusals. */
 static void test_config_json(void) {
     static const char cifar[] =

@@ -1,4 +1,4 @@
-/* test_unet_torch.c: the U-Net (src/unet.c) against PyTorch, tensor by tensor.
+/* test_unet_torch.c: the U-Net (src/nets/unet.c) against PyTorch, tensor by tensor.
  *
  * Each tests/fixtures/unet_*.safetensors (written by tools/make_unet_fixtures.py, a plain-PyTorch
  * UNet2DModel with diffusers' names) holds a diffusers config (metadata "config"), every parameter

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bound_reference.py: an independent NumPy computation of the variational bound (Ho et al. 2020,
-section 3.3) that tests/test_bound.c checks src/bound.c against.
+section 3.3) that tests/test_bound.c checks src/diffusion/bound.c against.
 
 What it is: the bound, term by term, for a closed-form "network" (out = a * x_t + b * t / T, with
 (a, b) per parameterisation, the same formula tests/test_bound.c implements as a df_predict_fn), on
@@ -8,7 +8,7 @@ two tiny 8-bit images (1x4x4, discretised decoder, with and without x0 clipping)
 (continuous decoder), for T = 50, linear and cosine schedules, all four parameterisations and both
 variance choices. The noise eps for every (sample, t) comes from NumPy and is stored in the fixture;
 the C test feeds it through df_bound_params.noise_fn so that both sides use the same x_t.
-What it is not: a copy of src/bound.c. It derives everything from the definitions: the schedule from
+What it is not: a copy of src/diffusion/bound.c. It derives everything from the definitions: the schedule from
 its formulas, KL(q(x_{t-1}|x_t,x_0) || N(mu_theta, sigma^2)) by subtracting the two means, the
 decoder from the normal CDF (math.erfc), the prior as a KL against N(0, I).
 

@@ -4,7 +4,7 @@
 What it is: a plain-PyTorch re-implementation of diffusers' UNet2DModel (positional time embedding,
 DownBlock2D / AttnDownBlock2D, UNetMidBlock2D, UpBlock2D / AttnUpBlock2D, Downsample2D with
 padding 0, Upsample2D nearest+conv, AttnProcessor2_0 semantics), written from
-docs/ddpm-unet.md so that state_dict() keys and shapes equal diffusers' exactly. It checks itself
+docs/unet.md so that state_dict() keys and shapes equal diffusers' exactly. It checks itself
 against the published ddpm-cifar10 layout (35,746,307 parameters in 328 tensors), then writes one
 safetensors file per tiny config with the input, output, loss, every parameter and every gradient.
 
@@ -446,13 +446,13 @@ def make_fixture(outdir, name, cfg, batch, timesteps, seed):
 
 
 def check_ddpm_cifar10_layout():
-    """The published google/ddpm-cifar10-32 layout: 35,746,307 parameters in 328 tensors (docs/ddpm-unet.md)."""
+    """The published google/ddpm-cifar10-32 layout: 35,746,307 parameters in 328 tensors (docs/unet.md)."""
     model = UNet2DModel(unet_config())
     sd = model.state_dict()
     n = sum(v.numel() for v in sd.values())
     assert len(sd) == 328, len(sd)
     assert n == 35746307, n
-    # A few names and shapes from the table in docs/ddpm-unet.md.
+    # A few names and shapes from the table in docs/unet.md.
     expect = {
         "conv_in.weight": (128, 3, 3, 3),
         "time_embedding.linear_1.weight": (512, 128),

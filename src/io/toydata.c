@@ -1,7 +1,6 @@
 /* toydata.c: the standard 2-D toy distributions (as in the FFJORD / DDPM-toy literature), point CSV
  * files, and the energy distance used to judge 2-D samples. */
-#include "toydata.h"
-#include "atomic.h"
+#include "common.h"
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>

@@ -3,8 +3,6 @@
  * and square dots; there is no antialiasing on purpose: the output should be exactly
  * reproducible and testable pixel by pixel. Not a general graphics library. */
 #define _POSIX_C_SOURCE 200809L
-#include "image.h"
-#include "atomic.h"
 #include "common.h"
 #include <errno.h>
 #include <float.h>

@@ -4,7 +4,7 @@
  * DF_ERR_FORMAT naming the file, never a crash or a silent partial dataset.
  * Not here: shuffling and flip choice (the trainer draws them from the counter-based RNG). */
 #define _POSIX_C_SOURCE 200809L /* strdup, stat */
-#include "data.h"
+#include "common.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -1,5 +1,7 @@
 /* model.c: a network plus its diffusion settings; checkpoints in safetensors. See model.h. */
-#include "model.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
 #include "safetensors.h"
 #include "unet.h"
 #include <errno.h>

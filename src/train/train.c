@@ -1,5 +1,8 @@
 /* train.c: see train.h. */
-#include "train.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
+#include "unet.h"
 #include <errno.h>
 #include <math.h>
 #include <string.h>

@@ -1,6 +1,5 @@
 /* optim.c: AdamW, the gradient norm and the weight EMA (see optim.h). Element-wise loops over one
  * block, threaded with OpenMP when the block is large; no step depends on the thread count. */
-#include "optim.h"
 #include "common.h"
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* unet.c: the DDPM U-Net as diffusers' UNet2DModel: presets, config validation and the diffusers
  * config.json mapping, parameter table, node graph, memory plan, forward and backward. See unet.h for
- * the contract and docs/ddpm-unet.md for the architecture. Not here: the arithmetic (ops_*.c), the
+ * the contract and docs/unet.md for the architecture. Not here: the arithmetic (ops_*.c), the
  * loss, the optimiser, checkpoint files.
  *
  * Structure. unet_build() turns a config into (a) the parameter table, registering each tensor under

@@ -5,7 +5,6 @@
  * Not here: memory mapping, lazy loading, or conversion of integer dtypes. */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
-#include "atomic.h"
 #include "common.h"
 #include "json.h"
 #include <errno.h>

@@ -6,11 +6,13 @@
  * block, tensor by tensor by name. Every file is written through the atomic writers.
  *
  * What it is not: the network (unet.c), the checkpoint format of diffuse itself (model.c) or the
- * samplers. The names, configs and scheduler semantics come from docs/ddpm-unet.md, section 2.
+ * samplers. The names, configs and scheduler semantics come from docs/unet.md, section 6.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "diffusers.h"
-#include "atomic.h"
+#include "common.h"
+#include "mlp.h"
+#include "params.h"
+#include "unet.h"
 #include "json.h"
 #include "safetensors.h"
 #include <errno.h>

@@ -3,7 +3,6 @@
  * content durable before it becomes visible under the final name; see rename(2) and the ext4
  * "data=ordered" discussions. Not a lock and not a transaction over several files. */
 #define _POSIX_C_SOURCE 200809L
-#include "atomic.h"
 #include "common.h"
 #include <errno.h>
 #include <fcntl.h>

@@ -4,8 +4,6 @@
  * padded with spaces and ending in '\n' so the data starts at a multiple of 64 bytes.
  * The reader parses only that dict literal, not general Python. */
 #define _POSIX_C_SOURCE 200809L
-#include "npy.h"
-#include "atomic.h"
 #include "common.h"
 #include <errno.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * network outputs. Work items are (t, sample) pairs in t-major order, cut into network batches of
  * any size (a batch may mix two t's), so results do not depend on the batch size.
  * What it is not: a sampler or a trainer; it never changes the model. */
-#include "bound.h"
+#include "common.h"
 #include <math.h>
 #include <string.h>
 

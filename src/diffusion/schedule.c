@@ -1,5 +1,5 @@
 /* schedule.c: noise schedules beta_1..beta_T and every quantity derived from them, in double,
- * computed once. Index i = t - 1 (see diffuse.h). Formulas: ../shared/docs/diffusion-math.md. */
+ * computed once. Index i = t - 1 (see diffuse.h). Formulas: docs/diffusion.md. */
 #include "common.h"
 #include <math.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* unet.h: the DDPM U-Net (Ho et al. 2020) exactly as diffusers' UNet2DModel builds it, with
  * forward and backward passes for training.
  *
- * What it is: the network of docs/ddpm-unet.md. Every parameter tensor carries diffusers'
+ * What it is: the network of docs/unet.md. Every parameter tensor carries diffusers'
  * state-dict name and PyTorch shape (e.g. "down_blocks.1.attentions.0.to_q.weight" [C,C]), so a
  * checkpoint moves between diffuse and diffusers by name. Attention's linears over channels run as
  * 1x1 convolutions: the (C,C) weight is the same memory as (C,C,1,1).
