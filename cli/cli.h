@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "diffuse.h"
+#include "common.h" /* the library's internal helpers: df_fail, df_alloc, df_atomic_*, df_mkdirs */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
