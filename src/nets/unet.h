@@ -34,9 +34,9 @@ typedef enum {
     DF_UNET_OUT,        /* conv_norm_out GN -> SiLU -> conv_out 3x3 */
 } df_unet_node_kind;
 
-#define DF_UNET_NODE_PARAMS 12  /* parameter offsets per node, meaning per kind (see unet.c) */
-#define DF_UNET_NODE_KEPT 1     /* intermediate tensors per node, meaning per kind (see unet.c) */
-#define DF_UNET_NODE_WORK 20    /* work buffers of a node's forward and of its backward (see unet.c) */
+#define DF_UNET_NODE_PARAMS 12  /* parameter offsets per node, meaning per kind (unet_layers.h) */
+#define DF_UNET_NODE_KEPT 1     /* intermediate tensors per node, meaning per kind (unet_layers.h) */
+#define DF_UNET_NODE_WORK 20    /* work buffers of a node's forward and of its backward (unet_layers.h) */
 
 typedef struct {
     df_unet_node_kind kind;

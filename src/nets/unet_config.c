@@ -1,0 +1,278 @@
+/* unet_config.c: the U-Net's configuration: the presets, validation, and the mapping to and from
+ * diffusers' UNet2DModel config.json (docs/unet.md, section 6). */
+#include "unet_layers.h"
+#include "json.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- config */
+
+df_status df_unet_preset(const char *name, df_unet_config *c) {
+    memset(c, 0, sizeof *c);
+    c->norm_num_groups = 32;
+    c->norm_eps = 1e-6f;
+    c->layers_per_block = 2;
+    c->freq_shift = 1;
+    c->flip_sin_to_cos = 0;
+    c->attention_head_dim = 0;
+    if (name && strcmp(name, "fmnist-small") == 0) {
+        /* torch_ddpm.py --config small: ch 32, ch_mult 1,2,2, attention at 7 px, no dropout */
+        c->in_channels = c->out_channels = 1;
+        c->sample_size = 28;
+        c->n_levels = 3;
+        c->block_out_channels[0] = 32, c->block_out_channels[1] = 64, c->block_out_channels[2] = 64;
+        c->n_attn = 1, c->attn_resolutions[0] = 7;
+        c->dropout = 0.0f;
+        return DF_OK;
+    }
+    if (name && strcmp(name, "ddpm-cifar10") == 0) {
+        /* google/ddpm-cifar10-32 (Ho et al. 2020, run_cifar.py): dropout 0.1 as trained */
+        c->in_channels = c->out_channels = 3;
+        c->sample_size = 32;
+        c->n_levels = 4;
+        c->block_out_channels[0] = 128;
+        c->block_out_channels[1] = c->block_out_channels[2] = c->block_out_channels[3] = 256;
+        c->n_attn = 1, c->attn_resolutions[0] = 16;
+        c->dropout = 0.1f;
+        return DF_OK;
+    }
+    return df_fail(DF_ERR_ARG, "unet: unknown preset '%s' (valid: fmnist-small, ddpm-cifar10)", name ? name : "(null)");
+}
+
+
+df_status df_unet_config_validate(const df_unet_config *c) {
+    /* Caps keep every per-image size well inside int and size_t arithmetic. */
+    const int max_ch = 1 << 14, max_size = 1 << 12;
+    if (c->in_channels < 1 || c->in_channels > max_ch || c->out_channels < 1 || c->out_channels > max_ch)
+        return df_fail(DF_ERR_ARG, "unet: in_channels %d and out_channels %d must be in 1..%d", c->in_channels,
+                       c->out_channels, max_ch);
+    if (c->sample_size < 1 || c->sample_size > max_size)
+        return df_fail(DF_ERR_ARG, "unet: sample_size %d must be in 1..%d", c->sample_size, max_size);
+    if (c->n_levels < 1 || c->n_levels > DF_UNET_MAX_LEVELS)
+        return df_fail(DF_ERR_ARG, "unet: n_levels %d must be in 1..%d", c->n_levels, DF_UNET_MAX_LEVELS);
+    if (c->layers_per_block < 1 || c->layers_per_block > 64)
+        return df_fail(DF_ERR_ARG, "unet: layers_per_block %d must be in 1..64", c->layers_per_block);
+    if (c->norm_num_groups < 1)
+        return df_fail(DF_ERR_ARG, "unet: norm_num_groups %d must be at least 1", c->norm_num_groups);
+    for (int i = 0; i < c->n_levels; i++) {
+        int ch = c->block_out_channels[i];
+        if (ch < 1 || ch > max_ch)
+            return df_fail(DF_ERR_ARG, "unet: block_out_channels[%d] = %d must be in 1..%d", i, ch, max_ch);
+        /* Every group norm runs over a block channel count or the sum of two of them (concat). */
+        if (ch % c->norm_num_groups != 0)
+            return df_fail(DF_ERR_ARG, "unet: norm_num_groups %d does not divide block_out_channels[%d] = %d",
+                           c->norm_num_groups, i, ch);
+    }
+    int down = 1 << (c->n_levels - 1);
+    if (c->sample_size % down != 0)
+        return df_fail(DF_ERR_ARG,
+                       "unet: sample_size %d must be divisible by %d (%d downsamplers halve it exactly, so that "
+                       "the upsampled maps match their skips)", c->sample_size, down, c->n_levels - 1);
+    if (c->n_attn < 0 || c->n_attn > DF_UNET_MAX_LEVELS)
+        return df_fail(DF_ERR_ARG, "unet: n_attn %d must be in 0..%d", c->n_attn, DF_UNET_MAX_LEVELS);
+    for (int a = 0; a < c->n_attn; a++) {
+        int found = 0;
+        for (int i = 0; i < c->n_levels; i++) found |= (c->sample_size >> i) == c->attn_resolutions[a];
+        if (!found)
+            return df_fail(DF_ERR_ARG, "unet: attention resolution %d is not the size of any level (sample %d, %d levels)",
+                           c->attn_resolutions[a], c->sample_size, c->n_levels);
+    }
+    if (c->attention_head_dim < 0)
+        return df_fail(DF_ERR_ARG, "unet: attention_head_dim %d must be >= 0 (0 = one head)", c->attention_head_dim);
+    if (c->attention_head_dim > 0) {
+        for (int i = 0; i < c->n_levels; i++) {
+            int mid = i == c->n_levels - 1;  /* the mid block always has attention */
+            if ((level_has_attention(c, i) || mid) && c->block_out_channels[i] % c->attention_head_dim != 0)
+                return df_fail(DF_ERR_ARG, "unet: attention_head_dim %d does not divide the %d channels of %s %d",
+                               c->attention_head_dim, c->block_out_channels[i], mid ? "the mid block / level" : "level", i);
+        }
+    }
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return df_fail(DF_ERR_ARG, "unet: norm_eps %g must be positive", (double)c->norm_eps);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return df_fail(DF_ERR_ARG, "unet: dropout %g must be in [0, 1)", (double)c->dropout);
+    if (c->block_out_channels[0] / 2 - c->freq_shift <= 0)
+        return df_fail(DF_ERR_ARG, "unet: time embedding of %d channels needs freq_shift %d < %d",
+                       c->block_out_channels[0], c->freq_shift, c->block_out_channels[0] / 2);
+    if (c->flip_sin_to_cos != 0 && c->flip_sin_to_cos != 1)
+        return df_fail(DF_ERR_ARG, "unet: flip_sin_to_cos %d must be 0 or 1", c->flip_sin_to_cos);
+    return DF_OK;
+}
+
+/* ---------------------------------------------------------------- diffusers config.json */
+
+/* Member `key` as an int; DF_ERR_FORMAT when absent or not an integer. */
+static df_status json_int_field(const df_json *j, const char *key, int *out) {
+    const df_json *v = df_json_get(j, key);
+    if (!v) return df_fail(DF_ERR_FORMAT, "unet config: missing key \"%s\"", key);
+    if (v->type != DF_JSON_NUMBER || v->number != floor(v->number) || fabs(v->number) > 1e9)
+        return df_fail(DF_ERR_FORMAT, "unet config: \"%s\" must be an integer", key);
+    *out = (int)v->number;
+    return DF_OK;
+}
+
+/* Member `key` must be absent (when absent_ok) or one of: the string `want`, or null when want is NULL. */
+static df_status json_expect(const df_json *j, const char *key, const char *want, int absent_ok) {
+    const df_json *v = df_json_get(j, key);
+    if (!v && absent_ok) return DF_OK;
+    if (!v) return df_fail(DF_ERR_FORMAT, "unet config: missing key \"%s\"", key);
+    int ok = want ? v->type == DF_JSON_STRING && strcmp(v->string, want) == 0 : v->type == DF_JSON_NULL;
+    if (!ok)
+        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only \"%s\": %s%s%s is supported", key, want ? "\"" : "",
+                       want ? want : "null", want ? "\"" : "");
+    return DF_OK;
+}
+
+/* The options diffuse's network does not implement must hold their DDPM values. Keys that diffusers
+ * added after 2022 (and so are missing from older files) may be absent. */
+static df_status config_check_fixed(const df_json *j) {
+    df_status st;
+    const df_json *v;
+    int ival;
+    if ((st = json_expect(j, "_class_name", "UNet2DModel", 1)) || (st = json_expect(j, "act_fn", "silu", 0)) ||
+        (st = json_expect(j, "time_embedding_type", "positional", 0)) ||
+        (st = json_expect(j, "resnet_time_scale_shift", "default", 0)) ||
+        (st = json_expect(j, "class_embed_type", NULL, 1)) || (st = json_expect(j, "num_class_embeds", NULL, 1)) ||
+        (st = json_expect(j, "downsample_type", "conv", 1)) || (st = json_expect(j, "upsample_type", "conv", 1)))
+        return st;
+    if ((st = json_int_field(j, "downsample_padding", &ival))) return st;
+    if (ival != 0)
+        return df_fail(DF_ERR_UNSUPPORTED, "unet config: downsample_padding %d (only 0, DDPM's asymmetric pad)", ival);
+    v = df_json_get(j, "mid_block_scale_factor");
+    if (v && !(v->type == DF_JSON_NUMBER && v->number == 1.0))
+        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only mid_block_scale_factor 1 is supported");
+    v = df_json_get(j, "center_input_sample");
+    if (v && !(v->type == DF_JSON_BOOL && !v->boolean))
+        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only center_input_sample false is supported");
+    v = df_json_get(j, "add_attention");
+    if (v && !(v->type == DF_JSON_BOOL && v->boolean))
+        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only add_attention true is supported");
+    v = df_json_get(j, "attn_norm_num_groups");
+    if (v && v->type != DF_JSON_NULL) {
+        int g;
+        if ((st = json_int_field(j, "attn_norm_num_groups", &g)) || (st = json_int_field(j, "norm_num_groups", &ival)))
+            return st;
+        if (g != ival) return df_fail(DF_ERR_UNSUPPORTED, "unet config: attn_norm_num_groups must equal norm_num_groups");
+    }
+    return DF_OK;
+}
+
+/* block_out_channels, down_block_types and up_block_types: attention at level i iff down type i is
+ * AttnDownBlock2D, and the up types must mirror the down types. */
+static df_status config_levels(const df_json *j, df_unet_config *c) {
+    const df_json *boc = df_json_get(j, "block_out_channels");
+    const df_json *down = df_json_get(j, "down_block_types"), *up = df_json_get(j, "up_block_types");
+    if (!boc || boc->type != DF_JSON_ARRAY || boc->count < 1 || boc->count > DF_UNET_MAX_LEVELS)
+        return df_fail(DF_ERR_FORMAT, "unet config: block_out_channels must be an array of 1..%d integers",
+                       DF_UNET_MAX_LEVELS);
+    if (!down || !up || down->type != DF_JSON_ARRAY || up->type != DF_JSON_ARRAY || down->count != boc->count ||
+        up->count != boc->count)
+        return df_fail(DF_ERR_FORMAT, "unet config: down_block_types and up_block_types need %d entries each",
+                       boc->count);
+    c->n_levels = boc->count;
+    c->n_attn = 0;
+    for (int i = 0; i < boc->count; i++) {
+        const df_json *b = &boc->items[i], *d = &down->items[i], *u = &up->items[boc->count - 1 - i];
+        if (b->type != DF_JSON_NUMBER || b->number != floor(b->number) || b->number < 1 || b->number > 1e6)
+            return df_fail(DF_ERR_FORMAT, "unet config: block_out_channels[%d] must be a positive integer", i);
+        c->block_out_channels[i] = (int)b->number;
+        if (d->type != DF_JSON_STRING || u->type != DF_JSON_STRING)
+            return df_fail(DF_ERR_FORMAT, "unet config: block types must be strings");
+        int attn = strcmp(d->string, "AttnDownBlock2D") == 0;
+        if (!attn && strcmp(d->string, "DownBlock2D") != 0)
+            return df_fail(DF_ERR_UNSUPPORTED, "unet config: down block type \"%s\" (only DownBlock2D, AttnDownBlock2D)",
+                           d->string);
+        if (strcmp(u->string, attn ? "AttnUpBlock2D" : "UpBlock2D") != 0)
+            return df_fail(DF_ERR_UNSUPPORTED, "unet config: up_block_types[%d] = \"%s\" does not mirror \"%s\"",
+                           boc->count - 1 - i, u->string, d->string);
+        if (attn) c->attn_resolutions[c->n_attn++] = c->sample_size >> i;
+    }
+    return DF_OK;
+}
+
+df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c) {
+    df_json *j = NULL;
+    df_status st = df_json_parse(text, len, &j);
+    if (st != DF_OK) return st;
+    memset(c, 0, sizeof *c);
+    const df_json *v;
+    if (j->type != DF_JSON_OBJECT) {
+        st = df_fail(DF_ERR_FORMAT, "unet config: not a JSON object");
+        goto done;
+    }
+    if ((st = config_check_fixed(j)) || (st = json_int_field(j, "in_channels", &c->in_channels)) ||
+        (st = json_int_field(j, "out_channels", &c->out_channels)) ||
+        (st = json_int_field(j, "sample_size", &c->sample_size)) ||
+        (st = json_int_field(j, "layers_per_block", &c->layers_per_block)) ||
+        (st = json_int_field(j, "norm_num_groups", &c->norm_num_groups)) ||
+        (st = json_int_field(j, "freq_shift", &c->freq_shift)) || (st = config_levels(j, c)))
+        goto done;
+    v = df_json_get(j, "norm_eps");
+    if (!v || v->type != DF_JSON_NUMBER) {
+        st = df_fail(DF_ERR_FORMAT, "unet config: norm_eps must be a number");
+        goto done;
+    }
+    c->norm_eps = (float)v->number;
+    v = df_json_get(j, "flip_sin_to_cos");
+    if (!v || v->type != DF_JSON_BOOL) {
+        st = df_fail(DF_ERR_FORMAT, "unet config: flip_sin_to_cos must be true or false");
+        goto done;
+    }
+    c->flip_sin_to_cos = v->boolean;
+    /* null (or absent, as in some 2022 files) = one head over all channels */
+    v = df_json_get(j, "attention_head_dim");
+    if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "attention_head_dim", &c->attention_head_dim)))
+        goto done;
+    /* absent in google/ddpm-cifar10-32's current config: diffusers then loads dropout 0.0 */
+    v = df_json_get(j, "dropout");
+    if (v && v->type != DF_JSON_NUMBER) {
+        st = df_fail(DF_ERR_FORMAT, "unet config: dropout must be a number");
+        goto done;
+    }
+    c->dropout = v ? (float)v->number : 0.0f;
+    st = df_unet_config_validate(c);
+done:
+    df_json_free(j);
+    return st;
+}
+
+/* Shortest %g spelling that reads back as the same float. */
+static void format_float(char *buf, size_t cap, float x) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)x);
+        if (strtof(buf, NULL) == x) return;
+    }
+}
+
+size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap) {
+    char eps[32], drop[32], list[3][512];
+    size_t n = 0;
+    format_float(eps, sizeof eps, c->norm_eps);
+    format_float(drop, sizeof drop, c->dropout);
+    list[0][0] = list[1][0] = list[2][0] = 0;
+    for (int i = 0; i < c->n_levels && i < DF_UNET_MAX_LEVELS; i++) {
+        const char *sep = i ? ", " : "";
+        int attn_down = level_has_attention(c, i), attn_up = level_has_attention(c, c->n_levels - 1 - i);
+        size_t l0 = strlen(list[0]), l1 = strlen(list[1]), l2 = strlen(list[2]);
+        snprintf(list[0] + l0, sizeof list[0] - l0, "%s%d", sep, c->block_out_channels[i]);
+        snprintf(list[1] + l1, sizeof list[1] - l1, "%s\"%s\"", sep, attn_down ? "AttnDownBlock2D" : "DownBlock2D");
+        snprintf(list[2] + l2, sizeof list[2] - l2, "%s\"%s\"", sep, attn_up ? "AttnUpBlock2D" : "UpBlock2D");
+    }
+    char head[32];
+    if (c->attention_head_dim > 0) snprintf(head, sizeof head, "%d", c->attention_head_dim);
+    else snprintf(head, sizeof head, "null");
+    int len = snprintf(buf, cap,
+        "{\"_class_name\": \"UNet2DModel\", \"act_fn\": \"silu\", \"add_attention\": true, "
+        "\"attention_head_dim\": %s, \"block_out_channels\": [%s], \"center_input_sample\": false, "
+        "\"class_embed_type\": null, \"down_block_types\": [%s], \"downsample_padding\": 0, \"dropout\": %s, "
+        "\"flip_sin_to_cos\": %s, \"freq_shift\": %d, \"in_channels\": %d, \"layers_per_block\": %d, "
+        "\"mid_block_scale_factor\": 1, \"norm_eps\": %s, \"norm_num_groups\": %d, \"num_class_embeds\": null, "
+        "\"out_channels\": %d, \"resnet_time_scale_shift\": \"default\", \"sample_size\": %d, "
+        "\"time_embedding_type\": \"positional\", \"up_block_types\": [%s]}",
+        head, list[0], list[1], drop, c->flip_sin_to_cos ? "true" : "false", c->freq_shift, c->in_channels,
+        c->layers_per_block, eps, c->norm_num_groups, c->out_channels, c->sample_size, list[2]);
+    n = len < 0 ? 0 : (size_t)len;
+    return n;
+}
+
