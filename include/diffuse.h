@@ -23,6 +23,14 @@
 extern "C" {
 #endif
 
+/* Marks the functions libdiffuse.so exports; the library is built with hidden visibility, so
+ * everything else in it stays internal. */
+#if defined(__GNUC__)
+#define DF_API __attribute__((visibility("default")))
+#else
+#define DF_API
+#endif
+
 /* ---------------------------------------------------------------- status and logging */
 typedef enum {
     DF_OK = 0,
@@ -36,14 +44,14 @@ typedef enum {
     DF_ERR_INTERRUPTED,  /* stopped by a signal or a callback */
 } df_status;
 
-const char *df_status_name(df_status s);
+DF_API const char *df_status_name(df_status s);
 /* The message of the last failure in this thread (never NULL). */
-const char *df_last_error(void);
-void df_clear_error(void);
+DF_API const char *df_last_error(void);
+DF_API void df_clear_error(void);
 
 typedef void (*df_log_fn)(const char *line, void *user);
 /* Library log lines go to `fn` (none by default). */
-void df_set_log(df_log_fn fn, void *user);
+DF_API void df_set_log(df_log_fn fn, void *user);
 
 /* ---------------------------------------------------------------- CPU levels */
 /* The instruction-set level the fast kernels run at, chosen once per process (cpu.c): the best
@@ -53,30 +61,30 @@ void df_set_log(df_log_fn fn, void *user);
  * silent fallback. generic is portable C (any CPU of the architecture); avx2 needs AVX2 + FMA;
  * avx512 AVX-512 F/BW/VL; avx512bf16 also AVX512_BF16; neon is aarch64's Advanced SIMD. */
 typedef enum { DF_ISA_GENERIC, DF_ISA_AVX2, DF_ISA_AVX512, DF_ISA_AVX512BF16, DF_ISA_NEON, DF_ISA_COUNT } df_isa;
-const char *df_isa_name(df_isa isa);
+DF_API const char *df_isa_name(df_isa isa);
 /* DF_OK and *out, or DF_ERR_ARG naming the levels of this architecture. */
-df_status df_isa_from_name(const char *s, df_isa *out);
+DF_API df_status df_isa_from_name(const char *s, df_isa *out);
 /* 1 when this CPU (and its OS) can run level isa; levels of another architecture: 0. */
-int df_cpu_supports(df_isa isa);
+DF_API int df_cpu_supports(df_isa isa);
 /* Chooses the level from DIFFUSE_ISA (unset or empty: the automatic choice). DF_ERR_ARG for an
  * unknown name, DF_ERR_UNSUPPORTED for a level this CPU lacks (the message names the missing
  * flags); the level is then left as it was. Call it before any model is opened; the CLI calls it
  * first thing. Without it, the first kernel that asks takes the same decision (and aborts with
  * that message on a bad DIFFUSE_ISA). */
-df_status df_cpu_init(void);
+DF_API df_status df_cpu_init(void);
 /* The level in use. */
-df_isa df_cpu_isa(void);
+DF_API df_isa df_cpu_isa(void);
 /* Sets the level (tests and benchmarks compare levels in one process): DF_ERR_UNSUPPORTED when the
  * CPU lacks it. Models planned at another level must be reopened: the memory plan reads it. */
-df_status df_cpu_set_isa(df_isa isa);
+DF_API df_status df_cpu_set_isa(df_isa isa);
 /* One line for `diffuse info`: the level in use, how it was chosen, the CPU's model name and the
  * flags that decide the levels. */
-void df_cpu_describe(char *buf, size_t cap);
+DF_API void df_cpu_describe(char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- randomness */
 /* Philox4x32-10 (Salmon et al. 2011): one block of 4 uint32 from a 128-bit counter and a 64-bit key.
  * Known answer: counter {0,0,0,0}, key 0 -> {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}. */
-void df_philox4x32(const uint32_t ctr[4], uint64_t key, uint32_t out[4]);
+DF_API void df_philox4x32(const uint32_t ctr[4], uint64_t key, uint32_t out[4]);
 
 /* Streams keep independent uses of one seed apart. */
 enum {
@@ -94,11 +102,11 @@ enum {
 
 /* n standard normals: element e comes from Philox counter {e/4, a, b, stream} under key `seed`
  * (Box-Muller on pairs, in double, rounded to float). */
-void df_randn(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, float *out, size_t n);
+DF_API void df_randn(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, float *out, size_t n);
 /* n uniforms in [0, 1): element e from counter {e/4, a, b, stream}. */
-void df_randu(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, float *out, size_t n);
+DF_API void df_randu(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, float *out, size_t n);
 /* One uniform integer in [0, bound) from counter {c, a, b, stream} (bound > 0). */
-uint32_t df_rand_below(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, uint32_t c, uint32_t bound);
+DF_API uint32_t df_rand_below(uint64_t seed, uint32_t stream, uint32_t a, uint32_t b, uint32_t c, uint32_t bound);
 
 /* ---------------------------------------------------------------- names of enums */
 typedef enum {
@@ -123,19 +131,19 @@ typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_COUNT } df_samp
  * and all elementwise work stay fp32). A run-time choice (df_model_set_precision), not saved. */
 typedef enum { DF_PRECISION_FP32, DF_PRECISION_BF16, DF_PRECISION_COUNT } df_precision;
 
-const char *df_schedule_name(df_schedule_kind k);
-const char *df_pred_name(df_pred p);
-const char *df_loss_name(df_loss_kind k);
-const char *df_var_name(df_var_kind k);
-const char *df_sampler_name(df_sampler_kind k);
-const char *df_precision_name(df_precision p);  /* "fp32", "bf16" */
+DF_API const char *df_schedule_name(df_schedule_kind k);
+DF_API const char *df_pred_name(df_pred p);
+DF_API const char *df_loss_name(df_loss_kind k);
+DF_API const char *df_var_name(df_var_kind k);
+DF_API const char *df_sampler_name(df_sampler_kind k);
+DF_API const char *df_precision_name(df_precision p);  /* "fp32", "bf16" */
 /* Each returns DF_OK and sets *out, or DF_ERR_ARG with a message listing the valid names. */
-df_status df_schedule_from_name(const char *s, df_schedule_kind *out);
-df_status df_pred_from_name(const char *s, df_pred *out);
-df_status df_loss_from_name(const char *s, df_loss_kind *out);
-df_status df_var_from_name(const char *s, df_var_kind *out);
-df_status df_sampler_from_name(const char *s, df_sampler_kind *out);
-df_status df_precision_from_name(const char *s, df_precision *out);
+DF_API df_status df_schedule_from_name(const char *s, df_schedule_kind *out);
+DF_API df_status df_pred_from_name(const char *s, df_pred *out);
+DF_API df_status df_loss_from_name(const char *s, df_loss_kind *out);
+DF_API df_status df_var_from_name(const char *s, df_var_kind *out);
+DF_API df_status df_sampler_from_name(const char *s, df_sampler_kind *out);
+DF_API df_status df_precision_from_name(const char *s, df_precision *out);
 
 /* ---------------------------------------------------------------- noise schedules */
 typedef struct {
@@ -147,7 +155,7 @@ typedef struct {
     double max_beta;    /* cosine clip (default 0.999) */
 } df_schedule_params;
 
-void df_schedule_params_init(df_schedule_params *p);
+DF_API void df_schedule_params_init(df_schedule_params *p);
 
 /* Every derived quantity, computed once in double. Each array has T entries, index i = t-1. */
 typedef struct {
@@ -164,46 +172,46 @@ typedef struct {
 } df_schedule;
 
 /* Fills *s (free with df_schedule_free). DF_ERR_ARG if T < 2, betas outside (0,1), ... */
-df_status df_schedule_new(const df_schedule_params *p, df_schedule *s);
-void df_schedule_free(df_schedule *s);
+DF_API df_status df_schedule_new(const df_schedule_params *p, df_schedule *s);
+DF_API void df_schedule_free(df_schedule *s);
 
 /* ---------------------------------------------------------------- forward process */
 /* One step q(x_t | x_{t-1}): x_t = sqrt(1 - beta_t) x_prev + sqrt(beta_t) eps. */
-void df_q_step(const df_schedule *s, int i, const float *x_prev, const float *eps, float *x_t, size_t n);
+DF_API void df_q_step(const df_schedule *s, int i, const float *x_prev, const float *eps, float *x_t, size_t n);
 /* Closed form q(x_t | x_0): x_t = sqrt(alphabar_t) x0 + sqrt(1 - alphabar_t) eps. */
-void df_q_sample(const df_schedule *s, int i, const float *x0, const float *eps, float *x_t, size_t n);
+DF_API void df_q_sample(const df_schedule *s, int i, const float *x0, const float *eps, float *x_t, size_t n);
 /* Posterior q(x_{t-1} | x_t, x_0): mean into `mean`; returns the variance sigma_q^2(t). */
-double df_q_posterior(const df_schedule *s, int i, const float *x0, const float *x_t, float *mean, size_t n);
+DF_API double df_q_posterior(const df_schedule *s, int i, const float *x0, const float *x_t, float *mean, size_t n);
 
 /* ---------------------------------------------------------------- parameterisations */
 /* Converts a network output `in`, in parameterisation `from`, at step i and point x_t, to the
  * parameterisation `to` (all exact; computed in double). in and out may alias. */
-void df_pred_convert(const df_schedule *s, int i, df_pred from, df_pred to, const float *x_t,
+DF_API void df_pred_convert(const df_schedule *s, int i, df_pred from, df_pred to, const float *x_t,
                      const float *in, float *out, size_t n);
 /* The training target of `pred` for a pair (x0, eps) that made x_t. */
-void df_pred_target(const df_schedule *s, int i, df_pred pred, const float *x0, const float *eps,
+DF_API void df_pred_target(const df_schedule *s, int i, df_pred pred, const float *x0, const float *eps,
                     const float *x_t, float *target, size_t n);
 /* Model variance sigma^2(t) of p(x_{t-1}|x_t) and its log; at i = 0 the posterior choice uses
  * the clipped value posterior_var[1] (DDPM code) so that the bound stays finite. */
-double df_model_var(const df_schedule *s, df_var_kind var, int i);
-double df_model_log_var(const df_schedule *s, df_var_kind var, int i);
+DF_API double df_model_var(const df_schedule *s, df_var_kind var, int i);
+DF_API double df_model_log_var(const df_schedule *s, df_var_kind var, int i);
 /* d mu_theta / d output for parameterisation `pred` at step i (mu is affine in the output). */
-double df_pred_mean_slope(const df_schedule *s, df_pred pred, int i);
+DF_API double df_pred_mean_slope(const df_schedule *s, df_pred pred, int i);
 /* The note's KL weight: L_{t-1} = weight * ||target - output||^2 (+ a constant when the model
  * variance is not sigma_q^2). weight = (d mu / d output)^2 / (2 sigma^2(t)):
  *  mean: 1/(2 s2);  x0: coef_x0^2/(2 s2) (the note's coefficient, squared);
  *  eps: beta^2 / ((1 - alphabar) alpha) / (2 s2);  v: coef_x0^2 (1 - alphabar) / (2 s2). */
-double df_vlb_weight(const df_schedule *s, df_pred pred, df_var_kind var, int i);
+DF_API double df_vlb_weight(const df_schedule *s, df_pred pred, df_var_kind var, int i);
 
 /* Loss of one batch: out and target are n x dim, t_index has n entries.
  *  simple: mean over batch and elements of (out - target)^2;
  *  vlb:    mean over batch of weight(i) * mean over elements of (out - target)^2 (nats/dim).
  * Writes dL/dout into dout (if not NULL). Returns the loss. */
-double df_loss(const df_schedule *s, df_pred pred, df_loss_kind loss, df_var_kind var, int n, size_t dim,
+DF_API double df_loss(const df_schedule *s, df_pred pred, df_loss_kind loss, df_var_kind var, int n, size_t dim,
                const int *t_index, const float *out, const float *target, float *dout);
 
 /* KL( N(m1, v1) || N(m2, v2) ) summed over n elements with scalar variances, in nats. */
-double df_kl_gaussian(const float *m1, double v1, const float *m2, double v2, size_t n);
+DF_API double df_kl_gaussian(const float *m1, double v1, const float *m2, double v2, size_t n);
 
 /* ---------------------------------------------------------------- samplers */
 /* The network as the diffusion code sees it: write into out (n x dim) the prediction for the n
@@ -235,17 +243,17 @@ typedef struct {
     const float *known, *mask;
 } df_sample_params;
 
-void df_sample_params_init(df_sample_params *p);
+DF_API void df_sample_params_init(df_sample_params *p);
 
 /* Draws n samples of `dim` floats into x (n x dim). Sample j uses noise counters of global
  * index first_index + j, so the result does not depend on batch size or thread count.
  * `pred` is what the network outputs. */
-df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *p, df_predict_fn fn,
+DF_API df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *p, df_predict_fn fn,
                     void *ctx, int n, size_t dim, uint64_t first_index, float *x, df_step_fn step_fn,
                     void *step_ctx);
 
 /* The DDIM timestep sequence: seq[k] = floor(k * T / S), k = 0..S-1 (ascending). */
-void df_ddim_timesteps(int T, int S, int *seq);
+DF_API void df_ddim_timesteps(int T, int S, int *seq);
 
 /* A parameter table (names, shapes, offsets into one block): see src/core/params.h. */
 typedef struct df_param_table df_param_table;
@@ -253,10 +261,10 @@ typedef struct df_param_table df_param_table;
 /* ---------------------------------------------------------------- utilities */
 /* Frees what the library returns (arrays, images, decoded datasets: each function that returns
  * memory says so); NULL is a no-op. The one rule: memory from diffuse goes back to df_free. */
-void df_free(void *p);
+DF_API void df_free(void *p);
 
 /* Monotonic wall clock in seconds. */
-double df_time(void);
+DF_API double df_time(void);
 
 /* ---------------------------------------------------------------- optimiser */
 /* AdamW and the EMA of the weights, over one contiguous float block.
@@ -280,15 +288,15 @@ typedef struct {
 } df_adamw_params;
 
 /* Defaults: lr 2e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, no warm-up, clip 1.0. */
-void df_adamw_params_init(df_adamw_params *p);
+DF_API void df_adamw_params_init(df_adamw_params *p);
 
 /* L2 norm sqrt(sum g^2), accumulated in double. The block is cut into parts that depend only on
  * n, each part summed in a fixed order, the parts added in order: the result is the same for
  * any thread count. Returns NaN or inf if g holds a non-finite value (the caller's check). */
-double df_grad_norm(const float *g, size_t n);
+DF_API double df_grad_norm(const float *g, size_t n);
 
 /* Learning rate of the 1-based step `step`: lr * min(1, step / warmup_steps), or lr without warm-up. */
-double df_adamw_lr_at(const df_adamw_params *p, long step);
+DF_API double df_adamw_lr_at(const df_adamw_params *p, long step);
 
 /* One AdamW step (Loshchilov & Hutter 2019; the update of torch.optim.AdamW, amsgrad off) on n
  * elements. step is 1-based (the count of steps including this one; it drives the bias
@@ -299,17 +307,17 @@ double df_adamw_lr_at(const df_adamw_params *p, long step);
  *   params -= lr_t / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
  * m and v start as zeros and are owned by the caller. Each element is computed in double and
  * rounded once to float. */
-void df_adamw_step(const df_adamw_params *p, long step, float *params, const float *grads, float *m, float *v,
+DF_API void df_adamw_step(const df_adamw_params *p, long step, float *params, const float *grads, float *m, float *v,
                    size_t n, double grad_scale);
 
 /* EMA decay for the 1-based optimiser step `step`: min(decay, (1 + step) / (10 + step)), the
  * warm-up of TensorFlow's ExponentialMovingAverage(num_updates) used by the DDPM code, so that a
  * short run's EMA is not dominated by the initial weights. */
-double df_ema_decay_at(double decay, long step);
+DF_API double df_ema_decay_at(double decay, long step);
 
 /* ema = decay * ema + (1 - decay) * params on n elements (in double, rounded once). Initialise
  * ema as a copy of the initial params. */
-void df_ema_update(float *ema, const float *params, size_t n, double decay);
+DF_API void df_ema_update(float *ema, const float *params, size_t n, double decay);
 
 /* ---------------------------------------------------------------- networks */
 /* The 2-D denoiser: an MLP conditioned on t through a sinusoidal embedding (src/nets/mlp.h). */
@@ -326,7 +334,7 @@ typedef struct {
 } df_mlp_config;
 
 /* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
-void df_mlp_config_init(df_mlp_config *c);
+DF_API void df_mlp_config_init(df_mlp_config *c);
 
 /* The DDPM U-Net exactly as diffusers' UNet2DModel builds it (src/nets/unet.h, docs/unet.md). */
 #define DF_UNET_MAX_LEVELS 8
@@ -346,12 +354,12 @@ typedef struct {
  * as torch_ddpm.py --config small) or "ddpm-cifar10" (google/ddpm-cifar10-32: 3x32x32,
  * 128,256,256,256, attention at 16, dropout 0.1; 35,746,307 parameters in 328 tensors).
  * DF_ERR_ARG naming the valid presets for any other name. */
-df_status df_unet_preset(const char *name, df_unet_config *c);
+DF_API df_status df_unet_preset(const char *name, df_unet_config *c);
 
 /* DF_OK, or DF_ERR_ARG with a message naming the first problem: counts out of range, groups not
  * dividing a channel count, a sample size that does not halve evenly at every downsampler, an
  * attention resolution that no level has, a head size not dividing an attention layer's channels. */
-df_status df_unet_config_validate(const df_unet_config *c);
+DF_API df_status df_unet_config_validate(const df_unet_config *c);
 
 /* Reads a diffusers UNet2DModel config.json (text[0..len)) into *c: attention at level i when
  * down_block_types[i] is AttnDownBlock2D (up_block_types must mirror them), attention_head_dim null =
@@ -359,15 +367,15 @@ df_status df_unet_config_validate(const df_unet_config *c);
  * JSON or a missing key, DF_ERR_UNSUPPORTED naming an option this network does not implement
  * (another act_fn, block type, time embedding, downsample_padding != 0, class embedding, ...),
  * DF_ERR_ARG if the result fails df_unet_config_validate. */
-df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c);
+DF_API df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config *c);
 
 /* Writes c as diffusers config.json text (the keys of google/ddpm-cifar10-32's config plus
  * "dropout") into buf (cap bytes, NUL-terminated when cap > 0). Returns the length of the full
  * text, like snprintf: a result >= cap means it was cut. */
-size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap);
+DF_API size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap);
 
 /* Analytic forward FLOPs per image of a U-Net: 2 * MACs of every conv, linear and attention matmul. */
-double df_unet_forward_flops(const df_unet_config *c);
+DF_API double df_unet_forward_flops(const df_unet_config *c);
 
 /* ---------------------------------------------------------------- models */
 /* A denoising network together with its diffusion settings, as training, sampling and
@@ -389,7 +397,7 @@ typedef struct {
     df_var_kind var;
 } df_diffusion_config;
 
-void df_diffusion_config_init(df_diffusion_config *d);
+DF_API void df_diffusion_config_init(df_diffusion_config *d);
 
 typedef struct df_model {
     df_net_kind kind;
@@ -415,36 +423,36 @@ typedef struct df_model {
 } df_model;
 
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
-df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
+DF_API df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
                            int training, uint64_t seed);
 /* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
-df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+DF_API df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
                             int training, uint64_t seed);
-void df_model_free(df_model *m);
+DF_API void df_model_free(df_model *m);
 
 /* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
-void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
-void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
+DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
+DF_API void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
 /* df_predict_fn for the samplers: ctx is a df_model *, uses ema if m->use_ema. */
-df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
+DF_API df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
 /* Precision of the network's matrix products from now on (forward, backward, predict); a new or
  * loaded model starts in fp32. Not stored in checkpoints. The U-Net honours it; the 2-D MLP
  * ignores it (always fp32: its products are tiny). */
-void df_model_set_precision(df_model *m, df_precision p);
+DF_API void df_model_set_precision(df_model *m, df_precision p);
 
 /* Writes a checkpoint atomically (weights, EMA, config; with_state adds the AdamW moments as
  * "train/adam_m" and "train/adam_v" so that training can resume exactly). */
-df_status df_model_save(const df_model *m, const char *path, int with_state);
+DF_API df_status df_model_save(const df_model *m, const char *path, int with_state);
 /* Loads a checkpoint written by df_model_save, validating every tensor's presence and shape.
  * training = 1 also allocates gradients and AdamW moments, and loads the moments when present. */
-df_status df_model_load(df_model *m, const char *path, int max_batch, int training);
+DF_API df_status df_model_load(df_model *m, const char *path, int max_batch, int training);
 /* Number of parameters (padding excluded) and of named tensors of a model. */
-size_t df_model_param_count(const df_model *m);
-int df_model_tensor_count(const df_model *m);
+DF_API size_t df_model_param_count(const df_model *m);
+DF_API int df_model_tensor_count(const df_model *m);
 /* The same for a U-Net configuration, without weights. */
-df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors);
+DF_API df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors);
 /* One line describing the model (net, parameter count, diffusion settings). */
-void df_model_describe(const df_model *m, char *buf, size_t cap);
+DF_API void df_model_describe(const df_model *m, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- training */
 /* The training loop of a df_model (Ho et al. 2020, Algorithm 1, with the loss and
@@ -486,17 +494,17 @@ typedef struct {
     void *snapshot_ctx;
 } df_train_opts;
 
-void df_train_opts_init(df_train_opts *o);
+DF_API void df_train_opts_init(df_train_opts *o);
 
 /* Trains m (built with training = 1) from m->step on. With resume = 1, m came from
  * df_train_load_checkpoint and the loss log is cut back to m->step. Writes checkpoints to
  * out_dir; returns DF_OK at the end of the budget, DF_ERR_INTERRUPTED after a stop request
  * (checkpoint written), DF_ERR_NAN on a non-finite loss or gradient (the last good checkpoint is
  * kept and not overwritten). */
-df_status df_train(df_model *m, const df_train_opts *o, int resume);
+DF_API df_status df_train(df_model *m, const df_train_opts *o, int resume);
 
 /* Loads out_dir/checkpoint.safetensors into m (training = 1) and its AdamW state for resuming. */
-df_status df_train_load_checkpoint(df_model *m, const char *out_dir, int max_batch);
+DF_API df_status df_train_load_checkpoint(df_model *m, const char *out_dir, int max_batch);
 
 /* ---------------------------------------------------------------- image datasets */
 /* Image datasets held in memory as 8-bit pixels (IDX / MNIST-style, CIFAR-10 binary, a folder
@@ -547,15 +555,15 @@ typedef struct {
  * truncated or oversized file, count mismatch, undecodable image, empty folder), DF_ERR_SHAPE
  * (fixed-shape data that is not want_c x want_size x want_size), DF_ERR_NOMEM. Every message
  * names the file. n_classes is max label + 1 for IDX, 10 for CIFAR-10, 0 for folders. */
-df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds);
+DF_API df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds);
 
 /* Frees what df_dataset_load allocated and zeroes *ds (safe on an empty or zeroed struct). */
-void df_dataset_free(df_dataset *ds);
+DF_API void df_dataset_free(df_dataset *ds);
 
 /* Fills x (n,C,H,W) with images idx[0..n-1] scaled to [-1,1] (x = p/127.5 - 1), mirrored
  * left-right where flip[k] is nonzero (flip may be NULL). Every idx[k] must lie in [0, ds->n)
  * (ASSERT: choosing indices is the caller's job). */
-void df_dataset_batch(const df_dataset *ds, const int *idx, const uint8_t *flip, int n, float *x);
+DF_API void df_dataset_batch(const df_dataset *ds, const int *idx, const uint8_t *flip, int n, float *x);
 
 /* ---------------------------------------------------------------- 2-D data */
 /* 2-D toy distributions and point files (CSV), for the 2-D denoiser.
@@ -573,23 +581,23 @@ typedef struct {
 
 /* Parses "toy:NAME" or "csv:PATH" (a path ending in .csv also works). DF_ERR_ARG for an unknown toy,
  * DF_ERR_IO / DF_ERR_FORMAT for a missing or malformed file. Free with df_points_free. */
-df_status df_points_open(const char *spec, df_points *p);
-void df_points_free(df_points *p);
+DF_API df_status df_points_open(const char *spec, df_points *p);
+DF_API void df_points_free(df_points *p);
 
 /* Point `index` of the toy distribution under `seed` (uses streams DF_STREAM_DATA/a). */
-void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, float xy[2]);
+DF_API void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, float xy[2]);
 
 /* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly. */
-void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy);
+DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy);
 
 /* Reads a CSV of x,y rows (an optional header line, '#' comments and blank lines allowed).
  * Errors name the file and line. *pts is malloc'ed (n x 2). */
-df_status df_csv_read_points(const char *path, float **pts, int *n);
+DF_API df_status df_csv_read_points(const char *path, float **pts, int *n);
 /* Writes "x,y" rows with a header, atomically. */
-df_status df_csv_write_points(const char *path, const float *pts, int n);
+DF_API df_status df_csv_write_points(const char *path, const float *pts, int n);
 
 /* Energy distance between point sets a (na x 2) and b (nb x 2): 2E|a-b| - E|a-a'| - E|b-b'|. */
-double df_energy_distance(const float *a, int na, const float *b, int nb);
+DF_API double df_energy_distance(const float *a, int na, const float *b, int nb);
 
 /* ---------------------------------------------------------------- pictures */
 /* PNG files, sample grids and two small plots (scatter, line chart).
@@ -602,14 +610,14 @@ double df_energy_distance(const float *a, int na, const float *b, int nb);
 /* Writes pixels (height rows top to bottom, each width*channels interleaved bytes) as an 8-bit
  * PNG: channels 1 = gray, 3 = RGB, 4 = RGBA. Atomic: a failed write leaves an old file at path.
  * DF_ERR_ARG for bad sizes, DF_ERR_IO if the file cannot be written. */
-df_status df_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels);
+DF_API df_status df_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels);
 
 /* Reads any PNG (palette, gray, gray+alpha, RGB, RGBA; 1..16 bits; interlaced or not) into a
  * new 8-bit buffer (free with free()): gray -> 1 channel, RGB or palette -> 3, anything with
  * alpha (including tRNS) -> 4 (gray+alpha becomes RGBA). 16-bit samples are scaled to 8 bits.
  * DF_ERR_IO if the file cannot be opened, DF_ERR_FORMAT (naming the file) if it is not a PNG
  * or is corrupt or truncated. On failure *pixels is NULL. */
-df_status df_png_read(const char *path, uint8_t **pixels, int *width, int *height, int *channels);
+DF_API df_status df_png_read(const char *path, uint8_t **pixels, int *width, int *height, int *channels);
 
 /* Tiles n images x (N,C,H,W), values in [-1,1], into one picture of c channels (c = 1 or 3),
  * interleaved, in a grid of min(cols, n) columns and ceil(n/cols) rows with `pad` pixels of
@@ -617,7 +625,7 @@ df_status df_png_read(const char *path, uint8_t **pixels, int *width, int *heigh
  * out_w = pad + cols*(w + pad), out_h = pad + rows*(h + pad), image k at column k % cols,
  * row k / cols. Pixel = clamp(floor((x + 1) * 127.5 + 0.5), 0, 255) (NaN -> 0).
  * *out is new (free with free()). DF_ERR_ARG for bad sizes. */
-df_status df_image_grid(const float *x, int n, int c, int h, int w, int cols, int pad, uint8_t **out, int *out_w,
+DF_API df_status df_image_grid(const float *x, int n, int c, int h, int w, int cols, int pad, uint8_t **out, int *out_w,
                         int *out_h);
 
 /* A 600x600 RGB scatter plot of 2-D points: a (na x,y pairs, the data) as light grey dots and
@@ -625,13 +633,13 @@ df_status df_image_grid(const float *x, int n, int c, int h, int w, int cols, in
  * and y, bounded by the 0.5..99.5 percentiles of the union of both sets (points outside are
  * not drawn), with a frame, tick labels, a legend and `title` (may be NULL) on top.
  * Non-finite points are skipped. Written atomically as PNG. */
-df_status df_plot_scatter(const char *path, const float *a, int na, const float *b, int nb, const char *title);
+DF_API df_status df_plot_scatter(const char *path, const float *a, int na, const float *b, int nb, const char *title);
 
 /* An 800x500 RGB line chart of y against x (n points), with a second series y2 (may be NULL,
  * e.g. a smoothed curve) drawn in a stronger colour on top; log_y draws y on a log10 axis
  * (values <= 0 are skipped there). Non-finite points break the line. Frame, grid, tick labels,
  * title and axis labels (each may be NULL). Written atomically as PNG. DF_ERR_ARG if n < 1. */
-df_status df_plot_lines(const char *path, const double *x, const double *y, int n, const double *y2, int log_y,
+DF_API df_status df_plot_lines(const char *path, const double *x, const double *y, int n, const double *y2, int log_y,
                         const char *title, const char *xlabel, const char *ylabel);
 
 /* ---------------------------------------------------------------- NumPy arrays */
@@ -643,13 +651,13 @@ df_status df_plot_lines(const char *path, const double *x, const double *y, int 
  * header would not fit in 64 KiB). descr is the NumPy dtype string: "<f4", "<f8", "|u1",
  * "<i4" or "<i8"; data holds its raw little-endian elements. DF_ERR_ARG for a descr or shape
  * outside that, DF_ERR_IO if the file cannot be written (an old file at path stays). */
-df_status df_npy_write(const char *path, const char *descr, int ndim, const int64_t *shape, const void *data);
+DF_API df_status df_npy_write(const char *path, const char *descr, int ndim, const int64_t *shape, const void *data);
 
 /* Reads a .npy file of dtype <f4, <f8 or |u1 (v1.0, v2.0 or v3.0) into a new float32 array
  * (*data, free with free()), its shape into shape[0..*ndim). fortran_order True and other
  * dtypes give DF_ERR_UNSUPPORTED; a malformed or truncated file DF_ERR_FORMAT naming the file;
  * an unreadable one DF_ERR_IO. On failure *data is NULL. */
-df_status df_npy_read_f32(const char *path, int *ndim, int64_t shape[8], float **data);
+DF_API df_status df_npy_read_f32(const char *path, int *ndim, int64_t shape[8], float **data);
 
 /* ---------------------------------------------------------------- diffusers interchange */
 /* Model interchange with Hugging Face diffusers (a UNet2DModel folder or a DDPMPipeline
@@ -683,7 +691,7 @@ typedef struct {
 
 /* The DDPM paper's settings, used when a folder has no scheduler and by df_diffusers_save:
  * no scheduler read, clip_sample 1, range 1.0. */
-void df_diffusers_info_init(df_diffusers_info *info);
+DF_API void df_diffusers_info_init(df_diffusers_info *info);
 
 /* Loads the diffusers model or pipeline folder `dir` into *m (a U-Net model for batches up to
  * max_batch; training = 1 also allocates gradients and AdamW moments, zeroed). The EMA weights are
@@ -703,15 +711,15 @@ void df_diffusers_info_init(df_diffusers_info *info);
  *    DF_ERR_FORMAT names a missing tensor or a tensor the network does not use; DF_ERR_SHAPE a
  *    wrong shape; DF_ERR_NAN non-finite weights.
  * DF_ERR_IO names a missing or unreadable file. On failure *m is left empty (df_model_free is safe). */
-df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m);
+DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m);
 /* The same, also filling *info (may be NULL) with the scheduler's clipping settings. */
-df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
 
 /* The two config readers of df_diffusers_load, on their own (same checks, same messages):
  * a UNet2DModel config.json file -> *c, and a scheduler_config.json file -> *d (loss "simple") and
  * *info (may be NULL). */
-df_status df_diffusers_read_unet_config(const char *path, df_unet_config *c);
-df_status df_diffusers_read_scheduler(const char *path, df_diffusion_config *d, df_diffusers_info *info);
+DF_API df_status df_diffusers_read_unet_config(const char *path, df_unet_config *c);
+DF_API df_status df_diffusers_read_scheduler(const char *path, df_diffusion_config *d, df_diffusers_info *info);
 
 /* Writes m as a DDPMPipeline folder `dir` (created if needed; files already there are replaced):
  * model_index.json, unet/config.json, unet/diffusion_pytorch_model.safetensors (F32, PyTorch layout,
@@ -722,17 +730,17 @@ df_status df_diffusers_read_scheduler(const char *path, df_diffusion_config *d, 
  * anything is written, for settings diffusers cannot express (the "mean" parameterisation, the
  * exponential schedule, a cosine schedule with s != 0.008 or max_beta != 0.999); DF_ERR_IO on a
  * failed write. */
-df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema);
+DF_API df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema);
 /* The same, with the scheduler's clip_sample and clip_sample_range taken from *info (NULL = the
  * defaults of df_diffusers_info_init). */
-df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info);
+DF_API df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info);
 
 /* Opens a model whatever its form: a directory is read with df_diffusers_load, anything else with
  * df_model_load (a diffuse checkpoint). Same contract as those two. */
-df_status df_model_open(const char *path, int max_batch, int training, df_model *m);
+DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model *m);
 /* The same, filling *info (may be NULL); a checkpoint has no scheduler, so it gets
  * df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
-df_status df_model_open_ex(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_model_open_ex(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
 
 /* ---------------------------------------------------------------- the variational bound */
 /* Measuring a model: the variational bound of Ho et al. 2020 (section 3.3) on held-out data,
@@ -782,7 +790,7 @@ typedef struct {
     void *progress_ctx;
 } df_bound_params;
 
-void df_bound_params_init(df_bound_params *p);
+DF_API void df_bound_params_init(df_bound_params *p);
 
 /* The bound of n samples. Per-sample arrays are in nats per sample (summed over its dim values). */
 typedef struct {
@@ -811,9 +819,9 @@ typedef struct {
  * K outside 0..T-1, non-finite x0, discrete data outside [-1, 1]), DF_ERR_NAN if the network
  * returns a non-finite value, DF_ERR_INTERRUPTED if the progress callback stops it, or the
  * network's own status. */
-df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predict_fn fn, void *ctx, int n,
+DF_API df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predict_fn fn, void *ctx, int n,
                         size_t dim, const float *x0, df_bound_result *r);
-void df_bound_result_free(df_bound_result *r);
+DF_API void df_bound_result_free(df_bound_result *r);
 
 /* The subset of K timesteps in 2..T (1 <= K <= T-1) that stands for all T-1 KL terms: K strata whose
  * starts rise geometrically, lo(k) = round(2 ((T+1)/2)^(k/K)) (then made at least one t wide and
@@ -821,10 +829,10 @@ void df_bound_result_free(df_bound_result *r);
  * stratum's middle, weight[k] = lo(k+1) - lo(k) its width (weight may be NULL). Ascending and
  * distinct; K = T-1 gives every t with weight 1. Why geometric: the terms fall by orders of magnitude
  * over the first few dozen t and are nearly flat after, so equal strata misjudge the sum badly. */
-void df_bound_timesteps(int T, int K, int *t, double *weight);
+DF_API void df_bound_timesteps(int T, int K, int *t, double *weight);
 
 /* nats per sample -> bits per dimension: nats / (dim ln 2). */
-double df_bound_bits_per_dim(const df_bound_result *r, double nats);
+DF_API double df_bound_bits_per_dim(const df_bound_result *r, double nats);
 
 #ifdef __cplusplus
 }
