@@ -516,3 +516,63 @@ void df_json_write_string(FILE *f, const char *s) {
     }
     fputc('"', f);
 }
+
+/* ---------------------------------------------------------------- values */
+
+void df_json_write(FILE *f, const df_json *v) {
+    switch (v->type) {
+    case DF_JSON_NULL: fputs("null", f); break;
+    case DF_JSON_BOOL: fputs(v->boolean ? "true" : "false", f); break;
+    case DF_JSON_NUMBER: fputs(v->string, f); break;  /* the literal as written */
+    case DF_JSON_STRING: df_json_write_string(f, v->string); break;
+    case DF_JSON_ARRAY:
+        fputc('[', f);
+        for (int i = 0; i < v->count; i++) {
+            if (i) fputs(", ", f);
+            df_json_write(f, &v->items[i]);
+        }
+        fputc(']', f);
+        break;
+    case DF_JSON_OBJECT:
+        fputc('{', f);
+        for (int i = 0; i < v->count; i++) {
+            if (i) fputs(", ", f);
+            df_json_write_string(f, v->keys[i]);
+            fputs(": ", f);
+            df_json_write(f, &v->items[i]);
+        }
+        fputc('}', f);
+        break;
+    }
+}
+
+/* v as JSON text for a message, cut to fit buf (NUL-terminated). */
+const char *df_json_show(const df_json *v, char *buf, size_t cap) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    buf[0] = 0;
+    if (!f) return buf;
+    df_json_write(f, v);
+    fclose(f);
+    if (len < cap) snprintf(buf, cap, "%s", text);
+    else snprintf(buf, cap, "%.*s...", (int)(cap - 4), text);
+    free(text);
+    return buf;
+}
+
+/* Scalars equal in type and value (numbers by value, so 1 == 1.0). */
+int df_json_scalar_equal(const df_json *a, const df_json *b) {
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case DF_JSON_NULL: return 1;
+    case DF_JSON_BOOL: return a->boolean == b->boolean;
+    case DF_JSON_NUMBER: return a->number == b->number;
+    case DF_JSON_STRING: return strcmp(a->string, b->string) == 0;
+    default: return 0;
+    }
+}
+
+int df_json_is_string(const df_json *v, const char *s) {
+    return v && v->type == DF_JSON_STRING && strcmp(v->string, s) == 0;
+}

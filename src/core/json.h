@@ -46,4 +46,16 @@ const df_json *df_json_get(const df_json *obj, const char *key);
  * other bytes (UTF-8) are written as they are. */
 void df_json_write_string(FILE *f, const char *s);
 
+/* Writes v as JSON (numbers as their literal, as written). */
+void df_json_write(FILE *f, const df_json *v);
+
+/* v as JSON text for a message, cut to fit buf (cap bytes, NUL-terminated, "..." when cut); returns buf. */
+const char *df_json_show(const df_json *v, char *buf, size_t cap);
+
+/* Scalars equal in type and value (numbers by value, so 1 == 1.0); 0 for arrays and objects. */
+int df_json_scalar_equal(const df_json *a, const df_json *b);
+
+/* v is the string s (v may be NULL). */
+int df_json_is_string(const df_json *v, const char *s);
+
 #endif

@@ -1,7 +1,7 @@
 /* diffusers.c: reading and writing diffusers model and pipeline folders (see diffusers.h).
  *
  * What it is: three small translators, each strict in what it reads: config.json <-> df_unet_config
- * (through df_unet_config_from_json / _to_json, after a check that every key is understood),
+ * (through df_unet_config_check_keys, the one key table, then df_unet_config_from_json / _to_json),
  * scheduler_config.json <-> df_diffusion_config, and the weights file <-> the model's parameter
  * block, tensor by tensor by name. Every file is written through the atomic writers.
  *
@@ -106,63 +106,9 @@ static df_status in_file(const char *path, df_status st) {
 
 /* ---------------------------------------------------------------- JSON values */
 
-static void json_write(FILE *f, const df_json *v) {
-    switch (v->type) {
-    case DF_JSON_NULL: fputs("null", f); break;
-    case DF_JSON_BOOL: fputs(v->boolean ? "true" : "false", f); break;
-    case DF_JSON_NUMBER: fputs(v->string, f); break;  /* the literal as written */
-    case DF_JSON_STRING: df_json_write_string(f, v->string); break;
-    case DF_JSON_ARRAY:
-        fputc('[', f);
-        for (int i = 0; i < v->count; i++) {
-            if (i) fputs(", ", f);
-            json_write(f, &v->items[i]);
-        }
-        fputc(']', f);
-        break;
-    case DF_JSON_OBJECT:
-        fputc('{', f);
-        for (int i = 0; i < v->count; i++) {
-            if (i) fputs(", ", f);
-            df_json_write_string(f, v->keys[i]);
-            fputs(": ", f);
-            json_write(f, &v->items[i]);
-        }
-        fputc('}', f);
-        break;
-    }
-}
 
-/* v as JSON text for a message, cut to fit buf (NUL-terminated). */
-static const char *json_show(const df_json *v, char *buf, size_t cap) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    buf[0] = 0;
-    if (!f) return buf;
-    json_write(f, v);
-    fclose(f);
-    if (len < cap) snprintf(buf, cap, "%s", text);
-    else snprintf(buf, cap, "%.*s...", (int)(cap - 4), text);
-    free(text);
-    return buf;
-}
 
-/* Scalars equal in type and value (numbers by value, so 1 == 1.0). */
-static int json_scalar_equal(const df_json *a, const df_json *b) {
-    if (a->type != b->type) return 0;
-    switch (a->type) {
-    case DF_JSON_NULL: return 1;
-    case DF_JSON_BOOL: return a->boolean == b->boolean;
-    case DF_JSON_NUMBER: return a->number == b->number;
-    case DF_JSON_STRING: return strcmp(a->string, b->string) == 0;
-    default: return 0;
-    }
-}
 
-static int json_is_string(const df_json *v, const char *s) {
-    return v && v->type == DF_JSON_STRING && strcmp(v->string, s) == 0;
-}
 
 static int json_is_int(const df_json *v) {
     return v && v->type == DF_JSON_NUMBER && v->number == floor(v->number) && fabs(v->number) <= 1e9;
@@ -183,140 +129,10 @@ static void format_double(char *buf, size_t cap, double x) {
 
 /* ---------------------------------------------------------------- config.json (UNet2DModel) */
 
-/* How a UNet2DModel config key is handled:
- *  INFO: bookkeeping that changes no arithmetic;
- *  NET: passed on to df_unet_config_from_json (which checks the value);
- *  ONLY: the network implements one value of it (`only`, JSON text).
- * `dflt` is the value diffusers' UNet2DModel.__init__ gives an absent key (JSON text; NULL = the key
- * is required), because diffusers reads configs written by older versions, which lack the keys
- * added since, with those defaults. The published 256x256 DDPM configs (_diffusers_version 0.0.4)
- * lack resnet_time_scale_shift, add_attention, class_embed_type, num_class_embeds and dropout. */
-typedef enum { KEY_INFO, KEY_NET, KEY_ONLY } key_kind;
-typedef struct {
-    const char *key;
-    key_kind kind;
-    const char *dflt;
-    const char *only;
-} config_key;
-
-static const config_key unet_keys[] = {
-    {"_class_name", KEY_INFO, NULL, NULL},  /* checked to be UNet2DModel below */
-    {"_diffusers_version", KEY_INFO, NULL, NULL},
-    {"_name_or_path", KEY_INFO, NULL, NULL},
-    {"_commit_hash", KEY_INFO, NULL, NULL},
-    {"_use_default_values", KEY_INFO, NULL, NULL},
-    /* read only by time_embedding_type "learned", which is refused below */
-    {"num_train_timesteps", KEY_INFO, NULL, NULL},
-    {"sample_size", KEY_NET, NULL, NULL},
-    {"in_channels", KEY_NET, "3", NULL},
-    {"out_channels", KEY_NET, "3", NULL},
-    {"freq_shift", KEY_NET, "0", NULL},
-    {"flip_sin_to_cos", KEY_NET, "true", NULL},
-    {"down_block_types", KEY_NET, "[\"DownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\"]", NULL},
-    {"up_block_types", KEY_NET, "[\"AttnUpBlock2D\", \"AttnUpBlock2D\", \"AttnUpBlock2D\", \"UpBlock2D\"]", NULL},
-    {"block_out_channels", KEY_NET, "[224, 448, 672, 896]", NULL},
-    {"layers_per_block", KEY_NET, "2", NULL},
-    {"dropout", KEY_NET, "0.0", NULL},
-    {"attention_head_dim", KEY_NET, "8", NULL},
-    {"norm_num_groups", KEY_NET, "32", NULL},
-    {"attn_norm_num_groups", KEY_NET, "null", NULL},
-    {"norm_eps", KEY_NET, "1e-05", NULL},
-    {"time_embedding_dim", KEY_NET, "null", NULL},  /* checked against 4 * block_out_channels[0] below */
-    {"center_input_sample", KEY_ONLY, "false", "false"},
-    {"time_embedding_type", KEY_ONLY, "\"positional\"", "\"positional\""},
-    {"mid_block_type", KEY_ONLY, "\"UNetMidBlock2D\"", "\"UNetMidBlock2D\""},
-    {"mid_block_scale_factor", KEY_ONLY, "1", "1"},
-    {"downsample_padding", KEY_ONLY, "1", "0"},
-    {"downsample_type", KEY_ONLY, "\"conv\"", "\"conv\""},
-    {"upsample_type", KEY_ONLY, "\"conv\"", "\"conv\""},
-    {"act_fn", KEY_ONLY, "\"silu\"", "\"silu\""},
-    {"resnet_time_scale_shift", KEY_ONLY, "\"default\"", "\"default\""},
-    {"add_attention", KEY_ONLY, "true", "true"},
-    {"class_embed_type", KEY_ONLY, "null", "null"},
-    {"num_class_embeds", KEY_ONLY, "null", "null"},
-};
-#define N_UNET_KEYS ((int)(sizeof unet_keys / sizeof *unet_keys))
-
-static const config_key *unet_key_find(const char *key) {
-    for (int k = 0; k < N_UNET_KEYS; k++)
-        if (strcmp(unet_keys[k].key, key) == 0) return &unet_keys[k];
-    return NULL;
-}
-
+/* "path: unsupported field 'key' = value (why)" (unet_config.c words the config's own the same way). */
 static df_status unsupported_field(const char *path, const char *key, const df_json *v, const char *why) {
     char shown[96];
-    return df_fail(DF_ERR_UNSUPPORTED, "%s: unsupported field '%s' = %s (%s)", path, key, json_show(v, shown, sizeof shown), why);
-}
-
-/* Every entry of the array `key` must be one of names a / b (the block types the network has). */
-static df_status check_block_types(const char *path, const df_json *j, const char *key, const char *a, const char *b) {
-    const df_json *v = df_json_get(j, key);
-    if (!v || v->type != DF_JSON_ARRAY) return DF_OK;  /* absent or malformed: from_json reports it */
-    for (int i = 0; i < v->count; i++)
-        if (v->items[i].type == DF_JSON_STRING && !json_is_string(&v->items[i], a) && !json_is_string(&v->items[i], b)) {
-            char why[128];
-            snprintf(why, sizeof why, "diffuse implements %s and %s", a, b);
-            return unsupported_field(path, key, v, why);
-        }
-    return DF_OK;
-}
-
-/* Checks every key of config.json j (from `path`) and writes into *text (malloc'd) the config
- * df_unet_config_from_json reads: every NET and ONLY key, absent ones at diffusers' defaults. */
-static df_status unet_config_normalise(const char *path, const df_json *j, char **text) {
-    df_status st;
-    *text = NULL;
-    const df_json *cls = df_json_get(j, "_class_name");
-    if (cls && !json_is_string(cls, "UNet2DModel"))
-        return unsupported_field(path, "_class_name", cls, "diffuse reads UNet2DModel configs");
-    for (int i = 0; i < j->count; i++) {
-        const config_key *ck = unet_key_find(j->keys[i]);
-        if (!ck) return unsupported_field(path, j->keys[i], &j->items[i], "not a UNet2DModel option diffuse knows; refusing to ignore it");
-        if (ck->kind != KEY_ONLY) continue;
-        df_json *only;
-        df_status parsed = df_json_parse(ck->only, strlen(ck->only), &only);
-        ASSERT(parsed == DF_OK);
-        int ok = json_scalar_equal(&j->items[i], only);
-        df_json_free(only);
-        if (!ok) {
-            char why[96];
-            snprintf(why, sizeof why, "diffuse implements only %s", ck->only);
-            return unsupported_field(path, ck->key, &j->items[i], why);
-        }
-    }
-    for (int k = 0; k < N_UNET_KEYS; k++) {
-        const config_key *ck = &unet_keys[k];
-        if (df_json_get(j, ck->key) || ck->kind == KEY_INFO) continue;
-        if (!ck->dflt) return df_fail(DF_ERR_FORMAT, "%s: missing field '%s' (diffusers has no default for it)", path, ck->key);
-        if (ck->kind == KEY_ONLY && strcmp(ck->dflt, ck->only) != 0)
-            return df_fail(DF_ERR_UNSUPPORTED,
-                           "%s: unsupported field '%s': absent, so diffusers uses its default %s (diffuse implements only %s)",
-                           path, ck->key, ck->dflt, ck->only);
-    }
-    const df_json *size = df_json_get(j, "sample_size");
-    if (size && size->type == DF_JSON_ARRAY)
-        return unsupported_field(path, "sample_size", size, "diffuse needs a square size given as one integer");
-    if ((st = check_block_types(path, j, "down_block_types", "DownBlock2D", "AttnDownBlock2D")) ||
-        (st = check_block_types(path, j, "up_block_types", "UpBlock2D", "AttnUpBlock2D")))
-        return st;
-
-    size_t len = 0;
-    FILE *f = open_memstream(text, &len);
-    if (!f) return df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
-    fputc('{', f);
-    int first = 1;
-    for (int k = 0; k < N_UNET_KEYS; k++) {
-        const config_key *ck = &unet_keys[k];
-        if (ck->kind == KEY_INFO) continue;
-        const df_json *v = df_json_get(j, ck->key);
-        fprintf(f, "%s\"%s\": ", first ? "" : ", ", ck->key);
-        if (v) json_write(f, v);
-        else fputs(ck->dflt, f);
-        first = 0;
-    }
-    fputc('}', f);
-    fclose(f);
-    return *text ? DF_OK : df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
+    return df_fail(DF_ERR_UNSUPPORTED, "%s: unsupported field '%s' = %s (%s)", path, key, df_json_show(v, shown, sizeof shown), why);
 }
 
 df_status df_diffusers_read_unet_config(const char *path, df_unet_config *c) {
@@ -324,7 +140,7 @@ df_status df_diffusers_read_unet_config(const char *path, df_unet_config *c) {
     char *text = NULL;
     df_status st = json_read_file(path, &j);
     if (st != DF_OK) return st;
-    if ((st = unet_config_normalise(path, j, &text)) != DF_OK) goto done;
+    if ((st = df_unet_config_check_keys(path, j, &text)) != DF_OK) goto done;
     if ((st = df_unet_config_from_json(text, strlen(text), c)) != DF_OK) {
         st = in_file(path, st);
         goto done;
@@ -345,7 +161,7 @@ done:
 
 static df_status bad_type(const char *path, const char *key, const df_json *v, const char *want) {
     char shown[96];
-    return df_fail(DF_ERR_FORMAT, "%s: field '%s' = %s must be %s", path, key, json_show(v, shown, sizeof shown), want);
+    return df_fail(DF_ERR_FORMAT, "%s: field '%s' = %s must be %s", path, key, df_json_show(v, shown, sizeof shown), want);
 }
 
 /* One key of a DDPMScheduler / DDIMScheduler config into *d and *info. */
@@ -358,7 +174,7 @@ static df_status scheduler_key(const char *path, const char *key, const df_json 
     for (size_t k = 0; k < sizeof info_keys / sizeof *info_keys; k++)
         if (strcmp(key, info_keys[k]) == 0) return DF_OK;
     if (strcmp(key, "_class_name") == 0) {
-        if (!json_is_string(v, "DDPMScheduler") && !json_is_string(v, "DDIMScheduler"))
+        if (!df_json_is_string(v, "DDPMScheduler") && !df_json_is_string(v, "DDIMScheduler"))
             return unsupported_field(path, key, v, "diffuse reads DDPMScheduler and DDIMScheduler configs");
         snprintf(info->scheduler, sizeof info->scheduler, "%s", v->string);
         return DF_OK;
@@ -378,10 +194,10 @@ static df_status scheduler_key(const char *path, const char *key, const df_json 
         /* diffusers' betas: linear = linspace(b0, b1); scaled_linear = linspace(sqrt b0, sqrt b1)^2 (our
          * quadratic); squaredcos_cap_v2 = Nichol & Dhariwal's cosine, s 0.008, capped at 0.999 (b0, b1
          * unused); sigmoid = sigmoid(linspace(-6, 6)) * (b1 - b0) + b0. Each is ours exactly. */
-        if (json_is_string(v, "linear")) sp->kind = DF_SCHEDULE_LINEAR;
-        else if (json_is_string(v, "scaled_linear")) sp->kind = DF_SCHEDULE_QUADRATIC;
-        else if (json_is_string(v, "sigmoid")) sp->kind = DF_SCHEDULE_SIGMOID;
-        else if (json_is_string(v, "squaredcos_cap_v2")) {
+        if (df_json_is_string(v, "linear")) sp->kind = DF_SCHEDULE_LINEAR;
+        else if (df_json_is_string(v, "scaled_linear")) sp->kind = DF_SCHEDULE_QUADRATIC;
+        else if (df_json_is_string(v, "sigmoid")) sp->kind = DF_SCHEDULE_SIGMOID;
+        else if (df_json_is_string(v, "squaredcos_cap_v2")) {
             sp->kind = DF_SCHEDULE_COSINE;
             sp->cosine_s = 0.008;
             sp->max_beta = 0.999;
@@ -395,15 +211,15 @@ static df_status scheduler_key(const char *path, const char *key, const df_json 
     }
     if (strcmp(key, "variance_type") == 0) {
         /* fixed_small_log samples with exp(0.5 log var) = sqrt(var): the same variance as fixed_small */
-        if (json_is_string(v, "fixed_small") || json_is_string(v, "fixed_small_log")) d->var = DF_VAR_POSTERIOR;
-        else if (json_is_string(v, "fixed_large")) d->var = DF_VAR_BETA;
+        if (df_json_is_string(v, "fixed_small") || df_json_is_string(v, "fixed_small_log")) d->var = DF_VAR_POSTERIOR;
+        else if (df_json_is_string(v, "fixed_large")) d->var = DF_VAR_BETA;
         else return unsupported_field(path, key, v, "diffuse implements fixed_small and fixed_large");
         return DF_OK;
     }
     if (strcmp(key, "prediction_type") == 0) {
-        if (json_is_string(v, "epsilon")) d->pred = DF_PRED_EPS;
-        else if (json_is_string(v, "sample")) d->pred = DF_PRED_X0;
-        else if (json_is_string(v, "v_prediction")) d->pred = DF_PRED_V;  /* v = sqrt(ab) eps - sqrt(1-ab) x0, as ours */
+        if (df_json_is_string(v, "epsilon")) d->pred = DF_PRED_EPS;
+        else if (df_json_is_string(v, "sample")) d->pred = DF_PRED_X0;
+        else if (df_json_is_string(v, "v_prediction")) d->pred = DF_PRED_V;  /* v = sqrt(ab) eps - sqrt(1-ab) x0, as ours */
         else return unsupported_field(path, key, v, "diffuse implements epsilon, sample, v_prediction");
         return DF_OK;
     }
@@ -434,7 +250,7 @@ static df_status scheduler_key(const char *path, const char *key, const df_json 
         return DF_OK;
     }
     if (strcmp(key, "timestep_spacing") == 0) {
-        if (!json_is_string(v, "leading") && !json_is_string(v, "trailing") && !json_is_string(v, "linspace"))
+        if (!df_json_is_string(v, "leading") && !df_json_is_string(v, "trailing") && !df_json_is_string(v, "linspace"))
             return unsupported_field(path, key, v, "diffusers spells it leading, trailing or linspace");
         return DF_OK;
     }
@@ -476,9 +292,9 @@ df_status df_diffusers_read_scheduler(const char *path, df_diffusion_config *d, 
 
 /* ["diffusers", one of names...]; names ends with NULL. */
 static int is_component(const df_json *v, const char *const *names) {
-    if (!v || v->type != DF_JSON_ARRAY || v->count != 2 || !json_is_string(&v->items[0], "diffusers")) return 0;
+    if (!v || v->type != DF_JSON_ARRAY || v->count != 2 || !df_json_is_string(&v->items[0], "diffusers")) return 0;
     for (; *names; names++)
-        if (json_is_string(&v->items[1], *names)) return 1;
+        if (df_json_is_string(&v->items[1], *names)) return 1;
     return 0;
 }
 
@@ -496,7 +312,7 @@ static df_status model_index_check(const char *path) {
         if (strcmp(key, "_diffusers_version") == 0 || strcmp(key, "_name_or_path") == 0 || strcmp(key, "_commit_hash") == 0)
             continue;
         if (strcmp(key, "_class_name") == 0) {
-            if (!json_is_string(v, "DDPMPipeline") && !json_is_string(v, "DDIMPipeline"))
+            if (!df_json_is_string(v, "DDPMPipeline") && !df_json_is_string(v, "DDIMPipeline"))
                 st = unsupported_field(path, key, v, "diffuse reads DDPMPipeline and DDIMPipeline folders");
         } else if (strcmp(key, "unet") == 0) {
             if (!is_component(v, unets)) st = unsupported_field(path, key, v, "diffuse reads [\"diffusers\", \"UNet2DModel\"]");

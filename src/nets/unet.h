@@ -135,4 +135,13 @@ void df_unet_backward(df_unet *u, const float *params, float *grads, int n, cons
  * activations, softmax and adds not counted; the convention of torch_ddpm.py params). 0 if invalid. */
 double df_unet_forward_flops(const df_unet_config *c);
 
+/* The one table of UNet2DModel config.json keys (unet_config.c): checks every key of the config
+ * object j (path names it in messages): _class_name UNet2DModel, every key one diffuse knows (no key
+ * is silently ignored), each key the network fixes at its one value (act_fn "silu", ...), or absent
+ * where diffusers' default is that value, and block types diffuse has. df_unet_config_from_json
+ * runs it on every config (text NULL); a diffusers config.json also gets, in *text (malloc'd), the
+ * config with every absent key at diffusers' default, refusing one that has no default. */
+struct df_json;
+df_status df_unet_config_check_keys(const char *path, const struct df_json *j, char **text);
+
 #endif

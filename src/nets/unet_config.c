@@ -102,6 +102,143 @@ df_status df_unet_config_validate(const df_unet_config *c) {
 
 /* ---------------------------------------------------------------- diffusers config.json */
 
+/* How a UNet2DModel config key is handled:
+ *  INFO: bookkeeping that changes no arithmetic;
+ *  NET: read by df_unet_config_from_json (which checks the value);
+ *  ONLY: the network implements one value of it (`only`, JSON text).
+ * `dflt` is the value diffusers' UNet2DModel.__init__ gives an absent key (JSON text; NULL = the key
+ * is required), because diffusers reads configs written by older versions, which lack the keys
+ * added since, with those defaults. The published 256x256 DDPM configs (_diffusers_version 0.0.4)
+ * lack resnet_time_scale_shift, add_attention, class_embed_type, num_class_embeds and dropout. */
+typedef enum { KEY_INFO, KEY_NET, KEY_ONLY } key_kind;
+typedef struct {
+    const char *key;
+    key_kind kind;
+    const char *dflt;
+    const char *only;
+} config_key;
+
+static const config_key unet_keys[] = {
+    {"_class_name", KEY_INFO, NULL, NULL},  /* checked to be UNet2DModel below */
+    {"_diffusers_version", KEY_INFO, NULL, NULL},
+    {"_name_or_path", KEY_INFO, NULL, NULL},
+    {"_commit_hash", KEY_INFO, NULL, NULL},
+    {"_use_default_values", KEY_INFO, NULL, NULL},
+    /* read only by time_embedding_type "learned", which is refused below */
+    {"num_train_timesteps", KEY_INFO, NULL, NULL},
+    {"sample_size", KEY_NET, NULL, NULL},
+    {"in_channels", KEY_NET, "3", NULL},
+    {"out_channels", KEY_NET, "3", NULL},
+    {"freq_shift", KEY_NET, "0", NULL},
+    {"flip_sin_to_cos", KEY_NET, "true", NULL},
+    {"down_block_types", KEY_NET, "[\"DownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\"]", NULL},
+    {"up_block_types", KEY_NET, "[\"AttnUpBlock2D\", \"AttnUpBlock2D\", \"AttnUpBlock2D\", \"UpBlock2D\"]", NULL},
+    {"block_out_channels", KEY_NET, "[224, 448, 672, 896]", NULL},
+    {"layers_per_block", KEY_NET, "2", NULL},
+    {"dropout", KEY_NET, "0.0", NULL},
+    {"attention_head_dim", KEY_NET, "8", NULL},
+    {"norm_num_groups", KEY_NET, "32", NULL},
+    {"attn_norm_num_groups", KEY_NET, "null", NULL},
+    {"norm_eps", KEY_NET, "1e-05", NULL},
+    {"time_embedding_dim", KEY_NET, "null", NULL},  /* checked against 4 * block_out_channels[0] below */
+    {"center_input_sample", KEY_ONLY, "false", "false"},
+    {"time_embedding_type", KEY_ONLY, "\"positional\"", "\"positional\""},
+    {"mid_block_type", KEY_ONLY, "\"UNetMidBlock2D\"", "\"UNetMidBlock2D\""},
+    {"mid_block_scale_factor", KEY_ONLY, "1", "1"},
+    {"downsample_padding", KEY_ONLY, "1", "0"},
+    {"downsample_type", KEY_ONLY, "\"conv\"", "\"conv\""},
+    {"upsample_type", KEY_ONLY, "\"conv\"", "\"conv\""},
+    {"act_fn", KEY_ONLY, "\"silu\"", "\"silu\""},
+    {"resnet_time_scale_shift", KEY_ONLY, "\"default\"", "\"default\""},
+    {"add_attention", KEY_ONLY, "true", "true"},
+    {"class_embed_type", KEY_ONLY, "null", "null"},
+    {"num_class_embeds", KEY_ONLY, "null", "null"},
+};
+#define N_UNET_KEYS ((int)(sizeof unet_keys / sizeof *unet_keys))
+
+static const config_key *unet_key_find(const char *key) {
+    for (int k = 0; k < N_UNET_KEYS; k++)
+        if (strcmp(unet_keys[k].key, key) == 0) return &unet_keys[k];
+    return NULL;
+}
+
+static df_status unsupported_field(const char *path, const char *key, const df_json *v, const char *why) {
+    char shown[96];
+    return df_fail(DF_ERR_UNSUPPORTED, "%s: unsupported field '%s' = %s (%s)", path, key, df_json_show(v, shown, sizeof shown), why);
+}
+
+/* Every entry of the array `key` must be one of names a / b (the block types the network has). */
+static df_status check_block_types(const char *path, const df_json *j, const char *key, const char *a, const char *b) {
+    const df_json *v = df_json_get(j, key);
+    if (!v || v->type != DF_JSON_ARRAY) return DF_OK;  /* absent or malformed: from_json reports it */
+    for (int i = 0; i < v->count; i++)
+        if (v->items[i].type == DF_JSON_STRING && !df_json_is_string(&v->items[i], a) && !df_json_is_string(&v->items[i], b)) {
+            char why[128];
+            snprintf(why, sizeof why, "diffuse implements %s and %s", a, b);
+            return unsupported_field(path, key, v, why);
+        }
+    return DF_OK;
+}
+
+df_status df_unet_config_check_keys(const char *path, const df_json *j, char **text) {
+    df_status st;
+    if (text) *text = NULL;
+    const df_json *cls = df_json_get(j, "_class_name");
+    if (cls && !df_json_is_string(cls, "UNet2DModel"))
+        return unsupported_field(path, "_class_name", cls, "diffuse reads UNet2DModel configs");
+    for (int i = 0; i < j->count; i++) {
+        const config_key *ck = unet_key_find(j->keys[i]);
+        if (!ck) return unsupported_field(path, j->keys[i], &j->items[i], "not a UNet2DModel option diffuse knows; refusing to ignore it");
+        if (ck->kind != KEY_ONLY) continue;
+        df_json *only;
+        df_status parsed = df_json_parse(ck->only, strlen(ck->only), &only);
+        ASSERT(parsed == DF_OK);
+        int ok = df_json_scalar_equal(&j->items[i], only);
+        df_json_free(only);
+        if (!ok) {
+            char why[96];
+            snprintf(why, sizeof why, "diffuse implements only %s", ck->only);
+            return unsupported_field(path, ck->key, &j->items[i], why);
+        }
+    }
+    for (int k = 0; k < N_UNET_KEYS; k++) {
+        const config_key *ck = &unet_keys[k];
+        if (df_json_get(j, ck->key) || ck->kind == KEY_INFO) continue;
+        if (!text && ck->kind == KEY_NET) continue; /* diffuse's own config: the field readers say what is missing */
+        if (!ck->dflt) return df_fail(DF_ERR_FORMAT, "%s: missing field '%s' (diffusers has no default for it)", path, ck->key);
+        if (ck->kind == KEY_ONLY && strcmp(ck->dflt, ck->only) != 0)
+            return df_fail(DF_ERR_UNSUPPORTED,
+                           "%s: unsupported field '%s': absent, so diffusers uses its default %s (diffuse implements only %s)",
+                           path, ck->key, ck->dflt, ck->only);
+    }
+    const df_json *size = df_json_get(j, "sample_size");
+    if (size && size->type == DF_JSON_ARRAY)
+        return unsupported_field(path, "sample_size", size, "diffuse needs a square size given as one integer");
+    if ((st = check_block_types(path, j, "down_block_types", "DownBlock2D", "AttnDownBlock2D")) ||
+        (st = check_block_types(path, j, "up_block_types", "UpBlock2D", "AttnUpBlock2D")))
+        return st;
+    if (!text) return DF_OK;
+
+    size_t len = 0;
+    FILE *f = open_memstream(text, &len);
+    if (!f) return df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
+    fputc('{', f);
+    int first = 1;
+    for (int k = 0; k < N_UNET_KEYS; k++) {
+        const config_key *ck = &unet_keys[k];
+        if (ck->kind == KEY_INFO) continue;
+        const df_json *v = df_json_get(j, ck->key);
+        fprintf(f, "%s\"%s\": ", first ? "" : ", ", ck->key);
+        if (v) df_json_write(f, v);
+        else fputs(ck->dflt, f);
+        first = 0;
+    }
+    fputc('}', f);
+    fclose(f);
+    return *text ? DF_OK : df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
+}
+
+
 /* Member `key` as an int; DF_ERR_FORMAT when absent or not an integer. */
 static df_status json_int_field(const df_json *j, const char *key, int *out) {
     const df_json *v = df_json_get(j, key);
@@ -112,49 +249,15 @@ static df_status json_int_field(const df_json *j, const char *key, int *out) {
     return DF_OK;
 }
 
-/* Member `key` must be absent (when absent_ok) or one of: the string `want`, or null when want is NULL. */
-static df_status json_expect(const df_json *j, const char *key, const char *want, int absent_ok) {
-    const df_json *v = df_json_get(j, key);
-    if (!v && absent_ok) return DF_OK;
-    if (!v) return df_fail(DF_ERR_FORMAT, "unet config: missing key \"%s\"", key);
-    int ok = want ? v->type == DF_JSON_STRING && strcmp(v->string, want) == 0 : v->type == DF_JSON_NULL;
-    if (!ok)
-        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only \"%s\": %s%s%s is supported", key, want ? "\"" : "",
-                       want ? want : "null", want ? "\"" : "");
-    return DF_OK;
-}
-
-/* The options diffuse's network does not implement must hold their DDPM values. Keys that diffusers
- * added after 2022 (and so are missing from older files) may be absent. */
-static df_status config_check_fixed(const df_json *j) {
+/* attn_norm_num_groups: null (= norm_num_groups, the only value the network has) or equal to it. */
+static df_status config_check_attn_groups(const df_json *j) {
+    const df_json *v = df_json_get(j, "attn_norm_num_groups");
+    if (!v || v->type == DF_JSON_NULL) return DF_OK;
+    int g, groups;
     df_status st;
-    const df_json *v;
-    int ival;
-    if ((st = json_expect(j, "_class_name", "UNet2DModel", 1)) || (st = json_expect(j, "act_fn", "silu", 0)) ||
-        (st = json_expect(j, "time_embedding_type", "positional", 0)) ||
-        (st = json_expect(j, "resnet_time_scale_shift", "default", 0)) ||
-        (st = json_expect(j, "class_embed_type", NULL, 1)) || (st = json_expect(j, "num_class_embeds", NULL, 1)) ||
-        (st = json_expect(j, "downsample_type", "conv", 1)) || (st = json_expect(j, "upsample_type", "conv", 1)))
+    if ((st = json_int_field(j, "attn_norm_num_groups", &g)) || (st = json_int_field(j, "norm_num_groups", &groups)))
         return st;
-    if ((st = json_int_field(j, "downsample_padding", &ival))) return st;
-    if (ival != 0)
-        return df_fail(DF_ERR_UNSUPPORTED, "unet config: downsample_padding %d (only 0, DDPM's asymmetric pad)", ival);
-    v = df_json_get(j, "mid_block_scale_factor");
-    if (v && !(v->type == DF_JSON_NUMBER && v->number == 1.0))
-        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only mid_block_scale_factor 1 is supported");
-    v = df_json_get(j, "center_input_sample");
-    if (v && !(v->type == DF_JSON_BOOL && !v->boolean))
-        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only center_input_sample false is supported");
-    v = df_json_get(j, "add_attention");
-    if (v && !(v->type == DF_JSON_BOOL && v->boolean))
-        return df_fail(DF_ERR_UNSUPPORTED, "unet config: only add_attention true is supported");
-    v = df_json_get(j, "attn_norm_num_groups");
-    if (v && v->type != DF_JSON_NULL) {
-        int g;
-        if ((st = json_int_field(j, "attn_norm_num_groups", &g)) || (st = json_int_field(j, "norm_num_groups", &ival)))
-            return st;
-        if (g != ival) return df_fail(DF_ERR_UNSUPPORTED, "unet config: attn_norm_num_groups must equal norm_num_groups");
-    }
+    if (g != groups) return df_fail(DF_ERR_UNSUPPORTED, "unet config: attn_norm_num_groups must equal norm_num_groups");
     return DF_OK;
 }
 
@@ -201,7 +304,9 @@ df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config 
         st = df_fail(DF_ERR_FORMAT, "unet config: not a JSON object");
         goto done;
     }
-    if ((st = config_check_fixed(j)) || (st = json_int_field(j, "in_channels", &c->in_channels)) ||
+    /* the keys and fixed values, checked by the same table as a diffusers config.json */
+    if ((st = df_unet_config_check_keys("unet config", j, NULL)) || (st = config_check_attn_groups(j)) ||
+        (st = json_int_field(j, "in_channels", &c->in_channels)) ||
         (st = json_int_field(j, "out_channels", &c->out_channels)) ||
         (st = json_int_field(j, "sample_size", &c->sample_size)) ||
         (st = json_int_field(j, "layers_per_block", &c->layers_per_block)) ||
