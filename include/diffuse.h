@@ -124,7 +124,7 @@ typedef enum { DF_LOSS_SIMPLE, DF_LOSS_VLB, DF_LOSS_COUNT } df_loss_kind;
  * beta = beta_t (diffusers "fixed_large"). */
 typedef enum { DF_VAR_POSTERIOR, DF_VAR_BETA, DF_VAR_COUNT } df_var_kind;
 
-typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_COUNT } df_sampler_kind;
+typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_DPMPP_2M, DF_SAMPLER_COUNT } df_sampler_kind;
 
 /* Precision of the U-Net's matrix products (convolutions, linears, attention): fp32, or bf16 (both
  * inputs of each product rounded to bfloat16, sums in fp32; weights, optimiser state, norms, softmax
@@ -223,9 +223,19 @@ typedef df_status (*df_predict_fn)(void *ctx, int n, const int *t_index, const f
 typedef int (*df_step_fn)(void *ctx, int step, int nsteps, int t_index, const float *x, int n, size_t dim);
 
 typedef struct {
-    df_sampler_kind sampler;  /* ancestral (the note's algorithm, default) or DDIM */
-    int steps;                /* DDIM: number of steps S (default 50); ancestral always uses T */
+    df_sampler_kind sampler;  /* ancestral (the note's algorithm, default), DDIM, or DPM-Solver++(2M) */
+    int steps;                /* DDIM, DPM++: number of steps S (default 50); ancestral always uses T */
     double eta;               /* DDIM: 0 = deterministic, 1 = DDPM-like noise */
+    /* DDIM, DPM++: the S step indices, ascending, each in 0..T-1 (NULL: the sampler's own spacing:
+     * DDIM k T / S, as DDIM's code; DPM++ round(linspace(0, T-1, S+1))[1..S], as diffusers'
+     * DPMSolverMultistepScheduler with timestep_spacing "linspace"). */
+    const int *timesteps;
+    /* DPM++ (Lu et al. 2022, the data-prediction solver): order 2 (default: second-order
+     * multistep, first order on the first and the last step, the final sigma zero, as diffusers'
+     * defaults), or 1 (every step first order: DDIM with eta 0 on the same timesteps). */
+    int order;
+    /* x holds x_T on entry (diffuse sample --noise), instead of x_T drawn from the seed. */
+    int x_T_given;
     df_var_kind var;          /* ancestral: sigma^2 = posterior (note, default) or beta */
     int clip_x0;              /* clip the predicted x0 to [clip_min, clip_max] */
     float clip_min, clip_max;
@@ -556,6 +566,22 @@ typedef struct {
  * (fixed-shape data that is not want_c x want_size x want_size), DF_ERR_NOMEM. Every message
  * names the file. n_classes is max label + 1 for IDX, 10 for CIFAR-10, 0 for folders. */
 DF_API df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds);
+
+/* The forms of the grammar above, as df_dataset_spec_check reads them. */
+typedef enum {
+    DF_DATASET_NONE,          /* none of them: "toy:moons", and "fashion-mnistX" */
+    DF_DATASET_FASHION_MNIST, /* fashion-mnist, fashion-mnist:SPLIT */
+    DF_DATASET_MNIST,         /* mnist:DIR[:SPLIT] */
+    DF_DATASET_CIFAR10,       /* cifar10:DIR[:SPLIT] */
+    DF_DATASET_FOLDER,        /* folder:DIR */
+} df_dataset_form;
+
+/* Reads `spec` by the grammar above without opening anything (a directory may still be
+ * missing): DF_OK if it names an image dataset, else DF_ERR_ARG with df_dataset_load's message.
+ * *form (may be NULL) is the form spec begins as, even a malformed one ("fashion-mnist:val" is
+ * DF_DATASET_FASHION_MNIST), so that a caller that also reads other data (the CLI's 2-D points)
+ * can tell a bad dataset spec from a spec of another kind (DF_DATASET_NONE). */
+DF_API df_status df_dataset_spec_check(const char *spec, df_dataset_form *form);
 
 /* Frees what df_dataset_load allocated and zeroes *ds (safe on an empty or zeroed struct). */
 DF_API void df_dataset_free(df_dataset *ds);

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "common.h"
 #include "oracle.h"
+#include <math.h>
 #include <string.h>
 
 static void test_philox(void) {
@@ -346,6 +347,90 @@ static void test_applications(void) {
     df_schedule_free(&s);
 }
 
+/* DPM-Solver++(2M): (a) with the oracle, 20 steps sample the data distribution (the solver follows
+ * the probability-flow ODE, which maps N(0, I) onto the data exactly for Gaussian data); (b) order 1
+ * is DDIM with eta 0 on the same timesteps; (c) from given x_T, it matches an independent NumPy
+ * implementation of the paper's formulas in diffusers' sigma form (tools/dpm_reference.py) to 1e-5. */
+static void test_dpmpp(void) {
+    df_schedule_params p;
+    df_schedule_params_init(&p);
+    df_schedule s;
+    df_schedule_new(&p, &s);
+    enum { N = 4000 };
+    static float x[N * 2], y[N * 2];
+    gauss_oracle o = {&s, DF_PRED_EPS, {0.7, -1.2}, {0.5, 0.2}};
+    df_sample_params sp;
+    df_sample_params_init(&sp);
+    sp.sampler = DF_SAMPLER_DPMPP_2M;
+    sp.steps = 20;
+    sp.seed = 5;
+    sp.batch = 1000;
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "dpm++2m: %s",
+          df_last_error());
+    /* The last step goes to sigma = 0 from the smallest timestep t1 = round(999 / 20) = 50 and so
+     * returns E[x0 | x_t1]: the data's mean, and the variance of that posterior mean, sd^2 times
+     * ab sd^2 / (ab sd^2 + 1 - ab) at t1 (diffusers' final_sigmas_type "zero" does the same). */
+    const double ab1 = s.alphabar[50];
+    for (int k = 0; k < 2; k++) {
+        double m, v, sd = o.sd[k], want_v = sd * sd * (ab1 * sd * sd) / (ab1 * sd * sd + 1 - ab1);
+        moments(x, N, k, &m, &v);
+        double tol_m = 4 * sd / sqrt(N), tol_v = 4 * want_v * sqrt(2.0 / N) + 0.02 * want_v;
+        printf("  dpm++2m 20 steps dim %d: mean %.4f (want %.2f) var %.4f (want %.4f, E[x0 | x_50])\n", k, m, o.m[k],
+               v, want_v);
+        CHECK(fabs(m - o.m[k]) < tol_m, "dpm++2m mean %g vs %g", m, o.m[k]);
+        CHECK(fabs(v - want_v) < tol_v, "dpm++2m var %g vs %g", v, want_v);
+    }
+    /* (b) first order = DDIM eta 0, on explicit timesteps */
+    int ts[7] = {3, 90, 250, 400, 611, 800, 999};
+    sp.steps = 7;
+    sp.timesteps = ts;
+    sp.order = 1;
+    df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 500, 2, 0, x, NULL, NULL);
+    sp.sampler = DF_SAMPLER_DDIM;
+    sp.eta = 0.0;
+    df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 500, 2, 0, y, NULL, NULL);
+    double worst = 0;
+    for (int j = 0; j < 500 * 2; j++) worst = fmax(worst, fabs((double)x[j] - y[j]) / (1 + fabs((double)y[j])));
+    printf("  dpm++ order 1 vs DDIM eta 0 on 7 given timesteps: max rel diff %.2e\n", worst);
+    CHECK(worst < 1e-5, "first-order DPM-Solver++ should be DDIM eta 0: %g", worst);
+    /* (c) the NumPy reference */
+    int nd;
+    int64_t shape[8];
+    float *ref = NULL;
+    CHECK(df_npy_read_f32("fixtures/dpmpp2m_gauss.npy", &nd, shape, &ref) == DF_OK, "fixture: %s", df_last_error());
+    const struct { int steps; df_pred pred; } cases[] = {{10, DF_PRED_EPS}, {20, DF_PRED_V}, {5, DF_PRED_X0}};
+    if (ref && nd == 4 && shape[0] == 3 && shape[1] == 2 && shape[3] == 2) {
+        const int n = (int)shape[2];
+        for (int c = 0; c < 3; c++) {
+            df_sample_params_init(&sp);
+            sp.sampler = DF_SAMPLER_DPMPP_2M;
+            sp.steps = cases[c].steps;
+            sp.x_T_given = 1;
+            o.pred = cases[c].pred;
+            const float *xT = ref + (size_t)c * 2 * n * 2, *want = xT + n * 2;
+            memcpy(x, xT, sizeof(float) * n * 2);
+            CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
+            double err = 0;
+            for (int j = 0; j < n * 2; j++) err = fmax(err, fabs((double)x[j] - want[j]));
+            printf("  dpm++2m %d steps pred %s from given x_T vs NumPy: max abs diff %.2e (tol 1e-5)\n", sp.steps,
+                   df_pred_name(o.pred), err);
+            CHECK(err < 1e-5, "dpm++2m vs tools/dpm_reference.py: %g", err);
+        }
+    } else {
+        CHECK(0, "fixtures/dpmpp2m_gauss.npy: want (3, 2, N, 2)");
+    }
+    df_free(ref);
+    /* bad input */
+    df_sample_params_init(&sp);
+    sp.sampler = DF_SAMPLER_DPMPP_2M;
+    sp.order = 3;
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 4, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "order 3");
+    int bad[2] = {500, 400};
+    sp.order = 2, sp.steps = 2, sp.timesteps = bad;
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 4, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "descending");
+    df_schedule_free(&s);
+}
+
 int main(void) {
     test_philox();
     test_schedules();
@@ -353,5 +438,6 @@ int main(void) {
     test_loss();
     test_sampler_oracle();
     test_applications();
+    test_dpmpp();
     return check_exit_code("test_diffusion");
 }

@@ -1,5 +1,5 @@
-/* sampler.c: the note's ancestral sampler and DDIM (Song et al. 2021), driven by any network seen
- * through df_predict_fn. Noise for sample j at step i comes from the Philox counter (j, i), so a
+/* sampler.c: the note's ancestral sampler, DDIM (Song et al. 2021) and DPM-Solver++(2M) (Lu et al.
+ * 2022), driven by any network seen through df_predict_fn. Noise for sample j at step i comes from the Philox counter (j, i), so a
  * sample does not depend on the batch it was drawn in or on the thread count. */
 #include "common.h"
 #include <math.h>
@@ -16,6 +16,7 @@ void df_sample_params_init(df_sample_params *p) {
     p->clip_max = 1.0f;
     p->seed = 0;
     p->batch = 64;
+    p->order = 2;
 }
 
 void df_ddim_timesteps(int T, int S, int *seq) {
@@ -90,6 +91,55 @@ static void ddim_step(const df_schedule *s, df_pred pred, const df_sample_params
     }
 }
 
+/* DPM-Solver++ in the VP parameterisation: alpha_t = sqrt(alphabar), sigma_t = sqrt(1 - alphabar),
+ * lambda_t = log(alpha_t / sigma_t); index -1 is the end, sigma = 0 (diffusers' final_sigmas_type
+ * "zero"), where lambda is +inf and exp(-h) = 0. */
+typedef struct {
+    double alpha, sigma, lambda;
+} vp_point;
+static vp_point vp_at(const df_schedule *s, int i) {
+    vp_point v;
+    if (i < 0) {
+        v.alpha = 1.0, v.sigma = 0.0, v.lambda = INFINITY;
+        return v;
+    }
+    v.alpha = s->sqrt_alphabar[i];
+    v.sigma = s->sqrt_one_minus_alphabar[i];
+    v.lambda = log(v.alpha) - log(v.sigma);
+    return v;
+}
+
+/* One DPM-Solver++ step from index i to i_prev (diffusers' dpm_solver_first_order_update and
+ * multistep_dpm_solver_second_order_update, solver_type "midpoint"), on the data predictions:
+ *   h = lambda_next - lambda_i,  x_next = (sigma_next / sigma_i) x - alpha_next (e^-h - 1) D,
+ * first order D = x0_i; second order, with the previous step's index i_last and prediction x0_last,
+ * r = (lambda_i - lambda_last) / h and D = x0_i + (x0_i - x0_last) / (2 r). x0 is stored in
+ * x0_hist (n x dim) for the next step; clipping (p->clip_x0) applies to it, as thresholding would. */
+static void dpmpp_step(const df_schedule *s, df_pred pred, const df_sample_params *p, int i, int i_prev, int i_last,
+                       int second, int n, size_t dim, float *x, const float *out, float *x0_hist) {
+    const vp_point cur = vp_at(s, i), next = vp_at(s, i_prev);
+    const double h = next.lambda - cur.lambda, em1 = isinf(h) ? -1.0 : expm1(-h);
+    const double ratio = next.sigma / cur.sigma;
+    const double r = second ? (cur.lambda - vp_at(s, i_last).lambda) / h : 1.0;
+    for (int j = 0; j < n; j++) {
+        float *xj = x + (size_t)j * dim, *hj = x0_hist + (size_t)j * dim;
+        const float *oj = out + (size_t)j * dim;
+        for (size_t k = 0; k < dim; k++) {
+            float x0f;
+            df_pred_convert(s, i, pred, DF_PRED_X0, &xj[k], &oj[k], &x0f, 1);
+            double x0 = p->clip_x0 ? clampd(x0f, p->clip_min, p->clip_max) : x0f;
+            double d = second ? x0 + (x0 - hj[k]) / (2.0 * r) : x0;
+            xj[k] = (float)(ratio * xj[k] - next.alpha * em1 * d);
+            hj[k] = (float)x0;
+        }
+    }
+}
+
+/* diffusers' "linspace" spacing: round(linspace(0, T - 1, S + 1)), without its first entry (0). */
+static void dpmpp_timesteps(int T, int S, int *seq) {
+    for (int k = 0; k < S; k++) seq[k] = (int)floor((double)(k + 1) * (T - 1) / S + 0.5);
+}
+
 /* Inpainting: hold the known region to q(x_r | known) after the step that reached index r
  * (r = -1: x_0, exactly known). */
 static void apply_known(const df_schedule *s, const df_sample_params *p, int r, int n, size_t dim, uint64_t first_index,
@@ -111,23 +161,37 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
                     size_t dim, uint64_t first_index, float *x, df_step_fn step_fn, void *step_ctx) {
     if (n <= 0) return df_fail(DF_ERR_ARG, "number of samples must be positive (got %d)", n);
     if (p->batch <= 0) return df_fail(DF_ERR_ARG, "sampling batch must be positive (got %d)", p->batch);
-    int nsteps = p->sampler == DF_SAMPLER_DDIM ? p->steps : s->T;
-    if (p->sampler == DF_SAMPLER_DDIM && (p->steps < 1 || p->steps > s->T))
-        return df_fail(DF_ERR_ARG, "DDIM steps must be in 1..%d (got %d)", s->T, p->steps);
+    const int strided = p->sampler == DF_SAMPLER_DDIM || p->sampler == DF_SAMPLER_DPMPP_2M;
+    int nsteps = strided ? p->steps : s->T;
+    if (strided && (p->steps < 1 || p->steps > s->T))
+        return df_fail(DF_ERR_ARG, "%s steps must be in 1..%d (got %d)", df_sampler_name(p->sampler), s->T, p->steps);
     if (p->sampler == DF_SAMPLER_DDIM && !(p->eta >= 0)) return df_fail(DF_ERR_ARG, "DDIM eta must be >= 0");
+    if (p->sampler == DF_SAMPLER_DPMPP_2M && p->order != 1 && p->order != 2)
+        return df_fail(DF_ERR_ARG, "DPM-Solver++ order must be 1 or 2 (got %d)", p->order);
+    if (p->timesteps)
+        for (int k = 0; k < nsteps; k++)
+            if (p->timesteps[k] < 0 || p->timesteps[k] >= s->T || (k > 0 && p->timesteps[k] <= p->timesteps[k - 1]))
+                return df_fail(DF_ERR_ARG, "sampler timesteps must ascend within 0..%d (entry %d is %d)", s->T - 1, k,
+                               p->timesteps[k]);
+    if (p->x_T_given && p->init) return df_fail(DF_ERR_ARG, "a given x_T and editing (an init image) exclude each other");
     if (p->init && (p->t_start < 0 || p->t_start >= s->T))
         return df_fail(DF_ERR_ARG, "editing start step must be in 0..%d (got %d)", s->T - 1, p->t_start);
     if (!p->known != !p->mask) return df_fail(DF_ERR_ARG, "inpainting needs both the known image and the mask");
     int batch = p->batch < n ? p->batch : n;
 
     df_status st = DF_ERR_NOMEM;
+    float *x0_hist = NULL;
     float *out = df_alloc(sizeof(float) * (size_t)n * dim, "sampler network outputs");
     float *noise = df_alloc(sizeof(float) * dim, "sampler noise");
     int *tbuf = df_alloc(sizeof(int) * (size_t)batch, "sampler timesteps");
     int *seq = df_alloc(sizeof(int) * (size_t)nsteps, "sampler timestep sequence");
-    if (!out || !noise || !tbuf || !seq) goto free_buffers;
+    const int dpm = p->sampler == DF_SAMPLER_DPMPP_2M;
+    x0_hist = dpm ? df_alloc(sizeof(float) * (size_t)n * dim, "DPM-Solver++ history") : NULL;
+    if (!out || !noise || !tbuf || !seq || (dpm && !x0_hist)) goto free_buffers;
 
-    if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
+    if (p->timesteps) memcpy(seq, p->timesteps, sizeof(int) * (size_t)nsteps);
+    else if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
+    else if (dpm) dpmpp_timesteps(s->T, nsteps, seq);
     else for (int k = 0; k < nsteps; k++) seq[k] = k;
     int k_first = nsteps - 1;  /* editing starts at the last step not above t_start */
     if (p->init)
@@ -135,7 +199,7 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
     /* x_T ~ N(0, I); editing: x ~ q(x_t | init) at the first step's t */
     for (int j = 0; j < n; j++) {
         float *xj = x + (size_t)j * dim;
-        df_randn(p->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)(first_index + j), 0, xj, dim);
+        if (!p->x_T_given) df_randn(p->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)(first_index + j), 0, xj, dim);
         if (p->init) df_q_sample(s, seq[k_first], p->init, xj, xj, dim);
     }
     if (p->known) apply_known(s, p, seq[k_first], n, dim, first_index, x, noise);
@@ -144,8 +208,16 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
         int i = seq[k];
         st = predict_all(fn, ctx, n, dim, batch, i, x, out, tbuf);
         if (st != DF_OK) goto free_buffers;
-        if (p->sampler == DF_SAMPLER_DDIM) ddim_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, n, dim, first_index, x, out, noise);
-        else ancestral_step(s, pred, p, i, n, dim, first_index, x, out, noise);
+        if (p->sampler == DF_SAMPLER_DDIM) {
+            ddim_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, n, dim, first_index, x, out, noise);
+        } else if (dpm) {
+            /* second order from the second step on, first order on the last (final sigma zero) */
+            const int second = p->order == 2 && k < k_first && k > 0;
+            dpmpp_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, k < k_first ? seq[k + 1] : -1, second, n, dim, x, out,
+                       x0_hist);
+        } else {
+            ancestral_step(s, pred, p, i, n, dim, first_index, x, out, noise);
+        }
         int reached = k > 0 ? seq[k - 1] : -1;
         if (p->known) apply_known(s, p, reached, n, dim, first_index, x, noise);
         if (step_fn && step_fn(step_ctx, k_first + 1 - k, k_first + 1, reached, x, n, dim)) {
@@ -159,5 +231,6 @@ free_buffers:
     df_free(noise);
     df_free(tbuf);
     df_free(seq);
+    df_free(x0_hist);
     return st;
 }

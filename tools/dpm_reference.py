@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""DPM-Solver++(2M) reference for tests/test_diffusion.c, written from the paper (Lu et al. 2022,
+"DPM-Solver++", Algorithm 2 with the data prediction) the way diffusers' DPMSolverMultistepScheduler
+runs it by default (algorithm_type "dpmsolver++", solver_order 2, solver_type "midpoint",
+timestep_spacing "linspace", final_sigmas_type "zero", lower_order_final), in float64 NumPy and in
+the sigma parameterisation diffusers uses (sigma = sqrt((1 - alphabar) / alphabar)) rather than the C
+code's VP form, so that the two are independent implementations of the same formulas.
+
+The "network" is the exact optimal denoiser for 2-D Gaussian data (tests/oracle.h), so no weights are
+involved. Writes tests/fixtures/dpmpp2m_gauss.npy: float32 (cases, 2, N, 2): [case][0] = x_T,
+[case][1] = the sampled x_0, for the cases listed in CASES (steps, prediction type).
+
+    /usr/bin/python3 tools/dpm_reference.py
+"""
+import os
+import numpy as np
+
+T = 1000
+M = np.array([0.7, -1.2])
+SD = np.array([0.5, 0.2])
+N = 64
+CASES = [(10, "eps"), (20, "v"), (5, "x0")]  # kept in the same order in test_diffusion.c
+
+
+def schedule():
+    betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+    return np.cumprod(1.0 - betas)
+
+
+def oracle_x0(x, ab):
+    """E[x0 | x_t] for x0 ~ N(M, SD^2) per dimension."""
+    sa, s1 = np.sqrt(ab), np.sqrt(1 - ab)
+    eps = s1 * (x - sa * M) / (ab * SD * SD + 1 - ab)
+    return (x - s1 * eps) / sa, eps
+
+
+def network(x, ab, pred):
+    """The oracle in the parameterisation `pred`, then back to x0, as a sampler would see it."""
+    x0, eps = oracle_x0(x, ab)
+    sa, s1 = np.sqrt(ab), np.sqrt(1 - ab)
+    if pred == "eps":
+        out = eps.astype(np.float32).astype(np.float64)
+        return (x - s1 * out) / sa
+    if pred == "v":
+        out = (sa * eps - s1 * x0).astype(np.float32).astype(np.float64)
+        return sa * x - s1 * out
+    return x0.astype(np.float32).astype(np.float64)
+
+
+def dpmpp_2m(x, steps, pred, ab_all):
+    ts = np.linspace(0, T - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
+    sig = np.sqrt((1 - ab_all[ts]) / ab_all[ts])
+    sig = np.append(sig, 0.0)  # final_sigmas_type "zero"
+
+    def alpha_sigma(s):
+        a = 1.0 / np.sqrt(s * s + 1.0)
+        return a, s * a
+
+    prev_x0, prev_lambda = None, None
+    for k, t in enumerate(ts):
+        x0 = network(x, ab_all[t], pred)
+        a_s, s_s = alpha_sigma(sig[k])
+        a_t, s_t = alpha_sigma(sig[k + 1])
+        lam_s = np.log(a_s) - np.log(s_s)
+        last = k == len(ts) - 1
+        if last:
+            x = x0  # sigma_t = 0: alpha_t = 1, exp(-h) = 0
+        else:
+            lam_t = np.log(a_t) - np.log(s_t)
+            h = lam_t - lam_s
+            if prev_x0 is None:
+                d = x0
+            else:
+                r0 = (lam_s - prev_lambda) / h
+                d = x0 + 0.5 * (x0 - prev_x0) / r0
+            x = (s_t / s_s) * x - a_t * (np.exp(-h) - 1.0) * d
+        x = x.astype(np.float32).astype(np.float64)  # the C sampler keeps x in float32
+        prev_x0, prev_lambda = x0, lam_s
+    return x
+
+
+def main():
+    ab = schedule()
+    rng = np.random.default_rng(1234)
+    out = np.zeros((len(CASES), 2, N, 2), np.float32)
+    for c, (steps, pred) in enumerate(CASES):
+        xT = rng.standard_normal((N, 2)).astype(np.float32)
+        out[c, 0] = xT
+        out[c, 1] = dpmpp_2m(xT.astype(np.float64), steps, pred, ab)
+    path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "dpmpp2m_gauss.npy")
+    np.save(path, out)
+    print("wrote", os.path.normpath(path), out.shape)
+
+
+if __name__ == "__main__":
+    main()
