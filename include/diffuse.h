@@ -81,6 +81,27 @@ DF_API df_status df_cpu_set_isa(df_isa isa);
  * flags that decide the levels. */
 DF_API void df_cpu_describe(char *buf, size_t cap);
 
+/* ---------------------------------------------------------------- devices */
+/* Where the ops run: the CPU (every build), or a CUDA GPU (builds with -DDIFFUSE_CUDA=ON). Files are
+ * the same whichever device wrote them. */
+typedef enum { DF_DEVICE_CPU, DF_DEVICE_CUDA } df_device_kind;
+typedef struct {
+    df_device_kind kind;
+    int index; /* cuda:N */
+} df_device;
+
+/* "cpu", "cuda" (= cuda:0) or "cuda:N" into *out; anything else DF_ERR_ARG. */
+DF_API df_status df_device_from_name(const char *s, df_device *out);
+
+/* DF_OK when the ops can run on d. The CPU always; a CUDA device needs a CUDA build and the GPU,
+ * and the CUDA backend has no kernels yet: DF_ERR_UNSUPPORTED with the reason (no CUDA in this
+ * build; no such device; no kernels), which commands print before doing anything. */
+DF_API df_status df_device_check(df_device d);
+
+/* 1 in a build with the CUDA backend; the number of CUDA devices it sees (0 without it). */
+DF_API int df_device_cuda_built(void);
+DF_API int df_device_cuda_count(void);
+
 /* ---------------------------------------------------------------- randomness */
 /* Philox4x32-10 (Salmon et al. 2011): one block of 4 uint32 from a 128-bit counter and a 64-bit key.
  * Known answer: counter {0,0,0,0}, key 0 -> {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}. */
