@@ -1,36 +1,76 @@
-/* cli.h: shared pieces of the diffuse command-line tool (the only place that prints and exits). */
+/* cli.h: what the commands of the diffuse command-line tool share (cli.c): reading flags, one
+ * message and an exit code per error, the progress line, the default model and what --data names.
+ * The layering: main.c dispatches to one cmd_*.c per command; a command calls cli.c and the
+ * library, never another command. cli.c is the only place that decides how the tool talks. */
 #ifndef DF_CLI_H
 #define DF_CLI_H
 
 #include "args.h"
 #include "diffuse.h"
 #include "common.h" /* the library's internal helpers: df_fail, df_alloc, df_atomic_*, df_mkdirs */
+#include <limits.h> /* LONG_MAX in the range tables */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Prints "diffuse CMD: <message of the last error>" and returns the exit code for status st. */
+/* ---------------------------------------------------------------- flags and errors */
+
+/* The values a count flag accepts. */
+typedef struct {
+    const char *name; /* the flag without "--"; NULL ends a table */
+    long min, max;    /* max LONG_MAX: no upper bound here (the library may still set one) */
+} cli_range;
+
+/* The most --threads may ask for (0 = all cores, the default). */
+#define CLI_MAX_THREADS 4096
+
+/* Parses a command's flags (argv[2..]) into specs and checks the count flags in ranges (may be
+ * NULL). Returns -1 when the command should go on, else the exit code to return at once: 0 after
+ * --help, 2 after a bad flag (its one message already printed). */
+int cli_parse_flags(const char *cmd, const char *usage, arg_spec *specs, const cli_range *ranges, int argc,
+                    char **argv);
+
+/* Prints "diffuse CMD: <message of the last error>" and returns the exit code for st: 2 for a
+ * user error (DF_ERR_ARG), 130 for an interrupt, 1 for the rest. */
 int cli_error(const char *cmd, df_status st);
-/* Sets the OpenMP/OpenBLAS thread count (0 = leave the default). */
+
+/* Sets the OpenMP/OpenBLAS thread count (0 = leave the default: all cores). */
 void cli_set_threads(int threads);
-/* Progress line on stderr: a redrawn bar on a terminal, plain lines otherwise. */
-void cli_progress_bar(const char *what, long done, long total, double elapsed, double eta, const char *extra, int final);
-void cli_format_seconds(double s, char *buf, size_t cap);
 
-int cmd_train(int argc, char **argv);
-int cmd_sample(int argc, char **argv);
-int cmd_info(int argc, char **argv);
-int cmd_predict(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_export(int argc, char **argv);
+/* ---------------------------------------------------------------- progress */
 
-/* Opens a model file or a diffusers folder for inference. */
-df_status cli_model_open(const char *path, int max_batch, df_model *m);
-/* The model `diffuse sample` uses without --model: $DIFFUSE_MODEL if set, else the shipped
+/* Progress line on stderr: a redrawn bar on a terminal, plain lines otherwise (logs, tests).
+ * total <= 0 means unknown; eta < 0 prints "?". */
+void cli_progress_bar(const char *what, long done, long total, double elapsed, double eta, const char *extra,
+                      int final);
+
+/* ---------------------------------------------------------------- models */
+
+/* The model used when --model is absent: $DIFFUSE_MODEL if set, else the shipped
  * models/fmnist-small.safetensors found next to the executable (../models) or in the source tree
  * it was built from. NULL (with the places tried in df_last_error) when there is none. */
 const char *cli_default_model(void);
-/* Whether --data names an image dataset (else 2-D points). */
-int cli_is_image_data(const char *spec);
+
+/* Opens the model at *path (a model.safetensors or a diffusers folder) for inference, filling
+ * *info unless it is NULL. *path NULL means the default model: *path is set to it, and once it has
+ * opened stderr says which file ("CMD: no --model given, using PATH"), so that a failure stays one
+ * message. */
+df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model *m, df_diffusers_info *info);
+
+/* ---------------------------------------------------------------- data */
+
+/* What --data names, by the library's grammar (df_dataset_spec_check): *form is the image
+ * dataset's form, or DF_DATASET_NONE for anything else, which is read as 2-D points (df_points_open
+ * then accepts or refuses it). A malformed dataset spec (fashion-mnist:val) is DF_ERR_ARG here. */
+df_status cli_data_form(const char *spec, df_dataset_form *form);
+
+/* ---------------------------------------------------------------- the commands (main.c) */
+
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

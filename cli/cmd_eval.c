@@ -160,89 +160,129 @@ static void print_result(const char *model, int raw, const char *data, const df_
     printf("  sum of KL L_1..L_%-4d %10.6f %s%s\n", r->T - 1, r->kl_mean * sc, unit, r->estimate ? " (estimate)" : "");
 }
 
-int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *csv = NULL, *plot = NULL, *precision = "fp32";
-    int n = 0, batch = 0, K = 0, seed = 0, no_clip = 0, clip = 0, raw = 0, threads = 0;
+/* ---------------------------------------------------------------- the command */
+
+/* Every flag of `diffuse eval`. 0 or NULL where the command picks by model and data. */
+typedef struct {
+    const char *model, *data, *csv, *plot, *precision;
+    int n, batch, K, seed, no_clip, clip, raw, threads;
+} eval_args;
+
+static const cli_range eval_ranges[] = {
+    {"n", 1, 100000000},
+    {"batch", 1, 65536},
+    {"threads", 0, CLI_MAX_THREADS},
+    {NULL, 0, 0},
+};
+
+static int parse_eval_args(int argc, char **argv, eval_args *a) {
+    memset(a, 0, sizeof *a);
+    a->precision = "fp32";
     arg_spec specs[] = {
-        {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder"},
-        {"data", ARG_STRING, &data, "held-out data: an image dataset (e.g. fashion-mnist:test) or toy:NAME / csv:FILE (2-D)"},
-        {"n", ARG_INT, &n, "samples: the first N images (default 100), N fresh toy points (default 1000), N CSV rows (default all)"},
-        {"batch", ARG_INT, &batch, "network batch size (images 64, 2-D 256)"},
-        {"timesteps-subset", ARG_INT, &K, "evaluate K evenly spaced KL terms and scale (an estimate); 0 = all (default)"},
-        {"seed", ARG_INT, &seed, "noise seed (and toy-point seed), default 0"},
-        {"clip", ARG_FLAG, &clip, "clip the predicted x0 to [-1, 1] (default for images)"},
-        {"no-clip", ARG_FLAG, &no_clip, "do not clip the predicted x0 (default for 2-D)"},
-        {"raw", ARG_FLAG, &raw, "use the raw weights instead of the EMA weights"},
-        {"csv", ARG_STRING, &csv, "write the per-timestep terms as CSV (t, value, se, weight)"},
-        {"plot", ARG_STRING, &plot, "write a PNG plot of the per-timestep terms (log scale)"},
-        {"threads", ARG_INT, &threads, "threads (default: all cores)"},
-        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
+        {"model", ARG_STRING, &a->model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
+        {"data", ARG_STRING, &a->data, "held-out data: an image dataset (e.g. fashion-mnist:test) or toy:NAME / csv:FILE (2-D)"},
+        {"n", ARG_INT, &a->n, "samples: the first N images (default 100), N fresh toy points (default 1000), N CSV rows (default all)"},
+        {"batch", ARG_INT, &a->batch, "network batch size (images 64, 2-D 256)"},
+        {"timesteps-subset", ARG_INT, &a->K, "evaluate K evenly spaced KL terms and scale (an estimate); 0 = all (default)"},
+        {"seed", ARG_INT, &a->seed, "noise seed (and toy-point seed), default 0"},
+        {"clip", ARG_FLAG, &a->clip, "clip the predicted x0 to [-1, 1] (default for images)"},
+        {"no-clip", ARG_FLAG, &a->no_clip, "do not clip the predicted x0 (default for 2-D)"},
+        {"raw", ARG_FLAG, &a->raw, "use the raw weights instead of the EMA weights"},
+        {"csv", ARG_STRING, &a->csv, "write the per-timestep terms as CSV (t, value, se, weight)"},
+        {"plot", ARG_STRING, &a->plot, "write a PNG plot of the per-timestep terms (log scale)"},
+        {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("eval", "usage: diffuse eval --model M --data SPEC [options]\n"
-                                "Prints the variational bound (Ho et al. 2020): bits/dim for images, nats/point for 2-D.",
-                        specs, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    cli_set_threads(threads);
-    if (!model) return cli_error("eval", df_fail(DF_ERR_ARG, "--model is required"));
-    if (!data) return cli_error("eval", df_fail(DF_ERR_ARG, "--data is required (e.g. fashion-mnist:test, toy:moons, csv:points.csv)"));
-    if (n < 0 || n > 100000000) return cli_error("eval", df_fail(DF_ERR_ARG, "--n must be in 1..100000000 (got %d)", n));
-    if (batch < 0 || batch > 65536) return cli_error("eval", df_fail(DF_ERR_ARG, "--batch must be in 1..65536 (got %d)", batch));
-    if (K < 0) return cli_error("eval", df_fail(DF_ERR_ARG, "--timesteps-subset must be 0 (all) or positive (got %d)", K));
-    if (seed < 0) return cli_error("eval", df_fail(DF_ERR_ARG, "--seed must be non-negative (got %d)", seed));
-    if (clip && no_clip) return cli_error("eval", df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other"));
+    return cli_parse_flags("eval", "usage: diffuse eval [--model M] --data SPEC [options]\n"
+                                   "Prints the variational bound (Ho et al. 2020): bits/dim for images, nats/point for 2-D.",
+                           specs, eval_ranges, argc, argv);
+}
+
+/* The checks that need no model. */
+static df_status check_eval_args(const eval_args *a) {
+    if (!a->data) return df_fail(DF_ERR_ARG, "--data is required (e.g. fashion-mnist:test, toy:moons, csv:points.csv)");
+    if (a->K < 0) return df_fail(DF_ERR_ARG, "--timesteps-subset must be 0 (all) or positive (got %d)", a->K);
+    if (a->seed < 0) return df_fail(DF_ERR_ARG, "--seed must be non-negative (got %d)", a->seed);
+    if (a->clip && a->no_clip) return df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other");
+    return DF_OK;
+}
+
+/* The checks that need the model: the kind of data, the subset, and the output files (now, not
+ * after a long evaluation). */
+static df_status check_for_model(const eval_args *a, const df_model *m) {
+    int images = m->kind == DF_NET_UNET;
+    df_dataset_form form;
+    df_status st = cli_data_form(a->data, &form);
+    if (images != (form != DF_DATASET_NONE))
+        return df_fail(DF_ERR_ARG, images ? "an image model needs image data (e.g. fashion-mnist:test), got '%s'"
+                                          : "a 2-D model needs toy:NAME or csv:FILE data, got '%s'", a->data);
+    if (st != DF_OK) return st;
+    if (a->K > m->schedule.T - 1)
+        return df_fail(DF_ERR_ARG, "--timesteps-subset must be in 0..%d (T - 1 for this model), got %d",
+                       m->schedule.T - 1, a->K);
+    if ((a->csv && (st = check_writable(a->csv))) || (a->plot && (st = check_writable(a->plot)))) return st;
+    return DF_OK;
+}
+
+static void fill_bound_params(const eval_args *a, const df_model *m, eval_progress *pr, df_bound_params *p) {
+    int images = m->kind == DF_NET_UNET;
+    df_bound_params_init(p);
+    p->pred = m->diff.pred;
+    p->var = m->diff.var;
+    p->discrete = images;
+    p->clip_x0 = a->clip || (images && !a->no_clip);
+    p->K = a->K;
+    p->seed = (uint64_t)a->seed;
+    p->batch = a->batch ? a->batch : images ? 64 : 256;
+    p->progress = on_progress;
+    p->progress_ctx = pr;
+}
+
+/* Evaluates the bound of m on n samples x0 and prints it, with the CSV and the plot if asked. */
+static df_status evaluate(const eval_args *a, df_model *m, int n, const float *x0) {
+    int images = m->kind == DF_NET_UNET;
+    eval_progress pr = {df_time(), 0};
+    df_bound_params p;
+    fill_bound_params(a, m, &pr, &p);
+    int evals = (a->K ? a->K : m->schedule.T - 1) + 1;
+    fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points", evals,
+            (long)n * evals);
+    df_bound_result r = {0};
+    df_status st = df_bound_eval(&m->schedule, &p, df_model_predict, m, n, m->dim, x0, &r);
+    if (st == DF_OK) {
+        print_result(a->model, a->raw, a->data, m, &r, images, p.clip_x0, p.seed);
+        double sc = images ? 1.0 / ((double)r.dim * log(2.0)) : 1.0;
+        if (a->csv) st = write_csv(a->csv, &r, sc, images ? "bits_per_dim" : "nats_per_point");
+        if (st == DF_OK && a->plot) st = write_plot(a->plot, &r, sc, images ? "bits/dim" : "nats/point", r.mean * sc);
+        if (st == DF_OK && a->csv) fprintf(stderr, "wrote %s\n", a->csv);
+        if (st == DF_OK && a->plot) fprintf(stderr, "wrote %s\n", a->plot);
+    }
+    df_bound_result_free(&r);
+    return st;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int rc = parse_eval_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    cli_set_threads(a.threads);
     df_precision prec;
-    if (df_precision_from_name(precision, &prec)) return cli_error("eval", DF_ERR_ARG);
+    df_status st = check_eval_args(&a);
+    if (st == DF_OK) st = df_precision_from_name(a.precision, &prec);
+    if (st != DF_OK) return cli_error("eval", st);
 
     df_model m;
-    df_status st = cli_model_open(model, batch ? batch : 64, &m);
-    if (st) return cli_error("eval", st);
+    if ((st = cli_open_model("eval", &a.model, a.batch ? a.batch : 64, &m, NULL))) return cli_error("eval", st);
     df_model_set_precision(&m, prec);
-    int images = m.kind == DF_NET_UNET;
+    m.use_ema = !a.raw;
     float *x0 = NULL;
-    df_bound_result r = {0};
-    if (images != cli_is_image_data(data)) {
-        st = df_fail(DF_ERR_ARG, images ? "an image model needs image data (e.g. fashion-mnist:test), got '%s'"
-                                        : "a 2-D model needs toy:NAME or csv:FILE data, got '%s'", data);
-        goto done;
-    }
-    if (K > m.schedule.T - 1) {
-        st = df_fail(DF_ERR_ARG, "--timesteps-subset must be in 0..%d (T - 1 for this model), got %d", m.schedule.T - 1, K);
-        goto done;
-    }
-    if ((csv && (st = check_writable(csv))) || (plot && (st = check_writable(plot)))) goto done;
-    st = images ? load_images(data, &m, &n, &x0) : load_points(data, (uint64_t)seed, &n, &x0);
-    if (st) goto done;
-    if (n < 1) {
-        st = df_fail(DF_ERR_ARG, "%s holds no samples", data);
-        goto done;
-    }
-    m.use_ema = !raw;
-    df_bound_params p;
-    df_bound_params_init(&p);
-    p.pred = m.diff.pred;
-    p.var = m.diff.var;
-    p.discrete = images;
-    p.clip_x0 = clip || (images && !no_clip);
-    p.K = K;
-    p.seed = (uint64_t)seed;
-    p.batch = batch ? batch : images ? 64 : 256;
-    eval_progress pr = {df_time(), 0};
-    p.progress = on_progress;
-    p.progress_ctx = &pr;
-    fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points",
-            (K ? K : m.schedule.T - 1) + 1, (long)n * ((K ? K : m.schedule.T - 1) + 1));
-    if ((st = df_bound_eval(&m.schedule, &p, df_model_predict, &m, n, m.dim, x0, &r))) goto done;
-
-    print_result(model, raw, data, &m, &r, images, p.clip_x0, p.seed);
-    double sc = images ? 1.0 / ((double)r.dim * log(2.0)) : 1.0;
-    const char *unit = images ? "bits_per_dim" : "nats_per_point";
-    if (csv && (st = write_csv(csv, &r, sc, unit))) goto done;
-    if (plot && (st = write_plot(plot, &r, sc, images ? "bits/dim" : "nats/point", r.mean * sc))) goto done;
-    if (csv) fprintf(stderr, "wrote %s\n", csv);
-    if (plot) fprintf(stderr, "wrote %s\n", plot);
-done:
-    df_bound_result_free(&r);
+    int n = a.n;
+    st = check_for_model(&a, &m);
+    if (st == DF_OK)
+        st = m.kind == DF_NET_UNET ? load_images(a.data, &m, &n, &x0) : load_points(a.data, (uint64_t)a.seed, &n, &x0);
+    if (st == DF_OK && n < 1) st = df_fail(DF_ERR_ARG, "%s holds no samples", a.data);
+    if (st == DF_OK) st = evaluate(&a, &m, n, x0);
     df_free(x0);
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("eval", st);

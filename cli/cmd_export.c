@@ -1,6 +1,7 @@
 /* cmd_export.c: `diffuse export`: writes a model (a diffuse checkpoint or a diffusers folder) as a
  * diffusers DDPMPipeline folder that DDPMPipeline.from_pretrained() loads. A thin layer over
- * df_model_open_ex and df_diffusers_save_ex (src/diffusers.h). */
+ * df_model_open_ex and df_diffusers_save_ex. --model has no default here, unlike sample, eval and
+ * predict: what goes into a folder that outlives the command should be said, not guessed. */
 #include "cli.h"
 
 int cmd_export(int argc, char **argv) {
@@ -12,15 +13,15 @@ int cmd_export(int argc, char **argv) {
         {"raw", ARG_FLAG, &raw, "export the raw weights instead of the EMA weights", 0},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("export", "usage: diffuse export --model runs/cifar/model.safetensors --out ddpm-pipeline [--raw]",
-                        specs, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
+    int rc = cli_parse_flags("export", "usage: diffuse export --model runs/cifar/model.safetensors --out ddpm-pipeline [--raw]",
+                             specs, NULL, argc, argv);
+    if (rc >= 0) return rc;
     if (!model) return cli_error("export", df_fail(DF_ERR_ARG, "--model is required"));
     if (!out) return cli_error("export", df_fail(DF_ERR_ARG, "--out is required"));
 
     df_model m;
     df_diffusers_info info;
-    df_status st = df_model_open_ex(model, 1, 0, &m, &info);
+    df_status st = cli_open_model("export", &model, 1, &m, &info);
     if (st) return cli_error("export", st);
     /* info: the source folder's clipping, or DDPM's clip_sample true for a checkpoint */
     st = df_diffusers_save_ex(&m, out, !raw, &info);

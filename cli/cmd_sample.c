@@ -1,4 +1,5 @@
-/* cmd_sample.c: `diffuse sample` and `diffuse info`. */
+/* cmd_sample.c: `diffuse sample`: draws samples from a model (points to CSV, images to a PNG grid,
+ * a folder of PNGs or a .npy), and edits images (SDEdit from --init, inpainting with --mask). */
 #include "cli.h"
 #include <string.h>
 
@@ -19,9 +20,11 @@ static int on_step(void *ctx, int step, int nsteps, int t_index, const float *x,
         snprintf(extra, sizeof extra, "steps (%.1f steps/s)", step / el);
         cli_progress_bar("sample", step, nsteps, el, el / step * (nsteps - step), extra, step == nsteps);
     }
-    /* column c (1..cols-1) holds x after step round(c * nsteps / (cols - 1)); column 0 is x_T */
-    if (p->traj && p->traj_col < p->traj_cols &&
-        (long)step * (p->traj_cols - 1) >= (long)p->traj_col * nsteps) {
+    /* column c (1..cols-1) holds x after the first step >= c * nsteps / (cols - 1); column 0 is
+     * x_T. A loop, not an if: with fewer steps than columns one step fills several, and none is
+     * left as uninitialised memory in the picture. */
+    while (p->traj && p->traj_col < p->traj_cols &&
+           (long)step * (p->traj_cols - 1) >= (long)p->traj_col * nsteps) {
         for (int j = 0; j < p->traj_n; j++)
             memcpy(p->traj + ((size_t)j * p->traj_cols + p->traj_col) * dim, x + (size_t)j * dim, dim * sizeof(float));
         p->traj_col++;
@@ -107,157 +110,215 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
     return DF_OK;
 }
 
-int cmd_sample(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *sampler = "ancestral", *var = NULL, *plot = NULL, *trajectory = NULL,
-               *init = NULL, *inpaint = NULL, *mask = NULL, *precision = "fp32";
-    int n = 0, steps = 50, seed = 0, threads = 0, batch = 0, no_ema = 0, clip = 0, no_clip = 0;
-    double eta = 0, strength = 0.5;
+/* ---------------------------------------------------------------- flags */
+
+/* Every flag of `diffuse sample`. 0 or NULL where the command picks by model. */
+typedef struct {
+    const char *model, *out, *sampler, *var, *plot, *trajectory, *init, *inpaint, *mask, *precision;
+    int n, steps, seed, threads, batch, no_ema, clip, no_clip;
+    double eta, strength;
+} sample_args;
+
+static const cli_range sample_ranges[] = {
+    {"n", 1, 10000000},
+    {"steps", 1, LONG_MAX},
+    {"batch", 1, 65536},
+    {"threads", 0, CLI_MAX_THREADS},
+    {NULL, 0, 0},
+};
+
+static int parse_sample_args(int argc, char **argv, sample_args *a) {
+    memset(a, 0, sizeof *a);
+    a->sampler = "ancestral";
+    a->precision = "fp32";
+    a->steps = 50;
+    a->strength = 0.5;
     arg_spec specs[] = {
-        {"model", ARG_STRING, &model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
-        {"n", ARG_INT, &n, "number of samples (2-D 1000, images 64)"},
-        {"out", ARG_STRING, &out, "points.csv (2-D); grid.png, DIR/ (one PNG each) or samples.npy (images)"},
-        {"sampler", ARG_STRING, &sampler, "ancestral (the note's algorithm, default) or ddim"},
-        {"steps", ARG_INT, &steps, "DDIM steps (default 50)"},
-        {"eta", ARG_DOUBLE, &eta, "DDIM eta (0 = deterministic, default 0)"},
-        {"var", ARG_STRING, &var, "ancestral variance: posterior or beta (default: the model's)"},
-        {"clip", ARG_FLAG, &clip, "clip the predicted x0 to [-1, 1] (default for images)"},
-        {"no-clip", ARG_FLAG, &no_clip, "do not clip the predicted x0"},
-        {"seed", ARG_INT, &seed, "random seed (default 0)"},
-        {"batch", ARG_INT, &batch, "network batch size (2-D 256, images 64)"},
-        {"no-ema", ARG_FLAG, &no_ema, "use the raw weights instead of the EMA weights"},
-        {"plot", ARG_STRING, &plot, "2-D: also write a scatter plot PNG"},
-        {"trajectory", ARG_STRING, &trajectory, "images: PNG of x_t at evenly spaced steps for the first 8 samples"},
-        {"init", ARG_STRING, &init, "images: edit this PNG (SDEdit): noise it, then denoise"},
-        {"strength", ARG_DOUBLE, &strength, "editing: how far to noise --init, 0..1 (fraction of T, default 0.5)"},
-        {"inpaint", ARG_STRING, &inpaint, "images: fill in this PNG where --mask is black"},
-        {"mask", ARG_STRING, &mask, "inpainting: PNG, white = keep the --inpaint pixels, black = generate"},
-        {"threads", ARG_INT, &threads, "threads (default: all cores)"},
-        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
+        {"model", ARG_STRING, &a->model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
+        {"n", ARG_INT, &a->n, "number of samples (2-D 1000, images 64)"},
+        {"out", ARG_STRING, &a->out, "points.csv (2-D); grid.png, DIR/ (one PNG each) or samples.npy (images)"},
+        {"sampler", ARG_STRING, &a->sampler, "ancestral (the note's algorithm, default) or ddim"},
+        {"steps", ARG_INT, &a->steps, "DDIM steps (default 50)"},
+        {"eta", ARG_DOUBLE, &a->eta, "DDIM eta (0 = deterministic, default 0)"},
+        {"var", ARG_STRING, &a->var, "ancestral variance: posterior or beta (default: the model's)"},
+        {"clip", ARG_FLAG, &a->clip, "clip the predicted x0 to [-1, 1] (default for images)"},
+        {"no-clip", ARG_FLAG, &a->no_clip, "do not clip the predicted x0"},
+        {"seed", ARG_INT, &a->seed, "random seed (default 0)"},
+        {"batch", ARG_INT, &a->batch, "network batch size (2-D 256, images 64)"},
+        {"no-ema", ARG_FLAG, &a->no_ema, "use the raw weights instead of the EMA weights"},
+        {"plot", ARG_STRING, &a->plot, "2-D: also write a scatter plot PNG"},
+        {"trajectory", ARG_STRING, &a->trajectory, "images: PNG of x_t at evenly spaced steps for the first 8 samples"},
+        {"init", ARG_STRING, &a->init, "images: edit this PNG (SDEdit): noise it, then denoise"},
+        {"strength", ARG_DOUBLE, &a->strength, "editing: how far to noise --init, 0..1 (fraction of T, default 0.5)"},
+        {"inpaint", ARG_STRING, &a->inpaint, "images: fill in this PNG where --mask is black"},
+        {"mask", ARG_STRING, &a->mask, "inpainting: PNG, white = keep the --inpaint pixels, black = generate"},
+        {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
-    int rc = args_parse("sample", "usage: diffuse sample [--model M] [--n N] [--out points.csv|grid.png|DIR/|samples.npy] [options]",
-                        specs, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    cli_set_threads(threads);
-    int shipped = !model;
-    if (shipped && !(model = cli_default_model())) return cli_error("sample", DF_ERR_ARG);
-    if (n < 0 || n > 10000000) return cli_error("sample", df_fail(DF_ERR_ARG, "--n must be in 1..10000000"));
-    if (batch < 0 || batch > 65536) return cli_error("sample", df_fail(DF_ERR_ARG, "--batch must be in 1..65536"));
-    if (clip && no_clip) return cli_error("sample", df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other"));
+    return cli_parse_flags("sample", "usage: diffuse sample [--model M] [--n N] [--out points.csv|grid.png|DIR/|samples.npy] [options]",
+                           specs, sample_ranges, argc, argv);
+}
 
+/* The sampler settings that need no model. */
+static df_status sampler_params(const sample_args *a, df_sample_params *sp, df_precision *prec) {
     df_status st;
+    if (a->clip && a->no_clip) return df_fail(DF_ERR_ARG, "--clip and --no-clip contradict each other");
+    df_sample_params_init(sp);
+    if ((st = df_sampler_from_name(a->sampler, &sp->sampler)) || (st = df_precision_from_name(a->precision, prec)))
+        return st;
+    sp->steps = a->steps;
+    sp->eta = a->eta;
+    sp->seed = (uint64_t)a->seed;
+    return DF_OK;
+}
+
+/* The defaults that depend on the model: counts, output, clipping (a diffusers folder brings its
+ * scheduler's), the variance and which weights. */
+static df_status model_defaults(sample_args *a, df_model *m, const df_diffusers_info *dinfo, df_sample_params *sp) {
+    int images = m->kind == DF_NET_UNET;
+    if (!a->n) a->n = images ? 64 : 1000;
+    if (!a->out) a->out = images ? "samples.png" : "samples.csv";
+    sp->batch = a->batch ? a->batch : m->max_batch;
+    sp->clip_x0 = a->clip || (images && !a->no_clip);
+    if (dinfo->has_scheduler && !a->clip && !a->no_clip) {
+        sp->clip_x0 = dinfo->clip_sample;
+        sp->clip_min = (float)-dinfo->clip_sample_range;
+        sp->clip_max = (float)dinfo->clip_sample_range;
+    }
+    sp->var = m->diff.var;
+    m->use_ema = !a->no_ema;
+    return a->var ? df_var_from_name(a->var, &sp->var) : DF_OK;
+}
+
+/* Refuses the outputs and options that do not fit the kind of model, before any work. */
+static df_status check_for_model(const sample_args *a, int images) {
+    if (!images && !ends_with(a->out, ".csv"))
+        return df_fail(DF_ERR_ARG, "a 2-D model writes points: --out must end in .csv (got %s)", a->out);
+    if (images && !(ends_with(a->out, ".png") || ends_with(a->out, ".npy") || ends_with(a->out, "/")))
+        return df_fail(DF_ERR_ARG, "--out must be a .png grid, a .npy file or a folder ending in '/' (got %s)", a->out);
+    if (a->trajectory && !images) return df_fail(DF_ERR_ARG, "--trajectory is for image models");
+    if ((a->init || a->inpaint || a->mask) && !images)
+        return df_fail(DF_ERR_ARG, "--init, --inpaint and --mask are for image models");
+    return DF_OK;
+}
+
+/* ---------------------------------------------------------------- editing */
+
+/* The images an edit starts from; NULL where not used. */
+typedef struct {
+    float *init, *known, *mask;
+} edit_inputs;
+
+/* --init (SDEdit: start from the image noised to t_start) and --inpaint/--mask into sp. */
+static df_status load_edit_inputs(const sample_args *a, const df_model *m, df_sample_params *sp, edit_inputs *e) {
+    df_status st;
+    if (a->init) {
+        if (!(a->strength > 0 && a->strength <= 1))
+            return df_fail(DF_ERR_ARG, "--strength must be in (0, 1] (got %g)", a->strength);
+        if ((st = read_model_image(a->init, m, &e->init))) return st;
+        sp->init = e->init;
+        sp->t_start = (int)(a->strength * m->schedule.T + 0.5) - 1;
+        if (sp->t_start < 0) sp->t_start = 0;
+    }
+    if (!a->inpaint != !a->mask) return df_fail(DF_ERR_ARG, "inpainting needs both --inpaint IMAGE and --mask MASK");
+    if (a->inpaint) {
+        if ((st = read_model_image(a->inpaint, m, &e->known)) || (st = read_model_image(a->mask, m, &e->mask)))
+            return st;
+        for (size_t k = 0; k < m->dim; k++) e->mask[k] = e->mask[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
+        sp->known = e->known;
+        sp->mask = e->mask;
+    }
+    return DF_OK;
+}
+
+static void edit_inputs_free(edit_inputs *e) {
+    df_free(e->init);
+    df_free(e->known);
+    df_free(e->mask);
+}
+
+/* ---------------------------------------------------------------- extra pictures */
+
+/* --trajectory: room for 10 columns of the first 8 samples, and column 0, x_T, drawn exactly as
+ * the sampler will draw it (the sampler only reports x after each step). */
+static df_status start_trajectory(sample_progress *pr, const df_sample_params *sp, int n, size_t dim) {
+    pr->traj_n = n < 8 ? n : 8;
+    pr->traj_cols = 10;
+    if (!(pr->traj = df_alloc(sizeof(float) * pr->traj_n * pr->traj_cols * dim, "trajectory"))) return DF_ERR_NOMEM;
+    for (int j = 0; j < pr->traj_n; j++)
+        df_randn(sp->seed, DF_STREAM_SAMPLE_INIT, (uint32_t)j, 0, pr->traj + (size_t)j * pr->traj_cols * dim, dim);
+    pr->traj_col = 1;
+    return DF_OK;
+}
+
+static df_status write_trajectory(const char *path, const sample_progress *pr, const df_model *m) {
+    uint8_t *pix = NULL;
+    int gw, gh;
+    df_status st = df_image_grid(pr->traj, pr->traj_n * pr->traj_cols, m->channels, m->height, m->width, pr->traj_cols,
+                                 2, &pix, &gw, &gh);
+    if (st == DF_OK) st = df_png_write(path, pix, gw, gh, m->channels);
+    free(pix);
+    return st;
+}
+
+/* --plot for 2-D: the samples over fresh points of the training data when it is a toy or a file
+ * that can still be read, else the samples alone. */
+static df_status write_points_plot(const char *path, const df_model *m, const float *x, int n) {
+    df_points data;
+    if (df_points_open(m->data, &data) != DF_OK) return df_plot_scatter(path, x, 0, x, n, "samples");
+    df_status st = DF_OK;
+    float *d = malloc(sizeof(float) * 2 * (size_t)n);
+    if (d) {
+        df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d);
+        st = df_plot_scatter(path, d, n, x, n, m->data);
+    }
+    free(d);
+    df_points_free(&data);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the command */
+
+/* Samples a->n points or images from m with sp and writes them and the extra pictures. */
+static df_status draw_and_write(const sample_args *a, df_model *m, const df_sample_params *sp) {
+    int images = m->kind == DF_NET_UNET, n = a->n;
+    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_DDIM ? 1 : 50, NULL, 0, 0, 0, m->dim};
+    df_status st = DF_OK;
+    float *x = df_alloc(sizeof(float) * (size_t)n * m->dim, "samples");
+    if (!x) st = DF_ERR_NOMEM;
+    if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, m->dim);
+    if (st == DF_OK) st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, n, m->dim, 0, x, on_step, &pr);
+    if (st == DF_OK)
+        st = images ? write_images(a->out, x, n, m->channels, m->height, m->width) : df_csv_write_points(a->out, x, n);
+    if (st == DF_OK && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
+    if (st == DF_OK && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
+    if (st == DF_OK) fprintf(stderr, "wrote %d samples to %s\n", n, a->out);
+    df_free(x);
+    df_free(pr.traj);
+    return st;
+}
+
+int cmd_sample(int argc, char **argv) {
+    sample_args a;
+    int rc = parse_sample_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    cli_set_threads(a.threads);
     df_sample_params sp;
     df_precision prec;
-    df_sample_params_init(&sp);
-    if ((st = df_sampler_from_name(sampler, &sp.sampler)) || (st = df_precision_from_name(precision, &prec)))
-        return cli_error("sample", st);
-    sp.steps = steps;
-    sp.eta = eta;
-    sp.seed = (uint64_t)seed;
+    df_status st = sampler_params(&a, &sp, &prec);
+    if (st != DF_OK) return cli_error("sample", st);
 
     df_model m;
     df_diffusers_info dinfo;
-    if ((st = df_model_open_ex(model, batch ? batch : 64, 0, &m, &dinfo))) return cli_error("sample", st);
-    if (shipped) fprintf(stderr, "sample: no --model given, using %s\n", model);
+    if ((st = cli_open_model("sample", &a.model, a.batch ? a.batch : 64, &m, &dinfo))) return cli_error("sample", st);
     df_model_set_precision(&m, prec);
-    int images = m.kind == DF_NET_UNET;
-    float *init_x = NULL, *known_x = NULL, *mask_x = NULL;
-    if (!n) n = images ? 64 : 1000;
-    if (!out) out = images ? "samples.png" : "samples.csv";
-    sp.batch = batch ? batch : m.max_batch;
-    sp.clip_x0 = clip || (images && !no_clip);
-    if (dinfo.has_scheduler && !clip && !no_clip) {  /* a diffusers folder: its scheduler's clipping */
-        sp.clip_x0 = dinfo.clip_sample;
-        sp.clip_min = (float)-dinfo.clip_sample_range;
-        sp.clip_max = (float)dinfo.clip_sample_range;
-    }
-    sp.var = m.diff.var;
-    float *x = NULL;
-    sample_progress pr = {df_time(), sp.sampler == DF_SAMPLER_DDIM ? 1 : 50, NULL, 0, 0, 0, m.dim};
-    if (var && (st = df_var_from_name(var, &sp.var))) goto done;
-    m.use_ema = !no_ema;
-    if (!images && !ends_with(out, ".csv")) {
-        st = df_fail(DF_ERR_ARG, "a 2-D model writes points: --out must end in .csv (got %s)", out);
-        goto done;
-    }
-    if (images && !(ends_with(out, ".png") || ends_with(out, ".npy") || ends_with(out, "/"))) {
-        st = df_fail(DF_ERR_ARG, "--out must be a .png grid, a .npy file or a folder ending in '/' (got %s)", out);
-        goto done;
-    }
-    if (trajectory && !images) {
-        st = df_fail(DF_ERR_ARG, "--trajectory is for image models");
-        goto done;
-    }
-    if ((init || inpaint || mask) && !images) {
-        st = df_fail(DF_ERR_ARG, "--init, --inpaint and --mask are for image models");
-        goto done;
-    }
-    if (init) {
-        if (!(strength > 0 && strength <= 1)) {
-            st = df_fail(DF_ERR_ARG, "--strength must be in (0, 1] (got %g)", strength);
-            goto done;
-        }
-        if ((st = read_model_image(init, &m, &init_x))) goto done;
-        sp.init = init_x;
-        sp.t_start = (int)(strength * m.schedule.T + 0.5) - 1;
-        if (sp.t_start < 0) sp.t_start = 0;
-    }
-    if (!inpaint != !mask) {
-        st = df_fail(DF_ERR_ARG, "inpainting needs both --inpaint IMAGE and --mask MASK");
-        goto done;
-    }
-    if (inpaint) {
-        if ((st = read_model_image(inpaint, &m, &known_x)) || (st = read_model_image(mask, &m, &mask_x))) goto done;
-        for (size_t k = 0; k < m.dim; k++) mask_x[k] = mask_x[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
-        sp.known = known_x;
-        sp.mask = mask_x;
-    }
-    if (!(x = df_alloc(sizeof(float) * (size_t)n * m.dim, "samples"))) {
-        st = DF_ERR_NOMEM;
-        goto done;
-    }
-    if (trajectory) {
-        pr.traj_n = n < 8 ? n : 8;
-        pr.traj_cols = 10;
-        if (!(pr.traj = df_alloc(sizeof(float) * pr.traj_n * pr.traj_cols * m.dim, "trajectory"))) {
-            st = DF_ERR_NOMEM;
-            goto done;
-        }
-        for (int j = 0; j < pr.traj_n; j++)  /* x_T, exactly as the sampler draws it */
-            df_randn(sp.seed, DF_STREAM_SAMPLE_INIT, (uint32_t)j, 0, pr.traj + (size_t)j * pr.traj_cols * m.dim, m.dim);
-        pr.traj_col = 1;
-    }
-    st = df_sample(&m.schedule, m.diff.pred, &sp, df_model_predict, &m, n, m.dim, 0, x, on_step, &pr);
-    if (st == DF_OK) st = images ? write_images(out, x, n, m.channels, m.height, m.width) : df_csv_write_points(out, x, n);
-    if (st == DF_OK && trajectory) {
-        uint8_t *pix = NULL;
-        int gw, gh;
-        st = df_image_grid(pr.traj, pr.traj_n * pr.traj_cols, m.channels, m.height, m.width, pr.traj_cols, 2, &pix, &gw, &gh);
-        if (st == DF_OK) st = df_png_write(trajectory, pix, gw, gh, m.channels);
-        free(pix);
-    }
-    if (st == DF_OK && plot && !images) {
-        df_points data;
-        if (df_points_open(m.data, &data) == DF_OK) {
-            float *d = malloc(sizeof(float) * 2 * (size_t)n);
-            if (d) {
-                df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d);
-                st = df_plot_scatter(plot, d, n, x, n, m.data);
-            }
-            free(d);
-            df_points_free(&data);
-        } else {
-            st = df_plot_scatter(plot, x, 0, x, n, "samples");
-        }
-    }
-    if (st == DF_OK) fprintf(stderr, "wrote %d samples to %s\n", n, out);
-done:
-    df_free(x);
-    df_free(pr.traj);
-    df_free(init_x);
-    df_free(known_x);
-    df_free(mask_x);
+    edit_inputs e = {NULL, NULL, NULL};
+    st = model_defaults(&a, &m, &dinfo, &sp);
+    if (st == DF_OK) st = check_for_model(&a, m.kind == DF_NET_UNET);
+    if (st == DF_OK) st = load_edit_inputs(&a, &m, &sp, &e);
+    if (st == DF_OK) st = draw_and_write(&a, &m, &sp);
+    edit_inputs_free(&e);
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("sample", st);
 }
-

@@ -1,5 +1,8 @@
-/* cmd_train.c: `diffuse train`, for 2-D points (the MLP) and for images (the U-Net). */
+/* cmd_train.c: `diffuse train`, for 2-D points (the MLP) and for images (the U-Net). The loop is
+ * the library's (df_train); this file picks the defaults by data, feeds the batches, draws the
+ * sample pictures and the loss curve, and turns SIGINT/SIGTERM into a clean stop with a checkpoint. */
 #include "cli.h"
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,11 +12,6 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
-}
-
-int cli_is_image_data(const char *spec) {
-    return strncmp(spec, "fashion-mnist", 13) == 0 || strncmp(spec, "mnist:", 6) == 0 ||
-           strncmp(spec, "cifar10:", 8) == 0 || strncmp(spec, "folder:", 7) == 0;
 }
 
 /* ---------------------------------------------------------------- 2-D points */
@@ -175,7 +173,148 @@ static df_status plot_loss_curve(const char *dir) {
     return st;
 }
 
-/* ---------------------------------------------------------------- the command */
+/* ---------------------------------------------------------------- flags */
+
+/* Every flag of `diffuse train`. 0, NULL or a negative value where the command picks by data. */
+typedef struct {
+    const char *data, *out, *preset, *schedule, *pred, *loss, *var, *mult, *attn_res, *precision;
+    long steps, ckpt_every, snapshot_every;
+    double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout;
+    int batch, timesteps, seed, threads, resume, hidden, layers, n_plot, n_grid, nan_skip, flip;
+    int base_channels, res_blocks, groups, image_size;
+    int images; /* --data names an image dataset (else 2-D points) */
+} train_args;
+
+static void train_args_init(train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->data = "toy:8gaussians";
+    a->schedule = "linear";
+    a->pred = "eps";
+    a->loss = "simple";
+    a->var = "posterior";
+    a->precision = "fp32";
+    a->ckpt_every = 1000;
+    a->warmup = -1;
+    a->grad_clip = 1.0;
+    a->beta_start = 1e-4;
+    a->beta_end = 0.02;
+    a->dropout = -1;
+    a->timesteps = 1000;
+    a->hidden = 128;
+    a->layers = 3;
+    a->n_plot = 1000;
+    a->n_grid = 64;
+}
+
+/* The count flags. 0 is refused where it would mean nothing; where it means something (no
+ * periodic checkpoint, all cores) the help says what. */
+static const cli_range train_ranges[] = {
+    {"steps", 1, LONG_MAX},
+    {"batch", 1, 1 << 20},
+    {"timesteps", 2, LONG_MAX},
+    {"base-channels", 1, LONG_MAX},
+    {"res-blocks", 1, LONG_MAX},
+    {"groups", 1, LONG_MAX},
+    {"image-size", 1, LONG_MAX},
+    {"hidden", 1, DF_MLP_MAX_WIDTH},
+    {"layers", 1, DF_MLP_MAX_LAYERS},
+    {"threads", 0, CLI_MAX_THREADS},
+    {"ckpt-every", 0, LONG_MAX},
+    {"snapshot-every", 0, LONG_MAX},
+    {"plot-n", 1, LONG_MAX},
+    {"grid-n", 1, 1024},
+    {"nan-skip", 0, LONG_MAX},
+    {NULL, 0, 0},
+};
+
+static int parse_train_args(int argc, char **argv, train_args *a) {
+    train_args_init(a);
+    arg_spec specs[] = {
+        {"data", ARG_STRING, &a->data, "toy:swissroll|moons|8gaussians|checkerboard, csv:FILE, fashion-mnist[:test], "
+                                       "mnist:DIR, cifar10:DIR, folder:DIR (default toy:8gaussians)"},
+        {"out", ARG_STRING, &a->out, "output directory (default runs/toy or runs/images)"},
+        {"preset", ARG_STRING, &a->preset, "U-Net preset for images: fmnist-small|ddpm-cifar10 (default by data)"},
+        {"steps", ARG_LONG, &a->steps, "train until this many optimiser steps in total (2-D default 4000)"},
+        {"minutes", ARG_DOUBLE, &a->minutes, "wall-time budget in minutes (0 = none)"},
+        {"batch", ARG_INT, &a->batch, "batch size (2-D 256, images 64)"},
+        {"lr", ARG_DOUBLE, &a->lr, "AdamW learning rate (2-D and fmnist-small 1e-3, ddpm-cifar10 2e-4)"},
+        {"warmup", ARG_DOUBLE, &a->warmup, "learning-rate warm-up steps (2-D 100, images 200, ddpm-cifar10 1000)"},
+        {"grad-clip", ARG_DOUBLE, &a->grad_clip, "clip the gradient norm to this (0 = off, default 1)"},
+        {"weight-decay", ARG_DOUBLE, &a->weight_decay, "AdamW decoupled weight decay (default 0)"},
+        {"ema", ARG_DOUBLE, &a->ema, "EMA decay of the weights, with warm-up (2-D 0.995, images 0.999)"},
+        {"schedule", ARG_STRING, &a->schedule, "noise schedule: linear|cosine|exponential|quadratic|sigmoid"},
+        {"timesteps", ARG_INT, &a->timesteps, "diffusion steps T (default 1000)"},
+        {"beta-start", ARG_DOUBLE, &a->beta_start, "first beta (default 1e-4)"},
+        {"beta-end", ARG_DOUBLE, &a->beta_end, "last beta (default 0.02)"},
+        {"pred", ARG_STRING, &a->pred, "what the network predicts: eps|x0|mean|v (default eps)"},
+        {"loss", ARG_STRING, &a->loss, "simple (unweighted MSE) or vlb (the note's KL weights)"},
+        {"var", ARG_STRING, &a->var, "reverse variance: posterior (the note's sigma_q^2) or beta"},
+        {"flip", ARG_FLAG, &a->flip, "images: random horizontal flips"},
+        {"base-channels", ARG_INT, &a->base_channels, "U-Net: channels of the first level (overrides the preset)"},
+        {"mult", ARG_STRING, &a->mult, "U-Net: channel multipliers per level, e.g. 1,2,2"},
+        {"res-blocks", ARG_INT, &a->res_blocks, "U-Net: residual blocks per level"},
+        {"attn-res", ARG_STRING, &a->attn_res, "U-Net: resolutions (px) with attention, e.g. 16 or 7; '' for none"},
+        {"dropout", ARG_DOUBLE, &a->dropout, "U-Net: dropout probability"},
+        {"groups", ARG_INT, &a->groups, "U-Net: GroupNorm groups"},
+        {"image-size", ARG_INT, &a->image_size, "U-Net: image size (folder data is resized and cropped to it)"},
+        {"hidden", ARG_INT, &a->hidden, "2-D MLP width (default 128)"},
+        {"layers", ARG_INT, &a->layers, "2-D MLP hidden layers (default 3)"},
+        {"seed", ARG_INT, &a->seed, "random seed (default 0)"},
+        {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
+        {"ckpt-every", ARG_LONG, &a->ckpt_every, "checkpoint every N steps (default 1000; 0 = only at the end)"},
+        {"snapshot-every", ARG_LONG, &a->snapshot_every, "sample picture every N steps (default 0: only at the end)"},
+        {"plot-n", ARG_INT, &a->n_plot, "2-D: points in the sample plot (default 1000)"},
+        {"grid-n", ARG_INT, &a->n_grid, "images: samples in the grid (default 64)"},
+        {"nan-skip", ARG_INT, &a->nan_skip, "skip up to N non-finite steps instead of stopping (default 0: none)"},
+        {"resume", ARG_FLAG, &a->resume, "continue the run in --out from its last checkpoint"},
+        {NULL, 0, NULL, NULL, 0},
+    };
+    return cli_parse_flags("train", "usage: diffuse train --data toy:8gaussians|fashion-mnist|... --out DIR [options]",
+                           specs, train_ranges, argc, argv);
+}
+
+/* The defaults that depend on the data. The small networks learn fastest at 1e-3 with a short
+ * warm-up and clipping; the 35.7 M parameter DDPM network keeps its paper's 2e-4 (Ho et al.
+ * 2020, appendix B). */
+static df_status choose_defaults(train_args *a) {
+    df_dataset_form form;
+    df_status st = cli_data_form(a->data, &form);
+    if (st != DF_OK) return st;
+    int images = a->images = form != DF_DATASET_NONE;
+    int cifar = form == DF_DATASET_CIFAR10;
+    if (images && !a->preset) a->preset = cifar ? "ddpm-cifar10" : "fmnist-small";
+    int big = images && strcmp(a->preset, "ddpm-cifar10") == 0;
+    if (!a->out) a->out = images ? "runs/images" : "runs/toy";
+    if (!a->batch) a->batch = images ? 64 : 256;
+    if (a->lr == 0) a->lr = big ? 2e-4 : 1e-3;
+    if (a->ema == 0) a->ema = images ? 0.999 : 0.995;
+    if (a->warmup < 0) a->warmup = big ? 1000 : images ? 200 : 100;
+    if (a->steps == 0 && a->minutes == 0 && !images) a->steps = 4000;
+    return DF_OK;
+}
+
+/* The diffusion settings and the precision, from their names. */
+static df_status diffusion_config(const train_args *a, df_diffusion_config *dc, df_precision *prec) {
+    df_status st;
+    df_diffusion_config_init(dc);
+    if ((st = df_schedule_from_name(a->schedule, &dc->schedule.kind)) || (st = df_pred_from_name(a->pred, &dc->pred)) ||
+        (st = df_loss_from_name(a->loss, &dc->loss)) || (st = df_var_from_name(a->var, &dc->var)) ||
+        (st = df_precision_from_name(a->precision, prec)))
+        return st;
+    dc->schedule.T = a->timesteps;
+    dc->schedule.beta_start = a->beta_start;
+    dc->schedule.beta_end = a->beta_end;
+    return DF_OK;
+}
+
+static df_status check_train_args(const train_args *a) {
+    if (a->steps <= 0 && a->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps N or --minutes M");
+    if (!a->images && a->preset) return df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", a->data);
+    return DF_OK;
+}
+
+/* ---------------------------------------------------------------- the network and the data */
 
 /* Parses "1,2,2" into at most cap positive integers; returns the count, or -1. An empty string gives 0. */
 static int parse_int_list(const char *s, int *v, int cap) {
@@ -191,7 +330,8 @@ static int parse_int_list(const char *s, int *v, int cap) {
     return n;
 }
 
-/* Applies the U-Net flags on top of a preset (0 / NULL / negative = keep the preset's value). */
+/* Applies the U-Net flags on top of a preset (0, NULL or a negative dropout: not given, keep the
+ * preset's value). */
 static df_status override_unet(df_unet_config *c, int base, const char *mult, int res_blocks, const char *attn,
                                double dropout, int groups, int size) {
     int m[DF_UNET_MAX_LEVELS], old_base = c->block_out_channels[0];
@@ -203,7 +343,6 @@ static df_status override_unet(df_unet_config *c, int base, const char *mult, in
         for (int i = 0; i < c->n_levels; i++) m[i] = c->block_out_channels[i] / old_base;
     }
     int b = base ? base : old_base;
-    if (base < 0) return df_fail(DF_ERR_ARG, "--base-channels must be positive");
     for (int i = 0; i < c->n_levels; i++) c->block_out_channels[i] = b * m[i];
     if (res_blocks) c->layers_per_block = res_blocks;
     if (attn) {
@@ -216,177 +355,136 @@ static df_status override_unet(df_unet_config *c, int base, const char *mult, in
     if (size) c->sample_size = size;
     return df_unet_config_validate(c);
 }
-int cmd_train(int argc, char **argv) {
-    const char *data = "toy:8gaussians", *out = NULL, *schedule = "linear", *pred = "eps", *loss = "simple",
-               *var = "posterior", *preset = NULL;
-    long steps = 0, ckpt_every = 1000, snapshot_every = 0;
-    double minutes = 0, lr = 0, ema = 0, warmup = -1, grad_clip = 1.0, weight_decay = 0, beta_start = 1e-4, beta_end = 0.02;
-    int batch = 0, timesteps = 1000, seed = 0, threads = 0, resume = 0, hidden = 128, layers = 3, n_plot = 1000,
-        nan_skip = 0, flip = 0, n_grid = 64, base_channels = 0, res_blocks = 0, groups = 0, image_size = 0;
-    const char *mult = NULL, *attn_res = NULL, *precision = "fp32";
-    double dropout = -1;
-    arg_spec specs[] = {
-        {"data", ARG_STRING, &data, "toy:swissroll|moons|8gaussians|checkerboard, csv:FILE, fashion-mnist[:test], "
-                                    "mnist:DIR, cifar10:DIR, folder:DIR (default toy:8gaussians)"},
-        {"out", ARG_STRING, &out, "output directory (default runs/toy or runs/images)"},
-        {"preset", ARG_STRING, &preset, "U-Net preset for images: fmnist-small|ddpm-cifar10 (default by data)"},
-        {"steps", ARG_LONG, &steps, "train until this many optimiser steps in total (2-D default 4000)"},
-        {"minutes", ARG_DOUBLE, &minutes, "wall-time budget in minutes (0 = none)"},
-        {"batch", ARG_INT, &batch, "batch size (2-D 256, images 64)"},
-        {"lr", ARG_DOUBLE, &lr, "AdamW learning rate (2-D and fmnist-small 1e-3, ddpm-cifar10 2e-4)"},
-        {"warmup", ARG_DOUBLE, &warmup, "learning-rate warm-up steps (2-D 100, images 200, ddpm-cifar10 1000)"},
-        {"grad-clip", ARG_DOUBLE, &grad_clip, "clip the gradient norm to this (0 = off, default 1)"},
-        {"weight-decay", ARG_DOUBLE, &weight_decay, "AdamW decoupled weight decay (default 0)"},
-        {"ema", ARG_DOUBLE, &ema, "EMA decay of the weights, with warm-up (2-D 0.995, images 0.999)"},
-        {"schedule", ARG_STRING, &schedule, "noise schedule: linear|cosine|exponential|quadratic|sigmoid"},
-        {"timesteps", ARG_INT, &timesteps, "diffusion steps T (default 1000)"},
-        {"beta-start", ARG_DOUBLE, &beta_start, "first beta (default 1e-4)"},
-        {"beta-end", ARG_DOUBLE, &beta_end, "last beta (default 0.02)"},
-        {"pred", ARG_STRING, &pred, "what the network predicts: eps|x0|mean|v (default eps)"},
-        {"loss", ARG_STRING, &loss, "simple (unweighted MSE) or vlb (the note's KL weights)"},
-        {"var", ARG_STRING, &var, "reverse variance: posterior (the note's sigma_q^2) or beta"},
-        {"flip", ARG_FLAG, &flip, "images: random horizontal flips"},
-        {"base-channels", ARG_INT, &base_channels, "U-Net: channels of the first level (overrides the preset)"},
-        {"mult", ARG_STRING, &mult, "U-Net: channel multipliers per level, e.g. 1,2,2"},
-        {"res-blocks", ARG_INT, &res_blocks, "U-Net: residual blocks per level"},
-        {"attn-res", ARG_STRING, &attn_res, "U-Net: resolutions (px) with attention, e.g. 16 or 7; '' for none"},
-        {"dropout", ARG_DOUBLE, &dropout, "U-Net: dropout probability"},
-        {"groups", ARG_INT, &groups, "U-Net: GroupNorm groups"},
-        {"image-size", ARG_INT, &image_size, "U-Net: image size (folder data is resized and cropped to it)"},
-        {"hidden", ARG_INT, &hidden, "2-D MLP width (default 128)"},
-        {"layers", ARG_INT, &layers, "2-D MLP hidden layers (default 3)"},
-        {"seed", ARG_INT, &seed, "random seed (default 0)"},
-        {"threads", ARG_INT, &threads, "threads (default: all cores)"},
-        {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
-        {"ckpt-every", ARG_LONG, &ckpt_every, "checkpoint every N steps (default 1000)"},
-        {"snapshot-every", ARG_LONG, &snapshot_every, "sample picture every N steps (default: at the end)"},
-        {"plot-n", ARG_INT, &n_plot, "2-D: points in the sample plot (default 1000)"},
-        {"grid-n", ARG_INT, &n_grid, "images: samples in the grid (default 64)"},
-        {"nan-skip", ARG_INT, &nan_skip, "skip up to N non-finite steps instead of stopping (default 0)"},
-        {"resume", ARG_FLAG, &resume, "continue the run in --out from its last checkpoint"},
-        {NULL, 0, NULL, NULL, 0},
-    };
-    int rc = args_parse("train", "usage: diffuse train --data toy:8gaussians|fashion-mnist|... --out DIR [options]", specs,
-                        argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    cli_set_threads(threads);
-    int images = cli_is_image_data(data);
-    if (!out) out = images ? "runs/images" : "runs/toy";
-    if (!batch) batch = images ? 64 : 256;
-    /* The small networks learn fastest at 1e-3 with a short warm-up and clipping; the 35.7 M
-     * parameter DDPM network keeps its paper's 2e-4 (Ho et al. 2020, appendix B). */
-    int big = images && (preset ? strcmp(preset, "ddpm-cifar10") == 0 : strncmp(data, "cifar10:", 8) == 0);
-    if (lr == 0) lr = big ? 2e-4 : 1e-3;
-    if (ema == 0) ema = images ? 0.999 : 0.995;
-    if (warmup < 0) warmup = big ? 1000 : images ? 200 : 100;
-    if (steps == 0 && minutes == 0 && !images) steps = 4000;
 
-    df_status st;
-    df_diffusion_config dc;
-    df_precision prec;
-    df_diffusion_config_init(&dc);
-    if ((st = df_schedule_from_name(schedule, &dc.schedule.kind)) || (st = df_pred_from_name(pred, &dc.pred)) ||
-        (st = df_loss_from_name(loss, &dc.loss)) || (st = df_var_from_name(var, &dc.var)) ||
-        (st = df_precision_from_name(precision, &prec)))
-        return cli_error("train", st);
-    dc.schedule.T = timesteps;
-    dc.schedule.beta_start = beta_start;
-    dc.schedule.beta_end = beta_end;
-    if (batch < 1 || batch > 1 << 20) return cli_error("train", df_fail(DF_ERR_ARG, "--batch must be in 1..1048576"));
-    if (n_plot < 1 || n_grid < 1 || n_grid > 1024)
-        return cli_error("train", df_fail(DF_ERR_ARG, "--plot-n must be positive and --grid-n in 1..1024"));
-    if (steps <= 0 && minutes <= 0) return cli_error("train", df_fail(DF_ERR_ARG, "give --steps N or --minutes M"));
-    if (!images && preset) return cli_error("train", df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", data));
+/* The U-Net: the preset with the U-Net flags on top. */
+static df_status unet_config(const train_args *a, df_unet_config *uc) {
+    df_status st = df_unet_preset(a->preset, uc);
+    if (st == DF_OK)
+        st = override_unet(uc, a->base_channels, a->mult, a->res_blocks, a->attn_res, a->dropout, a->groups,
+                           a->image_size);
+    return st;
+}
 
-    /* the network and the data */
-    df_model m;
-    df_unet_config uc;
-    df_points points;
-    df_dataset ds;
-    memset(&points, 0, sizeof points);
-    memset(&ds, 0, sizeof ds);
-    memset(&m, 0, sizeof m);
-    if (images) {
-        if (!preset) preset = strncmp(data, "cifar10:", 8) == 0 ? "ddpm-cifar10" : "fmnist-small";
-        if ((st = df_unet_preset(preset, &uc)) || (st = override_unet(&uc, base_channels, mult, res_blocks, attn_res, dropout,
-                                                                     groups, image_size)))
-            return cli_error("train", st);
+/* The network: the checkpoint's when resuming (its U-Net configuration into *uc), else a new
+ * U-Net from *uc or a new MLP. */
+static df_status open_model(const train_args *a, const df_diffusion_config *dc, df_unet_config *uc, df_model *m) {
+    memset(m, 0, sizeof *m);
+    if (a->resume) {
+        df_status st = df_train_load_checkpoint(m, a->out, a->batch);
+        if (st == DF_OK && a->images != (m->kind == DF_NET_UNET))
+            st = df_fail(DF_ERR_ARG, "the checkpoint in %s is a %s model but --data %s is %s", a->out,
+                         m->kind == DF_NET_UNET ? "image" : "2-D", a->data, a->images ? "images" : "2-D points");
+        if (st == DF_OK) *uc = m->unet;
+        return st;
     }
-    if (resume) {
-        st = df_train_load_checkpoint(&m, out, batch);
-        if (st == DF_OK && images != (m.kind == DF_NET_UNET))
-            st = df_fail(DF_ERR_ARG, "the checkpoint in %s is a %s model but --data %s is %s", out,
-                         m.kind == DF_NET_UNET ? "image" : "2-D", data, images ? "images" : "2-D points");
-        if (st == DF_OK) uc = m.unet;
-    } else if (images) {
-        st = df_model_new_unet(&m, &uc, &dc, batch, 1, (uint64_t)seed);
-    } else {
-        df_mlp_config mc;
-        df_mlp_config_init(&mc);
-        mc.hidden = hidden;
-        mc.layers = layers;
-        st = df_model_new_mlp(&m, &mc, &dc, batch, 1, (uint64_t)seed);
-    }
-    if (st == DF_OK) st = images ? df_dataset_load(data, uc.in_channels, uc.sample_size, &ds) : df_points_open(data, &points);
-    if (st != DF_OK) {
-        df_model_free(&m);
-        return cli_error("train", st);
-    }
-    if (resume) fprintf(stderr, "resuming %s at step %ld\n", out, m.step);
-    df_model_set_precision(&m, prec);  /* a run-time choice: --resume takes this command line's */
-    snprintf(m.data, sizeof m.data, "%s", data);
+    if (a->images) return df_model_new_unet(m, uc, dc, a->batch, 1, (uint64_t)a->seed);
+    df_mlp_config mc;
+    df_mlp_config_init(&mc);
+    mc.hidden = a->hidden;
+    mc.layers = a->layers;
+    return df_model_new_mlp(m, &mc, dc, a->batch, 1, (uint64_t)a->seed);
+}
 
-    toy_ctx tc = {&points, n_plot, out};
-    image_ctx ic = {&ds, batch, flip, n_grid, NULL, NULL, NULL, -1, out};
-    if (images) {
-        ic.perm = malloc(sizeof(int) * (size_t)ds.n);
-        ic.idx = malloc(sizeof(int) * (size_t)batch);
-        ic.flip = malloc((size_t)batch);
+/* The training data, at the network's image size for images. */
+static df_status open_data(const train_args *a, const df_unet_config *uc, df_dataset *ds, df_points *points) {
+    return a->images ? df_dataset_load(a->data, uc->in_channels, uc->sample_size, ds) : df_points_open(a->data, points);
+}
+
+/* ---------------------------------------------------------------- the run */
+
+/* What df_train needs besides the model: the budget, the optimiser, and this file's callbacks. */
+static void fill_train_opts(const train_args *a, const df_model *m, toy_ctx *tc, image_ctx *ic, progress_ctx *pc,
+                            df_train_opts *o) {
+    df_train_opts_init(o);
+    o->steps = a->steps;
+    o->minutes = a->minutes;
+    o->batch = a->batch;
+    o->opt.lr = a->lr;
+    o->opt.warmup_steps = (long)a->warmup;
+    o->opt.grad_clip = a->grad_clip;
+    o->opt.weight_decay = a->weight_decay;
+    o->ema_decay = a->ema;
+    o->seed = a->resume ? m->seed : (uint64_t)a->seed;  /* a resumed run keeps its data order */
+    o->out_dir = a->out;
+    o->ckpt_every = a->ckpt_every;
+    o->snapshot_every = a->snapshot_every;
+    o->report_every = a->images ? 5 : (a->steps > 0 && a->steps < 200 ? 1 : 50);
+    o->stop = &stop_requested;
+    o->nan_skip = a->nan_skip;
+    o->batch_fn = a->images ? image_batch : toy_batch;
+    o->batch_ctx = a->images ? (void *)ic : (void *)tc;
+    o->progress = on_progress;
+    o->progress_ctx = pc;
+    o->snapshot = a->images ? image_snapshot : toy_snapshot;
+    o->snapshot_ctx = a->images ? (void *)ic : (void *)tc;
+}
+
+/* Trains m on the opened data and plots the loss curve, also after an interrupt (the run so
+ * far is worth a look, and its checkpoint is already written). */
+static df_status run_training(const train_args *a, df_model *m, df_dataset *ds, df_points *points) {
+    toy_ctx tc = {points, a->n_plot, a->out};
+    image_ctx ic = {ds, a->batch, a->flip, a->n_grid, NULL, NULL, NULL, -1, a->out};
+    progress_ctx pc = {a->images};
+    df_status st = DF_OK;
+    if (a->images) {
+        ic.perm = malloc(sizeof(int) * (size_t)ds->n);
+        ic.idx = malloc(sizeof(int) * (size_t)a->batch);
+        ic.flip = malloc((size_t)a->batch);
         if (!ic.perm || !ic.idx || !ic.flip) st = df_fail(DF_ERR_NOMEM, "out of memory for the data order");
     }
-    progress_ctx pc = {images};
     df_train_opts o;
-    df_train_opts_init(&o);
-    o.steps = steps;
-    o.minutes = minutes;
-    o.batch = batch;
-    o.opt.lr = lr;
-    o.opt.warmup_steps = (long)warmup;
-    o.opt.grad_clip = grad_clip;
-    o.opt.weight_decay = weight_decay;
-    o.ema_decay = ema;
-    o.seed = resume ? m.seed : (uint64_t)seed;
-    o.out_dir = out;
-    o.ckpt_every = ckpt_every;
-    o.snapshot_every = snapshot_every;
-    o.report_every = images ? 5 : (steps > 0 && steps < 200 ? 1 : 50);
-    o.stop = &stop_requested;
-    o.nan_skip = nan_skip;
-    o.batch_fn = images ? image_batch : toy_batch;
-    o.batch_ctx = images ? (void *)&ic : (void *)&tc;
-    o.progress = on_progress;
-    o.progress_ctx = &pc;
-    o.snapshot = images ? image_snapshot : toy_snapshot;
-    o.snapshot_ctx = images ? (void *)&ic : (void *)&tc;
+    fill_train_opts(a, m, &tc, &ic, &pc, &o);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     char desc[512];
-    df_model_describe(&m, desc, sizeof desc);
+    df_model_describe(m, desc, sizeof desc);
     if (st == DF_OK) {
-        fprintf(stderr, "model: %s\ndata: %s", desc, data);
-        if (images) fprintf(stderr, " (%d images %dx%dx%d)", ds.n, ds.c, ds.h, ds.w);
+        fprintf(stderr, "model: %s\ndata: %s", desc, a->data);
+        if (a->images) fprintf(stderr, " (%d images %dx%dx%d)", ds->n, ds->c, ds->h, ds->w);
         fprintf(stderr, "\n");
-        st = df_train(&m, &o, resume);
+        st = df_train(m, &o, a->resume);
     }
     if (st == DF_OK || st == DF_ERR_INTERRUPTED) {
-        df_status st2 = plot_loss_curve(out);
+        df_status st2 = plot_loss_curve(a->out);
         if (st == DF_OK) st = st2;
     }
-    if (st == DF_OK)
-        fprintf(stderr, "wrote %s/model.safetensors, %s/samples.png, %s/loss.csv, %s/loss.png\n", out, out, out, out);
     free(ic.perm);
     free(ic.idx);
     free(ic.flip);
+    return st;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_args a;
+    int rc = parse_train_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    cli_set_threads(a.threads);
+    df_diffusion_config dc;
+    df_precision prec;
+    df_unet_config uc;
+    memset(&uc, 0, sizeof uc);
+    df_status st = choose_defaults(&a);
+    if (st == DF_OK) st = diffusion_config(&a, &dc, &prec);
+    if (st == DF_OK) st = check_train_args(&a);
+    if (st == DF_OK && a.images) st = unet_config(&a, &uc);
+    if (st != DF_OK) return cli_error("train", st);
+
+    df_model m;
+    df_dataset ds;
+    df_points points;
+    memset(&ds, 0, sizeof ds);
+    memset(&points, 0, sizeof points);
+    st = open_model(&a, &dc, &uc, &m);
+    if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+    if (st == DF_OK) {
+        if (a.resume) fprintf(stderr, "resuming %s at step %ld\n", a.out, m.step);
+        df_model_set_precision(&m, prec);  /* a run-time choice: --resume takes this command line's */
+        snprintf(m.data, sizeof m.data, "%s", a.data);
+        st = run_training(&a, &m, &ds, &points);
+    }
+    if (st == DF_OK)
+        fprintf(stderr, "wrote %s/model.safetensors, %s/samples.png, %s/loss.csv, %s/loss.png\n", a.out, a.out, a.out,
+                a.out);
     df_model_free(&m);
     df_points_free(&points);
     df_dataset_free(&ds);

@@ -38,6 +38,49 @@ expect_fail "empty csv" "empty.csv: no points found" "$BIN" train --data "csv:$T
 expect_fail "missing model" "cannot open|No such file" "$BIN" sample --model "$T/none.safetensors" --out "$T/s.csv"
 expect_fail "DIFFUSE_MODEL missing" "cannot open|No such file" env DIFFUSE_MODEL="$T/none.safetensors" "$BIN" sample --out "$T/s.csv"
 
+# Count flags: a value outside the flag's range (0 included, where 0 would mean nothing) is one
+# message naming the flag and the range, given before any model or data is read and nothing written;
+# a 0 is never quietly read as the default. (Where 0 means something, --help says what.)
+R="$T/refused"
+expect_fail "train --batch 0" "--batch must be in 1\.\.1048576 \(got 0\)" "$BIN" train --data toy:8gaussians --batch 0 --out "$R"
+expect_fail "train --steps 0" "--steps must be at least 1 \(got 0\)" "$BIN" train --steps 0 --out "$R"
+expect_fail "train --timesteps 1" "--timesteps must be at least 2 \(got 1\)" "$BIN" train --timesteps 1 --out "$R"
+expect_fail "train --hidden 0" "--hidden must be in 1\.\.65536 \(got 0\)" "$BIN" train --hidden 0 --out "$R"
+expect_fail "train --layers 0" "--layers must be in 1\.\.32 \(got 0\)" "$BIN" train --layers 0 --out "$R"
+expect_fail "train --plot-n 0" "--plot-n must be at least 1 \(got 0\)" "$BIN" train --plot-n 0 --out "$R"
+expect_fail "train --grid-n 0" "--grid-n must be in 1\.\.1024 \(got 0\)" "$BIN" train --data fashion-mnist --grid-n 0 --out "$R"
+expect_fail "train --res-blocks 0" "--res-blocks must be at least 1 \(got 0\)" "$BIN" train --data fashion-mnist --res-blocks 0 --out "$R"
+expect_fail "train --ckpt-every -1" "--ckpt-every must be at least 0 \(got -1\)" "$BIN" train --ckpt-every -1 --out "$R"
+expect_fail "train --threads -1" "--threads must be in 0\.\.4096 \(got -1\)" "$BIN" train --threads -1 --out "$R"
+expect_fail "sample --n 0" "--n must be in 1\.\.10000000 \(got 0\)" "$BIN" sample --model "$T/none.safetensors" --n 0 --out "$R.csv"
+expect_fail "sample --batch 0" "--batch must be in 1\.\.65536 \(got 0\)" "$BIN" sample --model "$T/none.safetensors" --batch 0 --out "$R.csv"
+expect_fail "sample --steps 0" "--steps must be at least 1 \(got 0\)" "$BIN" sample --model "$T/none.safetensors" --steps 0 --out "$R.csv"
+expect_fail "eval --n 0" "--n must be in 1\.\.100000000 \(got 0\)" "$BIN" eval --model "$T/none.safetensors" --data toy:moons --n 0
+expect_fail "eval --batch 0" "--batch must be in 1\.\.65536 \(got 0\)" "$BIN" eval --model "$T/none.safetensors" --data toy:moons --batch 0
+expect_fail "predict --threads -1" "--threads must be in 0\.\.4096 \(got -1\)" "$BIN" predict --threads -1
+if [ -e "$R" ] || [ -e "$R.csv" ]; then bad "a refused count left output behind"; else ok "refused counts wrote nothing"; fi
+"$BIN" train --data toy:moons --out "$T/zeros" --steps 5 --batch 16 --hidden 16 --layers 1 --plot-n 10 --threads 0 \
+    --ckpt-every 0 --snapshot-every 0 --nan-skip 0 >/dev/null 2>"$T/zeros.err"
+check "0 where it means something (--threads, --ckpt-every, --snapshot-every, --nan-skip) is accepted" \
+    test -s "$T/zeros/checkpoint.safetensors"
+
+# --data is read by the library's grammar (df_dataset_spec_check), not a copy of it: fashion-mnistX
+# names no dataset (so it is read as 2-D data, and refused there), fashion-mnist:val is a bad one.
+expect_fail "fashion-mnistX is no dataset" "unknown 2-D data 'fashion-mnistX' \(use toy:NAME or csv:FILE\)" \
+    "$BIN" train --data fashion-mnistX --out "$R"
+expect_fail "bad dataset split" "dataset 'fashion-mnist:val': fashion-mnist has splits train and test" \
+    "$BIN" train --data fashion-mnist:val --out "$R"
+expect_fail "dataset without a directory" "dataset 'mnist:': no directory given" "$BIN" train --data mnist: --out "$R"
+if [ -e "$R" ]; then bad "a refused --data left $R behind"; else ok "refused --data wrote nothing"; fi
+
+# Without --model, eval and predict take the default model as sample does: $DIFFUSE_MODEL first.
+expect_fail "DIFFUSE_MODEL missing (eval)" "cannot open|No such file" env DIFFUSE_MODEL="$T/none.safetensors" \
+    "$BIN" eval --data fashion-mnist:test
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }"
+{ printf '\x93NUMPY\x01\x00\x76\x00%s%*s\n' "$hdr" $((128 - 10 - ${#hdr} - 1)) ''; head -c 8 /dev/zero; } > "$T/x.npy"
+expect_fail "DIFFUSE_MODEL missing (predict)" "cannot open|No such file" env DIFFUSE_MODEL="$T/none.safetensors" \
+    "$BIN" predict --input "$T/x.npy" --t 0 --out "$T/y.npy"
+
 # A real small checkpoint to damage.
 "$BIN" train --data toy:moons --out "$T/run" --steps 20 --batch 16 --hidden 16 --layers 1 --plot-n 10 >/dev/null 2>&1 \
     || { echo "FAIL: could not train the small model"; exit 1; }

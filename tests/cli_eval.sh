@@ -25,7 +25,8 @@ expect_error() {  # expected exit code, message fragment, args...
     [ "$rc" -eq "$code" ] || fail "eval $*: exit $rc, want $code ($(cat "$T/e"))"
     grep -q -- "$msg" "$T/e" || fail "eval $*: message '$(cat "$T/e")' lacks '$msg'"
 }
-expect_error 2 "--model is required" --data toy:moons
+# no --model: the default model, as for sample (the shipped fmnist-small, an image model)
+expect_error 2 "an image model needs image data" --data toy:moons
 expect_error 2 "--data is required" --model "$M"
 expect_error 1 "cannot open" --model "$T/nope.safetensors" --data toy:moons
 expect_error 2 "needs toy:NAME or csv:FILE" --model "$M" --data fashion-mnist:test

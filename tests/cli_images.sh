@@ -63,5 +63,15 @@ check "bad U-Net config is refused" grep -q "group" "$T/e4"
 "$BIN" sample --n 2 --sampler ddim --steps 3 --out "$T/shipped.png" 2>"$T/e5"
 check "sample without --model uses the shipped model" test -s "$T/shipped.png"
 check "and says which file" grep -q "no --model given, using .*models/fmnist-small.safetensors" "$T/e5"
+# eval and predict use the same default (cli_open_model)
+"$BIN" eval --data fashion-mnist:test --n 2 --timesteps-subset 2 >"$T/ev" 2>"$T/e6"
+check "eval without --model uses the shipped model" grep -q "^model: .*models/fmnist-small.safetensors" "$T/ev"
+check "and says which file" grep -q "eval: no --model given, using .*models/fmnist-small.safetensors" "$T/e6"
+"$BIN" predict --input "$T/x.npy" --t 0,999 --out "$T/shipped.npy" 2>"$T/e7"
+check "predict without --model uses the shipped model" test "$(stat -c %s "$T/shipped.npy")" -eq $((128 + 2*784*4))
+check "and says which file" grep -q "predict: no --model given, using .*models/fmnist-small.safetensors" "$T/e7"
+"$BIN" eval --data fashion-mnistX >/dev/null 2>"$T/e8"
+check "eval refuses --data fashion-mnistX (no dataset) for an image model" \
+    grep -q "an image model needs image data (e.g. fashion-mnist:test), got 'fashion-mnistX'" "$T/e8"
 
 finish cli_images

@@ -539,6 +539,24 @@ done:
 
 /* ------------------------------------------------------------------ spec parsing and the public API */
 
+/* A spec read by the grammar, before anything is opened. */
+typedef struct {
+    df_dataset_form form;
+    int test;                        /* the :test split */
+    char dir[DATA_PATH_MAX];         /* mnist, cifar10, folder: the directory */
+    char name[sizeof ((df_dataset *)0)->name];  /* the dataset's name, e.g. "mnist:DIR:train" */
+} parsed_spec;
+
+/* The form spec begins as. Bare "fashion-mnist" is the one form without a colon, so it must end
+ * there or go on with one: fashion-mnistX (or a file fashion-mnist-points.csv) is no form. */
+static df_dataset_form spec_form_of(const char *spec) {
+    if (!strcmp(spec, "fashion-mnist") || !strncmp(spec, "fashion-mnist:", 14)) return DF_DATASET_FASHION_MNIST;
+    if (!strncmp(spec, "mnist:", 6)) return DF_DATASET_MNIST;
+    if (!strncmp(spec, "cifar10:", 8)) return DF_DATASET_CIFAR10;
+    if (!strncmp(spec, "folder:", 7)) return DF_DATASET_FOLDER;
+    return DF_DATASET_NONE;
+}
+
 /* Strips a final ":train" or ":test" from s; returns 1 for test. */
 static int strip_split(char *s) {
     size_t len = strlen(s);
@@ -550,42 +568,75 @@ static int strip_split(char *s) {
     return 0;
 }
 
-static df_status dataset_load_spec(const char *spec, int want_c, int want_size, df_dataset *ds) {
+/* Reads spec into *p by the grammar, touching no file: the one place that knows the grammar
+ * (df_dataset_load and df_dataset_spec_check both come here). */
+static df_status parse_spec(const char *spec, parsed_spec *p) {
     static const char usage[] =
         "expected fashion-mnist[:train|:test], mnist:DIR[:train|:test], cifar10:DIR[:train|:test] or folder:DIR";
-    char rest[DATA_PATH_MAX];
-    if (want_c < 0 || want_size < 0)
-        return df_fail(DF_ERR_ARG, "dataset '%s': want_c %d and want_size %d must be >= 0", spec, want_c, want_size);
-    if (strlen(spec) >= sizeof rest) return df_fail(DF_ERR_ARG, "dataset spec longer than %zu bytes", sizeof rest - 1);
-
-    if (!strcmp(spec, "fashion-mnist") || !strncmp(spec, "fashion-mnist:", 14)) {
+    memset(p, 0, sizeof *p);
+    p->form = spec_form_of(spec);
+    if (strlen(spec) >= sizeof p->dir)
+        return df_fail(DF_ERR_ARG, "dataset spec longer than %zu bytes", sizeof p->dir - 1);
+    switch (p->form) {
+    case DF_DATASET_FASHION_MNIST: {
         const char *split = spec[13] ? spec + 14 : "train";
         if (strcmp(split, "train") && strcmp(split, "test"))
             return df_fail(DF_ERR_ARG, "dataset '%s': fashion-mnist has splits train and test", spec);
-        if (!dir_exists(DF_FASHION_MNIST_DIR))
-            return df_fail(DF_ERR_IO, "%s: no such directory (install Debian's dataset-fashion-mnist package, or "
-                           "point mnist:DIR at the IDX files)", DF_FASHION_MNIST_DIR);
-        snprintf(rest, sizeof rest, "fashion-mnist:%s", split);
-        dataset_set_name(ds, rest);
-        return idx_load_dir("fashion-mnist", DF_FASHION_MNIST_DIR, !strcmp(split, "test"), want_c, want_size, ds);
+        p->test = !strcmp(split, "test");
+        snprintf(p->name, sizeof p->name, "fashion-mnist:%s", split);
+        return DF_OK;
     }
-    if (!strncmp(spec, "mnist:", 6) || !strncmp(spec, "cifar10:", 8)) {
-        int is_mnist = spec[0] == 'm';
-        strcpy(rest, spec + (is_mnist ? 6 : 8));
-        int test = strip_split(rest);
-        if (!rest[0]) return df_fail(DF_ERR_ARG, "dataset '%s': no directory given; %s", spec, usage);
-        char name[sizeof ds->name];
-        snprintf(name, sizeof name, "%s:%.200s:%s", is_mnist ? "mnist" : "cifar10", rest, test ? "test" : "train");
-        dataset_set_name(ds, name);
-        return is_mnist ? idx_load_dir("IDX", rest, test, want_c, want_size, ds)
-                        : cifar_load_dir(rest, test, want_c, want_size, ds);
+    case DF_DATASET_MNIST:
+    case DF_DATASET_CIFAR10: {
+        int is_mnist = p->form == DF_DATASET_MNIST;
+        strcpy(p->dir, spec + (is_mnist ? 6 : 8));
+        p->test = strip_split(p->dir);
+        if (!p->dir[0]) return df_fail(DF_ERR_ARG, "dataset '%s': no directory given; %s", spec, usage);
+        snprintf(p->name, sizeof p->name, "%s:%.200s:%s", is_mnist ? "mnist" : "cifar10", p->dir,
+                 p->test ? "test" : "train");
+        return DF_OK;
     }
-    if (!strncmp(spec, "folder:", 7)) {
+    case DF_DATASET_FOLDER: {
         if (!spec[7]) return df_fail(DF_ERR_ARG, "dataset '%s': no directory given; %s", spec, usage);
-        dataset_set_name(ds, spec);
-        return folder_load(spec + 7, want_c, want_size, ds);
+        strcpy(p->dir, spec + 7);
+        size_t len = strlen(spec);  /* a long folder path only shortens the name, never fails */
+        if (len >= sizeof p->name) len = sizeof p->name - 1;
+        memcpy(p->name, spec, len);
+        return DF_OK;
+    }
+    case DF_DATASET_NONE: break;
     }
     return df_fail(DF_ERR_ARG, "unknown dataset '%s': %s", spec, usage);
+}
+
+static df_status dataset_load_spec(const char *spec, int want_c, int want_size, df_dataset *ds) {
+    if (want_c < 0 || want_size < 0)
+        return df_fail(DF_ERR_ARG, "dataset '%s': want_c %d and want_size %d must be >= 0", spec, want_c, want_size);
+    parsed_spec p;
+    df_status st = parse_spec(spec, &p);
+    if (st != DF_OK) return st;
+    if (p.form == DF_DATASET_FASHION_MNIST && !dir_exists(DF_FASHION_MNIST_DIR))
+        return df_fail(DF_ERR_IO, "%s: no such directory (install Debian's dataset-fashion-mnist package, or "
+                       "point mnist:DIR at the IDX files)", DF_FASHION_MNIST_DIR);
+    dataset_set_name(ds, p.name);
+    switch (p.form) {
+    case DF_DATASET_FASHION_MNIST:
+        return idx_load_dir("fashion-mnist", DF_FASHION_MNIST_DIR, p.test, want_c, want_size, ds);
+    case DF_DATASET_MNIST: return idx_load_dir("IDX", p.dir, p.test, want_c, want_size, ds);
+    case DF_DATASET_CIFAR10: return cifar_load_dir(p.dir, p.test, want_c, want_size, ds);
+    case DF_DATASET_FOLDER: return folder_load(p.dir, want_c, want_size, ds);
+    case DF_DATASET_NONE: break;
+    }
+    ASSERT(0 && "parse_spec accepted no form");
+    return DF_ERR_ARG;
+}
+
+df_status df_dataset_spec_check(const char *spec, df_dataset_form *form) {
+    ASSERT(spec);
+    parsed_spec p;
+    df_status st = parse_spec(spec, &p);
+    if (form) *form = p.form;
+    return st;
 }
 
 df_status df_dataset_load(const char *spec, int want_c, int want_size, df_dataset *ds) {
