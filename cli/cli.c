@@ -139,3 +139,9 @@ df_status cli_data_form(const char *spec, df_dataset_form *form) {
     }
     return st;
 }
+
+df_status cli_check_device(const char *name) {
+    df_device d;
+    df_status st = df_device_from_name(name ? name : "cpu", &d);
+    return st != DF_OK ? st : df_device_check(d);
+}

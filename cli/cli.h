@@ -37,6 +37,11 @@ int cli_error(const char *cmd, df_status st);
 /* Sets the OpenMP/OpenBLAS thread count (0 = leave the default: all cores). */
 void cli_set_threads(int threads);
 
+/* --device NAME (NULL: cpu): parsed and checked (df_device_check) before a command reads or writes
+ * anything, so `--device cuda` on a machine or build without it is one clear message. */
+df_status cli_check_device(const char *name);
+#define CLI_DEVICE_HELP "where the ops run: cpu (default), cuda or cuda:N (a -DDIFFUSE_CUDA=ON build)"
+
 /* ---------------------------------------------------------------- progress */
 
 /* Progress line on stderr: a redrawn bar on a terminal, plain lines otherwise (logs, tests).

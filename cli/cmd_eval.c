@@ -164,7 +164,7 @@ static void print_result(const char *model, int raw, const char *data, const df_
 
 /* Every flag of `diffuse eval`. 0 or NULL where the command picks by model and data. */
 typedef struct {
-    const char *model, *data, *csv, *plot, *precision;
+    const char *model, *data, *csv, *plot, *precision, *device;
     int n, batch, K, seed, no_clip, clip, raw, threads;
 } eval_args;
 
@@ -191,6 +191,7 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
         {"csv", ARG_STRING, &a->csv, "write the per-timestep terms as CSV (t, value, se, weight)"},
         {"plot", ARG_STRING, &a->plot, "write a PNG plot of the per-timestep terms (log scale)"},
         {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"device", ARG_STRING, &a->device, CLI_DEVICE_HELP},
         {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
@@ -267,6 +268,8 @@ int cmd_eval(int argc, char **argv) {
     int rc = parse_eval_args(argc, argv, &a);
     if (rc >= 0) return rc;
     cli_set_threads(a.threads);
+    df_status dst = cli_check_device(a.device);
+    if (dst != DF_OK) return cli_error("eval", dst);
     df_precision prec;
     df_status st = check_eval_args(&a);
     if (st == DF_OK) st = df_precision_from_name(a.precision, &prec);

@@ -73,7 +73,7 @@ static df_status predict(df_model *m, const char *tlist, int ndim, const int64_t
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *tlist = NULL, *out = NULL, *precision = "fp32";
+    const char *model = NULL, *input = NULL, *tlist = NULL, *out = NULL, *precision = "fp32", *device = NULL;
     int raw = 0, threads = 0;
     arg_spec specs[] = {
         {"model", ARG_STRING, &model,
@@ -83,6 +83,7 @@ int cmd_predict(int argc, char **argv) {
         {"out", ARG_STRING, &out, "output .npy (float32, the network's raw prediction)"},
         {"raw", ARG_FLAG, &raw, "use the raw weights instead of the EMA weights"},
         {"threads", ARG_INT, &threads, "threads (default 0: all cores)"},
+        {"device", ARG_STRING, &device, CLI_DEVICE_HELP},
         {"precision", ARG_STRING, &precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
@@ -91,6 +92,8 @@ int cmd_predict(int argc, char **argv) {
                              specs, ranges, argc, argv);
     if (rc >= 0) return rc;
     cli_set_threads(threads);
+    df_status dst = cli_check_device(device);
+    if (dst != DF_OK) return cli_error("predict", dst);
     if (!input || !tlist || !out)
         return cli_error("predict", df_fail(DF_ERR_ARG, "--input, --t and --out are all required"));
     df_precision prec;

@@ -114,7 +114,7 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
 
 /* Every flag of `diffuse sample`. 0 or NULL where the command picks by model. */
 typedef struct {
-    const char *model, *out, *sampler, *var, *plot, *trajectory, *init, *inpaint, *mask, *precision;
+    const char *model, *out, *sampler, *var, *plot, *trajectory, *init, *inpaint, *mask, *precision, *device, *noise;
     int n, steps, seed, threads, batch, no_ema, clip, no_clip;
     double eta, strength;
 } sample_args;
@@ -137,8 +137,8 @@ static int parse_sample_args(int argc, char **argv, sample_args *a) {
         {"model", ARG_STRING, &a->model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
         {"n", ARG_INT, &a->n, "number of samples (2-D 1000, images 64)"},
         {"out", ARG_STRING, &a->out, "points.csv (2-D); grid.png, DIR/ (one PNG each) or samples.npy (images)"},
-        {"sampler", ARG_STRING, &a->sampler, "ancestral (the note's algorithm, default) or ddim"},
-        {"steps", ARG_INT, &a->steps, "DDIM steps (default 50)"},
+        {"sampler", ARG_STRING, &a->sampler, "ancestral (the note's algorithm, default), ddim or dpm++2m (DPM-Solver++(2M))"},
+        {"steps", ARG_INT, &a->steps, "DDIM and dpm++2m steps (default 50; dpm++2m does well with 10-20)"},
         {"eta", ARG_DOUBLE, &a->eta, "DDIM eta (0 = deterministic, default 0)"},
         {"var", ARG_STRING, &a->var, "ancestral variance: posterior or beta (default: the model's)"},
         {"clip", ARG_FLAG, &a->clip, "clip the predicted x0 to [-1, 1] (default for images)"},
@@ -153,6 +153,8 @@ static int parse_sample_args(int argc, char **argv, sample_args *a) {
         {"inpaint", ARG_STRING, &a->inpaint, "images: fill in this PNG where --mask is black"},
         {"mask", ARG_STRING, &a->mask, "inpainting: PNG, white = keep the --inpaint pixels, black = generate"},
         {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"device", ARG_STRING, &a->device, CLI_DEVICE_HELP},
+        {"noise", ARG_STRING, &a->noise, "start from this x_T: float32 .npy, N x C x H x W (N x 2 for 2-D); N sets --n"},
         {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {NULL, 0, NULL, NULL, 0},
     };
@@ -280,14 +282,48 @@ static df_status write_points_plot(const char *path, const df_model *m, const fl
 
 /* ---------------------------------------------------------------- the command */
 
+/* --noise: x_T from a float32 .npy of the model's sample shape, N x C x H x W (N x 2 for 2-D);
+ * its N is the number of samples (--n, when given, must agree). */
+static df_status read_noise(const char *path, const df_model *m, int n_flag, float **x, int *n) {
+    int nd;
+    int64_t sh[8];
+    df_status st = df_npy_read_f32(path, &nd, sh, x);
+    if (st != DF_OK) return st;
+    const int images = m->kind == DF_NET_UNET;
+    const int ok = images ? nd == 4 && sh[1] == m->channels && sh[2] == m->height && sh[3] == m->width
+                          : nd == 2 && sh[1] == 2;
+    if (!ok || sh[0] < 1 || sh[0] > 10000000) {
+        df_free(*x);
+        *x = NULL;
+        return images ? df_fail(DF_ERR_ARG, "--noise %s: want float32 N x %d x %d x %d for this model", path,
+                                m->channels, m->height, m->width)
+                      : df_fail(DF_ERR_ARG, "--noise %s: want float32 N x 2 for a 2-D model", path);
+    }
+    if (n_flag && n_flag != sh[0]) {
+        df_free(*x);
+        *x = NULL;
+        return df_fail(DF_ERR_ARG, "--noise %s holds %lld samples but --n is %d", path, (long long)sh[0], n_flag);
+    }
+    *n = (int)sh[0];
+    return DF_OK;
+}
+
 /* Samples a->n points or images from m with sp and writes them and the extra pictures. */
-static df_status draw_and_write(const sample_args *a, df_model *m, const df_sample_params *sp) {
+static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_params *sp, int n_flag) {
     int images = m->kind == DF_NET_UNET, n = a->n;
-    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_DDIM ? 1 : 50, NULL, 0, 0, 0, m->dim};
+    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_ANCESTRAL ? 50 : 1, NULL, 0, 0, 0, m->dim};
     df_status st = DF_OK;
-    float *x = df_alloc(sizeof(float) * (size_t)n * m->dim, "samples");
-    if (!x) st = DF_ERR_NOMEM;
+    float *x = NULL;
+    if (a->noise) {
+        st = read_noise(a->noise, m, n_flag, &x, &n);
+        sp->x_T_given = 1;
+    } else if (!(x = df_alloc(sizeof(float) * (size_t)n * m->dim, "samples"))) {
+        st = DF_ERR_NOMEM;
+    }
     if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, m->dim);
+    if (st == DF_OK && a->trajectory && a->noise) /* column 0 is the given x_T */
+        for (int j = 0; j < pr.traj_n; j++)
+            memcpy(pr.traj + (size_t)j * pr.traj_cols * m->dim, x + (size_t)j * m->dim, sizeof(float) * m->dim);
     if (st == DF_OK) st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, n, m->dim, 0, x, on_step, &pr);
     if (st == DF_OK)
         st = images ? write_images(a->out, x, n, m->channels, m->height, m->width) : df_csv_write_points(a->out, x, n);
@@ -304,6 +340,8 @@ int cmd_sample(int argc, char **argv) {
     int rc = parse_sample_args(argc, argv, &a);
     if (rc >= 0) return rc;
     cli_set_threads(a.threads);
+    df_status dst = cli_check_device(a.device);
+    if (dst != DF_OK) return cli_error("sample", dst);
     df_sample_params sp;
     df_precision prec;
     df_status st = sampler_params(&a, &sp, &prec);
@@ -314,10 +352,12 @@ int cmd_sample(int argc, char **argv) {
     if ((st = cli_open_model("sample", &a.model, a.batch ? a.batch : 64, &m, &dinfo))) return cli_error("sample", st);
     df_model_set_precision(&m, prec);
     edit_inputs e = {NULL, NULL, NULL};
+    const int n_flag = a.n;
     st = model_defaults(&a, &m, &dinfo, &sp);
     if (st == DF_OK) st = check_for_model(&a, m.kind == DF_NET_UNET);
     if (st == DF_OK) st = load_edit_inputs(&a, &m, &sp, &e);
-    if (st == DF_OK) st = draw_and_write(&a, &m, &sp);
+    if (st == DF_OK && a.noise && sp.init) st = df_fail(DF_ERR_ARG, "--noise and --init exclude each other");
+    if (st == DF_OK) st = draw_and_write(&a, &m, &sp, n_flag);
     edit_inputs_free(&e);
     df_model_free(&m);
     return st == DF_OK ? 0 : cli_error("sample", st);

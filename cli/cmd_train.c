@@ -177,7 +177,7 @@ static df_status plot_loss_curve(const char *dir) {
 
 /* Every flag of `diffuse train`. 0, NULL or a negative value where the command picks by data. */
 typedef struct {
-    const char *data, *out, *preset, *schedule, *pred, *loss, *var, *mult, *attn_res, *precision;
+    const char *data, *out, *preset, *schedule, *pred, *loss, *var, *mult, *attn_res, *precision, *device;
     long steps, ckpt_every, snapshot_every;
     double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout;
     int batch, timesteps, seed, threads, resume, hidden, layers, n_plot, n_grid, nan_skip, flip;
@@ -261,6 +261,7 @@ static int parse_train_args(int argc, char **argv, train_args *a) {
         {"layers", ARG_INT, &a->layers, "2-D MLP hidden layers (default 3)"},
         {"seed", ARG_INT, &a->seed, "random seed (default 0)"},
         {"threads", ARG_INT, &a->threads, "threads (default 0: all cores)"},
+        {"device", ARG_STRING, &a->device, CLI_DEVICE_HELP},
         {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
         {"ckpt-every", ARG_LONG, &a->ckpt_every, "checkpoint every N steps (default 1000; 0 = only at the end)"},
         {"snapshot-every", ARG_LONG, &a->snapshot_every, "sample picture every N steps (default 0: only at the end)"},
@@ -459,6 +460,8 @@ int cmd_train(int argc, char **argv) {
     int rc = parse_train_args(argc, argv, &a);
     if (rc >= 0) return rc;
     cli_set_threads(a.threads);
+    df_status dst = cli_check_device(a.device);
+    if (dst != DF_OK) return cli_error("train", dst);
     df_diffusion_config dc;
     df_precision prec;
     df_unet_config uc;

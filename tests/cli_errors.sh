@@ -100,6 +100,13 @@ expect_fail "points need csv" "must end in .csv" "$BIN" sample --model "$CK" --o
 for f in s1 s2 s3 s4 s5; do
     if [ -e "$T/$f.csv" ]; then bad "$f.csv was written despite the error"; fi
 done
+# --device: a CUDA device on a build or machine without one is one clear message, before any work
+for cmd in "train --data toy:moons --steps 2 --out $T/dev" "sample --model $CK --out $T/dev.csv" \
+           "eval --model $CK --n 8" "predict --model $CK --input x.npy --t 1 --out $T/dev.npy"; do
+    expect_fail "${cmd%% *} --device cuda" "use --device cpu" "$BIN" $cmd --device cuda
+done
+expect_fail "--device gpu" "unknown device 'gpu'" "$BIN" sample --model "$CK" --out "$T/dev.csv" --device gpu
+if [ -e "$T/dev" ] || [ -e "$T/dev.csv" ] || [ -e "$T/dev.npy" ]; then bad "--device cuda wrote something"; fi
 if ls "$T"/*.tmp.* >/dev/null 2>&1; then bad "temporary files left behind"; fi
 
 finish cli_errors

@@ -42,6 +42,16 @@ pad=$((128 - 10 - ${#hdr} - 1))
 "$BIN" predict --model "$M" --input "$T/x.npy" --t 0,999 --out "$T/y.npy" 2>"$T/p.err"
 check "predict" test -s "$T/y.npy"
 check "predict output size" test "$(stat -c %s "$T/y.npy")" -eq $((128 + 2*784*4))
+# --noise: the same x_T (here all zeros) through a deterministic sampler gives the same samples
+# whatever the seed; its N is the sample count, and a disagreeing --n is refused
+"$BIN" sample --model "$M" --noise "$T/x.npy" --sampler dpm++2m --steps 5 --seed 1 --out "$T/n1.npy" 2>/dev/null
+"$BIN" sample --model "$M" --noise "$T/x.npy" --sampler dpm++2m --steps 5 --seed 2 --out "$T/n2.npy" 2>/dev/null
+check "dpm++2m from a given x_T" test -s "$T/n1.npy"
+check "given x_T: the seed does not matter" cmp -s "$T/n1.npy" "$T/n2.npy"
+check "given x_T: N = 2 samples" grep -aq "'shape': (2, 28, 28, 1)" "$T/n1.npy"
+"$BIN" sample --model "$M" --noise "$T/x.npy" --n 3 --out "$T/n3.npy" 2>"$T/n3.err"
+check "--noise with a disagreeing --n refused" test $? -ne 0 -a ! -e "$T/n3.npy"
+check "... naming both" grep -q "holds 2 samples but --n is 3" "$T/n3.err"
 "$BIN" predict --model "$M" --input "$T/x.npy" --t 0,1,2 --out "$T/y2.npy" 2>"$T/p2.err"
 check "predict refuses a wrong count of timesteps" grep -q "one per input" "$T/p2.err"
 "$BIN" info --model "$M" > "$T/info" 2>&1
