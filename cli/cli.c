@@ -124,7 +124,7 @@ const char *cli_default_model(void) {
 df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model *m, df_diffusers_info *info) {
     int fallback = !*path;
     if (fallback && !(*path = cli_default_model())) return DF_ERR_ARG;
-    df_status st = df_model_open_ex(*path, max_batch, 0, m, info);
+    df_status st = df_model_open(*path, max_batch, 0, m, info);
     if (st == DF_OK && fallback) fprintf(stderr, "%s: no --model given, using %s\n", cmd, *path);
     return st;
 }

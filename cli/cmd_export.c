@@ -1,6 +1,6 @@
 /* cmd_export.c: `diffuse export`: writes a model (a diffuse checkpoint or a diffusers folder) as a
  * diffusers DDPMPipeline folder that DDPMPipeline.from_pretrained() loads. A thin layer over
- * df_model_open_ex and df_diffusers_save_ex. --model has no default here, unlike sample, eval and
+ * df_model_open and df_diffusers_save. --model has no default here, unlike sample, eval and
  * predict: what goes into a folder that outlives the command should be said, not guessed. */
 #include "cli.h"
 
@@ -24,7 +24,7 @@ int cmd_export(int argc, char **argv) {
     df_status st = cli_open_model("export", &model, 1, &m, &info);
     if (st) return cli_error("export", st);
     /* info: the source folder's clipping, or DDPM's clip_sample true for a checkpoint */
-    st = df_diffusers_save_ex(&m, out, !raw, &info);
+    st = df_diffusers_save(&m, out, !raw, &info);
     if (st == DF_OK)
         fprintf(stderr, "wrote diffusers pipeline %s (%s weights, %d tensors, %zu parameters)\n", out, raw ? "raw" : "EMA",
                 df_model_tensor_count(&m), df_model_param_count(&m));

@@ -371,19 +371,19 @@ static df_status unet_config(const train_args *a, df_unet_config *uc) {
 static df_status open_model(const train_args *a, const df_diffusion_config *dc, df_unet_config *uc, df_model *m) {
     memset(m, 0, sizeof *m);
     if (a->resume) {
-        df_status st = df_train_load_checkpoint(m, a->out, a->batch);
+        df_status st = df_train_load_checkpoint(a->out, a->batch, m);
         if (st == DF_OK && a->images != (m->kind == DF_NET_UNET))
             st = df_fail(DF_ERR_ARG, "the checkpoint in %s is a %s model but --data %s is %s", a->out,
                          m->kind == DF_NET_UNET ? "image" : "2-D", a->data, a->images ? "images" : "2-D points");
         if (st == DF_OK) *uc = m->unet;
         return st;
     }
-    if (a->images) return df_model_new_unet(m, uc, dc, a->batch, 1, (uint64_t)a->seed);
+    if (a->images) return df_model_new_unet(uc, dc, a->batch, 1, (uint64_t)a->seed, m);
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     mc.hidden = a->hidden;
     mc.layers = a->layers;
-    return df_model_new_mlp(m, &mc, dc, a->batch, 1, (uint64_t)a->seed);
+    return df_model_new_mlp(&mc, dc, a->batch, 1, (uint64_t)a->seed, m);
 }
 
 /* The training data, at the network's image size for images. */

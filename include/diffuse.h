@@ -10,6 +10,10 @@
  *    Broken invariants abort with file:line. The library never prints: see df_set_log().
  *  - Randomness is counter-based (Philox4x32-10): a value depends on (seed, stream, counters),
  *    never on thread scheduling or batch size.
+ *  - Arguments: inputs first, outputs last (a function that builds or reads an object takes it
+ *    last: df_model_load(path, ..., m)); a function that acts on an object it is given takes that
+ *    object first (df_train(m, ...), df_model_save(m, path, ...)). Optional outputs may be NULL.
+ *  - Memory the library returns is freed with df_free; objects with a _free function with that.
  */
 #ifndef DIFFUSE_H
 #define DIFFUSE_H
@@ -290,8 +294,9 @@ DF_API void df_ddim_timesteps(int T, int S, int *seq);
 typedef struct df_param_table df_param_table;
 
 /* ---------------------------------------------------------------- utilities */
-/* Frees what the library returns (arrays, images, decoded datasets: each function that returns
- * memory says so); NULL is a no-op. The one rule: memory from diffuse goes back to df_free. */
+/* Frees what the library returns (arrays, images, decoded pixels: each function that returns
+ * memory says so); NULL is a no-op. The one rule: memory from diffuse goes back to df_free (it is
+ * free(), so code that called free() on these before keeps working). */
 DF_API void df_free(void *p);
 
 /* Monotonic wall clock in seconds. */
@@ -454,11 +459,11 @@ typedef struct df_model {
 } df_model;
 
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
-DF_API df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                           int training, uint64_t seed);
+DF_API df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
+                                  int training, uint64_t seed, df_model *m);
 /* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
-DF_API df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                            int training, uint64_t seed);
+DF_API df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                                   int training, uint64_t seed, df_model *m);
 DF_API void df_model_free(df_model *m);
 
 /* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
@@ -476,7 +481,7 @@ DF_API void df_model_set_precision(df_model *m, df_precision p);
 DF_API df_status df_model_save(const df_model *m, const char *path, int with_state);
 /* Loads a checkpoint written by df_model_save, validating every tensor's presence and shape.
  * training = 1 also allocates gradients and AdamW moments, and loads the moments when present. */
-DF_API df_status df_model_load(df_model *m, const char *path, int max_batch, int training);
+DF_API df_status df_model_load(const char *path, int max_batch, int training, df_model *m);
 /* Number of parameters (padding excluded) and of named tensors of a model. */
 DF_API size_t df_model_param_count(const df_model *m);
 DF_API int df_model_tensor_count(const df_model *m);
@@ -535,7 +540,7 @@ DF_API void df_train_opts_init(df_train_opts *o);
 DF_API df_status df_train(df_model *m, const df_train_opts *o, int resume);
 
 /* Loads out_dir/checkpoint.safetensors into m (training = 1) and its AdamW state for resuming. */
-DF_API df_status df_train_load_checkpoint(df_model *m, const char *out_dir, int max_batch);
+DF_API df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m);
 
 /* ---------------------------------------------------------------- image datasets */
 /* Image datasets held in memory as 8-bit pixels (IDX / MNIST-style, CIFAR-10 binary, a folder
@@ -660,7 +665,7 @@ DF_API double df_energy_distance(const float *a, int na, const float *b, int nb)
 DF_API df_status df_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels);
 
 /* Reads any PNG (palette, gray, gray+alpha, RGB, RGBA; 1..16 bits; interlaced or not) into a
- * new 8-bit buffer (free with free()): gray -> 1 channel, RGB or palette -> 3, anything with
+ * new 8-bit buffer (free with df_free): gray -> 1 channel, RGB or palette -> 3, anything with
  * alpha (including tRNS) -> 4 (gray+alpha becomes RGBA). 16-bit samples are scaled to 8 bits.
  * DF_ERR_IO if the file cannot be opened, DF_ERR_FORMAT (naming the file) if it is not a PNG
  * or is corrupt or truncated. On failure *pixels is NULL. */
@@ -671,7 +676,7 @@ DF_API df_status df_png_read(const char *path, uint8_t **pixels, int *width, int
  * value 0 around and between the images (torchvision make_grid layout):
  * out_w = pad + cols*(w + pad), out_h = pad + rows*(h + pad), image k at column k % cols,
  * row k / cols. Pixel = clamp(floor((x + 1) * 127.5 + 0.5), 0, 255) (NaN -> 0).
- * *out is new (free with free()). DF_ERR_ARG for bad sizes. */
+ * *out is new (free with df_free). DF_ERR_ARG for bad sizes. */
 DF_API df_status df_image_grid(const float *x, int n, int c, int h, int w, int cols, int pad, uint8_t **out, int *out_w,
                         int *out_h);
 
@@ -701,7 +706,7 @@ DF_API df_status df_plot_lines(const char *path, const double *x, const double *
 DF_API df_status df_npy_write(const char *path, const char *descr, int ndim, const int64_t *shape, const void *data);
 
 /* Reads a .npy file of dtype <f4, <f8 or |u1 (v1.0, v2.0 or v3.0) into a new float32 array
- * (*data, free with free()), its shape into shape[0..*ndim). fortran_order True and other
+ * (*data, free with df_free), its shape into shape[0..*ndim). fortran_order True and other
  * dtypes give DF_ERR_UNSUPPORTED; a malformed or truncated file DF_ERR_FORMAT naming the file;
  * an unreadable one DF_ERR_IO. On failure *data is NULL. */
 DF_API df_status df_npy_read_f32(const char *path, int *ndim, int64_t shape[8], float **data);
@@ -758,9 +763,8 @@ DF_API void df_diffusers_info_init(df_diffusers_info *info);
  *    DF_ERR_FORMAT names a missing tensor or a tensor the network does not use; DF_ERR_SHAPE a
  *    wrong shape; DF_ERR_NAN non-finite weights.
  * DF_ERR_IO names a missing or unreadable file. On failure *m is left empty (df_model_free is safe). */
-DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m);
-/* The same, also filling *info (may be NULL) with the scheduler's clipping settings. */
-DF_API df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
+/* *info (may be NULL) gets the scheduler's clipping settings. */
+DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
 
 /* The two config readers of df_diffusers_load, on their own (same checks, same messages):
  * a UNet2DModel config.json file -> *c, and a scheduler_config.json file -> *d (loss "simple") and
@@ -777,17 +781,15 @@ DF_API df_status df_diffusers_read_scheduler(const char *path, df_diffusion_conf
  * anything is written, for settings diffusers cannot express (the "mean" parameterisation, the
  * exponential schedule, a cosine schedule with s != 0.008 or max_beta != 0.999); DF_ERR_IO on a
  * failed write. */
-DF_API df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema);
-/* The same, with the scheduler's clip_sample and clip_sample_range taken from *info (NULL = the
- * defaults of df_diffusers_info_init). */
-DF_API df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info);
+/* The scheduler's clip_sample and clip_sample_range come from *info (NULL = the defaults of
+ * df_diffusers_info_init). */
+DF_API df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info);
 
 /* Opens a model whatever its form: a directory is read with df_diffusers_load, anything else with
  * df_model_load (a diffuse checkpoint). Same contract as those two. */
-DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model *m);
-/* The same, filling *info (may be NULL); a checkpoint has no scheduler, so it gets
- * df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
-DF_API df_status df_model_open_ex(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
+/* *info (may be NULL) is filled as df_diffusers_load fills it; a checkpoint has no scheduler, so
+ * it gets df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
+DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
 
 /* ---------------------------------------------------------------- the variational bound */
 /* Measuring a model: the variational bound of Ho et al. 2020 (section 3.3) on held-out data,

@@ -247,7 +247,7 @@ static void make_model_folder(const fixture *fx, char *dir, const char *name, co
 
 /* Loads dir, runs the fixture's batch, returns max|ours - ref| / max|ref| (or 1e30 on failure). */
 static double forward_error(const fixture *fx, const char *dir, df_model *m) {
-    df_status st = df_diffusers_load(dir, fx->n, 0, m);
+    df_status st = df_diffusers_load(dir, fx->n, 0, m, NULL);
     CHECK(st == DF_OK, "load %s: %s", dir, df_last_error());
     if (st != DF_OK) return 1e30;
     float *out = malloc(fx->out_numel * sizeof(float));
@@ -364,7 +364,7 @@ static void test_round_trip(void) {
         d.schedule.beta_start = cases[ci].b0, d.schedule.beta_end = cases[ci].b1;
         d.pred = cases[ci].pred, d.var = cases[ci].var;
         df_model m, back;
-        st = df_model_new_unet(&m, &c, &d, 2, 0, 42 + ci);
+        st = df_model_new_unet(&c, &d, 2, 0, 42 + ci, &m);
         CHECK(st == DF_OK, "new unet: %s", df_last_error());
         if (st != DF_OK) continue;
         for (size_t i = 0; i < m.n_floats; i++) m.ema[i] = m.params[i] * 0.75f + 1e-3f;  /* EMA distinct from raw */
@@ -376,9 +376,9 @@ static void test_round_trip(void) {
         for (int use_ema = 0; use_ema <= 1; use_ema++) {
             snprintf(name, sizeof name, "rt%zu_%d", ci, use_ema);
             path_of(dir, tmp_root, name);  /* not created: save makes it */
-            st = df_diffusers_save_ex(&m, dir, use_ema, &info);
+            st = df_diffusers_save(&m, dir, use_ema, &info);
             CHECK(st == DF_OK, "%s: save: %s", name, df_last_error());
-            st = df_diffusers_load_ex(dir, 2, 0, &back, &got);
+            st = df_diffusers_load(dir, 2, 0, &back, &got);
             CHECK(st == DF_OK, "%s: load: %s", name, df_last_error());
             if (st != DF_OK) continue;
             CHECK(bits_equal(back.params, use_ema ? m.ema : m.params, m.table), "%s: weights bit-identical", name);
@@ -422,7 +422,7 @@ static void test_round_trip(void) {
 static void expect_save_refused(df_model *m, const char *name, df_status want, const char *part) {
     char dir[1024], index[1024];
     path_of(dir, tmp_root, name);
-    df_status st = df_diffusers_save(m, dir, 1);
+    df_status st = df_diffusers_save(m, dir, 1, NULL);
     CHECK(st == want && has(df_last_error(), part), "%s: save gives %s (want %s), message: %s", name, df_status_name(st),
           df_status_name(want), df_last_error());
     path_of(index, dir, "model_index.json");
@@ -439,7 +439,7 @@ static void test_save_refusals(void) {
     c.norm_num_groups = 4, c.n_levels = 2, c.n_attn = 0;
     df_diffusion_config_init(&d);
     d.pred = DF_PRED_MEAN;
-    df_status st = df_model_new_unet(&m, &c, &d, 1, 0, 1);
+    df_status st = df_model_new_unet(&c, &d, 1, 0, 1, &m);
     CHECK(st == DF_OK, "new: %s", df_last_error());
     if (st == DF_OK) {
         expect_save_refused(&m, "refuse_mean", DF_ERR_UNSUPPORTED, "mean parameterisation");
@@ -454,7 +454,7 @@ static void test_save_refusals(void) {
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     df_diffusion_config_init(&d);
-    st = df_model_new_mlp(&m, &mc, &d, 1, 0, 1);
+    st = df_model_new_mlp(&mc, &d, 1, 0, 1, &m);
     CHECK(st == DF_OK, "new mlp: %s", df_last_error());
     if (st == DF_OK) expect_save_refused(&m, "refuse_mlp", DF_ERR_ARG, "MLP");
     df_model_free(&m);
@@ -468,13 +468,13 @@ static void test_model_open(void) {
     weights_opts o = {.legacy = 0, .dtype = DF_DTYPE_F32};
     make_model_folder(&fx, dir, "open_dir", fx.config, &o);
     df_model m, m2;
-    df_status st = df_model_open(dir, 1, 0, &m);
+    df_status st = df_model_open(dir, 1, 0, &m, NULL);
     CHECK(st == DF_OK && m.kind == DF_NET_UNET, "open a folder: %s", df_last_error());
     if (st != DF_OK) goto done;
     path_of(ck, tmp_root, "open.safetensors");
     st = df_model_save(&m, ck, 0);
     CHECK(st == DF_OK, "save checkpoint: %s", df_last_error());
-    st = df_model_open(ck, 1, 0, &m2);
+    st = df_model_open(ck, 1, 0, &m2, NULL);
     CHECK(st == DF_OK && m2.kind == DF_NET_UNET && bits_equal(m2.params, m.params, m.table), "open a checkpoint: %s",
           df_last_error());
     if (st == DF_OK) df_model_free(&m2);
@@ -488,7 +488,7 @@ done:
 static void expect_load_fail(const char *dir, const char *what, df_status want, const char *part1, const char *part2) {
     df_model m;
     memset(&m, 0x5a, sizeof m);
-    df_status st = df_diffusers_load(dir, 1, 0, &m);
+    df_status st = df_diffusers_load(dir, 1, 0, &m, NULL);
     const char *msg = df_last_error();
     CHECK(st == want && has(msg, part1) && has(msg, part2), "%s: got %s (want %s), message: %s", what,
           df_status_name(st), df_status_name(want), msg);

@@ -40,7 +40,7 @@ int main(void) {
     df_diffusion_config dc;
     df_diffusion_config_init(&dc);
     df_model m;
-    CHECK(df_model_new_mlp(&m, &mc, &dc, 256, 1, 1) == DF_OK, "model");
+    CHECK(df_model_new_mlp(&mc, &dc, 256, 1, 1, &m) == DF_OK, "model");
     double e0 = energy_of_model(&m, 1000);
 
     df_train_opts o;
@@ -74,7 +74,7 @@ int main(void) {
     df_model back;
     char path[1024];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    CHECK(df_model_load(&back, path, 16, 1) == DF_OK, "reload: %s", df_last_error());
+    CHECK(df_model_load(path, 16, 1, &back) == DF_OK, "reload: %s", df_last_error());
     CHECK(back.step == 1500, "checkpoint step %ld", back.step);
     df_model_free(&back);
     df_model_free(&m);

@@ -532,7 +532,7 @@ static void test_model_precision(void) {
     df_diffusion_config dc;
     df_diffusion_config_init(&dc);
     df_model m;
-    CHECK(df_model_new_unet(&m, &c, &dc, 2, 0, 5) == DF_OK, "new model: %s", df_last_error());
+    CHECK(df_model_new_unet(&c, &dc, 2, 0, 5, &m) == DF_OK, "new model: %s", df_last_error());
     random_params(m.net, m.ema, 51);  /* predict uses the EMA weights; DDPM's zero init would give 0 */
     const int n = 2, t[2] = {3, 700};
     float *x = malloc(n * m.dim * sizeof(float)), *a = malloc(n * m.dim * sizeof(float));
@@ -556,7 +556,7 @@ static void test_model_precision(void) {
 
     df_mlp_config mc;
     df_mlp_config_init(&mc);
-    CHECK(df_model_new_mlp(&m, &mc, &dc, 4, 0, 6) == DF_OK, "new mlp: %s", df_last_error());
+    CHECK(df_model_new_mlp(&mc, &dc, 4, 0, 6, &m) == DF_OK, "new mlp: %s", df_last_error());
     float xm[8] = {0.1f, -0.3f, 1.2f, 0.5f, -2.0f, 0.0f, 0.7f, 0.9f}, ym[8], ym2[8];
     const int tm[4] = {0, 10, 500, 999};
     CHECK(df_model_predict(&m, 4, tm, xm, ym) == DF_OK, "mlp predict");

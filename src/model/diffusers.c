@@ -435,7 +435,7 @@ static df_status weights_path(const char *dir, char *path) {
 
 /* ---------------------------------------------------------------- loading */
 
-df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info) {
     char unet_dir[PATH_CAP], config[PATH_CAP], sched[PATH_CAP], index[PATH_CAP], weights[PATH_CAP];
     df_diffusers_info inf;
     df_diffusion_config d;
@@ -467,7 +467,7 @@ df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_
         scheduler_defaults(&d);
     }
     if ((st = weights_path(unet_dir, weights))) return st;
-    if ((st = df_model_new_unet(m, &c, &d, max_batch, training, 0))) return in_file(config, st);
+    if ((st = df_model_new_unet(&c, &d, max_batch, training, 0, m))) return in_file(config, st);
     if ((st = weights_read(m, weights))) {
         df_model_free(m);
         return st;
@@ -477,18 +477,10 @@ df_status df_diffusers_load_ex(const char *dir, int max_batch, int training, df_
     return DF_OK;
 }
 
-df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m) {
-    return df_diffusers_load_ex(dir, max_batch, training, m, NULL);
-}
-
-df_status df_model_open_ex(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info) {
-    if (is_dir(path)) return df_diffusers_load_ex(path, max_batch, training, m, info);
+df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+    if (is_dir(path)) return df_diffusers_load(path, max_batch, training, m, info);
     if (info) df_diffusers_info_init(info);
-    return df_model_load(m, path, max_batch, training);
-}
-
-df_status df_model_open(const char *path, int max_batch, int training, df_model *m) {
-    return df_model_open_ex(path, max_batch, training, m, NULL);
+    return df_model_load(path, max_batch, training, m);
 }
 
 /* ---------------------------------------------------------------- saving */
@@ -551,7 +543,7 @@ static df_status weights_write(const df_model *m, const float *w, const char *pa
     return st;
 }
 
-df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info) {
+df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema, const df_diffusers_info *info) {
     char unet_dir[PATH_CAP], sched_dir[PATH_CAP], path[PATH_CAP];
     char sched[1024], unet[sizeof m->unet_config_json + 64];
     df_diffusers_info dflt;
@@ -583,8 +575,4 @@ df_status df_diffusers_save_ex(const df_model *m, const char *dir, int use_ema, 
                                "  \"unet\": [\"diffusers\", \"UNet2DModel\"]\n}\n")))
         return st;
     return DF_OK;
-}
-
-df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema) {
-    return df_diffusers_save_ex(m, dir, use_ema, NULL);
 }

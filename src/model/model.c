@@ -97,13 +97,13 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     return DF_OK;
 }
 
-df_status df_model_new_unet(df_model *m, const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                            int training, uint64_t seed) {
+df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
+                            int training, uint64_t seed, df_model *m) {
     return new_model(m, DF_NET_UNET, c, d, max_batch, training, seed);
 }
 
-df_status df_model_new_mlp(df_model *m, const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                           int training, uint64_t seed) {
+df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
+                           int training, uint64_t seed, df_model *m) {
     return new_model(m, DF_NET_MLP, c, d, max_batch, training, seed);
 }
 
@@ -320,7 +320,7 @@ static df_status check_param_count(const df_st_file *f, double want) {
     return DF_OK;
 }
 
-df_status df_model_load(df_model *m, const char *path, int max_batch, int training) {
+df_status df_model_load(const char *path, int max_batch, int training, df_model *m) {
     memset(m, 0, sizeof *m);
     df_st_file f;
     df_status st = df_st_read(path, &f);

@@ -207,8 +207,8 @@ done:
     return st;
 }
 
-df_status df_train_load_checkpoint(df_model *m, const char *out_dir, int max_batch) {
+df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m) {
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", out_dir);
-    return df_model_load(m, path, max_batch, 1);
+    return df_model_load(path, max_batch, 1, m);
 }
