@@ -1,5 +1,6 @@
 /* cli.c: the helpers every command shares (see cli.h). */
 #include "cli.h"
+#include "dist.h"
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,8 +13,24 @@
 /* ---------------------------------------------------------------- flags and errors */
 
 int cli_error(const char *cmd, df_status st) {
-    fprintf(stderr, "diffuse %s: %s\n", cmd, df_last_error());
+    /* under mpirun every rank meets the same error (cli_agree makes sure): rank 0 says it once */
+    if (df_dist_rank() == 0) fprintf(stderr, "diffuse %s: %s\n", cmd, df_last_error());
     return st == DF_ERR_ARG ? 2 : st == DF_ERR_INTERRUPTED ? 130 : 1;
+}
+
+df_status cli_agree(const char *cmd, df_status st) {
+    if (df_dist_size() == 1) return st;
+    int st0 = (int)st;
+    df_dist_bcast(&st0, sizeof st0, 0);
+    const int worst = df_dist_max_int(st != DF_OK ? df_dist_rank() + 1 : 0);
+    if (!worst) return DF_OK;
+    if (st0 != DF_OK)  /* rank 0 failed, and cli_error prints its message */
+        return st != DF_OK ? st : df_fail((df_status)st0, "rank 0 failed (its message above)");
+    if (st != DF_OK) {            /* rank 0 went well: this rank's own message */
+        fprintf(stderr, "diffuse %s: rank %d: %s\n", cmd, df_dist_rank(), df_last_error());
+        return st;
+    }
+    return df_fail(DF_ERR_IO, "rank %d failed (its message above)", worst - 1);
 }
 
 static const arg_spec *find_spec(const arg_spec *specs, const char *name) {
@@ -47,6 +64,15 @@ int cli_parse_flags(const char *cmd, const char *usage, arg_spec *specs, const c
 }
 
 void cli_set_threads(int threads) {
+    /* P processes of mpirun on one machine share its cores (all cores each would oversubscribe it) */
+    if (threads <= 0 && df_dist_size() > 1) {
+#ifdef _OPENMP
+        threads = omp_get_num_procs() / df_dist_local_size();
+#else
+        threads = 1;
+#endif
+        if (threads < 1) threads = 1;
+    }
     if (threads <= 0) return;
 #ifdef _OPENMP
     omp_set_num_threads(threads);

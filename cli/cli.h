@@ -34,7 +34,14 @@ int cli_parse_flags(const char *cmd, const char *usage, arg_spec *specs, const c
  * user error (DF_ERR_ARG), 130 for an interrupt, 1 for the rest. */
 int cli_error(const char *cmd, df_status st);
 
-/* Sets the OpenMP/OpenBLAS thread count (0 = leave the default: all cores). */
+/* Under mpirun (src/dist/): the ranks' statuses after a step each did alone (reading the model and
+ * the data), so that all go on or all stop. DF_OK when every rank succeeded; else this rank's status
+ * (printed here when rank 0 succeeded, cli_error printing rank 0's otherwise) or, on a rank that
+ * succeeded, a failure naming a rank that did not. One process: st. */
+df_status cli_agree(const char *cmd, df_status st);
+
+/* Sets the OpenMP/OpenBLAS thread count (0 = leave the default: all cores; under mpirun, the
+ * cores divided by the processes on this machine). */
 void cli_set_threads(int threads);
 
 /* --device NAME (NULL: cpu): parsed and checked (df_device_check) before a command reads or writes

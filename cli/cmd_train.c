@@ -2,6 +2,7 @@
  * the library's (df_train); this file picks the defaults by data, feeds the batches, draws the
  * sample pictures and the loss curve, and turns SIGINT/SIGTERM into a clean stop with a checkpoint. */
 #include "cli.h"
+#include "dist.h"
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -312,6 +313,10 @@ static df_status diffusion_config(const train_args *a, df_diffusion_config *dc, 
 static df_status check_train_args(const train_args *a) {
     if (a->steps <= 0 && a->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps N or --minutes M");
     if (!a->images && a->preset) return df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", a->data);
+    const int ranks = df_dist_size();
+    if (a->batch % ranks)
+        return df_fail(DF_ERR_ARG, "--batch %d is not divisible by the %d processes (mpirun -np %d): each takes "
+                       "an equal share of the batch", a->batch, ranks, ranks);
     return DF_OK;
 }
 
@@ -370,20 +375,21 @@ static df_status unet_config(const train_args *a, df_unet_config *uc) {
  * U-Net from *uc or a new MLP. */
 static df_status open_model(const train_args *a, const df_diffusion_config *dc, df_unet_config *uc, df_model *m) {
     memset(m, 0, sizeof *m);
+    const int batch = a->batch / df_dist_size();  /* this process's share (check_train_args: it divides) */
     if (a->resume) {
-        df_status st = df_train_load_checkpoint(a->out, a->batch, m);
+        df_status st = df_train_load_checkpoint(a->out, batch, m);
         if (st == DF_OK && a->images != (m->kind == DF_NET_UNET))
             st = df_fail(DF_ERR_ARG, "the checkpoint in %s is a %s model but --data %s is %s", a->out,
                          m->kind == DF_NET_UNET ? "image" : "2-D", a->data, a->images ? "images" : "2-D points");
         if (st == DF_OK) *uc = m->unet;
         return st;
     }
-    if (a->images) return df_model_new_unet(uc, dc, a->batch, 1, (uint64_t)a->seed, m);
+    if (a->images) return df_model_new_unet(uc, dc, batch, 1, (uint64_t)a->seed, m);
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     mc.hidden = a->hidden;
     mc.layers = a->layers;
-    return df_model_new_mlp(&mc, dc, a->batch, 1, (uint64_t)a->seed, m);
+    return df_model_new_mlp(&mc, dc, batch, 1, (uint64_t)a->seed, m);
 }
 
 /* The training data, at the network's image size for images. */
@@ -439,13 +445,19 @@ static df_status run_training(const train_args *a, df_model *m, df_dataset *ds, 
     signal(SIGTERM, on_signal);
     char desc[512];
     df_model_describe(m, desc, sizeof desc);
+    const int root = df_dist_rank() == 0;  /* under mpirun rank 0 alone prints and writes */
+    st = cli_agree("train", st);
     if (st == DF_OK) {
-        fprintf(stderr, "model: %s\ndata: %s", desc, a->data);
-        if (a->images) fprintf(stderr, " (%d images %dx%dx%d)", ds->n, ds->c, ds->h, ds->w);
-        fprintf(stderr, "\n");
+        if (root) {
+            fprintf(stderr, "model: %s\ndata: %s", desc, a->data);
+            if (a->images) fprintf(stderr, " (%d images %dx%dx%d)", ds->n, ds->c, ds->h, ds->w);
+            if (df_dist_size() > 1)
+                fprintf(stderr, " over %d processes, %d samples each", df_dist_size(), a->batch / df_dist_size());
+            fprintf(stderr, "\n");
+        }
         st = df_train(m, &o, a->resume);
     }
-    if (st == DF_OK || st == DF_ERR_INTERRUPTED) {
+    if (root && (st == DF_OK || st == DF_ERR_INTERRUPTED)) {
         df_status st2 = plot_loss_curve(a->out);
         if (st == DF_OK) st = st2;
     }
@@ -479,13 +491,14 @@ int cmd_train(int argc, char **argv) {
     memset(&points, 0, sizeof points);
     st = open_model(&a, &dc, &uc, &m);
     if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+    st = cli_agree("train", st);
     if (st == DF_OK) {
-        if (a.resume) fprintf(stderr, "resuming %s at step %ld\n", a.out, m.step);
+        if (a.resume && df_dist_rank() == 0) fprintf(stderr, "resuming %s at step %ld\n", a.out, m.step);
         df_model_set_precision(&m, prec);  /* a run-time choice: --resume takes this command line's */
         snprintf(m.data, sizeof m.data, "%s", a.data);
         st = run_training(&a, &m, &ds, &points);
     }
-    if (st == DF_OK)
+    if (st == DF_OK && df_dist_rank() == 0)
         fprintf(stderr, "wrote %s/model.safetensors, %s/samples.png, %s/loss.csv, %s/loss.png\n", a.out, a.out, a.out,
                 a.out);
     df_model_free(&m);

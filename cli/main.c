@@ -2,6 +2,7 @@
  * cmd_*.c per command. The tool is a thin layer over the library: it parses flags, prints
  * progress and turns statuses into one message and an exit code (cli.c). */
 #include "cli.h"
+#include "dist.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -60,5 +61,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "diffuse: unknown command '%s' (commands: %s)\n", cmd, names);
         return 2;
     }
-    return c->run(argc, argv);
+    /* MPI beside OpenMP: only this thread communicates. Without a launcher (mpirun) nothing starts
+     * and the run is one process, as in a build without MPI (src/dist/dist.h). */
+    if (df_dist_init(&argc, &argv) != 0) return 1;
+    int rc = c->run(argc, argv);
+    df_dist_finalize();
+    return rc;
 }

@@ -456,6 +456,8 @@ typedef struct df_model {
     char data[300];                /* training data spec */
     int use_ema;                   /* df_model_predict uses the EMA weights */
     int dropout_step;              /* counter for dropout masks in training */
+    long dropout_first;            /* training: index of the batch's sample 0 in the global batch (its
+                                    * dropout masks are those of that sample; 0 in a one-process run) */
 } df_model;
 
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
@@ -495,7 +497,11 @@ DF_API void df_model_describe(const df_model *m, char *buf, size_t cap);
  * parameterisation of the model's diffusion config), AdamW with warm-up and clipping, EMA with
  * warm-up, checkpoints, and exact resume. Everything random is keyed by (seed, step, sample), so
  * an interrupted and resumed run reproduces the uninterrupted one bit for bit.
- * It prints nothing: progress and pictures go through callbacks the caller supplies. */
+ * It prints nothing: progress and pictures go through callbacks the caller supplies.
+ * Under mpirun (a -DDIFFUSE_MPI=ON build, src/dist/) each of the P processes takes an equal share of
+ * every global batch (batch must be a multiple of P; the model is built for batch / P), the
+ * gradients are summed over the processes, and all apply the same update; only rank 0 writes files
+ * and calls progress and snapshot. The run is the one-process run up to float summation order. */
 
 /* Fills x0 (n x dim) with the training examples of step `step` (1-based). */
 typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0);
@@ -512,7 +518,7 @@ typedef struct {
 typedef struct {
     long steps;                 /* train until this many steps in total (0: until the time budget) */
     double minutes;             /* wall-time budget of this invocation (0: none) */
-    int batch;
+    int batch;                  /* the global batch (all processes of a data-parallel run together) */
     df_adamw_params opt;
     double ema_decay;
     uint64_t seed;

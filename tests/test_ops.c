@@ -1146,6 +1146,29 @@ static void test_dropout_mask(void) {
     CHECK(abs(kept - (int)(0.75 * N)) < 139, "kept %d", kept);
 }
 
+/* A call split in pieces (df_dropout_forward_at, a rank's share of a data-parallel batch) gives the
+ * whole call's mask: pieces at multiples of 64 (the AVX-512 path) and at odd offsets (the scalar one),
+ * forward and backward. */
+static void test_dropout_split(void) {
+    enum { N = 4099 };
+    static float in[N], whole[N], pieces[N], gwhole[N], gpieces[N];
+    for (int i = 0; i < N; i++) in[i] = 0.5f + (float)(i % 13);
+    df_dropout_forward(whole, in, N, 0.3f, 91, 7, 3);
+    memset(gwhole, 0, sizeof gwhole);
+    memset(gpieces, 0, sizeof gpieces);
+    df_dropout_backward(gwhole, in, N, 0.3f, 91, 7, 3);
+    const size_t cuts[] = {0, 640, 1001, 1003, 2048, 3333, N};
+    for (size_t k = 0; k + 1 < sizeof cuts / sizeof cuts[0]; k++) {
+        const size_t a = cuts[k], n = cuts[k + 1] - a;
+        df_dropout_forward_at(pieces + a, in + a, n, a, 0.3f, 91, 7, 3);
+        df_dropout_backward_at(gpieces + a, in + a, n, a, 0.3f, 91, 7, 3);
+    }
+    int diff = 0;
+    for (int i = 0; i < N; i++) diff += whole[i] != pieces[i] || gwhole[i] != gpieces[i];
+    printf("  dropout in pieces: %d of %d elements differ from the whole call\n", diff, N);
+    CHECK(diff == 0, "dropout in pieces differs from the whole call in %d places", diff);
+}
+
 int main(void) {
     double t0 = df_time();
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
@@ -1161,6 +1184,7 @@ int main(void) {
     test_attention_known_values();
     test_timestep_embedding();
     test_dropout_mask();
+    test_dropout_split();
     test_groupnorm_silu_fused();
     test_groupnorm_large_mean();
     test_conv_fused();

@@ -123,7 +123,10 @@ void df_model_forward(df_model *m, const float *params, int n, const float *x, c
     ASSERT(n <= m->max_batch);
     switch (m->kind) {
     case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
-    case DF_NET_UNET: df_unet_forward(m->net, params, n, x, t, out, training, m->seed, (uint32_t)m->dropout_step); break;
+    case DF_NET_UNET:
+        ((df_unet *)m->net)->dropout_first = (uint64_t)m->dropout_first;
+        df_unet_forward(m->net, params, n, x, t, out, training, m->seed, (uint32_t)m->dropout_step);
+        break;
     default: ASSERT(0);
     }
 }

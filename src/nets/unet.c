@@ -330,7 +330,10 @@ static int dropout_on(const df_unet *u, int training) { return training && u->co
 /* out = x times this resnet's dropout mask for the current step (out may be x): the forward on
  * conv2's input, its rebuild in backward, and the backward itself (the same mask on the gradient). */
 static void resnet_dropout(const df_unet *u, const df_unet_node *nd, float *out, const float *x, size_t n) {
-    df_dropout_forward(out, x, n, u->config.dropout, u->dropout_seed, u->dropout_step, (uint32_t)nd->dropout_id);
+    /* n covers the last forward's samples; sample 0 of them is sample dropout_first of the whole batch */
+    const uint64_t first = u->dropout_first * (uint64_t)(n / (size_t)u->last_n);
+    df_dropout_forward_at(out, x, n, first, u->config.dropout, u->dropout_seed, u->dropout_step,
+                          (uint32_t)nd->dropout_id);
 }
 
 /* Phases f0..f6 (plan_node_forward). Only h1 and the norm statistics are kept for backward. */

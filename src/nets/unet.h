@@ -94,6 +94,7 @@ typedef struct df_unet {
     int backward_done;          /* backward ran since: another re-runs the forward first */
     uint64_t dropout_seed;
     uint32_t dropout_step;
+    uint64_t dropout_first;     /* the batch's first sample in the whole (data-parallel) batch: 0 alone */
 } df_unet;
 
 /* Builds the parameter table and the node graph and allocates the arenas for batches up to

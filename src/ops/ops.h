@@ -167,6 +167,13 @@ void df_add_channel_bias_backward(float *dbias, const float *dx, int n, int c, i
  * so backward regenerates it. p = 0 copies. out may alias inp. */
 void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b);
 void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b);
+/* The same on elements [first, first + n) of a larger call keyed (seed, a, b): element e of this one
+ * gets the mask of element first + e there (a rank's share of a data-parallel batch gets the masks
+ * its samples have in the whole batch). first 0 is the plain op. */
+void df_dropout_forward_at(float *out, const float *inp, size_t n, uint64_t first, float p, uint64_t seed, uint32_t a,
+                           uint32_t b);
+void df_dropout_backward_at(float *dinp, const float *dout, size_t n, uint64_t first, float p, uint64_t seed,
+                            uint32_t a, uint32_t b);
 
 /* ---------------------------------------------------------------- shape ops */
 /* Nearest-neighbour 2x upsampling: out (N,C,2H,2W) from inp (N,C,H,W). Backward sums the 4 copies. */

@@ -143,11 +143,12 @@ T_AVX512 static void philox_x16(uint64_t key, uint32_t blk0, uint32_t a, uint32_
     out[3] = _mm512_permutex2var_epi64(q01b, phi, q23b);
 }
 
-/* dropout_apply on elements [64 g, 64 g + 64) clipped to n: 16 Philox blocks at once. */
-T_AVX512 static void dropout_group16(float *dst, const float *src, size_t n, size_t g, float p, float scale,
+/* dropout_apply on elements [64 g, 64 g + 64) clipped to n: 16 Philox blocks at once, the blocks of
+ * global group g0 + g (the elements start at global element 64 g0). */
+T_AVX512 static void dropout_group16(float *dst, const float *src, size_t n, size_t g, size_t g0, float p, float scale,
                                      uint64_t seed, uint32_t a, uint32_t b, int accumulate) {
     __m512i r[4];
-    philox_x16(seed, (uint32_t)(g * 16), a, b, DF_STREAM_DROPOUT, r);
+    philox_x16(seed, (uint32_t)((g0 + g) * 16), a, b, DF_STREAM_DROPOUT, r);
     const __m512 pv = _mm512_set1_ps(p), sv = _mm512_set1_ps(scale), unit = _mm512_set1_ps(1.0f / 16777216.0f);
     for (int v = 0; v < 4; v++) {
         const size_t e0 = g * 64 + (size_t)v * 16;
@@ -163,29 +164,34 @@ T_AVX512 static void dropout_group16(float *dst, const float *src, size_t n, siz
 }
 #endif
 
-/* dst[e] (+)= src[e] * mask_e / (1 - p); accumulate selects += (backward) or = (forward). On
- * AVX-512F CPUs 16 Philox blocks run at once (the same bits; tests/test_ops.c checks the mask
- * against df_randu); elsewhere one block at a time. */
-static void dropout_apply(float *dst, const float *src, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b,
-                          int accumulate) {
+/* dst[e] (+)= src[e] * mask_e / (1 - p), mask_e that of global element first + e (first > 0: this
+ * call is the tail of a larger one, e.g. one rank's samples of a data-parallel batch);
+ * accumulate selects += (backward) or = (forward). On AVX-512F CPUs with first a multiple of 64, 16
+ * Philox blocks run at once (the same bits; tests/test_ops.c checks the mask against df_randu);
+ * elsewhere one block at a time. */
+static void dropout_apply(float *dst, const float *src, size_t n, uint64_t first, float p, uint64_t seed, uint32_t a,
+                          uint32_t b, int accumulate) {
     ASSERT(p >= 0.0f && p < 1.0f);
-    ASSERT((n + 3) / 4 <= 0xFFFFFFFFu);
+    ASSERT((first + n + 3) / 4 <= 0xFFFFFFFFu);
     const float scale = 1.0f / (1.0f - p);
-    const size_t blocks = (n + 3) / 4;
 #ifdef DROPOUT_AVX512
-    if (df_cpu_avx512()) {
-        const size_t groups = (n + 63) / 64;
+    if (df_cpu_avx512() && first % 64 == 0) {
+        const size_t groups = (n + 63) / 64, g0 = (size_t)(first / 64);
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
-        for (size_t g = 0; g < groups; g++) dropout_group16(dst, src, n, g, p, scale, seed, a, b, accumulate);
+        for (size_t g = 0; g < groups; g++) dropout_group16(dst, src, n, g, g0, p, scale, seed, a, b, accumulate);
         return;
     }
 #endif
+    /* global blocks [first / 4, (first + n + 3) / 4), each writing its words that fall in this call */
+    const size_t blk0 = (size_t)(first / 4), blocks = (size_t)((first + n + 3) / 4) - blk0;
 #pragma omp parallel for schedule(static) if (n > ELT_OMP_MIN)
-    for (size_t blk = 0; blk < blocks; blk++) {
+    for (size_t k = 0; k < blocks; k++) {
         float u[4];
-        dropout_block_uniforms(seed, a, b, blk, u);
-        for (size_t j = 0; j < 4 && blk * 4 + j < n; j++) {
-            const size_t e = blk * 4 + j;
+        dropout_block_uniforms(seed, a, b, blk0 + k, u);
+        for (size_t j = 0; j < 4; j++) {
+            const uint64_t ge = (uint64_t)(blk0 + k) * 4 + j;
+            if (ge < first || ge >= first + n) continue;
+            const size_t e = (size_t)(ge - first);
             const float v = u[j] >= p ? src[e] * scale : 0.0f;
             if (accumulate) dst[e] += v;
             else dst[e] = v;
@@ -193,18 +199,20 @@ static void dropout_apply(float *dst, const float *src, size_t n, float p, uint6
     }
 }
 
-void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+void df_dropout_forward_at(float *out, const float *inp, size_t n, uint64_t first, float p, uint64_t seed, uint32_t a,
+                           uint32_t b) {
     const double t0_ = df_ops_prof_begin();
     if (p == 0.0f) {
         if (out != inp) memcpy(out, inp, n * sizeof(float));
         df_ops_prof_end(t0_, "dropout fwd");
         return;
     }
-    dropout_apply(out, inp, n, p, seed, a, b, 0);
+    dropout_apply(out, inp, n, first, p, seed, a, b, 0);
     df_ops_prof_end(t0_, "dropout fwd");
 }
 
-void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+void df_dropout_backward_at(float *dinp, const float *dout, size_t n, uint64_t first, float p, uint64_t seed,
+                            uint32_t a, uint32_t b) {
     const double t0_ = df_ops_prof_begin();
     if (!dinp) { df_ops_prof_end(t0_, "dropout bwd"); return; }
     if (p == 0.0f) {
@@ -212,6 +220,14 @@ void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint
         df_ops_prof_end(t0_, "dropout bwd");
         return;
     }
-    dropout_apply(dinp, dout, n, p, seed, a, b, 1);
+    dropout_apply(dinp, dout, n, first, p, seed, a, b, 1);
     df_ops_prof_end(t0_, "dropout bwd");
+}
+
+void df_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+    df_dropout_forward_at(out, inp, n, 0, p, seed, a, b);
+}
+
+void df_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint32_t a, uint32_t b) {
+    df_dropout_backward_at(dinp, dout, n, 0, p, seed, a, b);
 }

@@ -1,5 +1,6 @@
 /* train.c: see train.h. */
 #include "common.h"
+#include "dist.h"
 #include "mlp.h"
 #include "params.h"
 #include "unet.h"
@@ -19,39 +20,72 @@ void df_train_opts_init(df_train_opts *o) {
     o->report_every = 10;
 }
 
+/* One rank's share of a step: samples [lo, lo + n) of the global batch of `global` samples
+ * (lo = rank * global / ranks, n = global / ranks; one process: lo 0, n = global). x0 holds the whole
+ * global batch (batch_fn draws it whole, so each sample is the one a one-process run would see), the
+ * rest only this rank's samples. */
 typedef struct {
-    float *x0, *eps, *xt, *target, *out, *dout;
+    float *xall, *x0, *eps, *xt, *target, *out, *dout;
     int *t;
+    int global, lo, n;
 } batch_buffers;
 
 static void free_buffers(batch_buffers *b) {
-    df_free(b->x0); df_free(b->eps); df_free(b->xt); df_free(b->target); df_free(b->out); df_free(b->dout);
+    df_free(b->xall); df_free(b->eps); df_free(b->xt); df_free(b->target); df_free(b->out); df_free(b->dout);
     df_free(b->t);
 }
 
-static df_status alloc_buffers(batch_buffers *b, int batch, size_t dim) {
-    size_t bytes = sizeof(float) * (size_t)batch * dim;
+static df_status alloc_buffers(batch_buffers *b, int global, int lo, int n, size_t dim) {
+    size_t bytes = sizeof(float) * (size_t)n * dim;
     memset(b, 0, sizeof *b);
-    if (!(b->x0 = df_alloc(bytes, "training batch")) || !(b->eps = df_alloc(bytes, "training batch")) ||
+    b->global = global, b->lo = lo, b->n = n;
+    if (!(b->xall = df_alloc(sizeof(float) * (size_t)global * dim, "training batch")) ||
+        !(b->eps = df_alloc(bytes, "training batch")) ||
         !(b->xt = df_alloc(bytes, "training batch")) || !(b->target = df_alloc(bytes, "training batch")) ||
         !(b->out = df_alloc(bytes, "training batch")) || !(b->dout = df_alloc(bytes, "training batch")) ||
-        !(b->t = df_alloc(sizeof(int) * (size_t)batch, "training batch")))
+        !(b->t = df_alloc(sizeof(int) * (size_t)n, "training batch")))
         return DF_ERR_NOMEM;
+    b->x0 = b->xall + (size_t)lo * dim;
     return DF_OK;
 }
 
-/* Builds (x_t, target) for step `step`: t ~ U{1..T}, eps ~ N(0, I), x_t = q_sample(x0, eps). */
+/* Builds (x_t, target) for step `step`: t ~ U{1..T}, eps ~ N(0, I), x_t = q_sample(x0, eps), each
+ * keyed by the sample's index in the global batch, so that the ranks together draw what one process
+ * draws. */
 static void make_batch(df_model *m, const df_train_opts *o, long step, batch_buffers *b) {
     const df_schedule *s = &m->schedule;
     size_t dim = m->dim;
-    o->batch_fn(o->batch_ctx, o->seed, step, o->batch, b->x0);
-    for (int j = 0; j < o->batch; j++) {
-        size_t off = (size_t)j * dim;
-        b->t[j] = (int)df_rand_below(o->seed, DF_STREAM_TRAIN_T, (uint32_t)step, (uint32_t)(step >> 32), (uint32_t)j, (uint32_t)s->T);
+    o->batch_fn(o->batch_ctx, o->seed, step, b->global, b->xall);
+    for (int i = 0; i < b->n; i++) {
+        const int j = b->lo + i;  /* the global index */
+        size_t off = (size_t)i * dim;
+        b->t[i] = (int)df_rand_below(o->seed, DF_STREAM_TRAIN_T, (uint32_t)step, (uint32_t)(step >> 32), (uint32_t)j, (uint32_t)s->T);
         df_randn(o->seed, DF_STREAM_TRAIN_EPS, (uint32_t)step, (uint32_t)j, b->eps + off, dim);
-        df_q_sample(s, b->t[j], b->x0 + off, b->eps + off, b->xt + off, dim);
-        df_pred_target(s, b->t[j], m->diff.pred, b->x0 + off, b->eps + off, b->xt + off, b->target + off, dim);
+        df_q_sample(s, b->t[i], b->x0 + off, b->eps + off, b->xt + off, dim);
+        df_pred_target(s, b->t[i], m->diff.pred, b->x0 + off, b->eps + off, b->xt + off, b->target + off, dim);
     }
+}
+
+/* Rank 0 alone writes files; this gives every rank rank 0's status, so that all of them go on or
+ * stop together (one process: st itself). */
+static df_status rank0_status(df_status st) {
+    if (df_dist_size() == 1) return st;
+    int v = (int)st;
+    df_dist_bcast(&v, sizeof v, 0);
+    if (df_dist_rank() != 0 && v != DF_OK) return df_fail((df_status)v, "rank 0 failed (its message says why)");
+    return st;
+}
+
+/* The ranks apply the same update to the same weights: a hash of the weights and the step must
+ * agree (checked at every checkpoint; free in one process). */
+static df_status check_ranks_agree(const df_model *m) {
+    if (df_dist_size() == 1) return DF_OK;
+    uint64_t h = df_dist_hash(m->params, m->n_floats * sizeof(float), 0);
+    h = df_dist_hash(m->ema, m->n_floats * sizeof(float), h);
+    h = df_dist_hash(&m->step, sizeof m->step, h);
+    if (!df_dist_same_u64(h))
+        return df_fail(DF_ERR_UNSUPPORTED, "the ranks' weights differ at step %ld (a rank computed differently)", m->step);
+    return DF_OK;
 }
 
 static df_status save_checkpoint(df_model *m, const char *dir) {
@@ -109,22 +143,38 @@ static void remove_stale_temporaries(const char *dir) {
 }
 
 df_status df_train(df_model *m, const df_train_opts *o, int resume) {
-    if (o->batch < 1 || o->batch > m->max_batch)
-        return df_fail(DF_ERR_ARG, "batch must be in 1..%d (got %d)", m->max_batch, o->batch);
+    /* Data-parallel (src/dist/): rank r of P takes samples [r B/P, (r+1) B/P) of every global batch
+     * of B; the gradients are summed over the ranks, and every rank applies the same update. One
+     * process (P = 1) is the plain loop: no collective runs. */
+    const int ranks = df_dist_size(), rank = df_dist_rank(), root = rank == 0;
+    if (o->batch > 0 && o->batch % ranks)
+        return df_fail(DF_ERR_ARG, "the batch %d is not divisible by the %d processes (mpirun -np %d): each takes an "
+                       "equal share", o->batch, ranks, ranks);
+    const int local = o->batch / ranks;
+    if (o->batch < 1 || local > m->max_batch)
+        return df_fail(DF_ERR_ARG, "batch must be in 1..%d (got %d)", m->max_batch * ranks, o->batch);
     if (o->steps <= 0 && o->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps or --minutes");
     if (o->steps > 0 && o->steps < m->step)
         return df_fail(DF_ERR_ARG, "the checkpoint is already at step %ld, past --steps %ld", m->step, o->steps);
     ASSERT(m->training && o->batch_fn);
-    df_status mk = df_mkdirs(o->out_dir);
-    if (mk != DF_OK) return mk;
-    remove_stale_temporaries(o->out_dir);
+    df_status st = DF_OK;
+    if (root) {
+        st = df_mkdirs(o->out_dir);
+        if (st == DF_OK) remove_stale_temporaries(o->out_dir);
+    }
+    if ((st = rank0_status(st)) != DF_OK) return st;
     m->seed = o->seed;
     m->ema_decay = o->ema_decay;
+    m->dropout_first = (long)rank * local;
 
     batch_buffers b;
-    df_status st = alloc_buffers(&b, o->batch, m->dim);
-    FILE *log = st == DF_OK ? open_loss_log(o->out_dir, m->step, resume) : NULL;
-    if (st == DF_OK && !log) st = df_fail(DF_ERR_IO, "cannot write %s/loss.csv: %s", o->out_dir, strerror(errno));
+    st = alloc_buffers(&b, o->batch, rank * local, local, m->dim);
+    FILE *log = NULL;
+    if (st == DF_OK && root) {
+        log = open_loss_log(o->out_dir, m->step, resume);
+        if (!log) st = df_fail(DF_ERR_IO, "cannot write %s/loss.csv: %s", o->out_dir, strerror(errno));
+    }
+    if (ranks > 1 && df_dist_max_int(st != DF_OK) && st == DF_OK) st = df_fail(DF_ERR_NOMEM, "another rank failed");
     if (st != DF_OK) goto done;
 
     double t0 = df_time(), last_report = t0, loss_sum = 0;
@@ -136,24 +186,46 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
         double elapsed = df_time() - t0;
         int out_of_budget = (o->steps > 0 && m->step >= o->steps) || (o->minutes > 0 && elapsed >= 60 * o->minutes);
         int stopping = o->stop && *o->stop;
+        if (ranks > 1) {
+            /* one decision for all: any rank's stop request, rank 0's clock */
+            double flags[2] = {stopping, root && out_of_budget};
+            df_dist_allreduce_sum_f64(flags, 2);
+            stopping = flags[0] > 0;
+            out_of_budget = (o->steps > 0 && m->step >= o->steps) || flags[1] > 0;
+        }
         if (out_of_budget || stopping) {
-            st = save_checkpoint(m, o->out_dir);
-            if (st == DF_OK && o->snapshot) st = o->snapshot(o->snapshot_ctx, m, m->step);
+            st = check_ranks_agree(m);
+            if (st == DF_OK && root) {
+                fflush(log);  /* under mpirun a stop is followed by SIGKILL after a grace period */
+                st = save_checkpoint(m, o->out_dir);
+                if (st == DF_OK && o->snapshot) st = o->snapshot(o->snapshot_ctx, m, m->step);
+            }
+            st = rank0_status(st);
             if (st == DF_OK && stopping) st = df_fail(DF_ERR_INTERRUPTED, "stopped at step %ld; checkpoint written to %s", m->step, o->out_dir);
             pr.final = 1;
             pr.elapsed = elapsed;
-            if (o->progress) o->progress(o->progress_ctx, &pr);
+            if (o->progress && root) o->progress(o->progress_ctx, &pr);
             break;
         }
         long step = m->step + 1;
         make_batch(m, o, step, &b);
         m->dropout_step = (int)step;
-        df_model_forward(m, m->params, o->batch, b.xt, b.t, b.out, 1);
-        double loss = df_loss(&m->schedule, m->diff.pred, m->diff.loss, m->diff.var, o->batch, m->dim, b.t, b.out, b.target, b.dout);
+        df_model_forward(m, m->params, local, b.xt, b.t, b.out, 1);
+        double loss = df_loss(&m->schedule, m->diff.pred, m->diff.loss, m->diff.var, local, m->dim, b.t, b.out, b.target, b.dout);
+        if (ranks > 1) {  /* the global mean: the ranks' means of equal shares, averaged */
+            df_dist_allreduce_sum_f64(&loss, 1);
+            loss /= ranks;
+        }
         memset(m->grads, 0, m->n_floats * sizeof(float));
         double gnorm = NAN;
         if (isfinite(loss)) {
-            df_model_backward(m, m->params, m->grads, o->batch, b.dout);
+            df_model_backward(m, m->params, m->grads, local, b.dout);
+            if (ranks > 1) {
+                /* each rank's gradient is its share's mean: their sum over P is the global batch's */
+                df_dist_allreduce_sum_f32(m->grads, m->n_floats);
+                const float p = (float)ranks;
+                for (size_t i = 0; i < m->n_floats; i++) m->grads[i] /= p;
+            }
             gnorm = df_grad_norm(m->grads, m->n_floats);
         }
         if (!isfinite(loss) || !isfinite(gnorm)) {
@@ -172,7 +244,7 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
         m->step = step;
 
         double now = df_time();
-        fprintf(log, "%ld,%.6g,%.6g,%.6g,%.3f\n", step, loss, gnorm, df_adamw_lr_at(&o->opt, step), now - t0);
+        if (root) fprintf(log, "%ld,%.6g,%.6g,%.6g,%.3f\n", step, loss, gnorm, df_adamw_lr_at(&o->opt, step), now - t0);
         loss_sum += loss;
         loss_count++;
         pr.step = step;
@@ -187,18 +259,23 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
             double left_steps = o->steps > 0 ? (o->steps - step) / pr.steps_per_s : 1e300;
             double left_time = o->minutes > 0 ? 60 * o->minutes - pr.elapsed : 1e300;
             pr.eta = fmin(left_steps, left_time);
-            if (o->progress) o->progress(o->progress_ctx, &pr);
+            if (o->progress && root) o->progress(o->progress_ctx, &pr);
             loss_sum = 0;
             loss_count = 0;
             last_report = now;
         }
         if (o->ckpt_every > 0 && step % o->ckpt_every == 0) {
-            fflush(log);
-            if ((st = save_checkpoint(m, o->out_dir)) != DF_OK) goto done;
+            st = check_ranks_agree(m);
+            if (st == DF_OK && root) {
+                fflush(log);
+                st = save_checkpoint(m, o->out_dir);
+            }
+            if ((st = rank0_status(st)) != DF_OK) goto done;
         }
-        if (o->snapshot && o->snapshot_every > 0 && step % o->snapshot_every == 0 &&
-            (st = o->snapshot(o->snapshot_ctx, m, step)) != DF_OK)
-            goto done;
+        if (o->snapshot && o->snapshot_every > 0 && step % o->snapshot_every == 0) {
+            if (root) st = o->snapshot(o->snapshot_ctx, m, step);
+            if ((st = rank0_status(st)) != DF_OK) goto done;
+        }
     }
     (void)last_report;
 done:
