@@ -3,6 +3,7 @@
  * progress and turns statuses into one message and an exit code (cli.c). */
 #include "cli.h"
 #include "dist.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,37 @@ static const command *find_command(const char *name) {
     return NULL;
 }
 
+/* Under mpirun every rank must run the same command on the same code: each compares its command
+ * line and a hash of its own executable with rank 0's, and any difference stops every rank, each
+ * differing rank naming what differs. Returns 1 when all agree (always without mpirun). */
+static int ranks_agree(int argc, char **argv) {
+    if (df_dist_size() == 1) return 1;
+    char mine[4096], root[4096];
+    size_t used = 0;
+    mine[0] = 0;
+    for (int i = 1; i < argc && used < sizeof mine; i++)
+        used += (size_t)snprintf(mine + used, sizeof mine - used, "%s%s", i > 1 ? " " : "", argv[i]);
+    uint64_t code = 0;
+    FILE *f = fopen("/proc/self/exe", "rb");
+    if (f) {
+        char buf[1 << 16];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) code = df_dist_hash(buf, n, code);
+        fclose(f);
+    }
+    memcpy(root, mine, sizeof root);
+    df_dist_bcast(root, sizeof root, 0);
+    const int args_differ = strcmp(mine, root) != 0, code_differs = !df_dist_same_u64(code);
+    if (df_dist_max_int(args_differ) == 0 && !code_differs) return 1;
+    if (args_differ)
+        fprintf(stderr, "diffuse: rank %d runs '%s' but rank 0 runs '%s'; every rank must run the same command\n",
+                df_dist_rank(), mine, root);
+    else if (code_differs && df_dist_rank() == 0)
+        fprintf(stderr, "diffuse: the ranks run different diffuse executables (their contents differ); "
+                        "install the same build on every machine\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     char names[256];
     command_list(names, sizeof names);
@@ -64,6 +96,10 @@ int main(int argc, char **argv) {
     /* MPI beside OpenMP: only this thread communicates. Without a launcher (mpirun) nothing starts
      * and the run is one process, as in a build without MPI (src/dist/dist.h). */
     if (df_dist_init(&argc, &argv) != 0) return 1;
+    if (!ranks_agree(argc, argv)) {
+        df_dist_finalize();
+        return 2;
+    }
     int rc = c->run(argc, argv);
     df_dist_finalize();
     return rc;

@@ -62,6 +62,17 @@ else
     bad "indivisible batch: rc=$rc, stderr: $(cat "$T/err")"
 fi
 
+# Ranks that run different commands (here: another seed on rank 1) are refused before any work,
+# the differing rank naming both command lines.
+"$MPIRUN" --oversubscribe -np 1 "$BIN" train "${toy[@]}" --batch 12 --steps 2 --seed 1 --out "$T/dis" : \
+    -np 1 "$BIN" train "${toy[@]}" --batch 12 --steps 2 --seed 2 --out "$T/dis" >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -ne 0 ] && grep -q "^diffuse: rank 1 runs .*--seed 2.* but rank 0 runs .*--seed 1" "$T/err" && [ ! -e "$T/dis" ]; then
+    ok "ranks with different commands refused: $(grep '^diffuse' "$T/err" | cut -c1-80)..."
+else
+    bad "different commands: rc=$rc, stderr: $(cat "$T/err")"
+fi
+
 # A tiny U-Net with dropout (cli_images.sh's flags): the masks follow the sample's global index. Strong
 # dropout and a fast start make a wrong mask visible: every rank using the masks of samples 0.. moved
 # the loss by 3.5e-2 relative; the right ones agree with one process to the printed digits.
