@@ -1,6 +1,7 @@
 /* cmd_sample.c: `diffuse sample`: draws samples from a model (points to CSV, images to a PNG grid,
  * a folder of PNGs or a .npy), and edits images (SDEdit from --init, inpainting with --mask). */
 #include "cli.h"
+#include "dist.h"
 #include <string.h>
 
 typedef struct {
@@ -324,12 +325,25 @@ static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_par
     if (st == DF_OK && a->trajectory && a->noise) /* column 0 is the given x_T */
         for (int j = 0; j < pr.traj_n; j++)
             memcpy(pr.traj + (size_t)j * pr.traj_cols * m->dim, x + (size_t)j * m->dim, sizeof(float) * m->dim);
-    if (st == DF_OK) st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, n, m->dim, 0, x, on_step, &pr);
+    /* under mpirun each rank draws its share of the samples, by global index (the same samples
+     * as one process draws), and rank 0 gathers and writes them */
+    const int ranks = df_dist_size(), root = df_dist_rank() == 0;
+    const size_t lo = df_dist_share_lo((size_t)n, df_dist_rank()), hi = df_dist_share_lo((size_t)n, df_dist_rank() + 1);
+    if (st == DF_OK && ranks > 1 && n < ranks)
+        st = df_fail(DF_ERR_ARG, "%d samples cannot be shared by %d processes", n, ranks);
+    if (st == DF_OK && ranks > 1 && a->trajectory)
+        st = df_fail(DF_ERR_ARG, "--trajectory runs in one process only (not under mpirun)");
     if (st == DF_OK)
+        st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, (int)(hi - lo), m->dim, lo,
+                       x + lo * m->dim, root ? on_step : NULL, &pr);
+    st = cli_agree("sample", st);
+    if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * m->dim, root ? x : NULL, (size_t)n, m->dim);
+    if (st == DF_OK && root)
         st = images ? write_images(a->out, x, n, m->channels, m->height, m->width) : df_csv_write_points(a->out, x, n);
-    if (st == DF_OK && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
-    if (st == DF_OK && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
-    if (st == DF_OK) fprintf(stderr, "wrote %d samples to %s\n", n, a->out);
+    if (st == DF_OK && root && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
+    if (st == DF_OK && root && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
+    if (st == DF_OK && root) fprintf(stderr, "wrote %d samples to %s%s\n", n, a->out, ranks > 1 ? " (gathered from every rank)" : "");
+    if (ranks > 1) st = cli_agree("sample", st);
     df_free(x);
     df_free(pr.traj);
     return st;

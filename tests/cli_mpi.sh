@@ -62,6 +62,15 @@ else
     bad "indivisible batch: rc=$rc, stderr: $(cat "$T/err")"
 fi
 
+# Sampling under mpirun: each rank draws its share by global index, rank 0 gathers: the same file
+# as one process writes, with the ancestral sampler (noise keyed by sample) and with dpm++2m.
+"$BIN" sample --model "$T/t1/model.safetensors" --n 101 --threads 1 --out "$T/s1.csv" 2>/dev/null
+run 3 sample --model "$T/t1/model.safetensors" --n 101 --threads 1 --out "$T/s3.csv" >/dev/null 2>&1
+check "sample -np 3: the same 101 samples as one process" cmp -s "$T/s1.csv" "$T/s3.csv"
+"$BIN" sample --model "$T/t1/model.safetensors" --n 7 --sampler dpm++2m --steps 8 --threads 1 --out "$T/d1.csv" 2>/dev/null
+run 2 sample --model "$T/t1/model.safetensors" --n 7 --sampler dpm++2m --steps 8 --threads 1 --out "$T/d2.csv" >/dev/null 2>&1
+check "sample dpm++2m -np 2: the same samples" cmp -s "$T/d1.csv" "$T/d2.csv"
+
 # Ranks that run different commands (here: another seed on rank 1) are refused before any work,
 # the differing rank naming both command lines.
 "$MPIRUN" --oversubscribe -np 1 "$BIN" train "${toy[@]}" --batch 12 --steps 2 --seed 1 --out "$T/dis" : \

@@ -12,6 +12,8 @@ uint64_t df_dist_hash(const void *p, size_t bytes, uint64_t h) {
     return h;
 }
 
+size_t df_dist_share_lo(size_t n, int rank) { return n * (size_t)rank / (size_t)df_dist_size(); }
+
 #ifdef DIFFUSE_MPI
 #include <mpi.h>
 
@@ -96,7 +98,39 @@ void df_dist_abort(int code) {
     exit(code);
 }
 
+void df_dist_gather_f32(const float *mine, float *all, size_t n, size_t item) {
+    const int P = size_, r = rank_;
+    const size_t lo = df_dist_share_lo(n, r), cnt = (df_dist_share_lo(n, r + 1) - lo) * item;
+    if (P == 1) {
+        if (all != mine) memcpy(all, mine, cnt * sizeof(float));
+        return;
+    }
+    if (n * item > (size_t)INT_MAX) { /* beyond one Gatherv's int counts: every sample of every rank by root */
+        fprintf(stderr, "diffuse: %zu floats are too many to gather in one piece\n", n * item);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    int *counts = NULL, *displs = NULL;
+    if (r == 0) {
+        counts = malloc(sizeof(int) * (size_t)P);
+        displs = malloc(sizeof(int) * (size_t)P);
+        if (!counts || !displs) MPI_Abort(MPI_COMM_WORLD, 1);
+        for (int k = 0; k < P; k++) {
+            displs[k] = (int)(df_dist_share_lo(n, k) * item);
+            counts[k] = (int)((df_dist_share_lo(n, k + 1) - df_dist_share_lo(n, k)) * item);
+        }
+    }
+    /* rank 0's share may already sit in place in `all` (its lo is 0) */
+    const void *send = r == 0 && mine == all ? MPI_IN_PLACE : (const void *)mine;
+    MPI_Gatherv(send, (int)cnt, MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    free(counts);
+    free(displs);
+}
+
 #else /* the single-process stubs */
+
+void df_dist_gather_f32(const float *mine, float *all, size_t n, size_t item) {
+    if (all && all != mine) memcpy(all, mine, n * item * sizeof(float));
+}
 
 int df_dist_built_with_mpi(void) { return 0; }
 int df_dist_init(int *argc, char ***argv) { (void)argc; (void)argv; return 0; }

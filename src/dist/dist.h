@@ -39,6 +39,12 @@ void df_dist_bcast(void *buf, size_t bytes, int root);
 int df_dist_same_u64(uint64_t v);
 /* FNV-1a of a block of bytes, for df_dist_same_u64 of larger things. */
 uint64_t df_dist_hash(const void *p, size_t bytes, uint64_t h);
+/* Rank r's share of n items (samples): [df_dist_share_lo(n, r), df_dist_share_lo(n, r + 1)),
+ * contiguous and in rank order, so that sample j is the same sample whatever the rank count. */
+size_t df_dist_share_lo(size_t n, int rank);
+/* Gathers every rank's share of n items of `item` floats into all (n x item, rank 0 only; NULL
+ * elsewhere): mine holds this rank's share. Without MPI, copies mine into all. */
+void df_dist_gather_f32(const float *mine, float *all, size_t n, size_t item);
 /* Ends every rank at once with exit code `code` (MPI_Abort); exit(code) without MPI. */
 void df_dist_abort(int code);
 
