@@ -117,6 +117,23 @@ size_t df_conv3x3_dw_plane_words(int h, int w, int bf16) {
     return round_up(g + 2 * wp + 2, 32) / 2;
 }
 
+void df_conv3x3_pad_f32(float *dst, const float *x, int c, int h, int w) {
+    const size_t ps = df_conv3x3_plane_words(h, w);
+    const int wp = w + 2;
+    for (int ch = 0; ch < c; ch++) {
+        float *p = dst + (size_t)ch * ps;
+        const float *src = x + (size_t)ch * h * w;
+        memset(p, 0, sizeof(float) * (size_t)(wp + 1));
+        for (int y = 0; y < h; y++) {
+            float *row = p + (size_t)(y + 1) * wp + 1;
+            memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
+            row[w] = 0.0f;     /* right pad of this row */
+            row[w + 1] = 0.0f; /* left pad of the next */
+        }
+        memset(p + (size_t)(h + 1) * wp + 1, 0, sizeof(float) * (ps - (size_t)(h + 1) * wp - 1));
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -156,22 +173,6 @@ T_F32 static inline void prefetch_row(const float *row, int w) {
     for (int i = 0; i < w; i += 16) _mm_prefetch((const char *)(row + i), _MM_HINT_T0);
 }
 
-T_F32 static void pad_f32(float *dst, const float *x, int c, int h, int w) {
-    const size_t ps = df_conv3x3_plane_words(h, w);
-    const int wp = w + 2;
-    for (int ch = 0; ch < c; ch++) {
-        float *p = dst + (size_t)ch * ps;
-        const float *src = x + (size_t)ch * h * w;
-        memset(p, 0, sizeof(float) * (size_t)(wp + 1));
-        for (int y = 0; y < h; y++) {
-            float *row = p + (size_t)(y + 1) * wp + 1;
-            memcpy(row, src + (size_t)y * w, sizeof(float) * (size_t)w);
-            row[w] = 0.0f;     /* right pad of this row */
-            row[w + 1] = 0.0f; /* left pad of the next */
-        }
-        memset(p + (size_t)(h + 1) * wp + 1, 0, sizeof(float) * (ps - (size_t)(h + 1) * wp - 1));
-    }
-}
 
 /* Words of channels 2s and 2s+1 rounded to bf16, as one (low, high) pair per position. */
 /* 16 values of lo and of hi rounded to bf16, one (lo, hi) pair per 32-bit word. */
@@ -213,7 +214,7 @@ static void pad_image_k(void *dst, const float *x, int c, int h, int w, int bf16
     if (bf16)
         pad_bf16(dst, x, c, h, w);
     else
-        pad_f32(dst, x, c, h, w);
+        df_conv3x3_pad_f32(dst, x, c, h, w);
 }
 
 /* acc + a (one broadcast A word) * b (16 B words): fp32 multiply-add, or bf16 pair dot products. */

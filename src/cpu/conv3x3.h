@@ -174,5 +174,7 @@ typedef struct {
     void (*dw)(float *dw, const float *gcl, const float *xpad, int n, int oc, int ic, int h, int w, int set);
 } conv3x3_vec;
 const conv3x3_vec *df_conv3x3_vec_kernels(void);
+/* x (c, h, w) into c padded fp32 planes (df_conv3x3_pad_image's fp32 layout), every level's. */
+void df_conv3x3_pad_f32(float *dst, const float *x, int c, int h, int w);
 
 #endif

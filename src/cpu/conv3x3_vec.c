@@ -13,18 +13,10 @@
  * The avx2 functions carry target("avx2,fma"), so the file compiles for any x86-64; conv3x3.c
  * calls them only at level avx2 (cpu.h). */
 #include "conv3x3.h"
+#include "bf16r.h"
 #include "cpu.h"
 #include <stdint.h>
 #include <string.h>
-
-/* bf16 rounding of fp32 bits as df_bf16_round does (nearest even, denormals to signed zero, NaN
- * quiet), kept as fp32 bits; branch-free, so that the rounding loops vectorise. */
-static inline uint32_t bf16r_bits(uint32_t u) {
-    uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    r = (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
-    r = (u & 0x7FFFFFFFu) > 0x7F800000u ? ((u | 0x00400000u) & 0xFFFF0000u) : r;
-    return r;
-}
 
 /* Where a tile's outputs go: the tile is np consecutive positions of the padded width from q0;
  * segment k is the lanes lo..hi-1 of one image row (the junk columns ox >= w left out), and lane i

@@ -99,27 +99,15 @@ VT_TARGET static void VT_NAME(round)(float *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, p + i, sizeof u);
-        u = bf16r_bits(u);
+        u = df_bf16r_bits(u);
         memcpy(p + i, &u, sizeof u);
     }
 }
 
+/* The padded planes (df_conv3x3_pad_f32, conv3x3.c), rounded to bf16 for DF_C3_BF16R. */
 VT_TARGET static void VT_NAME(pad)(float *dst, const float *x, int c, int h, int w, int round) {
-    const size_t ps = df_conv3x3_plane_words(h, w);
-    const int wp = w + 2;
-    for (int ch = 0; ch < c; ch++) {
-        float *p = dst + (size_t)ch * ps;
-        const float *src = x + (size_t)ch * h * w;
-        memset(p, 0, sizeof(float) * (size_t)(wp + 1));
-        for (int yy = 0; yy < h; yy++) {
-            float *row = p + (size_t)(yy + 1) * wp + 1;
-            memcpy(row, src + (size_t)yy * w, sizeof(float) * (size_t)w);
-            row[w] = 0.0f;     /* right pad of this row */
-            row[w + 1] = 0.0f; /* left pad of the next */
-        }
-        memset(p + (size_t)(h + 1) * wp + 1, 0, sizeof(float) * (ps - (size_t)(h + 1) * wp - 1));
-        if (round) VT_NAME(round)(p + wp + 1, (size_t)h * wp);
-    }
+    df_conv3x3_pad_f32(dst, x, c, h, w);
+    if (round) VT_NAME(round)(dst, (size_t)c * df_conv3x3_plane_words(h, w));
 }
 
 /* dW from dout in blocks of 8 channels (df_conv3x3_pad_grad here: (c16 / 8, h w, 8) with c16 = oc

@@ -16,25 +16,13 @@
  * What it is not: no dispatch (gemm.c), no argument checks.
  */
 #include "gemm_blocked.h"
+#include "bf16r.h"
 #include <math.h>
 #include <string.h>
 
-/* The bits of f. */
-static inline uint32_t gemm_word(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-/* f rounded to bf16 as df_bf16_round does (nearest even, denormals to signed zero, NaN quiet), as
- * fp32 bits: branch-free, so that the packing loops vectorise. */
-static inline uint32_t gemm_bf16r_bits(float f) {
-    const uint32_t u = gemm_word(f);
-    uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    r = (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
-    r = (u & 0x7FFFFFFFu) > 0x7F800000u ? ((u | 0x00400000u) & 0xFFFF0000u) : r;
-    return r;
-}
+/* The tile packers' words: fp32 bits, or rounded to bf16 (bf16r.h). */
+static inline uint32_t gemm_word(float f) { return df_f32_bits(f); }
+static inline uint32_t gemm_bf16r_bits(float f) { return df_bf16r_bits(df_f32_bits(f)); }
 
 /* ---------------------------------------------------------------- generic */
 #define VT_NAME(x) generic_##x
