@@ -147,6 +147,27 @@ const char *cli_default_model(void) {
     return NULL;
 }
 
+const char *cli_shipped_file(const char *name) {
+    static char path[4200];
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        snprintf(path, sizeof path, "%s/../models/%s", exe, name);
+        if (access(path, R_OK) == 0) return path;
+    }
+#ifdef DIFFUSE_SOURCE_MODELS
+    snprintf(path, sizeof path, "%s/%s", DIFFUSE_SOURCE_MODELS, name);
+    if (access(path, R_OK) == 0) return path;
+    df_fail(DF_ERR_ARG, "%s is neither in ../models next to the executable nor in " DIFFUSE_SOURCE_MODELS, name);
+#else
+    df_fail(DF_ERR_ARG, "%s is not in ../models next to the executable", name);
+#endif
+    return NULL;
+}
+
 df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model *m, df_diffusers_info *info) {
     int fallback = !*path;
     if (fallback && !(*path = cli_default_model())) return DF_ERR_ARG;

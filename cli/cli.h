@@ -63,6 +63,11 @@ void cli_progress_bar(const char *what, long done, long total, double elapsed, d
  * it was built from. NULL (with the places tried in df_last_error) when there is none. */
 const char *cli_default_model(void);
 
+/* Another file that ships in models/ (the FID's fid-fmnist.safetensors): found as the shipped model
+ * is, next to the executable (../models/NAME) or in the source tree; NULL (with the places tried in
+ * df_last_error) when it is in neither. */
+const char *cli_shipped_file(const char *name);
+
 /* Opens the model at *path (a model.safetensors or a diffusers folder) for inference, filling
  * *info unless it is NULL. *path NULL means the default model: *path is set to it, and once it has
  * opened stderr says which file ("CMD: no --model given, using PATH"), so that a failure stays one
@@ -84,5 +89,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
 
 #endif

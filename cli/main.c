@@ -20,6 +20,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "measure a model: the variational bound on held-out data (bits/dim)"},
     {"predict", cmd_predict, "run the network alone on a .npy input (for checking against other implementations)"},
     {"export", cmd_export, "write a model as a diffusers folder (DDPMPipeline: unet/ + scheduler/)"},
+    {"fid", cmd_fid, "the FID between two sets of images (.npy, folder or dataset) in a feature network's space"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -889,6 +889,77 @@ DF_API void df_bound_timesteps(int T, int K, int *t, double *weight);
 /* nats per sample -> bits per dimension: nats / (dim ln 2). */
 DF_API double df_bound_bits_per_dim(const df_bound_result *r, double nats);
 
+/* ---------------------------------------------------------------- FID (src/metrics/) */
+/* The Frechet distance of Heusel et al. 2017 (FID) between two sets of images: each set's features
+ * (a fixed network's activations) are summarised by their mean mu and covariance S, and
+ *   d^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}),
+ * the squared 2-Wasserstein distance of the two Gaussians. All of it in double. The trace of the
+ * square root comes from symmetric eigendecompositions (LAPACK dsyevd): with S1 = V L V^T,
+ * M = L^{1/2} V^T S2 V L^{1/2} is S1^{1/2} S2 S1^{1/2} in S1's eigenbasis, symmetric PSD with the
+ * eigenvalues of S1 S2, and tr((S1 S2)^{1/2}) = sum sqrt(eig(M)) (tiny negative eigenvalues of
+ * rounding clamped to 0). This holds for singular covariances too, where pytorch-fid's scipy sqrtm
+ * adds eps I and retries.
+ *
+ * What it is not: the KID, precision/recall, or a guarantee that two feature networks' distances
+ * compare (an FID is only comparable under the same network and the same N). */
+typedef struct {
+    int dim;       /* features per image */
+    long n;        /* images summarised */
+    double *mu;    /* dim */
+    double *sigma; /* dim x dim, row-major: the unbiased covariance (divided by n - 1, as numpy.cov) */
+} df_fid_stats;
+
+/* Mean and covariance of n feature vectors (features: n x dim floats), in double: the exact mean
+ * first, then the centred products (two passes, so no cancellation whatever the features' offset).
+ * Fills *s (free with df_fid_stats_free). DF_ERR_ARG for n < 2 (no covariance) or dim < 1,
+ * DF_ERR_NAN for a non-finite feature. */
+DF_API df_status df_fid_stats_compute(const float *features, long n, int dim, df_fid_stats *s);
+DF_API void df_fid_stats_free(df_fid_stats *s);
+
+/* The statistics as a safetensors file (mu (dim) and sigma (dim, dim) in F64, metadata fid.n and
+ * fid.key = key), for caching; load checks that the file's key equals key (DF_ERR_FORMAT when it
+ * does not: the file was made for another input or network). */
+DF_API df_status df_fid_stats_save(const df_fid_stats *s, const char *key, const char *path);
+DF_API df_status df_fid_stats_load(const char *path, const char *key, df_fid_stats *s);
+
+/* d^2 above for two Gaussians of dimension dim (sigma row-major, symmetric positive semi-definite),
+ * clamped at 0 (rounding can leave -1e-13 for equal inputs). DF_ERR_ARG for dim < 1, DF_ERR_NAN for
+ * non-finite inputs, DF_ERR_UNSUPPORTED if the eigensolver fails. */
+DF_API df_status df_frechet_distance(int dim, const double *mu1, const double *sigma1, const double *mu2,
+                                     const double *sigma2, double *d2);
+
+/* Feature networks: "fmnist", a small CNN trained on Fashion-MNIST (models/fid-fmnist.safetensors,
+ * made by tools/train_fid_features.py: 1x28x28 inputs, 128 features, 10 class logits), and
+ * "inception", Inception-v3's 2048-d pool3 features as pytorch-fid computes them (a safetensors
+ * file of pytorch-fid's weights, tools/convert_pytorch_fid.py). Inputs are images in [-1, 1]. */
+typedef enum { DF_FEATNET_FMNIST, DF_FEATNET_INCEPTION, DF_FEATNET_COUNT } df_featnet_kind;
+DF_API const char *df_featnet_name(df_featnet_kind k);
+/* DF_OK and *out, or DF_ERR_ARG listing the names. */
+DF_API df_status df_featnet_from_name(const char *s, df_featnet_kind *out);
+
+typedef struct df_featnet df_featnet;
+typedef struct {
+    df_featnet_kind kind;
+    int channels, height, width; /* the input it takes; height = width = 0: any size (resized inside) */
+    int dim;                     /* features per image */
+    int n_classes;               /* logits per image (0: none) */
+    char desc[256];              /* one line for people: what the network is (its test accuracy, ...) */
+} df_featnet_info;
+
+/* Loads feature network `kind` from the safetensors file at path, for batches of up to max_batch
+ * images (larger calls run in chunks). *net is new (free with df_featnet_free), NULL on failure:
+ * DF_ERR_IO for a missing file, DF_ERR_FORMAT for a file of another network (missing or extra
+ * tensors, metadata featnet naming another), DF_ERR_SHAPE for a tensor of the wrong shape. */
+DF_API df_status df_featnet_load(df_featnet_kind kind, const char *path, int max_batch, df_featnet **net);
+DF_API void df_featnet_free(df_featnet *net);
+DF_API const df_featnet_info *df_featnet_get_info(const df_featnet *net);
+/* DF_OK when images of c x h x w are what net takes, else DF_ERR_SHAPE saying what it takes. */
+DF_API df_status df_featnet_check_input(const df_featnet *net, int c, int h, int w);
+/* features (n x dim) and, unless NULL, logits (n x n_classes; net must have them) of the n images
+ * x (n x c x h x w, values in [-1, 1]). DF_ERR_SHAPE as df_featnet_check_input, DF_ERR_NOMEM. */
+DF_API df_status df_featnet_forward(df_featnet *net, int n, int c, int h, int w, const float *x, float *features,
+                                    float *logits);
+
 #ifdef __cplusplus
 }
 #endif
