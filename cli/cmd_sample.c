@@ -91,19 +91,19 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
     int w, h, c;
     df_status st = df_png_read(path, &pix, &w, &h, &c);
     if (st != DF_OK) return st;
-    if (w != m->width || h != m->height) {
+    if (w != cli_model_shape(m).w || h != cli_model_shape(m).h) {
         free(pix);
-        return df_fail(DF_ERR_SHAPE, "%s is %dx%d but the model makes %dx%d images", path, w, h, m->width, m->height);
+        return df_fail(DF_ERR_SHAPE, "%s is %dx%d but the model makes %dx%d images", path, w, h, cli_model_shape(m).w, cli_model_shape(m).h);
     }
-    float *x = df_alloc(sizeof(float) * m->dim, "input image");
+    float *x = df_alloc(sizeof(float) * cli_model_shape(m).dim, "input image");
     if (!x) {
         free(pix);
         return DF_ERR_NOMEM;
     }
-    for (int ch = 0; ch < m->channels; ch++)
+    for (int ch = 0; ch < cli_model_shape(m).c; ch++)
         for (int p = 0; p < w * h; p++) {
             const uint8_t *q = pix + (size_t)p * c;
-            double v = c >= 3 ? (m->channels == 1 ? (0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2]) : q[ch < 3 ? ch : 0]) : q[0];
+            double v = c >= 3 ? (cli_model_shape(m).c == 1 ? (0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2]) : q[ch < 3 ? ch : 0]) : q[0];
             x[(size_t)ch * w * h + p] = (float)(v / 127.5 - 1.0);
         }
     free(pix);
@@ -179,18 +179,18 @@ static df_status sampler_params(const sample_args *a, df_sample_params *sp, df_p
 /* The defaults that depend on the model: counts, output, clipping (a diffusers folder brings its
  * scheduler's), the variance and which weights. */
 static df_status model_defaults(sample_args *a, df_model *m, const df_diffusers_info *dinfo, df_sample_params *sp) {
-    int images = m->kind == DF_NET_UNET;
+    int images = df_model_kind(m) == DF_NET_UNET;
     if (!a->n) a->n = images ? 64 : 1000;
     if (!a->out) a->out = images ? "samples.png" : "samples.csv";
-    sp->batch = a->batch ? a->batch : m->max_batch;
+    sp->batch = a->batch ? a->batch : df_model_max_batch(m);
     sp->clip_x0 = a->clip || (images && !a->no_clip);
     if (dinfo->has_scheduler && !a->clip && !a->no_clip) {
         sp->clip_x0 = dinfo->clip_sample;
         sp->clip_min = (float)-dinfo->clip_sample_range;
         sp->clip_max = (float)dinfo->clip_sample_range;
     }
-    sp->var = m->diff.var;
-    m->use_ema = !a->no_ema;
+    sp->var = df_model_diffusion(m)->var;
+    df_model_set_use_ema(m, !a->no_ema);
     return a->var ? df_var_from_name(a->var, &sp->var) : DF_OK;
 }
 
@@ -221,14 +221,14 @@ static df_status load_edit_inputs(const sample_args *a, const df_model *m, df_sa
             return df_fail(DF_ERR_ARG, "--strength must be in (0, 1] (got %g)", a->strength);
         if ((st = read_model_image(a->init, m, &e->init))) return st;
         sp->init = e->init;
-        sp->t_start = (int)(a->strength * m->schedule.T + 0.5) - 1;
+        sp->t_start = (int)(a->strength * df_model_schedule(m)->T + 0.5) - 1;
         if (sp->t_start < 0) sp->t_start = 0;
     }
     if (!a->inpaint != !a->mask) return df_fail(DF_ERR_ARG, "inpainting needs both --inpaint IMAGE and --mask MASK");
     if (a->inpaint) {
         if ((st = read_model_image(a->inpaint, m, &e->known)) || (st = read_model_image(a->mask, m, &e->mask)))
             return st;
-        for (size_t k = 0; k < m->dim; k++) e->mask[k] = e->mask[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
+        for (size_t k = 0; k < cli_model_shape(m).dim; k++) e->mask[k] = e->mask[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
         sp->known = e->known;
         sp->mask = e->mask;
     }
@@ -258,9 +258,9 @@ static df_status start_trajectory(sample_progress *pr, const df_sample_params *s
 static df_status write_trajectory(const char *path, const sample_progress *pr, const df_model *m) {
     uint8_t *pix = NULL;
     int gw, gh;
-    df_status st = df_image_grid(pr->traj, pr->traj_n * pr->traj_cols, m->channels, m->height, m->width, pr->traj_cols,
+    df_status st = df_image_grid(pr->traj, pr->traj_n * pr->traj_cols, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, pr->traj_cols,
                                  2, &pix, &gw, &gh);
-    if (st == DF_OK) st = df_png_write(path, pix, gw, gh, m->channels);
+    if (st == DF_OK) st = df_png_write(path, pix, gw, gh, cli_model_shape(m).c);
     free(pix);
     return st;
 }
@@ -269,12 +269,12 @@ static df_status write_trajectory(const char *path, const sample_progress *pr, c
  * that can still be read, else the samples alone. */
 static df_status write_points_plot(const char *path, const df_model *m, const float *x, int n) {
     df_points data;
-    if (df_points_open(m->data, &data) != DF_OK) return df_plot_scatter(path, x, 0, x, n, "samples");
+    if (df_points_open(df_model_data(m), &data) != DF_OK) return df_plot_scatter(path, x, 0, x, n, "samples");
     df_status st = DF_OK;
     float *d = malloc(sizeof(float) * 2 * (size_t)n);
     if (d) {
         df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d);
-        st = df_plot_scatter(path, d, n, x, n, m->data);
+        st = df_plot_scatter(path, d, n, x, n, df_model_data(m));
     }
     free(d);
     df_points_free(&data);
@@ -290,14 +290,14 @@ static df_status read_noise(const char *path, const df_model *m, int n_flag, flo
     int64_t sh[8];
     df_status st = df_npy_read_f32(path, &nd, sh, x);
     if (st != DF_OK) return st;
-    const int images = m->kind == DF_NET_UNET;
-    const int ok = images ? nd == 4 && sh[1] == m->channels && sh[2] == m->height && sh[3] == m->width
+    const int images = df_model_kind(m) == DF_NET_UNET;
+    const int ok = images ? nd == 4 && sh[1] == cli_model_shape(m).c && sh[2] == cli_model_shape(m).h && sh[3] == cli_model_shape(m).w
                           : nd == 2 && sh[1] == 2;
     if (!ok || sh[0] < 1 || sh[0] > 10000000) {
         df_free(*x);
         *x = NULL;
         return images ? df_fail(DF_ERR_ARG, "--noise %s: want float32 N x %d x %d x %d for this model", path,
-                                m->channels, m->height, m->width)
+                                cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w)
                       : df_fail(DF_ERR_ARG, "--noise %s: want float32 N x 2 for a 2-D model", path);
     }
     if (n_flag && n_flag != sh[0]) {
@@ -311,20 +311,20 @@ static df_status read_noise(const char *path, const df_model *m, int n_flag, flo
 
 /* Samples a->n points or images from m with sp and writes them and the extra pictures. */
 static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_params *sp, int n_flag) {
-    int images = m->kind == DF_NET_UNET, n = a->n;
-    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_ANCESTRAL ? 50 : 1, NULL, 0, 0, 0, m->dim};
+    int images = df_model_kind(m) == DF_NET_UNET, n = a->n;
+    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_ANCESTRAL ? 50 : 1, NULL, 0, 0, 0, cli_model_shape(m).dim};
     df_status st = DF_OK;
     float *x = NULL;
     if (a->noise) {
         st = read_noise(a->noise, m, n_flag, &x, &n);
         sp->x_T_given = 1;
-    } else if (!(x = df_alloc(sizeof(float) * (size_t)n * m->dim, "samples"))) {
+    } else if (!(x = df_alloc(sizeof(float) * (size_t)n * cli_model_shape(m).dim, "samples"))) {
         st = DF_ERR_NOMEM;
     }
-    if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, m->dim);
+    if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, cli_model_shape(m).dim);
     if (st == DF_OK && a->trajectory && a->noise) /* column 0 is the given x_T */
         for (int j = 0; j < pr.traj_n; j++)
-            memcpy(pr.traj + (size_t)j * pr.traj_cols * m->dim, x + (size_t)j * m->dim, sizeof(float) * m->dim);
+            memcpy(pr.traj + (size_t)j * pr.traj_cols * cli_model_shape(m).dim, x + (size_t)j * cli_model_shape(m).dim, sizeof(float) * cli_model_shape(m).dim);
     /* under mpirun each rank draws its share of the samples, by global index (the same samples
      * as one process draws), and rank 0 gathers and writes them */
     const int ranks = df_dist_size(), root = df_dist_rank() == 0;
@@ -334,12 +334,12 @@ static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_par
     if (st == DF_OK && ranks > 1 && a->trajectory)
         st = df_fail(DF_ERR_ARG, "--trajectory runs in one process only (not under mpirun)");
     if (st == DF_OK)
-        st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, (int)(hi - lo), m->dim, lo,
-                       x + lo * m->dim, root ? on_step : NULL, &pr);
+        st = df_sample(df_model_schedule(m), df_model_diffusion(m)->pred, sp, df_model_predict, m, (int)(hi - lo), cli_model_shape(m).dim, lo,
+                       x + lo * cli_model_shape(m).dim, root ? on_step : NULL, &pr);
     st = cli_agree("sample", st);
-    if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * m->dim, root ? x : NULL, (size_t)n, m->dim);
+    if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * cli_model_shape(m).dim, root ? x : NULL, (size_t)n, cli_model_shape(m).dim);
     if (st == DF_OK && root)
-        st = images ? write_images(a->out, x, n, m->channels, m->height, m->width) : df_csv_write_points(a->out, x, n);
+        st = images ? write_images(a->out, x, n, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w) : df_csv_write_points(a->out, x, n);
     if (st == DF_OK && root && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
     if (st == DF_OK && root && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
     if (st == DF_OK && root) fprintf(stderr, "wrote %d samples to %s%s\n", n, a->out, ranks > 1 ? " (gathered from every rank)" : "");
@@ -361,18 +361,18 @@ int cmd_sample(int argc, char **argv) {
     df_status st = sampler_params(&a, &sp, &prec);
     if (st != DF_OK) return cli_error("sample", st);
 
-    df_model m;
+    df_model *m = NULL;
     df_diffusers_info dinfo;
     if ((st = cli_open_model("sample", &a.model, a.batch ? a.batch : 64, &m, &dinfo))) return cli_error("sample", st);
-    df_model_set_precision(&m, prec);
+    df_model_set_precision(m, prec);
     edit_inputs e = {NULL, NULL, NULL};
     const int n_flag = a.n;
-    st = model_defaults(&a, &m, &dinfo, &sp);
-    if (st == DF_OK) st = check_for_model(&a, m.kind == DF_NET_UNET);
-    if (st == DF_OK) st = load_edit_inputs(&a, &m, &sp, &e);
+    st = model_defaults(&a, m, &dinfo, &sp);
+    if (st == DF_OK) st = check_for_model(&a, df_model_kind(m) == DF_NET_UNET);
+    if (st == DF_OK) st = load_edit_inputs(&a, m, &sp, &e);
     if (st == DF_OK && a.noise && sp.init) st = df_fail(DF_ERR_ARG, "--noise and --init exclude each other");
-    if (st == DF_OK) st = draw_and_write(&a, &m, &sp, n_flag);
+    if (st == DF_OK) st = draw_and_write(&a, m, &sp, n_flag);
     edit_inputs_free(&e);
-    df_model_free(&m);
+    df_model_free(m);
     return st == DF_OK ? 0 : cli_error("sample", st);
 }

@@ -11,7 +11,7 @@
  *  - Randomness is counter-based (Philox4x32-10): a value depends on (seed, stream, counters),
  *    never on thread scheduling or batch size.
  *  - Arguments: inputs first, outputs last (a function that builds or reads an object takes it
- *    last: df_model_load(path, ..., m)); a function that acts on an object it is given takes that
+ *    last: df_model_load(path, ..., &m)); a function that acts on an object it is given takes that
  *    object first (df_train(m, ...), df_model_save(m, path, ...)). Optional outputs may be NULL.
  *  - Memory the library returns is freed with df_free; objects with a _free function with that.
  */
@@ -435,43 +435,55 @@ typedef struct {
 
 DF_API void df_diffusion_config_init(df_diffusion_config *d);
 
-typedef struct df_model {
-    df_net_kind kind;
-    df_mlp_config mlp;
-    df_unet_config unet;
-    char unet_config_json[4096];   /* U-Net: its diffusers config.json text */
-    df_diffusion_config diff;
-    df_schedule schedule;          /* derived from diff.schedule */
-    void *net;                     /* df_mlp * or df_unet * */
-    const df_param_table *table;
-    size_t n_floats;               /* floats in each block (table->total) */
-    float *params, *ema;           /* one block each */
-    float *grads, *adam_m, *adam_v;/* training only: one block each */
-    size_t dim;                    /* floats per sample */
-    int channels, height, width;   /* images; 2-D points: 2, 1, 1 */
-    int max_batch, training;
-    long step;                     /* optimiser steps that made these weights */
-    uint64_t seed;                 /* training seed */
-    double ema_decay;
-    char data[300];                /* training data spec */
-    int use_ema;                   /* df_model_predict uses the EMA weights */
-    int dropout_step;              /* counter for dropout masks in training */
-    long dropout_first;            /* training: index of the batch's sample 0 in the global batch (its
-                                    * dropout masks are those of that sample; 0 in a one-process run) */
-} df_model;
+typedef struct df_model df_model;  /* opaque: src/model/model_impl.h; the accessors below */
+
+/* Every function that makes a model (df_model_new_*, df_model_load, df_model_open,
+ * df_diffusers_load, df_train_load_checkpoint) sets *m to a new model on DF_OK and to NULL on
+ * failure; the caller frees it with df_model_free. max_batch bounds the n of every later forward,
+ * backward and predict (the activations are planned for it once, here); training = 1 also
+ * allocates the gradient block and the AdamW moments. */
 
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
 DF_API df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                                  int training, uint64_t seed, df_model *m);
+                                  int training, uint64_t seed, df_model **m);
 /* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
 DF_API df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                                   int training, uint64_t seed, df_model *m);
+                                   int training, uint64_t seed, df_model **m);
+/* Frees a model and everything it holds; NULL is a no-op. */
 DF_API void df_model_free(df_model *m);
 
-/* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
+/* What a model is. The pointers returned are views into m, valid until df_model_free. */
+DF_API df_net_kind df_model_kind(const df_model *m);
+DF_API const df_diffusion_config *df_model_diffusion(const df_model *m);
+DF_API const df_schedule *df_model_schedule(const df_model *m);
+/* The network's configuration: the U-Net's (NULL for an MLP model) or the MLP's (NULL for a U-Net). */
+DF_API const df_unet_config *df_model_unet_config(const df_model *m);
+DF_API const df_mlp_config *df_model_mlp_config(const df_model *m);
+/* Floats per sample, and its shape through any non-NULL pointer: images C, H, W; 2-D points 2, 1, 1. */
+DF_API size_t df_model_sample_shape(const df_model *m, int *channels, int *height, int *width);
+DF_API int df_model_max_batch(const df_model *m);
+/* Where the weights came from: optimiser steps taken, the training seed, the EMA decay, and the
+ * training data spec ("" when not known, as for a diffusers folder). */
+DF_API long df_model_step(const df_model *m);
+DF_API uint64_t df_model_seed(const df_model *m);
+DF_API double df_model_ema_decay(const df_model *m);
+DF_API const char *df_model_data(const df_model *m);
+/* Records the training data spec (written to checkpoints as "train.data"; cut at 299 bytes). */
+DF_API void df_model_set_data(df_model *m, const char *spec);
+/* Which weights df_model_predict uses: the EMA weights (on = 1: the default of every new or loaded
+ * model) or the raw ones (on = 0). */
+DF_API void df_model_set_use_ema(df_model *m, int on);
+DF_API int df_model_use_ema(const df_model *m);
+/* The parameter blocks, each laid out by df_model_param_table: the raw weights (ema = 0) or the EMA
+ * weights (ema = 1), and the gradients (NULL unless the model was made for training). */
+DF_API const df_param_table *df_model_param_table(const df_model *m);
+DF_API float *df_model_weights(const df_model *m, int ema);
+DF_API float *df_model_grads(const df_model *m);
+
+/* Network forward/backward on the weights given (df_model_weights), for n <= max_batch samples. */
 DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
 DF_API void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
-/* df_predict_fn for the samplers: ctx is a df_model *, uses ema if m->use_ema. */
+/* df_predict_fn for the samplers: ctx is a df_model *; the EMA weights unless df_model_set_use_ema(m, 0). */
 DF_API df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
 /* Precision of the network's matrix products from now on (forward, backward, predict); a new or
  * loaded model starts in fp32. Not stored in checkpoints. The U-Net honours it; the 2-D MLP
@@ -483,7 +495,7 @@ DF_API void df_model_set_precision(df_model *m, df_precision p);
 DF_API df_status df_model_save(const df_model *m, const char *path, int with_state);
 /* Loads a checkpoint written by df_model_save, validating every tensor's presence and shape.
  * training = 1 also allocates gradients and AdamW moments, and loads the moments when present. */
-DF_API df_status df_model_load(const char *path, int max_batch, int training, df_model *m);
+DF_API df_status df_model_load(const char *path, int max_batch, int training, df_model **m);
 /* Number of parameters (padding excluded) and of named tensors of a model. */
 DF_API size_t df_model_param_count(const df_model *m);
 DF_API int df_model_tensor_count(const df_model *m);
@@ -546,7 +558,7 @@ DF_API void df_train_opts_init(df_train_opts *o);
 DF_API df_status df_train(df_model *m, const df_train_opts *o, int resume);
 
 /* Loads out_dir/checkpoint.safetensors into m (training = 1) and its AdamW state for resuming. */
-DF_API df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m);
+DF_API df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model **m);
 
 /* ---------------------------------------------------------------- image datasets */
 /* Image datasets held in memory as 8-bit pixels (IDX / MNIST-style, CIFAR-10 binary, a folder
@@ -768,9 +780,9 @@ DF_API void df_diffusers_info_init(df_diffusers_info *info);
  *    legacy attention names query/key/value/proj_attn stand for to_q/to_k/to_v/to_out.0.
  *    DF_ERR_FORMAT names a missing tensor or a tensor the network does not use; DF_ERR_SHAPE a
  *    wrong shape; DF_ERR_NAN non-finite weights.
- * DF_ERR_IO names a missing or unreadable file. On failure *m is left empty (df_model_free is safe). */
+ * DF_ERR_IO names a missing or unreadable file. On failure *m is NULL. */
 /* *info (may be NULL) gets the scheduler's clipping settings. */
-DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model **m, df_diffusers_info *info);
 
 /* The two config readers of df_diffusers_load, on their own (same checks, same messages):
  * a UNet2DModel config.json file -> *c, and a scheduler_config.json file -> *d (loss "simple") and
@@ -795,7 +807,7 @@ DF_API df_status df_diffusers_save(const df_model *m, const char *dir, int use_e
  * df_model_load (a diffuse checkpoint). Same contract as those two. */
 /* *info (may be NULL) is filled as df_diffusers_load fills it; a checkpoint has no scheduler, so
  * it gets df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
-DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model **m, df_diffusers_info *info);
 
 /* ---------------------------------------------------------------- the variational bound */
 /* Measuring a model: the variational bound of Ho et al. 2020 (section 3.3) on held-out data,

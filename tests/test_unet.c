@@ -7,6 +7,7 @@
  * (bf16 changes the U-Net's output a little, fp32 comes back bit for bit, the MLP ignores it). The
  * PyTorch comparison (in both precisions) is test_unet_torch.c. */
 #include "check.h"
+#include "model_impl.h" /* the model's U-Net, for random weights */
 #include "common.h"
 #include "ops.h"
 #include "unet.h"
@@ -531,39 +532,39 @@ static void test_model_precision(void) {
     c.out_channels = c.in_channels;  /* a denoiser */
     df_diffusion_config dc;
     df_diffusion_config_init(&dc);
-    df_model m;
+    df_model *m;
     CHECK(df_model_new_unet(&c, &dc, 2, 0, 5, &m) == DF_OK, "new model: %s", df_last_error());
-    random_params(m.net, m.ema, 51);  /* predict uses the EMA weights; DDPM's zero init would give 0 */
+    random_params(m->net, m->ema, 51);  /* predict uses the EMA weights; DDPM's zero init would give 0 */
     const int n = 2, t[2] = {3, 700};
-    float *x = malloc(n * m.dim * sizeof(float)), *a = malloc(n * m.dim * sizeof(float));
-    float *b = malloc(n * m.dim * sizeof(float)), *a2 = malloc(n * m.dim * sizeof(float));
-    df_randn(52, DF_STREAM_USER, 0, 0, x, n * m.dim);
-    CHECK(df_model_predict(&m, n, t, x, a) == DF_OK, "predict fp32");
-    df_model_set_precision(&m, DF_PRECISION_BF16);
-    CHECK(df_model_predict(&m, n, t, x, b) == DF_OK, "predict bf16");
-    df_model_set_precision(&m, DF_PRECISION_FP32);
-    CHECK(df_model_predict(&m, n, t, x, a2) == DF_OK, "predict fp32 again");
+    float *x = malloc(n * m->dim * sizeof(float)), *a = malloc(n * m->dim * sizeof(float));
+    float *b = malloc(n * m->dim * sizeof(float)), *a2 = malloc(n * m->dim * sizeof(float));
+    df_randn(52, DF_STREAM_USER, 0, 0, x, n * m->dim);
+    CHECK(df_model_predict(m, n, t, x, a) == DF_OK, "predict fp32");
+    df_model_set_precision(m, DF_PRECISION_BF16);
+    CHECK(df_model_predict(m, n, t, x, b) == DF_OK, "predict bf16");
+    df_model_set_precision(m, DF_PRECISION_FP32);
+    CHECK(df_model_predict(m, n, t, x, a2) == DF_OK, "predict fp32 again");
     double diff = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n * m.dim; i++) diff = fmax(diff, fabs((double)b[i] - a[i])), scale = fmax(scale, fabs(a[i]));
+    for (size_t i = 0; i < n * m->dim; i++) diff = fmax(diff, fabs((double)b[i] - a[i])), scale = fmax(scale, fabs(a[i]));
     /* bf16 noise of ~20 products: measured 9.0e-3 of the largest output here (test_unet_torch up to
      * 8e-3); fp32 noise would be ~1e-6 */
     printf("model precision: bf16 vs fp32 prediction max|diff| %.3g of max|out| %.3g (rel %.3g)\n", diff, scale,
            diff / scale);
     CHECK(scale > 0.1 && diff > 1e-5 * scale && diff < 3e-2 * scale, "bf16 prediction: diff %g, scale %g", diff, scale);
-    CHECK(memcmp(a, a2, n * m.dim * sizeof(float)) == 0, "back to fp32 gives the fp32 prediction bit for bit");
+    CHECK(memcmp(a, a2, n * m->dim * sizeof(float)) == 0, "back to fp32 gives the fp32 prediction bit for bit");
     free(x), free(a), free(b), free(a2);
-    df_model_free(&m);
+    df_model_free(m);
 
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     CHECK(df_model_new_mlp(&mc, &dc, 4, 0, 6, &m) == DF_OK, "new mlp: %s", df_last_error());
     float xm[8] = {0.1f, -0.3f, 1.2f, 0.5f, -2.0f, 0.0f, 0.7f, 0.9f}, ym[8], ym2[8];
     const int tm[4] = {0, 10, 500, 999};
-    CHECK(df_model_predict(&m, 4, tm, xm, ym) == DF_OK, "mlp predict");
-    df_model_set_precision(&m, DF_PRECISION_BF16);
-    CHECK(df_model_predict(&m, 4, tm, xm, ym2) == DF_OK, "mlp predict (bf16 set)");
+    CHECK(df_model_predict(m, 4, tm, xm, ym) == DF_OK, "mlp predict");
+    df_model_set_precision(m, DF_PRECISION_BF16);
+    CHECK(df_model_predict(m, 4, tm, xm, ym2) == DF_OK, "mlp predict (bf16 set)");
     CHECK(memcmp(ym, ym2, sizeof ym) == 0, "the MLP ignores the precision (always fp32)");
-    df_model_free(&m);
+    df_model_free(m);
 }
 
 int main(void) {

@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
+#include "model_impl.h"
 #include "mlp.h"
 #include "params.h"
 #include "unet.h"
@@ -435,13 +436,14 @@ static df_status weights_path(const char *dir, char *path) {
 
 /* ---------------------------------------------------------------- loading */
 
-df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model **out, df_diffusers_info *info) {
     char unet_dir[PATH_CAP], config[PATH_CAP], sched[PATH_CAP], index[PATH_CAP], weights[PATH_CAP];
     df_diffusers_info inf;
     df_diffusion_config d;
     df_unet_config c;
     df_status st;
-    memset(m, 0, sizeof *m);
+    df_model *m;
+    *out = NULL;
     df_diffusers_info_init(&inf);
     if (info) *info = inf;
     if (!is_dir(dir))
@@ -467,17 +469,18 @@ df_status df_diffusers_load(const char *dir, int max_batch, int training, df_mod
         scheduler_defaults(&d);
     }
     if ((st = weights_path(unet_dir, weights))) return st;
-    if ((st = df_model_new_unet(&c, &d, max_batch, training, 0, m))) return in_file(config, st);
+    if ((st = df_model_new_unet(&c, &d, max_batch, training, 0, &m))) return in_file(config, st);
     if ((st = weights_read(m, weights))) {
         df_model_free(m);
         return st;
     }
     m->use_ema = 1;
     if (info) *info = inf;
+    *out = m;
     return DF_OK;
 }
 
-df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+df_status df_model_open(const char *path, int max_batch, int training, df_model **m, df_diffusers_info *info) {
     if (is_dir(path)) return df_diffusers_load(path, max_batch, training, m, info);
     if (info) df_diffusers_info_init(info);
     return df_model_load(path, max_batch, training, m);

@@ -1,5 +1,6 @@
 /* model.c: a network plus its diffusion settings; checkpoints in safetensors. See model.h. */
 #include "common.h"
+#include "model_impl.h"
 #include "mlp.h"
 #include "params.h"
 #include "safetensors.h"
@@ -86,7 +87,7 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     if (st == DF_OK)
         st = kind == DF_NET_UNET ? build_unet(m, net_config, max_batch, training) : build_mlp(m, net_config, max_batch, training);
     if (st != DF_OK) {
-        df_model_free(m);
+        df_model_release(m);
         return st;
     }
     m->seed = seed;
@@ -97,17 +98,47 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     return DF_OK;
 }
 
+/* The one allocation of a model's struct: *out is the model on DF_OK, NULL otherwise. */
+static df_status box_model(df_model **out, df_model **m) {
+    *out = NULL;
+    *m = df_alloc(sizeof **m, "the model");
+    if (!*m) return DF_ERR_NOMEM;
+    memset(*m, 0, sizeof **m);
+    return DF_OK;
+}
+
+/* Hands a filled model to the caller, or frees the box of one that failed (its contents are
+ * already released by the failing constructor). */
+static df_status unbox_model(df_status st, df_model *m, df_model **out) {
+    if (st != DF_OK) {
+        df_free(m);
+        return st;
+    }
+    *out = m;
+    return DF_OK;
+}
+
 df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                            int training, uint64_t seed, df_model *m) {
-    return new_model(m, DF_NET_UNET, c, d, max_batch, training, seed);
+                            int training, uint64_t seed, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(new_model(m, DF_NET_UNET, c, d, max_batch, training, seed), m, out);
 }
 
 df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                           int training, uint64_t seed, df_model *m) {
-    return new_model(m, DF_NET_MLP, c, d, max_batch, training, seed);
+                           int training, uint64_t seed, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(new_model(m, DF_NET_MLP, c, d, max_batch, training, seed), m, out);
 }
 
 void df_model_free(df_model *m) {
+    if (!m) return;
+    df_model_release(m);
+    df_free(m);
+}
+
+void df_model_release(df_model *m) {
     if (m->net && m->kind == DF_NET_MLP) df_mlp_free(m->net);
     if (m->net && m->kind == DF_NET_UNET) df_unet_free(m->net);
     df_free(m->params);
@@ -323,8 +354,8 @@ static df_status check_param_count(const df_st_file *f, double want) {
     return DF_OK;
 }
 
-df_status df_model_load(const char *path, int max_batch, int training, df_model *m) {
-    memset(m, 0, sizeof *m);
+/* Fills m from a checkpoint; on failure m is left released. */
+static df_status load_model(const char *path, int max_batch, int training, df_model *m) {
     df_st_file f;
     df_status st = df_st_read(path, &f);
     if (st != DF_OK) return st;
@@ -372,9 +403,15 @@ done:
     df_st_free(&f);
     if (st != DF_OK) {
         df_schedule_free(&m->schedule);
-        if (m->table) df_model_free(m);
+        if (m->table) df_model_release(m);
     }
     return st;
+}
+
+df_status df_model_load(const char *path, int max_batch, int training, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(load_model(path, max_batch, training, m), m, out);
 }
 
 void df_model_describe(const df_model *m, char *buf, size_t cap) {
@@ -397,3 +434,30 @@ int df_model_tensor_count(const df_model *m) { return m->table->count; }
 df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors) {
     return df_unet_count_params(c, params, tensors);
 }
+
+/* ---------------------------------------------------------------- accessors */
+
+df_net_kind df_model_kind(const df_model *m) { return m->kind; }
+const df_diffusion_config *df_model_diffusion(const df_model *m) { return &m->diff; }
+const df_schedule *df_model_schedule(const df_model *m) { return &m->schedule; }
+const df_unet_config *df_model_unet_config(const df_model *m) { return m->kind == DF_NET_UNET ? &m->unet : NULL; }
+const df_mlp_config *df_model_mlp_config(const df_model *m) { return m->kind == DF_NET_MLP ? &m->mlp : NULL; }
+
+size_t df_model_sample_shape(const df_model *m, int *channels, int *height, int *width) {
+    if (channels) *channels = m->channels;
+    if (height) *height = m->height;
+    if (width) *width = m->width;
+    return m->dim;
+}
+
+int df_model_max_batch(const df_model *m) { return m->max_batch; }
+long df_model_step(const df_model *m) { return m->step; }
+uint64_t df_model_seed(const df_model *m) { return m->seed; }
+double df_model_ema_decay(const df_model *m) { return m->ema_decay; }
+const char *df_model_data(const df_model *m) { return m->data; }
+void df_model_set_data(df_model *m, const char *spec) { snprintf(m->data, sizeof m->data, "%s", spec); }
+void df_model_set_use_ema(df_model *m, int on) { m->use_ema = on != 0; }
+int df_model_use_ema(const df_model *m) { return m->use_ema; }
+const df_param_table *df_model_param_table(const df_model *m) { return m->table; }
+float *df_model_weights(const df_model *m, int ema) { return ema ? m->ema : m->params; }
+float *df_model_grads(const df_model *m) { return m->grads; }

@@ -1,5 +1,6 @@
 /* train.c: see train.h. */
 #include "common.h"
+#include "model_impl.h"
 #include "dist.h"
 #include "mlp.h"
 #include "params.h"
@@ -284,7 +285,7 @@ done:
     return st;
 }
 
-df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m) {
+df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model **m) {
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", out_dir);
     return df_model_load(path, max_batch, 1, m);
