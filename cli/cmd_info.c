@@ -35,6 +35,12 @@ static df_status describe_model(const char *path) {
     printf("model: %s\nnetwork: %s\nparameters: %zu\ntensors: %d\n", path, desc, df_model_param_count(m),
            df_model_tensor_count(m));
     if (df_model_kind(m) == DF_NET_UNET) print_unet_config(df_model_unet_config(m));
+    if (df_model_num_classes(m) > 0) {
+        const int null = df_model_null_class(m);
+        if (null >= 0) printf("classes: %d (class-conditional; null class %d)\n", df_model_num_classes(m) - 1, null);
+        else printf("classes: %d class embeddings (class-conditional; null class not known: --null-class J)\n",
+                    df_model_num_classes(m));
+    }
     printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(df_model_diffusion(m)->schedule.kind), df_model_diffusion(m)->schedule.T,
            df_model_diffusion(m)->schedule.beta_start, df_model_diffusion(m)->schedule.beta_end);
     printf("prediction: %s\nloss: %s\nvariance: %s\n", df_pred_name(df_model_diffusion(m)->pred), df_loss_name(df_model_diffusion(m)->loss),

@@ -23,8 +23,9 @@ typedef struct {
     const char *out_dir;
 } toy_ctx;
 
-static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
+static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     toy_ctx *c = ctx;
+    (void)labels;  /* the 2-D model is unconditional */
     df_points_draw(c->points, seed, (uint32_t)step, n, x0);
 }
 
@@ -79,7 +80,7 @@ static void make_perm(image_ctx *c, uint64_t seed, long epoch) {
     c->perm_epoch = epoch;
 }
 
-static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
+static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     image_ctx *c = ctx;
     for (int j = 0; j < n; j++) {
         long k = (step - 1) * (long)c->batch + j;
@@ -89,6 +90,7 @@ static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
         c->flip[j] = c->hflip ? (uint8_t)df_rand_below(seed, DF_STREAM_DATA, (uint32_t)step, 2, (uint32_t)j, 2) : 0;
     }
     df_dataset_batch(c->ds, c->idx, c->flip, n, x0);
+    for (int j = 0; labels && j < n; j++) labels[j] = c->ds->labels[c->idx[j]];
 }
 
 /* samples.png: a grid of EMA samples, DDIM 50 steps with x0 clipping, the same seed every time so
@@ -181,9 +183,9 @@ static df_status plot_loss_curve(const char *dir) {
 typedef struct {
     const char *data, *out, *preset, *schedule, *pred, *loss, *var, *mult, *attn_res, *precision, *device;
     long steps, ckpt_every, snapshot_every;
-    double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout;
+    double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout, cond_drop;
     int batch, timesteps, seed, threads, resume, hidden, layers, n_plot, n_grid, nan_skip, flip;
-    int base_channels, res_blocks, groups, image_size;
+    int base_channels, res_blocks, groups, image_size, classes;
     int images; /* --data names an image dataset (else 2-D points) */
 } train_args;
 
@@ -202,6 +204,7 @@ static void train_args_init(train_args *a) {
     a->beta_start = 1e-4;
     a->beta_end = 0.02;
     a->dropout = -1;
+    a->cond_drop = 0.1;
     a->timesteps = 1000;
     a->hidden = 128;
     a->layers = 3;
@@ -253,6 +256,10 @@ static int parse_train_args(int argc, char **argv, train_args *a) {
         {"loss", ARG_STRING, &a->loss, "simple (unweighted MSE) or vlb (the note's KL weights)"},
         {"var", ARG_STRING, &a->var, "reverse variance: posterior (the note's sigma_q^2) or beta"},
         {"flip", ARG_FLAG, &a->flip, "images: random horizontal flips"},
+        {"classes", ARG_FLAG, &a->classes, "images: class-conditional on the data's labels (K classes: K + 1 class "
+                                           "embeddings, the null class last), for classifier-free guidance"},
+        {"cond-drop", ARG_DOUBLE, &a->cond_drop, "with --classes: probability that a label is replaced by the null "
+                                                 "class in training (default 0.1)"},
         {"base-channels", ARG_INT, &a->base_channels, "U-Net: channels of the first level (overrides the preset)"},
         {"mult", ARG_STRING, &a->mult, "U-Net: channel multipliers per level, e.g. 1,2,2"},
         {"res-blocks", ARG_INT, &a->res_blocks, "U-Net: residual blocks per level"},
@@ -315,6 +322,9 @@ static df_status diffusion_config(const train_args *a, df_diffusion_config *dc, 
 static df_status check_train_args(const train_args *a) {
     if (a->steps <= 0 && a->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps N or --minutes M");
     if (!a->images && a->preset) return df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", a->data);
+    if (a->classes && !a->images) return df_fail(DF_ERR_ARG, "--classes is for image data (got --data %s)", a->data);
+    if (!(a->cond_drop >= 0 && a->cond_drop <= 1))
+        return df_fail(DF_ERR_ARG, "--cond-drop must be in [0, 1] (got %g)", a->cond_drop);
     if (!(a->lr > 0 && a->lr <= 1)) return df_fail(DF_ERR_ARG, "--lr must be in (0, 1] (got %g)", a->lr);
     if (!(a->ema >= 0 && a->ema < 1))
         return df_fail(DF_ERR_ARG, "--ema must be in [0, 1) (got %g; 0 keeps no average: EMA = the weights)", a->ema);
@@ -407,6 +417,28 @@ static df_status open_data(const train_args *a, const df_unet_config *uc, df_dat
     return a->images ? df_dataset_load(a->data, uc->in_channels, uc->sample_size, ds) : df_points_open(a->data, points);
 }
 
+/* --classes: K classes of the data and the null class, K + 1 embeddings. */
+static df_status set_classes(const df_dataset *ds, df_unet_config *uc) {
+    if (ds->n_classes < 2)
+        return df_fail(DF_ERR_ARG, "--classes needs labelled data with at least 2 classes; %s has %s", ds->name,
+                       ds->n_classes ? "one class" : "no labels");
+    for (int i = 0; i < ds->n; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes)
+            return df_fail(DF_ERR_FORMAT, "%s: image %d has no label in 0..%d", ds->name, i, ds->n_classes - 1);
+    uc->num_class_embeds = ds->n_classes + 1;
+    return df_unet_config_validate(uc);
+}
+
+/* A resumed conditional model goes on with data of its classes. */
+static df_status check_classes(const df_model *m, const df_dataset *ds) {
+    const int k = df_model_num_classes(m);
+    if (k == 0) return DF_OK;
+    if (ds->n_classes + 1 != k)
+        return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, ds->name,
+                       ds->n_classes);
+    return DF_OK;
+}
+
 /* ---------------------------------------------------------------- the run */
 
 /* What df_train needs besides the model: the budget, the optimiser, and this file's callbacks. */
@@ -428,6 +460,7 @@ static void fill_train_opts(const train_args *a, const df_model *m, toy_ctx *tc,
     o->report_every = a->images ? 5 : (a->steps > 0 && a->steps < 200 ? 1 : 50);
     o->stop = &stop_requested;
     o->nan_skip = a->nan_skip;
+    o->cond_drop = a->cond_drop;
     o->batch_fn = a->images ? image_batch : toy_batch;
     o->batch_ctx = a->images ? (void *)ic : (void *)tc;
     o->progress = on_progress;
@@ -499,8 +532,15 @@ int cmd_train(int argc, char **argv) {
     df_points points;
     memset(&ds, 0, sizeof ds);
     memset(&points, 0, sizeof points);
-    st = open_model(&a, &dc, &uc, &m);
-    if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+    if (a.resume) {  /* the checkpoint's network decides the image size, then the data */
+        st = open_model(&a, &dc, &uc, &m);
+        if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+        if (st == DF_OK) st = check_classes(m, &ds);
+    } else {         /* the data decides the class count, then the network */
+        st = open_data(&a, &uc, &ds, &points);
+        if (st == DF_OK && a.classes) st = set_classes(&ds, &uc);
+        if (st == DF_OK) st = open_model(&a, &dc, &uc, &m);
+    }
     st = cli_agree("train", st);
     if (st == DF_OK) {
         if (a.resume && df_dist_rank() == 0) fprintf(stderr, "resuming %s at step %ld\n", a.out, df_model_step(m));

@@ -122,6 +122,7 @@ enum {
     DF_STREAM_DROPOUT,         /* dropout masks */
     DF_STREAM_DATA,            /* fresh toy data, flips */
     DF_STREAM_SAMPLE_KNOWN,    /* inpainting: noise of the known region */
+    DF_STREAM_COND_DROP,       /* training: which labels become the null class */
     DF_STREAM_USER = 64,       /* first stream free for callers */
 };
 
@@ -384,6 +385,9 @@ typedef struct {
     float dropout;
     int attention_head_dim;                                    /* 0 = one head over all channels (diffusers null) */
     int freq_shift, flip_sin_to_cos;                           /* time embedding: 1, 0 for DDPM */
+    int num_class_embeds;                                      /* 0: unconditional; K+1 for K classes and the
+                                                                * null class (diffusers' num_class_embeds,
+                                                                * class_embed_type null) */
 } df_unet_config;
 
 /* Fills *c with a named preset: "fmnist-small" (1x28x28, 32,64,64, attention at 7; the same network
@@ -481,10 +485,43 @@ DF_API float *df_model_weights(const df_model *m, int ema);
 DF_API float *df_model_grads(const df_model *m);
 
 /* Network forward/backward on the weights given (df_model_weights), for n <= max_batch samples. */
-DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
+/* labels: n class indices for a conditional model (NULL: the null class), NULL otherwise. */
+DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, const int *labels,
+                             float *out, int training);
 DF_API void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
 /* df_predict_fn for the samplers: ctx is a df_model *; the EMA weights unless df_model_set_use_ema(m, 0). */
 DF_API df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
+/* Class conditioning (a U-Net with num_class_embeds > 0, Ho & Salimans 2022). df_model_num_classes
+ * is num_class_embeds (0: unconditional): a model trained here on K classes has K + 1, the null
+ * class ("no class", the label that training dropped with probability --cond-drop) at index K. A
+ * conditional diffusers folder made elsewhere has no known null class (df_model_null_class -1) until
+ * one is named; df_model_predict on a conditional model predicts for the null class (DF_ERR_ARG
+ * while it is not known). */
+DF_API int df_model_num_classes(const df_model *m);
+DF_API int df_model_null_class(const df_model *m);
+/* DF_ERR_ARG for an unconditional model or j outside 0..num_classes-1. */
+DF_API df_status df_model_set_null_class(df_model *m, int j);
+
+/* Classifier-free guidance: a df_predict_fn (ctx = the df_guide) that predicts for one class,
+ *   out = pred(x, null) + scale * (pred(x, label) - pred(x, null)),
+ * both halves in one network batch (so at most max_batch / 2 samples a pass; scale = 1 is the
+ * conditional prediction alone, one pass). Guiding the raw output of any parameterisation is
+ * guiding eps: eps, x0, v and the posterior mean are each a * x_t + b * eps with the same a, b for
+ * both halves, so the combination of the outputs is the output of the combined eps. The buffers
+ * are allocated here, once. */
+typedef struct {
+    df_model *model;
+    int label;
+    double scale;
+    float *x2, *out2;   /* 2 halves of max_batch / 2 samples */
+    int *t2, *y2;
+} df_guide;
+/* DF_ERR_ARG for an unconditional model, a label outside 0..num_classes-1 or equal to the null
+ * class, an unknown null class (when scale != 1), a non-finite or negative scale, or max_batch < 2. */
+DF_API df_status df_guide_init(df_guide *g, df_model *m, int label, double scale);
+DF_API void df_guide_free(df_guide *g);
+DF_API df_status df_guided_predict(void *ctx, int n, const int *t, const float *x, float *out);
+
 /* Precision of the network's matrix products from now on (forward, backward, predict); a new or
  * loaded model starts in fp32. Not stored in checkpoints. The U-Net honours it; the 2-D MLP
  * ignores it (always fp32: its products are tiny). */
@@ -515,8 +552,9 @@ DF_API void df_model_describe(const df_model *m, char *buf, size_t cap);
  * gradients are summed over the processes, and all apply the same update; only rank 0 writes files
  * and calls progress and snapshot. The run is the one-process run up to float summation order. */
 
-/* Fills x0 (n x dim) with the training examples of step `step` (1-based). */
-typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0);
+/* Fills x0 (n x dim) with the training examples of step `step` (1-based), and labels (n class
+ * indices) when it is not NULL: a class-conditional model is training. */
+typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels);
 
 typedef struct {
     long step, total_steps;     /* total_steps 0 when only a time budget is set */
@@ -540,6 +578,8 @@ typedef struct {
     long report_every;          /* progress every N steps (and at the end) */
     volatile sig_atomic_t *stop;/* set (by a signal handler) to stop cleanly with a checkpoint */
     int nan_skip;               /* skip up to this many isolated non-finite steps instead of stopping */
+    double cond_drop;           /* a conditional model: each label becomes the null class with this
+                                 * probability (classifier-free guidance's joint training) */
     df_batch_fn batch_fn;
     void *batch_ctx;
     void (*progress)(void *ctx, const df_train_progress *p);

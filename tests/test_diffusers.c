@@ -253,7 +253,7 @@ static double forward_error(const fixture *fx, const char *dir, df_model **mp) {
     CHECK(st == DF_OK, "load %s: %s", dir, df_last_error());
     if (st != DF_OK) return 1e30;
     float *out = malloc(fx->out_numel * sizeof(float));
-    df_model_forward(m, df_model_weights(m, 0), fx->n, fx->x, fx->t, out, 0);
+    df_model_forward(m, df_model_weights(m, 0), fx->n, fx->x, fx->t, NULL, out, 0);
     double maxdiff = 0, maxref = 0;
     for (size_t i = 0; i < fx->out_numel; i++) {
         double d = fabs((double)out[i] - fx->out[i]);

@@ -12,7 +12,7 @@
 
 static df_points points;
 
-static void batch_fn(void *ctx, uint64_t seed, long step, int n, float *x0) {
+static void batch_fn(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     df_points_draw(&points, seed, (uint32_t)step, n, x0);
 }
 

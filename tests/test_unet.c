@@ -269,6 +269,7 @@ static void gradient_check(df_unet_config c, const char *what) {
     const int t_index[2] = {3, 917};
     const uint64_t dseed = 99;
     const uint32_t dstep = 5;
+    const int classes[2] = {2, 0}, *y = c.num_class_embeds ? classes : NULL;  /* row 1 unused: its gradient is 0 */
     df_unet *u = NULL;
     CHECK(df_unet_new(&c, n, 1, &u) == DF_OK, "new: %s", df_last_error());
     if (!u) return;
@@ -279,7 +280,7 @@ static void gradient_check(df_unet_config c, const char *what) {
     random_params(u, p, 11);
     df_randn(12, DF_STREAM_USER, 1, 0, x, nx);
     df_randn(12, DF_STREAM_USER, 2, 0, r, ny);
-    df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+    df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
     df_unet_backward(u, p, g, n, r);
 
     const df_param_table *t = df_unet_params(u);
@@ -306,10 +307,10 @@ static void gradient_check(df_unet_config c, const char *what) {
             size_t idx = info->offset + picks[s];
             float keep = p[idx];
             p[idx] = keep + (float)h;
-            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
             double lp = weighted_sum(out, r, ny);
             p[idx] = keep - (float)h;
-            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
             double lm = weighted_sum(out, r, ny);
             p[idx] = keep;
             double fd = (lp - lm) / ((double)(keep + (float)h) - (double)(keep - (float)h));
@@ -351,8 +352,8 @@ static void test_batch_and_plans(void) {
     float *other = malloc(n * oimg * sizeof(float));
     random_params(inf, p, 21);
     df_randn(22, DF_STREAM_USER, 0, 0, x, n * img);
-    df_unet_forward(inf, p, n, x, t_index, batched, 0, 0, 0);
-    for (int k = 0; k < n; k++) df_unet_forward(inf, p, 1, x + k * img, t_index + k, single + k * oimg, 0, 0, 0);
+    df_unet_forward(inf, p, n, x, t_index, NULL, batched, 0, 0, 0);
+    for (int k = 0; k < n; k++) df_unet_forward(inf, p, 1, x + k * img, t_index + k, NULL, single + k * oimg, 0, 0, 0);
     /* Every op treats images independently in the same order of operations, so the rows agree to the
      * last bit; allow 1e-6 relative in case a BLAS kernel blocks differently for another batch size. */
     double d = max_rel_diff(batched, single, n * oimg);
@@ -360,14 +361,14 @@ static void test_batch_and_plans(void) {
     CHECK(d <= 1e-6, "batched vs single forward: %g", d);
     /* The same network on the training plan (eval forward, then training forward with dropout off
      * is covered by fmnist below): identical arithmetic, so identical bits. */
-    df_unet_forward(trn, p, n, x, t_index, other, 0, 0, 0);
+    df_unet_forward(trn, p, n, x, t_index, NULL, other, 0, 0, 0);
     CHECK(memcmp(other, batched, n * oimg * sizeof(float)) == 0, "training plan eval forward differs from inference plan");
     /* A training forward applies dropout: different from eval, but a function of (seed, step). */
-    df_unet_forward(trn, p, n, x, t_index, other, 1, 5, 1);
+    df_unet_forward(trn, p, n, x, t_index, NULL, other, 1, 5, 1);
     CHECK(max_rel_diff(other, batched, n * oimg) > 1e-3, "dropout changes the output");
-    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 1);
+    df_unet_forward(trn, p, n, x, t_index, NULL, single, 1, 5, 1);
     CHECK(memcmp(other, single, n * oimg * sizeof(float)) == 0, "dropout is a function of seed and step");
-    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 2);
+    df_unet_forward(trn, p, n, x, t_index, NULL, single, 1, 5, 2);
     CHECK(memcmp(other, single, n * oimg * sizeof(float)) != 0, "another step, another mask");
     free(p), free(x), free(batched), free(single), free(other);
     df_unet_free(inf);
@@ -387,7 +388,7 @@ static void test_accumulate(void) {
     random_params(u, p, 31);
     df_randn(32, DF_STREAM_USER, 0, 0, x, nx);
     df_randn(32, DF_STREAM_USER, 1, 0, dout, ny);
-    df_unet_forward(u, p, n, x, t_index, out, 1, 0, 0);
+    df_unet_forward(u, p, n, x, t_index, NULL, out, 1, 0, 0);
     df_unet_backward(u, p, g1, n, dout);
     df_unet_backward(u, p, g2, n, dout);
     df_unet_backward(u, p, g2, n, dout);
@@ -420,8 +421,8 @@ static void test_fmnist_plans(void) {
     float *out = malloc(nx * sizeof(float)), *out2 = malloc(nx * sizeof(float));
     random_params(u, p, 41);
     df_randn(42, DF_STREAM_USER, 0, 0, x, nx);
-    df_unet_forward(u, p, 1, x, t_index, out, 1, 0, 0);
-    df_unet_forward(inf, p, 1, x, t_index, out2, 0, 0, 0);
+    df_unet_forward(u, p, 1, x, t_index, NULL, out, 1, 0, 0);
+    df_unet_forward(inf, p, 1, x, t_index, NULL, out2, 0, 0, 0);
     double mx = 0.0;
     for (size_t i = 0; i < nx; i++) mx = fmax(mx, fabs(out[i]));
     CHECK(mx > 0.1 && isfinite(mx), "fmnist-small output is non-trivial (max %g)", mx);
@@ -467,16 +468,16 @@ static void test_packed_plan(void) {
         for (int n = B; n >= B - 1; n--) {
             const char *pn = prec ? "bf16" : "fp32";
             memset(g1, 0, nf * sizeof(float)), memset(g2, 0, nf * sizeof(float)), memset(g3, 0, nf * sizeof(float));
-            df_unet_forward(pk, p, n, x, t_index, o1, 1, 63, (uint32_t)n);
-            df_unet_forward(ref, p, n, x, t_index, o2, 1, 63, (uint32_t)n);
+            df_unet_forward(pk, p, n, x, t_index, NULL, o1, 1, 63, (uint32_t)n);
+            df_unet_forward(ref, p, n, x, t_index, NULL, o2, 1, 63, (uint32_t)n);
             CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: training forward, packed vs unshared", pn, n);
             df_unet_backward(pk, p, g1, n, dout);
             df_unet_backward(ref, p, g2, n, dout);
             CHECK(memcmp(g1, g2, nf * sizeof(float)) == 0, "%s n=%d: gradients, packed vs unshared", pn, n);
             df_unet_backward(pk, p, g3, n, dout);  /* re-runs the forward first */
             CHECK(memcmp(g1, g3, nf * sizeof(float)) == 0, "%s n=%d: a second backward gives the same gradients", pn, n);
-            df_unet_forward(pk, p, n, x, t_index, o1, 0, 0, 0);
-            df_unet_forward(ref, p, n, x, t_index, o2, 0, 0, 0);
+            df_unet_forward(pk, p, n, x, t_index, NULL, o1, 0, 0, 0);
+            df_unet_forward(ref, p, n, x, t_index, NULL, o2, 0, 0, 0);
             CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: eval forward, packed vs unshared", pn, n);
         }
     }
@@ -567,6 +568,63 @@ static void test_model_precision(void) {
     df_model_free(m);
 }
 
+/* Classifier-free guidance: the combination of a conditional and a null prediction, each of them the
+ * network's own forward with that label; scale 1 and 0 give those two exactly. */
+static void test_guidance(void) {
+    df_unet_config c = tiny_config();
+    c.out_channels = c.in_channels;
+    c.num_class_embeds = 4;  /* 3 classes and the null class 3 */
+    df_diffusion_config dc;
+    df_diffusion_config_init(&dc);
+    df_model *m;
+    CHECK(df_model_new_unet(&c, &dc, 4, 0, 7, &m) == DF_OK, "new conditional model: %s", df_last_error());
+    if (!m) return;
+    CHECK(df_model_num_classes(m) == 4 && df_model_null_class(m) == 3, "classes %d, null %d", df_model_num_classes(m),
+          df_model_null_class(m));
+    random_params(m->net, m->ema, 71);
+    const int n = 3, t[3] = {5, 400, 999}, y1[3] = {1, 1, 1}, ynull[3] = {3, 3, 3};
+    const size_t nd = (size_t)n * m->dim;
+    float *x = malloc(nd * sizeof(float)), *cond = malloc(nd * sizeof(float)), *null = malloc(nd * sizeof(float));
+    float *got = malloc(nd * sizeof(float)), *pred = malloc(nd * sizeof(float));
+    df_randn(72, DF_STREAM_USER, 0, 0, x, nd);
+    df_model_forward(m, m->ema, n, x, t, y1, cond, 0);
+    df_model_forward(m, m->ema, n, x, t, ynull, null, 0);
+    double moved = 0;
+    for (size_t i = 0; i < nd; i++) moved = fmax(moved, fabs((double)cond[i] - null[i]));
+    CHECK(moved > 1e-3, "the class changes the prediction (max |cond - null| %g)", moved);
+    CHECK(df_model_predict(m, n, t, x, pred) == DF_OK && memcmp(pred, null, nd * sizeof(float)) == 0,
+          "df_model_predict of a conditional model is the null-class prediction");
+    const double scales[3] = {1.0, 0.0, 3.0};
+    for (int k = 0; k < 3; k++) {
+        df_guide g;
+        CHECK(df_guide_init(&g, m, 1, scales[k]) == DF_OK, "guide init: %s", df_last_error());
+        /* max_batch 4: a guided pass holds 2 samples and their null twins, so n = 3 takes two passes */
+        CHECK(df_guided_predict(&g, n, t, x, got) == DF_OK, "guided predict");
+        double err = 0, scale = 0;
+        for (size_t i = 0; i < nd; i++) {
+            const double want = (double)null[i] + scales[k] * ((double)cond[i] - null[i]);
+            err = fmax(err, fabs(got[i] - want)), scale = fmax(scale, fabs(want));
+        }
+        printf("guidance %g: max|guided - (null + w (cond - null))| = %.3g of %.3g\n", scales[k], err, scale);
+        /* batched differently (2 + 1 against 3): the same sums up to float rounding, ~1e-6 */
+        CHECK(err <= 1e-5 * scale, "guidance %g: error %g", scales[k], err);
+        df_guide_free(&g);
+    }
+    df_guide g;
+    EXPECT_STATUS(df_guide_init(&g, m, 3, 2.0), DF_ERR_ARG, "class 3 is out of range", "0..2");
+    EXPECT_STATUS(df_guide_init(&g, m, 1, NAN), DF_ERR_ARG, "guidance scale", "finite");
+    EXPECT_STATUS(df_model_set_null_class(m, 4), DF_ERR_ARG, "null class 4", "0..3");
+    free(x), free(cond), free(null), free(got), free(pred);
+    df_model_free(m);
+
+    df_unet_config u = tiny_config();
+    u.out_channels = u.in_channels;
+    CHECK(df_model_new_unet(&u, &dc, 4, 0, 7, &m) == DF_OK, "new model");
+    EXPECT_STATUS(df_guide_init(&g, m, 0, 2.0), DF_ERR_ARG, "not class-conditional", "");
+    EXPECT_STATUS(df_model_set_null_class(m, 0), DF_ERR_ARG, "not class-conditional", "");
+    df_model_free(m);
+}
+
 int main(void) {
     double t0 = df_time();
 #define TIMED(call) do { call; printf("  %-40s %.2f s\n", #call, df_time() - t0); t0 = df_time(); } while (0)
@@ -579,11 +637,15 @@ int main(void) {
     c.dropout = 0.2f;
     c.attention_head_dim = 4;  /* 4 heads of 4 channels at 16 channels */
     TIMED(gradient_check(c, "tiny (dropout 0.2, 4 heads)"));
+    c = tiny_config();
+    c.num_class_embeds = 3;
+    TIMED(gradient_check(c, "tiny (3 class embeddings)"));
     TIMED(test_batch_and_plans());
     TIMED(test_accumulate());
     TIMED(test_packed_plan());
     TIMED(test_conv_backward_split());
     TIMED(test_fmnist_plans());
     TIMED(test_model_precision());
+    TIMED(test_guidance());
     return check_exit_code("test_unet");
 }

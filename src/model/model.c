@@ -72,6 +72,10 @@ static df_status build_unet(df_model *m, const df_unet_config *c, int max_batch,
     m->dim = (size_t)c->in_channels * c->sample_size * c->sample_size;
     m->max_batch = max_batch;
     m->training = training;
+    m->n_classes = c->num_class_embeds;
+    m->null_class = -1;
+    if (m->n_classes > 0 && !(m->null_labels = df_calloc((size_t)max_batch * sizeof(int), "class labels")))
+        return DF_ERR_NOMEM;
     if (c->out_channels != c->in_channels)
         return df_fail(DF_ERR_UNSUPPORTED, "a denoiser needs out_channels == in_channels (got %d and %d)", c->out_channels,
                        c->in_channels);
@@ -95,6 +99,7 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     else df_mlp_init(m->net, m->params, seed);
     memcpy(m->ema, m->params, m->n_floats * sizeof(float));
     m->use_ema = 1;
+    if (m->n_classes > 0) df_model_set_null_class(m, m->n_classes - 1);  /* trained here: K classes, then null */
     return DF_OK;
 }
 
@@ -146,17 +151,24 @@ void df_model_release(df_model *m) {
     df_free(m->grads);
     df_free(m->adam_m);
     df_free(m->adam_v);
+    df_free(m->null_labels);
     df_schedule_free(&m->schedule);
     memset(m, 0, sizeof *m);
 }
 
-void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training) {
+void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, const int *labels,
+                      float *out, int training) {
     ASSERT(n <= m->max_batch);
+    if (m->n_classes > 0 && !labels) {
+        ASSERT(m->null_class >= 0);  /* df_model_predict refuses a model without a known null class */
+        labels = m->null_labels;
+    }
+    if (m->n_classes == 0) labels = NULL;
     switch (m->kind) {
     case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
     case DF_NET_UNET:
         ((df_unet *)m->net)->dropout_first = (uint64_t)m->dropout_first;
-        df_unet_forward(m->net, params, n, x, t, out, training, m->seed, (uint32_t)m->dropout_step);
+        df_unet_forward(m->net, params, n, x, t, labels, out, training, m->seed, (uint32_t)m->dropout_step);
         break;
     default: ASSERT(0);
     }
@@ -170,13 +182,35 @@ void df_model_backward(df_model *m, const float *params, float *grads, int n, co
     }
 }
 
+/* A conditional model's unconditional prediction needs its null class. */
+static df_status check_null_class(const df_model *m) {
+    if (m->n_classes > 0 && m->null_class < 0)
+        return df_fail(DF_ERR_ARG, "this class-conditional model (%d class embeddings) has no known null class: name "
+                       "the index that means \"no class\" (--null-class J)", m->n_classes);
+    return DF_OK;
+}
+
 df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out) {
     df_model *m = ctx;
     const float *w = m->use_ema ? m->ema : m->params;
+    df_status st = check_null_class(m);
+    if (st != DF_OK) return st;
     for (int b0 = 0; b0 < n; b0 += m->max_batch) {
         int nb = n - b0 < m->max_batch ? n - b0 : m->max_batch;
-        df_model_forward(m, w, nb, x + (size_t)b0 * m->dim, t + b0, out + (size_t)b0 * m->dim, 0);
+        df_model_forward(m, w, nb, x + (size_t)b0 * m->dim, t + b0, NULL, out + (size_t)b0 * m->dim, 0);
     }
+    return DF_OK;
+}
+
+int df_model_num_classes(const df_model *m) { return m->n_classes; }
+int df_model_null_class(const df_model *m) { return m->null_class; }
+
+df_status df_model_set_null_class(df_model *m, int j) {
+    if (m->n_classes == 0) return df_fail(DF_ERR_ARG, "the model is not class-conditional: it has no null class");
+    if (j < 0 || j >= m->n_classes)
+        return df_fail(DF_ERR_ARG, "null class %d is out of range: the model has class embeddings 0..%d", j, m->n_classes - 1);
+    m->null_class = j;
+    for (int i = 0; i < m->max_batch; i++) m->null_labels[i] = j;
     return DF_OK;
 }
 
@@ -231,6 +265,7 @@ df_status df_model_save(const df_model *m, const char *path, int with_state) {
         meta_int(w, "mlp.temb_dim", m->mlp.temb_dim);
     } else {
         df_st_writer_meta(w, "unet.config", m->unet_config_json);
+        if (m->n_classes > 0 && m->null_class >= 0) meta_int(w, "unet.null_class", m->null_class);
     }
     const df_schedule_params *sp = &m->diff.schedule;
     df_st_writer_meta(w, "diffusion.schedule", df_schedule_name(sp->kind));
@@ -398,6 +433,10 @@ static df_status load_model(const char *path, int max_batch, int training, df_mo
     m->seed = (uint64_t)v;
     if ((st = get_meta_double(&f, "train.ema_decay", &m->ema_decay))) goto done;
     if ((s = df_st_meta(&f, "train.data"))) snprintf(m->data, sizeof m->data, "%s", s);
+    if (m->n_classes > 0 && df_st_meta(&f, "unet.null_class")) {
+        if ((st = get_meta_long(&f, "unet.null_class", 0, m->n_classes - 1, &v))) goto done;
+        df_model_set_null_class(m, (int)v);
+    }
     m->use_ema = 1;
 done:
     df_st_free(&f);

@@ -24,6 +24,9 @@ struct df_model {
     double ema_decay;
     char data[300];                /* training data spec */
     int use_ema;                   /* df_model_predict uses the EMA weights */
+    int n_classes;                 /* conditional U-Net: num_class_embeds (the null class included); else 0 */
+    int null_class;                /* the class index that means "no class" (-1: not known) */
+    int *null_labels;              /* max_batch copies of null_class, for unconditional predictions */
     int dropout_step;              /* counter for dropout masks in training */
     long dropout_first;            /* training: index of the batch's sample 0 in the global batch (its
                                     * dropout masks are those of that sample; 0 in a one-process run) */
