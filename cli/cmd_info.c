@@ -40,6 +40,13 @@ static df_status describe_model(const char *path) {
         if (null >= 0) printf("classes: %d (class-conditional; null class %d)\n", df_model_num_classes(m) - 1, null);
         else printf("classes: %d class embeddings (class-conditional; null class not known: --null-class J)\n",
                     df_model_num_classes(m));
+        const char *names = df_model_class_names(m);
+        for (int i = 0; names && *names; i++) {
+            const char *end = strchr(names, '\n');
+            const int len = end ? (int)(end - names) : (int)strlen(names);
+            printf("  class %d: %.*s\n", i, len, names);
+            names = end ? end + 1 : "";
+        }
     }
     printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(df_model_diffusion(m)->schedule.kind), df_model_diffusion(m)->schedule.T,
            df_model_diffusion(m)->schedule.beta_start, df_model_diffusion(m)->schedule.beta_end);

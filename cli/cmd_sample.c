@@ -236,8 +236,10 @@ static df_status plan_classes(sample_args *a, df_model *m, class_plan *cp) {
     }
     char *end;
     long v = strtol(a->klass, &end, 10);
-    if (end == a->klass || *end || v < 0 || v > 1000000)
-        return df_fail(DF_ERR_ARG, "--class must be a class index or 'all' (got '%s')", a->klass);
+    if (end == a->klass || *end) v = df_model_class_index(m, a->klass);  /* a class name */
+    if (v < 0 || v > 1000000)
+        return df_fail(DF_ERR_ARG, "--class must be a class index, a class name of the model or 'all' (got '%s')",
+                       a->klass);
     cp->label = (int)v;
     df_guide g;  /* checks the class and the scale against the model */
     st = df_guide_init(&g, m, cp->label, a->guidance);

@@ -546,6 +546,9 @@ int cmd_train(int argc, char **argv) {
         if (a.resume && df_dist_rank() == 0) fprintf(stderr, "resuming %s at step %ld\n", a.out, df_model_step(m));
         df_model_set_precision(m, prec);  /* a run-time choice: --resume takes this command line's */
         df_model_set_data(m, a.data);
+        if (!a.resume && df_model_num_classes(m) > 0 && ds.class_names) st = df_model_set_class_names(m, ds.class_names);
+    }
+    if (st == DF_OK) {
         st = run_training(&a, m, &ds, &points);
     }
     if (st == DF_OK && df_dist_rank() == 0)

@@ -501,6 +501,13 @@ DF_API int df_model_num_classes(const df_model *m);
 DF_API int df_model_null_class(const df_model *m);
 /* DF_ERR_ARG for an unconditional model or j outside 0..num_classes-1. */
 DF_API df_status df_model_set_null_class(df_model *m, int j);
+/* The classes' names, one per line in class order (the null class has none), or NULL: what the
+ * training data named them (an image folder's subfolders, Fashion-MNIST's and CIFAR-10's own).
+ * Kept in checkpoints ("unet.class_names"). The setter wants one line per class. */
+DF_API const char *df_model_class_names(const df_model *m);
+DF_API df_status df_model_set_class_names(df_model *m, const char *names);
+/* The index of the class called `name`, or -1. */
+DF_API int df_model_class_index(const df_model *m, const char *name);
 
 /* Classifier-free guidance: a df_predict_fn (ctx = the df_guide) that predicts for one class,
  *   out = pred(x, null) + scale * (pred(x, label) - pred(x, null)),
@@ -637,6 +644,8 @@ typedef struct {
     uint8_t *pixels;         /* N*C*H*W, CHW order per image, 0..255 */
     int *labels;             /* N entries, -1 if unknown */
     int n_classes;           /* 0 if unknown */
+    char *class_names;       /* the classes' names, one per line (an image folder's subfolders, or the
+                              * data set's own), or NULL */
     char name[256];          /* e.g. "fashion-mnist:train" */
 } df_dataset;
 

@@ -16,6 +16,7 @@ check "conditional train exits 0" test $? -eq 0
 M="$T/c/model.safetensors"
 "$BIN" info --model "$M" >"$T/info"
 check "info: 10 classes, null class 10" grep -q "classes: 10 (class-conditional; null class 10)" "$T/info"
+check "info: Fashion-MNIST's class names" grep -q "class 7: Sneaker" "$T/info"
 
 s=(--model "$M" --n 3 --sampler ddim --steps 3 --threads 2)
 "$BIN" sample "${s[@]}" --class 4 --guidance 3 --out "$T/g1.npy" 2>/dev/null
@@ -38,9 +39,27 @@ expect_fail "foreign folder: guidance needs --null-class" "needs the model's nul
 "$BIN" sample --model "$T/dif" --null-class 10 --n 3 --sampler ddim --steps 3 --class 4 --guidance 3 --out "$T/d2.npy" 2>/dev/null
 check "--null-class 10 gives the same samples" cmp -s "$T/g1.npy" "$T/d2.npy"
 
+"$BIN" sample "${s[@]}" --class Sneaker --guidance 3 --out "$T/g4.npy" 2>/dev/null
+"$BIN" sample "${s[@]}" --class 7 --guidance 3 --out "$T/g5.npy" 2>/dev/null
+check "--class by name: Sneaker is class 7" cmp -s "$T/g4.npy" "$T/g5.npy"
+
+# an image folder with one subfolder per class (torchvision's ImageFolder): sorted names
+"$BIN" sample "${s[@]}" --class 1 --out "$T/f/trousers/" 2>/dev/null
+"$BIN" sample "${s[@]}" --class 0 --out "$T/f/shirts/" 2>/dev/null
+"$BIN" train --data "folder:$T/f" --classes --preset fmnist-small --image-size 28 --base-channels 8 --mult 1,2 \
+    --res-blocks 1 --attn-res 14 --groups 4 --batch 2 --grid-n 2 --steps 1 --out "$T/fm" 2>/dev/null
+"$BIN" info --model "$T/fm/model.safetensors" >"$T/finfo"
+check "folder classes: 2 classes, sorted (shirts, trousers)" bash -c "grep -q 'classes: 2 (class-conditional; null class 2)' '$T/finfo' && grep -q 'class 0: shirts' '$T/finfo' && grep -q 'class 1: trousers' '$T/finfo'"
+mkdir -p "$T/one/only" "$T/empty/a" "$T/empty/b"
+cp "$T/f/shirts/000000.png" "$T/one/only/" && cp "$T/f/shirts/000000.png" "$T/empty/a/"
+expect_fail "a folder of one class" "one class subfolder \(only\); a labelled folder needs at least 2" \
+    "$BIN" train --data "folder:$T/one" --classes --image-size 28 --steps 1 --out "$T/t"
+expect_fail "an empty class" "class 'b' has no \.png, \.jpg or \.jpeg files" \
+    "$BIN" train --data "folder:$T/empty" --classes --image-size 28 --steps 1 --out "$T/t"
+
 expect_fail "class out of range" "class 10 is out of range: the model's classes are 0\.\.9" \
     "$BIN" sample --model "$M" --class 10 --out "$T/x.png"
-expect_fail "class not a number" "--class must be a class index or 'all' \(got 'x'\)" \
+expect_fail "class not a number or name" "--class must be a class index, a class name of the model or 'all' \(got 'x'\)" \
     "$BIN" sample --model "$M" --class x --out "$T/x.png"
 expect_fail "negative guidance" "guidance scale must be finite and >= 0 \(got -1\)" \
     "$BIN" sample --model "$M" --class 1 --guidance -1 --out "$T/x.png"

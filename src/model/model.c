@@ -152,6 +152,7 @@ void df_model_release(df_model *m) {
     df_free(m->adam_m);
     df_free(m->adam_v);
     df_free(m->null_labels);
+    free(m->class_names);
     df_schedule_free(&m->schedule);
     memset(m, 0, sizeof *m);
 }
@@ -203,6 +204,33 @@ df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float
 }
 
 int df_model_num_classes(const df_model *m) { return m->n_classes; }
+
+const char *df_model_class_names(const df_model *m) { return m->class_names; }
+
+df_status df_model_set_class_names(df_model *m, const char *names) {
+    if (m->n_classes == 0) return df_fail(DF_ERR_ARG, "the model is not class-conditional: it has no class names");
+    int lines = 1;
+    for (const char *p = names; *p; p++) lines += *p == '\n';
+    const int want = m->null_class >= 0 ? m->n_classes - 1 : m->n_classes;
+    if (lines != want) return df_fail(DF_ERR_ARG, "%d class names for a model of %d classes", lines, want);
+    char *copy = strdup(names);
+    if (!copy) return df_fail(DF_ERR_NOMEM, "out of memory for the class names");
+    free(m->class_names);
+    m->class_names = copy;
+    return DF_OK;
+}
+
+int df_model_class_index(const df_model *m, const char *name) {
+    const char *p = m->class_names;
+    const size_t len = strlen(name);
+    for (int i = 0; p; i++) {
+        const char *end = strchr(p, '\n');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, name, n) == 0) return i;
+        p = end ? end + 1 : NULL;
+    }
+    return -1;
+}
 int df_model_null_class(const df_model *m) { return m->null_class; }
 
 df_status df_model_set_null_class(df_model *m, int j) {
@@ -266,6 +294,7 @@ df_status df_model_save(const df_model *m, const char *path, int with_state) {
     } else {
         df_st_writer_meta(w, "unet.config", m->unet_config_json);
         if (m->n_classes > 0 && m->null_class >= 0) meta_int(w, "unet.null_class", m->null_class);
+        if (m->n_classes > 0 && m->class_names) df_st_writer_meta(w, "unet.class_names", m->class_names);
     }
     const df_schedule_params *sp = &m->diff.schedule;
     df_st_writer_meta(w, "diffusion.schedule", df_schedule_name(sp->kind));
@@ -436,6 +465,10 @@ static df_status load_model(const char *path, int max_batch, int training, df_mo
     if (m->n_classes > 0 && df_st_meta(&f, "unet.null_class")) {
         if ((st = get_meta_long(&f, "unet.null_class", 0, m->n_classes - 1, &v))) goto done;
         df_model_set_null_class(m, (int)v);
+    }
+    if (m->n_classes > 0 && (s = df_st_meta(&f, "unet.class_names")) && (st = df_model_set_class_names(m, s))) {
+        st = in_file(&f, st);
+        goto done;
     }
     m->use_ema = 1;
 done:

@@ -27,6 +27,7 @@ struct df_model {
     int n_classes;                 /* conditional U-Net: num_class_embeds (the null class included); else 0 */
     int null_class;                /* the class index that means "no class" (-1: not known) */
     int *null_labels;              /* max_batch copies of null_class, for unconditional predictions */
+    char *class_names;             /* the classes' names, one per line, or NULL */
     int dropout_step;              /* counter for dropout masks in training */
     long dropout_first;            /* training: index of the batch's sample 0 in the global batch (its
                                     * dropout masks are those of that sample; 0 in a one-process run) */
