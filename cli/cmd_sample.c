@@ -358,7 +358,7 @@ static df_status write_points_plot(const char *path, const df_model *m, const fl
     df_status st = DF_OK;
     float *d = malloc(sizeof(float) * 2 * (size_t)n);
     if (d) {
-        df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d);
+        df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d, NULL);
         st = df_plot_scatter(path, d, n, x, n, df_model_data(m));
     }
     free(d);

@@ -25,8 +25,7 @@ typedef struct {
 
 static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     toy_ctx *c = ctx;
-    (void)labels;  /* the 2-D model is unconditional */
-    df_points_draw(c->points, seed, (uint32_t)step, n, x0);
+    df_points_draw(c->points, seed, (uint32_t)step, n, x0, labels);
 }
 
 /* samples.png: n_plot samples of the EMA weights (the note's ancestral sampler), blue, over fresh data, grey. */
@@ -42,7 +41,7 @@ static df_status toy_snapshot(void *ctx, df_model *m, long step) {
         sp.seed = 1234;
         sp.batch = df_model_max_batch(m);
         df_model_set_use_ema(m, 1);
-        df_points_draw(c->points, df_model_seed(m) ^ 0x5eedull, 0xfffffff0u, n, data);
+        df_points_draw(c->points, df_model_seed(m) ^ 0x5eedull, 0xfffffff0u, n, data, NULL);
         st = df_sample(df_model_schedule(m), df_model_diffusion(m)->pred, &sp, df_model_predict, m, n, cli_model_shape(m).dim, 0, x, NULL, NULL);
     }
     if (st == DF_OK) {
@@ -186,6 +185,7 @@ typedef struct {
     double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout, cond_drop;
     int batch, timesteps, seed, threads, resume, hidden, layers, n_plot, n_grid, nan_skip, flip;
     int base_channels, res_blocks, groups, image_size, classes;
+    int mlp_classes; /* --classes on 2-D data: the class embeddings of the MLP */
     int images; /* --data names an image dataset (else 2-D points) */
 } train_args;
 
@@ -322,7 +322,6 @@ static df_status diffusion_config(const train_args *a, df_diffusion_config *dc, 
 static df_status check_train_args(const train_args *a) {
     if (a->steps <= 0 && a->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps N or --minutes M");
     if (!a->images && a->preset) return df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", a->data);
-    if (a->classes && !a->images) return df_fail(DF_ERR_ARG, "--classes is for image data (got --data %s)", a->data);
     if (!(a->cond_drop >= 0 && a->cond_drop <= 1))
         return df_fail(DF_ERR_ARG, "--cond-drop must be in [0, 1] (got %g)", a->cond_drop);
     if (!(a->lr > 0 && a->lr <= 1)) return df_fail(DF_ERR_ARG, "--lr must be in (0, 1] (got %g)", a->lr);
@@ -409,6 +408,7 @@ static df_status open_model(const train_args *a, const df_diffusion_config *dc, 
     df_mlp_config_init(&mc);
     mc.hidden = a->hidden;
     mc.layers = a->layers;
+    mc.classes = a->mlp_classes;
     return df_model_new_mlp(&mc, dc, batch, 1, (uint64_t)a->seed, out);
 }
 
@@ -429,10 +429,23 @@ static df_status set_classes(const df_dataset *ds, df_unet_config *uc) {
     return df_unet_config_validate(uc);
 }
 
+/* --classes on 2-D data: the components of a toy set (8gaussians' modes, the two moons). */
+static df_status set_point_classes(const df_points *p, train_args *a) {
+    const int k = p->is_file ? 0 : df_toy_classes(p->kind);
+    if (k < 2) return df_fail(DF_ERR_ARG, "--classes needs labelled data; %s has no classes (toy:8gaussians and toy:moons have)", p->name);
+    a->mlp_classes = k + 1;
+    return DF_OK;
+}
+
 /* A resumed conditional model goes on with data of its classes. */
-static df_status check_classes(const df_model *m, const df_dataset *ds) {
+static df_status check_classes(const df_model *m, const df_dataset *ds, const df_points *p) {
     const int k = df_model_num_classes(m);
     if (k == 0) return DF_OK;
+    if (df_model_kind(m) == DF_NET_MLP) {
+        const int want = p->is_file ? 0 : df_toy_classes(p->kind);
+        if (want + 1 != k) return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, p->name, want);
+        return DF_OK;
+    }
     if (ds->n_classes + 1 != k)
         return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, ds->name,
                        ds->n_classes);
@@ -535,10 +548,10 @@ int cmd_train(int argc, char **argv) {
     if (a.resume) {  /* the checkpoint's network decides the image size, then the data */
         st = open_model(&a, &dc, &uc, &m);
         if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
-        if (st == DF_OK) st = check_classes(m, &ds);
+        if (st == DF_OK) st = check_classes(m, &ds, &points);
     } else {         /* the data decides the class count, then the network */
         st = open_data(&a, &uc, &ds, &points);
-        if (st == DF_OK && a.classes) st = set_classes(&ds, &uc);
+        if (st == DF_OK && a.classes) st = a.images ? set_classes(&ds, &uc) : set_point_classes(&points, &a);
         if (st == DF_OK) st = open_model(&a, &dc, &uc, &m);
     }
     st = cli_agree("train", st);

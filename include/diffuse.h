@@ -368,6 +368,8 @@ typedef struct {
     int hidden;    /* width of every hidden layer, default 128 */
     int layers;    /* number of hidden layers (>= 1), default 3 */
     int temb_dim;  /* width of the sinusoidal time embedding (even, >= 4), default 64 */
+    int classes;   /* class embeddings added to the time embedding (the null class included); 0:
+                    * unconditional, the default */
 } df_mlp_config;
 
 /* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
@@ -503,7 +505,7 @@ DF_API int df_model_null_class(const df_model *m);
 DF_API df_status df_model_set_null_class(df_model *m, int j);
 /* The classes' names, one per line in class order (the null class has none), or NULL: what the
  * training data named them (an image folder's subfolders, Fashion-MNIST's and CIFAR-10's own).
- * Kept in checkpoints ("unet.class_names"). The setter wants one line per class. */
+ * Kept in checkpoints ("cond.class_names"; the null class as "cond.null_class"). The setter wants one line per class. */
 DF_API const char *df_model_class_names(const df_model *m);
 DF_API df_status df_model_set_class_names(df_model *m, const char *names);
 /* The index of the class called `name`, or -1. */
@@ -705,9 +707,14 @@ DF_API void df_points_free(df_points *p);
 
 /* Point `index` of the toy distribution under `seed` (uses streams DF_STREAM_DATA/a). */
 DF_API void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, float xy[2]);
+/* The component that point drew from: the mode of 8gaussians (0..7), the moon of moons (0, 1);
+ * -1 for the sets without components (df_toy_classes 0). */
+DF_API int df_toy_label(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index);
+DF_API int df_toy_classes(df_toy_kind kind);
 
-/* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly. */
-DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy);
+/* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly;
+ * labels (when not NULL) gets each point's df_toy_label (-1 for files). */
+DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy, int *labels);
 
 /* Reads a CSV of x,y rows (an optional header line, '#' comments and blank lines allowed).
  * Errors name the file and line. *pts is malloc'ed (n x 2). */

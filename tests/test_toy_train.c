@@ -13,7 +13,7 @@
 static df_points points;
 
 static void batch_fn(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
-    df_points_draw(&points, seed, (uint32_t)step, n, x0);
+    df_points_draw(&points, seed, (uint32_t)step, n, x0, labels);
 }
 
 static double energy_of_model(df_model *m, int n) {
@@ -24,7 +24,7 @@ static double energy_of_model(df_model *m, int n) {
     sp.batch = df_model_max_batch(m);
     df_model_set_use_ema(m, 1);
     CHECK(df_sample(df_model_schedule(m), df_model_diffusion(m)->pred, &sp, df_model_predict, m, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
-    df_points_draw(&points, 12345, 777, n, d);
+    df_points_draw(&points, 12345, 777, n, d, NULL);
     double e = df_energy_distance(x, n, d, n);
     free(x);
     free(d);

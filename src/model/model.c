@@ -30,8 +30,8 @@ static df_status alloc_blocks(df_model *m) {
 
 /* Parameters of an MLP config (mlp.h lists the tensors). */
 static double mlp_param_count(const df_mlp_config *c) {
-    double D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers;
-    return H * D + H + L * H * E + (L - 1) * (H * H + H) + D * H + D;
+    double D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers, K = c->classes;
+    return H * D + H + L * H * E + K * E + (L - 1) * (H * H + H) + D * H + D;
 }
 
 static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, int training) {
@@ -54,6 +54,10 @@ static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, i
     m->height = m->width = 1;
     m->max_batch = max_batch;
     m->training = training;
+    m->n_classes = c->classes;
+    m->null_class = -1;
+    if (m->n_classes > 0 && !(m->null_labels = df_calloc((size_t)max_batch * sizeof(int), "class labels")))
+        return DF_ERR_NOMEM;
     return alloc_blocks(m);
 }
 
@@ -166,7 +170,7 @@ void df_model_forward(df_model *m, const float *params, int n, const float *x, c
     }
     if (m->n_classes == 0) labels = NULL;
     switch (m->kind) {
-    case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
+    case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, labels, out); break;
     case DF_NET_UNET:
         ((df_unet *)m->net)->dropout_first = (uint64_t)m->dropout_first;
         df_unet_forward(m->net, params, n, x, t, labels, out, training, m->seed, (uint32_t)m->dropout_step);
@@ -291,11 +295,12 @@ df_status df_model_save(const df_model *m, const char *path, int with_state) {
         meta_int(w, "mlp.hidden", m->mlp.hidden);
         meta_int(w, "mlp.layers", m->mlp.layers);
         meta_int(w, "mlp.temb_dim", m->mlp.temb_dim);
+        if (m->n_classes > 0) meta_int(w, "mlp.classes", m->n_classes);
     } else {
         df_st_writer_meta(w, "unet.config", m->unet_config_json);
-        if (m->n_classes > 0 && m->null_class >= 0) meta_int(w, "unet.null_class", m->null_class);
-        if (m->n_classes > 0 && m->class_names) df_st_writer_meta(w, "unet.class_names", m->class_names);
     }
+    if (m->n_classes > 0 && m->null_class >= 0) meta_int(w, "cond.null_class", m->null_class);
+    if (m->n_classes > 0 && m->class_names) df_st_writer_meta(w, "cond.class_names", m->class_names);
     const df_schedule_params *sp = &m->diff.schedule;
     df_st_writer_meta(w, "diffusion.schedule", df_schedule_name(sp->kind));
     meta_int(w, "diffusion.timesteps", sp->T);
@@ -439,6 +444,10 @@ static df_status load_model(const char *path, int max_batch, int training, df_mo
         c.layers = (int)v;
         if ((st = get_meta_long(&f, "mlp.temb_dim", 2, 1 << 16, &v))) goto done;
         c.temb_dim = (int)v;
+        if (df_st_meta(&f, "mlp.classes")) {
+            if ((st = get_meta_long(&f, "mlp.classes", 2, 1000000, &v))) goto done;
+            c.classes = (int)v;
+        }
         if ((st = check_param_count(&f, mlp_param_count(&c)))) goto done;
         if ((st = build_mlp(m, &c, max_batch, training))) goto done;
     } else if (strcmp(net, "unet") == 0) {
@@ -462,11 +471,11 @@ static df_status load_model(const char *path, int max_batch, int training, df_mo
     m->seed = (uint64_t)v;
     if ((st = get_meta_double(&f, "train.ema_decay", &m->ema_decay))) goto done;
     if ((s = df_st_meta(&f, "train.data"))) snprintf(m->data, sizeof m->data, "%s", s);
-    if (m->n_classes > 0 && df_st_meta(&f, "unet.null_class")) {
-        if ((st = get_meta_long(&f, "unet.null_class", 0, m->n_classes - 1, &v))) goto done;
+    if (m->n_classes > 0 && df_st_meta(&f, "cond.null_class")) {
+        if ((st = get_meta_long(&f, "cond.null_class", 0, m->n_classes - 1, &v))) goto done;
         df_model_set_null_class(m, (int)v);
     }
-    if (m->n_classes > 0 && (s = df_st_meta(&f, "unet.class_names")) && (st = df_model_set_class_names(m, s))) {
+    if (m->n_classes > 0 && (s = df_st_meta(&f, "cond.class_names")) && (st = df_model_set_class_names(m, s))) {
         st = in_file(&f, st);
         goto done;
     }
