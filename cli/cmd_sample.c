@@ -117,7 +117,7 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
 typedef struct {
     const char *model, *out, *sampler, *var, *plot, *trajectory, *init, *inpaint, *mask, *precision, *device, *noise;
     const char *klass;     /* --class K or all */
-    int n, steps, seed, threads, batch, no_ema, clip, no_clip, null_class;
+    int n, steps, seed, threads, batch, no_ema, clip, no_clip, null_class, cols;
     double eta, strength, guidance;
 } sample_args;
 
@@ -134,6 +134,7 @@ static const cli_range sample_ranges[] = {
     {"batch", 1, 65536},
     {"threads", 0, CLI_MAX_THREADS},
     {"null-class", 0, 1000000},
+    {"cols", 1, 4096},
     {NULL, 0, 0},
 };
 
@@ -172,6 +173,7 @@ static int parse_sample_args(int argc, char **argv, sample_args *a) {
                                          "--n samples each, default 8)"},
         {"guidance", ARG_DOUBLE, &a->guidance, "with --class: classifier-free guidance scale W, eps(null) + W (eps(K) - "
                                                "eps(null)) (default 1: none; 2-5 is typical)"},
+        {"cols", ARG_INT, &a->cols, "images: columns of a .png grid (default: a square; --class all: --n)"},
         {"null-class", ARG_INT, &a->null_class, "the index of a conditional model's null class, for a diffusers model "
                                                 "made elsewhere (a model trained here knows its own)"},
         {NULL, 0, NULL, NULL, 0},
@@ -424,7 +426,7 @@ static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_par
     st = cli_agree("sample", st);
     if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * cli_model_shape(m).dim, root ? x : NULL, (size_t)n, cli_model_shape(m).dim);
     if (st == DF_OK && root)
-        st = images ? write_images(a->out, x, n, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, cp->all ? cp->per_class : 0) : df_csv_write_points(a->out, x, n);
+        st = images ? write_images(a->out, x, n, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, a->cols ? a->cols : cp->all ? cp->per_class : 0) : df_csv_write_points(a->out, x, n);
     if (st == DF_OK && root && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
     if (st == DF_OK && root && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
     if (st == DF_OK && root) fprintf(stderr, "wrote %d samples to %s%s\n", n, a->out, ranks > 1 ? " (gathered from every rank)" : "");
