@@ -212,7 +212,7 @@ static double train_step(bench_state *b) {
     }
     df_randn(3, 2, (uint32_t)b->step, 0, b->eps, (size_t)b->n * d);
     for (int i = 0; i < b->n; i++) df_q_sample(&b->sched, b->t[i], b->x0 + i * d, b->eps + i * d, b->xt + i * d, d);
-    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 1, 5, (uint32_t)b->step);
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, NULL, b->out, 1, 5, (uint32_t)b->step);
     double loss = df_loss(&b->sched, DF_PRED_EPS, DF_LOSS_SIMPLE, DF_VAR_BETA, b->n, d, b->t, b->out, b->eps,
                           b->dout);
     memset(b->grads, 0, b->nparam * sizeof(float));
@@ -226,7 +226,7 @@ static double train_step(bench_state *b) {
 
 static void sample_eval(bench_state *b, int i) {
     for (int j = 0; j < b->n; j++) b->t[j] = 999 - (i % 1000);
-    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 0, 0, 0);
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, NULL, b->out, 0, 0, 0);
 }
 
 /* Output finite, and a training forward equal to an inference forward when dropout is off. */
@@ -234,7 +234,7 @@ static int validate(bench_state *b, const df_unet_config *c) {
     const size_t total = (size_t)b->n * b->dim;
     memcpy(b->xt, b->x0, total * sizeof(float));
     for (int j = 0; j < b->n; j++) b->t[j] = (j * 37) % 1000;
-    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 0, 0, 0);
+    df_unet_forward(b->net, b->params, b->n, b->xt, b->t, NULL, b->out, 0, 0, 0);
     float *ref = df_alloc(total * sizeof(float), "ref");
     if (!ref) return 1;
     memcpy(ref, b->out, total * sizeof(float));
@@ -242,7 +242,7 @@ static int validate(bench_state *b, const df_unet_config *c) {
     int finite = 1;
     for (size_t i = 0; i < total; i++) finite &= isfinite(ref[i]) != 0;
     if (c->dropout == 0.0f) {
-        df_unet_forward(b->net, b->params, b->n, b->xt, b->t, b->out, 1, 0, 0);
+        df_unet_forward(b->net, b->params, b->n, b->xt, b->t, NULL, b->out, 1, 0, 0);
         for (size_t i = 0; i < total; i++) {
             worst = fmax(worst, fabs((double)b->out[i] - ref[i]));
             scale = fmax(scale, fabs(ref[i]));

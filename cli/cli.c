@@ -168,7 +168,13 @@ const char *cli_shipped_file(const char *name) {
     return NULL;
 }
 
-df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model *m, df_diffusers_info *info) {
+cli_shape cli_model_shape(const df_model *m) {
+    cli_shape s;
+    s.dim = df_model_sample_shape(m, &s.c, &s.h, &s.w);
+    return s;
+}
+
+df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model **m, df_diffusers_info *info) {
     int fallback = !*path;
     if (fallback && !(*path = cli_default_model())) return DF_ERR_ARG;
     df_status st = df_model_open(*path, max_batch, 0, m, info);

@@ -72,7 +72,13 @@ const char *cli_shipped_file(const char *name);
  * *info unless it is NULL. *path NULL means the default model: *path is set to it, and once it has
  * opened stderr says which file ("CMD: no --model given, using PATH"), so that a failure stays one
  * message. */
-df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model *m, df_diffusers_info *info);
+df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_model **m, df_diffusers_info *info);
+/* A model's sample shape (df_model_sample_shape): images C, H, W; 2-D points 2, 1, 1; dim floats. */
+typedef struct {
+    int c, h, w;
+    size_t dim;
+} cli_shape;
+cli_shape cli_model_shape(const df_model *m);
 
 /* ---------------------------------------------------------------- data */
 

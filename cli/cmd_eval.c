@@ -28,7 +28,7 @@ static int on_progress(void *ctx, long done, long total) {
  * min(100, all). */
 static df_status load_images(const char *spec, const df_model *m, int *n, float **x0) {
     df_dataset ds;
-    df_status st = df_dataset_load(spec, m->channels, m->height, &ds);
+    df_status st = df_dataset_load(spec, cli_model_shape(m).c, cli_model_shape(m).h, &ds);
     if (st) return st;
     if (*n > ds.n) {
         st = df_fail(DF_ERR_ARG, "--n %d is more than the %d images in %s", *n, ds.n, ds.name);
@@ -36,7 +36,7 @@ static df_status load_images(const char *spec, const df_model *m, int *n, float 
     }
     if (*n == 0) *n = ds.n < 100 ? ds.n : 100;
     int *idx = malloc(sizeof(int) * (size_t)*n);
-    *x0 = df_alloc(sizeof(float) * (size_t)*n * m->dim, "evaluation images");
+    *x0 = df_alloc(sizeof(float) * (size_t)*n * cli_model_shape(m).dim, "evaluation images");
     if (!idx || !*x0) {
         free(idx);
         st = df_fail(DF_ERR_NOMEM, "out of memory for %d images", *n);
@@ -136,12 +136,12 @@ static void print_result(const char *model, int raw, const char *data, const df_
     const char *unit = images ? "bits/dim" : "nats/point";
     printf("model: %s (%s weights)\n", model, raw ? "raw" : "EMA");
     if (images)
-        printf("data: %s, %d images of %dx%dx%d (D = %zu), 8-bit, discretised decoder\n", data, r->n, m->channels,
-               m->height, m->width, r->dim);
+        printf("data: %s, %d images of %dx%dx%d (D = %zu), 8-bit, discretised decoder\n", data, r->n, cli_model_shape(m).c,
+               cli_model_shape(m).h, cli_model_shape(m).w, r->dim);
     else
         printf("data: %s, %d points, continuous Gaussian decoder\n", data, r->n);
     printf("diffusion: %s schedule, T = %d, predicts %s, variance %s, x0 clipping %s, seed %llu\n",
-           df_schedule_name(m->diff.schedule.kind), r->T, df_pred_name(m->diff.pred), df_var_name(m->diff.var),
+           df_schedule_name(df_model_diffusion(m)->schedule.kind), r->T, df_pred_name(df_model_diffusion(m)->pred), df_var_name(df_model_diffusion(m)->var),
            clip ? "on" : "off", (unsigned long long)seed);
     if (r->estimate)
         printf("timesteps: %d of the %d KL terms (t = %d..%d one by one, then geometrically wider strata up to %g terms\n"
@@ -212,25 +212,25 @@ static df_status check_eval_args(const eval_args *a) {
 /* The checks that need the model: the kind of data, the subset, and the output files (now, not
  * after a long evaluation). */
 static df_status check_for_model(const eval_args *a, const df_model *m) {
-    int images = m->kind == DF_NET_UNET;
+    int images = df_model_kind(m) == DF_NET_UNET;
     df_dataset_form form;
     df_status st = cli_data_form(a->data, &form);
     if (images != (form != DF_DATASET_NONE))
         return df_fail(DF_ERR_ARG, images ? "an image model needs image data (e.g. fashion-mnist:test), got '%s'"
                                           : "a 2-D model needs toy:NAME or csv:FILE data, got '%s'", a->data);
     if (st != DF_OK) return st;
-    if (a->K > m->schedule.T - 1)
+    if (a->K > df_model_schedule(m)->T - 1)
         return df_fail(DF_ERR_ARG, "--timesteps-subset must be in 0..%d (T - 1 for this model), got %d",
-                       m->schedule.T - 1, a->K);
+                       df_model_schedule(m)->T - 1, a->K);
     if ((a->csv && (st = check_writable(a->csv))) || (a->plot && (st = check_writable(a->plot)))) return st;
     return DF_OK;
 }
 
 static void fill_bound_params(const eval_args *a, const df_model *m, eval_progress *pr, df_bound_params *p) {
-    int images = m->kind == DF_NET_UNET;
+    int images = df_model_kind(m) == DF_NET_UNET;
     df_bound_params_init(p);
-    p->pred = m->diff.pred;
-    p->var = m->diff.var;
+    p->pred = df_model_diffusion(m)->pred;
+    p->var = df_model_diffusion(m)->var;
     p->discrete = images;
     p->clip_x0 = a->clip || (images && !a->no_clip);
     p->K = a->K;
@@ -242,15 +242,15 @@ static void fill_bound_params(const eval_args *a, const df_model *m, eval_progre
 
 /* Evaluates the bound of m on n samples x0 and prints it, with the CSV and the plot if asked. */
 static df_status evaluate(const eval_args *a, df_model *m, int n, const float *x0) {
-    int images = m->kind == DF_NET_UNET;
+    int images = df_model_kind(m) == DF_NET_UNET;
     eval_progress pr = {df_time(), 0};
     df_bound_params p;
     fill_bound_params(a, m, &pr, &p);
-    int evals = (a->K ? a->K : m->schedule.T - 1) + 1;
+    int evals = (a->K ? a->K : df_model_schedule(m)->T - 1) + 1;
     fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points", evals,
             (long)n * evals);
     df_bound_result r = {0};
-    df_status st = df_bound_eval(&m->schedule, &p, df_model_predict, m, n, m->dim, x0, &r);
+    df_status st = df_bound_eval(df_model_schedule(m), &p, df_model_predict, m, n, cli_model_shape(m).dim, x0, &r);
     if (st == DF_OK) {
         print_result(a->model, a->raw, a->data, m, &r, images, p.clip_x0, p.seed);
         double sc = images ? 1.0 / ((double)r.dim * log(2.0)) : 1.0;
@@ -275,18 +275,18 @@ int cmd_eval(int argc, char **argv) {
     if (st == DF_OK) st = df_precision_from_name(a.precision, &prec);
     if (st != DF_OK) return cli_error("eval", st);
 
-    df_model m;
+    df_model *m = NULL;
     if ((st = cli_open_model("eval", &a.model, a.batch ? a.batch : 64, &m, NULL))) return cli_error("eval", st);
-    df_model_set_precision(&m, prec);
-    m.use_ema = !a.raw;
+    df_model_set_precision(m, prec);
+    df_model_set_use_ema(m, !a.raw);
     float *x0 = NULL;
     int n = a.n;
-    st = check_for_model(&a, &m);
+    st = check_for_model(&a, m);
     if (st == DF_OK)
-        st = m.kind == DF_NET_UNET ? load_images(a.data, &m, &n, &x0) : load_points(a.data, (uint64_t)a.seed, &n, &x0);
+        st = df_model_kind(m) == DF_NET_UNET ? load_images(a.data, m, &n, &x0) : load_points(a.data, (uint64_t)a.seed, &n, &x0);
     if (st == DF_OK && n < 1) st = df_fail(DF_ERR_ARG, "%s holds no samples", a.data);
-    if (st == DF_OK) st = evaluate(&a, &m, n, x0);
+    if (st == DF_OK) st = evaluate(&a, m, n, x0);
     df_free(x0);
-    df_model_free(&m);
+    df_model_free(m);
     return st == DF_OK ? 0 : cli_error("eval", st);
 }

@@ -19,15 +19,15 @@ int cmd_export(int argc, char **argv) {
     if (!model) return cli_error("export", df_fail(DF_ERR_ARG, "--model is required"));
     if (!out) return cli_error("export", df_fail(DF_ERR_ARG, "--out is required"));
 
-    df_model m;
+    df_model *m = NULL;
     df_diffusers_info info;
     df_status st = cli_open_model("export", &model, 1, &m, &info);
     if (st) return cli_error("export", st);
     /* info: the source folder's clipping, or DDPM's clip_sample true for a checkpoint */
-    st = df_diffusers_save(&m, out, !raw, &info);
+    st = df_diffusers_save(m, out, !raw, &info);
     if (st == DF_OK)
         fprintf(stderr, "wrote diffusers pipeline %s (%s weights, %d tensors, %zu parameters)\n", out, raw ? "raw" : "EMA",
-                df_model_tensor_count(&m), df_model_param_count(&m));
-    df_model_free(&m);
+                df_model_tensor_count(m), df_model_param_count(m));
+    df_model_free(m);
     return st == DF_OK ? 0 : cli_error("export", st);
 }

@@ -27,21 +27,34 @@ static df_status describe_preset(const char *preset) {
 }
 
 static df_status describe_model(const char *path) {
-    df_model m;
+    df_model *m = NULL;
     df_status st = cli_open_model("info", &path, 1, &m, NULL);
     if (st != DF_OK) return st;
     char desc[1024];
-    df_model_describe(&m, desc, sizeof desc);
-    printf("model: %s\nnetwork: %s\nparameters: %zu\ntensors: %d\n", path, desc, df_model_param_count(&m),
-           df_model_tensor_count(&m));
-    if (m.kind == DF_NET_UNET) print_unet_config(&m.unet);
-    printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(m.diff.schedule.kind), m.diff.schedule.T,
-           m.diff.schedule.beta_start, m.diff.schedule.beta_end);
-    printf("prediction: %s\nloss: %s\nvariance: %s\n", df_pred_name(m.diff.pred), df_loss_name(m.diff.loss),
-           df_var_name(m.diff.var));
-    printf("trained steps: %ld\nseed: %llu\nEMA decay: %g\ndata: %s\n", m.step, (unsigned long long)m.seed,
-           m.ema_decay, m.data);
-    df_model_free(&m);
+    df_model_describe(m, desc, sizeof desc);
+    printf("model: %s\nnetwork: %s\nparameters: %zu\ntensors: %d\n", path, desc, df_model_param_count(m),
+           df_model_tensor_count(m));
+    if (df_model_kind(m) == DF_NET_UNET) print_unet_config(df_model_unet_config(m));
+    if (df_model_num_classes(m) > 0) {
+        const int null = df_model_null_class(m);
+        if (null >= 0) printf("classes: %d (class-conditional; null class %d)\n", df_model_num_classes(m) - 1, null);
+        else printf("classes: %d class embeddings (class-conditional; null class not known: --null-class J)\n",
+                    df_model_num_classes(m));
+        const char *names = df_model_class_names(m);
+        for (int i = 0; names && *names; i++) {
+            const char *end = strchr(names, '\n');
+            const int len = end ? (int)(end - names) : (int)strlen(names);
+            printf("  class %d: %.*s\n", i, len, names);
+            names = end ? end + 1 : "";
+        }
+    }
+    printf("schedule: %s, T = %d, beta %g .. %g\n", df_schedule_name(df_model_diffusion(m)->schedule.kind), df_model_diffusion(m)->schedule.T,
+           df_model_diffusion(m)->schedule.beta_start, df_model_diffusion(m)->schedule.beta_end);
+    printf("prediction: %s\nloss: %s\nvariance: %s\n", df_pred_name(df_model_diffusion(m)->pred), df_loss_name(df_model_diffusion(m)->loss),
+           df_var_name(df_model_diffusion(m)->var));
+    printf("trained steps: %ld\nseed: %llu\nEMA decay: %g\ndata: %s\n", df_model_step(m), (unsigned long long)df_model_seed(m),
+           df_model_ema_decay(m), df_model_data(m));
+    df_model_free(m);
     return DF_OK;
 }
 

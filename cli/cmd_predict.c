@@ -34,14 +34,14 @@ static df_status read_input(const char *path, int *ndim, int64_t shape[8], float
 
 /* The input must be what the network takes: N x C x H x W for a U-Net, N x D for the MLP. */
 static df_status check_input_shape(const char *input, int ndim, const int64_t *shape, const df_model *m) {
-    int want_ndim = m->kind == DF_NET_UNET ? 4 : 2;
-    int64_t want[4] = {shape[0], m->channels, m->height, m->width};
-    if (m->kind != DF_NET_UNET) want[1] = (int64_t)m->dim;
+    int want_ndim = df_model_kind(m) == DF_NET_UNET ? 4 : 2;
+    int64_t want[4] = {shape[0], cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w};
+    if (df_model_kind(m) != DF_NET_UNET) want[1] = (int64_t)cli_model_shape(m).dim;
     int ok = ndim == want_ndim && shape[0] >= 1 && shape[0] <= 1000000;
     for (int d = 1; ok && d < want_ndim; d++) ok = shape[d] == want[d];
     if (ok) return DF_OK;
     return df_fail(DF_ERR_SHAPE, "%s: input must be float32 %s with C,H,W = %d,%d,%d", input,
-                   want_ndim == 4 ? "N x C x H x W" : "N x D", m->channels, m->height, m->width);
+                   want_ndim == 4 ? "N x C x H x W" : "N x D", cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w);
 }
 
 /* --t into t[0..n): one value for every input or one per input, each a timestep of the model. */
@@ -61,10 +61,10 @@ static df_status predict(df_model *m, const char *tlist, int ndim, const int64_t
                          const char *out) {
     int n = (int)shape[0];
     int *t = malloc(sizeof(int) * (size_t)n);
-    float *y = df_alloc(sizeof(float) * (size_t)n * m->dim, "predictions");
+    float *y = df_alloc(sizeof(float) * (size_t)n * cli_model_shape(m).dim, "predictions");
     df_status st = DF_OK;
     if (!t || !y) st = df_fail(DF_ERR_NOMEM, "out of memory");
-    if (st == DF_OK) st = read_timesteps(tlist, n, m->schedule.T, t);
+    if (st == DF_OK) st = read_timesteps(tlist, n, df_model_schedule(m)->T, t);
     if (st == DF_OK) st = df_model_predict(m, n, t, x, y);
     if (st == DF_OK) st = df_npy_write(out, "<f4", ndim, shape, y);
     free(t);
@@ -105,19 +105,18 @@ int cmd_predict(int argc, char **argv) {
     df_status st = read_input(input, &ndim, shape, &x);
     if (st) return cli_error("predict", st);
     int n = (int)shape[0];
-    df_model m;
-    memset(&m, 0, sizeof m);
+    df_model *m = NULL;
     st = cli_open_model("predict", &model, n > 0 && n < 64 ? n : 64, &m, NULL);
     if (st == DF_OK) {
-        df_model_set_precision(&m, prec);
-        m.use_ema = !raw;
-        st = check_input_shape(input, ndim, shape, &m);
+        df_model_set_precision(m, prec);
+        df_model_set_use_ema(m, !raw);
+        st = check_input_shape(input, ndim, shape, m);
     }
-    if (st == DF_OK) st = predict(&m, tlist, ndim, shape, x, out);
+    if (st == DF_OK) st = predict(m, tlist, ndim, shape, x, out);
     if (st == DF_OK)
         fprintf(stderr, "wrote %s (%s, prediction of %s)\n", out, raw ? "raw weights" : "EMA weights",
-                df_pred_name(m.diff.pred));
+                df_pred_name(df_model_diffusion(m)->pred));
     free(x);
-    if (m.table) df_model_free(&m);
+    df_model_free(m);
     return st == DF_OK ? 0 : cli_error("predict", st);
 }

@@ -40,7 +40,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 /* Writes n images (N,C,H,W in [-1,1]) as a grid PNG, a folder of PNGs (out ends in '/') or a
  * uint8 N x H x W x C .npy. */
-static df_status write_images(const char *out, const float *x, int n, int c, int h, int w) {
+static df_status write_images(const char *out, const float *x, int n, int c, int h, int w, int grid_cols) {
     df_status st = DF_OK;
     size_t dim = (size_t)c * h * w;
     if (ends_with(out, ".npy")) {
@@ -74,8 +74,8 @@ static df_status write_images(const char *out, const float *x, int n, int c, int
     }
     if (!ends_with(out, ".png"))
         return df_fail(DF_ERR_ARG, "--out must be a .png grid, a .npy file or a folder ending in '/' (got %s)", out);
-    int cols = 1;
-    while (cols * cols < n) cols++;
+    int cols = grid_cols;
+    while (!grid_cols && cols * cols < n) cols++;
     uint8_t *pix;
     int gw, gh;
     if ((st = df_image_grid(x, n, c, h, w, cols, 2, &pix, &gw, &gh))) return st;
@@ -91,19 +91,19 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
     int w, h, c;
     df_status st = df_png_read(path, &pix, &w, &h, &c);
     if (st != DF_OK) return st;
-    if (w != m->width || h != m->height) {
+    if (w != cli_model_shape(m).w || h != cli_model_shape(m).h) {
         free(pix);
-        return df_fail(DF_ERR_SHAPE, "%s is %dx%d but the model makes %dx%d images", path, w, h, m->width, m->height);
+        return df_fail(DF_ERR_SHAPE, "%s is %dx%d but the model makes %dx%d images", path, w, h, cli_model_shape(m).w, cli_model_shape(m).h);
     }
-    float *x = df_alloc(sizeof(float) * m->dim, "input image");
+    float *x = df_alloc(sizeof(float) * cli_model_shape(m).dim, "input image");
     if (!x) {
         free(pix);
         return DF_ERR_NOMEM;
     }
-    for (int ch = 0; ch < m->channels; ch++)
+    for (int ch = 0; ch < cli_model_shape(m).c; ch++)
         for (int p = 0; p < w * h; p++) {
             const uint8_t *q = pix + (size_t)p * c;
-            double v = c >= 3 ? (m->channels == 1 ? (0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2]) : q[ch < 3 ? ch : 0]) : q[0];
+            double v = c >= 3 ? (cli_model_shape(m).c == 1 ? (0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2]) : q[ch < 3 ? ch : 0]) : q[0];
             x[(size_t)ch * w * h + p] = (float)(v / 127.5 - 1.0);
         }
     free(pix);
@@ -116,15 +116,25 @@ static df_status read_model_image(const char *path, const df_model *m, float **o
 /* Every flag of `diffuse sample`. 0 or NULL where the command picks by model. */
 typedef struct {
     const char *model, *out, *sampler, *var, *plot, *trajectory, *init, *inpaint, *mask, *precision, *device, *noise;
-    int n, steps, seed, threads, batch, no_ema, clip, no_clip;
-    double eta, strength;
+    const char *klass;     /* --class K or all */
+    int n, steps, seed, threads, batch, no_ema, clip, no_clip, null_class, cols;
+    double eta, strength, guidance;
 } sample_args;
+
+/* What --class asks of a conditional model: one class, or every class in rows of per_class. */
+typedef struct {
+    int label;          /* -1: unconditional (df_model_predict); else the class of every sample */
+    int all, per_class; /* --class all: sample j is of class j / per_class */
+    int n_classes;      /* the classes that --class all walks (the null class left out) */
+} class_plan;
 
 static const cli_range sample_ranges[] = {
     {"n", 1, 10000000},
     {"steps", 1, LONG_MAX},
     {"batch", 1, 65536},
     {"threads", 0, CLI_MAX_THREADS},
+    {"null-class", 0, 1000000},
+    {"cols", 1, 4096},
     {NULL, 0, 0},
 };
 
@@ -134,6 +144,8 @@ static int parse_sample_args(int argc, char **argv, sample_args *a) {
     a->precision = "fp32";
     a->steps = 50;
     a->strength = 0.5;
+    a->guidance = 1.0;
+    a->null_class = -1;
     arg_spec specs[] = {
         {"model", ARG_STRING, &a->model, "model: a model.safetensors or a diffusers model folder (default: the shipped fmnist-small)"},
         {"n", ARG_INT, &a->n, "number of samples (2-D 1000, images 64)"},
@@ -157,6 +169,13 @@ static int parse_sample_args(int argc, char **argv, sample_args *a) {
         {"device", ARG_STRING, &a->device, CLI_DEVICE_HELP},
         {"noise", ARG_STRING, &a->noise, "start from this x_T: float32 .npy, N x C x H x W (N x 2 for 2-D); N sets --n"},
         {"precision", ARG_STRING, &a->precision, "U-Net products: fp32 (default) or bf16 (bfloat16 inputs, fp32 sums)"},
+        {"class", ARG_STRING, &a->klass, "class-conditional model: the class K to draw, or 'all' (one grid row per class, "
+                                         "--n samples each, default 8)"},
+        {"guidance", ARG_DOUBLE, &a->guidance, "with --class: classifier-free guidance scale W, eps(null) + W (eps(K) - "
+                                               "eps(null)) (default 1: none; 2-5 is typical)"},
+        {"cols", ARG_INT, &a->cols, "images: columns of a .png grid (default: a square; --class all: --n)"},
+        {"null-class", ARG_INT, &a->null_class, "the index of a conditional model's null class, for a diffusers model "
+                                                "made elsewhere (a model trained here knows its own)"},
         {NULL, 0, NULL, NULL, 0},
     };
     return cli_parse_flags("sample", "usage: diffuse sample [--model M] [--n N] [--out points.csv|grid.png|DIR/|samples.npy] [options]",
@@ -179,19 +198,87 @@ static df_status sampler_params(const sample_args *a, df_sample_params *sp, df_p
 /* The defaults that depend on the model: counts, output, clipping (a diffusers folder brings its
  * scheduler's), the variance and which weights. */
 static df_status model_defaults(sample_args *a, df_model *m, const df_diffusers_info *dinfo, df_sample_params *sp) {
-    int images = m->kind == DF_NET_UNET;
+    int images = df_model_kind(m) == DF_NET_UNET;
     if (!a->n) a->n = images ? 64 : 1000;
     if (!a->out) a->out = images ? "samples.png" : "samples.csv";
-    sp->batch = a->batch ? a->batch : m->max_batch;
+    sp->batch = a->batch ? a->batch : df_model_max_batch(m);
     sp->clip_x0 = a->clip || (images && !a->no_clip);
     if (dinfo->has_scheduler && !a->clip && !a->no_clip) {
         sp->clip_x0 = dinfo->clip_sample;
         sp->clip_min = (float)-dinfo->clip_sample_range;
         sp->clip_max = (float)dinfo->clip_sample_range;
     }
-    sp->var = m->diff.var;
-    m->use_ema = !a->no_ema;
+    sp->var = df_model_diffusion(m)->var;
+    df_model_set_use_ema(m, !a->no_ema);
     return a->var ? df_var_from_name(a->var, &sp->var) : DF_OK;
+}
+
+/* --class, --guidance and --null-class against the model. */
+static df_status plan_classes(sample_args *a, df_model *m, class_plan *cp) {
+    df_status st;
+    memset(cp, 0, sizeof *cp);
+    cp->label = -1;
+    const int k = df_model_num_classes(m);
+    if (a->null_class >= 0 && (st = df_model_set_null_class(m, a->null_class))) return st;
+    if (!a->klass) {
+        if (a->guidance != 1) return df_fail(DF_ERR_ARG, "--guidance needs --class (the class to guide towards)");
+        return DF_OK;
+    }
+    if (k == 0) return df_fail(DF_ERR_ARG, "--class: %s is not a class-conditional model", a->model);
+    const int null = df_model_null_class(m);
+    cp->n_classes = null >= 0 ? k - 1 : k;
+    if (strcmp(a->klass, "all") == 0) {
+        if (a->noise) return df_fail(DF_ERR_ARG, "--noise draws one class: give --class K, not all");
+        cp->all = 1;
+        cp->per_class = a->n ? a->n : 8;
+        if ((long)cp->per_class * cp->n_classes > 10000000)
+            return df_fail(DF_ERR_ARG, "--class all --n %d: too many samples for %d classes", a->n, cp->n_classes);
+        a->n = cp->per_class * cp->n_classes;
+        return DF_OK;
+    }
+    char *end;
+    long v = strtol(a->klass, &end, 10);
+    if (end == a->klass || *end) v = df_model_class_index(m, a->klass);  /* a class name */
+    if (v < 0 || v > 1000000)
+        return df_fail(DF_ERR_ARG, "--class must be a class index, a class name of the model or 'all' (got '%s')",
+                       a->klass);
+    cp->label = (int)v;
+    df_guide g;  /* checks the class and the scale against the model */
+    st = df_guide_init(&g, m, cp->label, a->guidance);
+    df_guide_free(&g);
+    return st;
+}
+
+/* The label of the i-th class that --class all draws: the model's indices without the null class. */
+static int class_at(const df_model *m, int i) {
+    const int null = df_model_null_class(m);
+    return null >= 0 && i >= null ? i + 1 : i;
+}
+
+/* Samples [lo, hi) (global indices) into x + lo * dim: unconditionally, or guided towards each
+ * sample's class (a df_guide per run of samples of one class). */
+static df_status sample_share(df_model *m, const df_sample_params *sp, const class_plan *cp, double w, size_t lo,
+                              size_t hi, float *x, df_step_fn on, void *on_ctx) {
+    const size_t dim = cli_model_shape(m).dim;
+    const df_schedule *s = df_model_schedule(m);
+    const df_pred pred = df_model_diffusion(m)->pred;
+    if (cp->label < 0 && !cp->all) return df_sample(s, pred, sp, df_model_predict, m, (int)(hi - lo), dim, lo, x + lo * dim, on, on_ctx);
+    df_status st = DF_OK;
+    for (size_t a0 = lo; a0 < hi && st == DF_OK;) {
+        size_t a1 = hi;
+        int label = cp->label;
+        if (cp->all) {
+            const size_t ci = a0 / (size_t)cp->per_class;
+            a1 = (ci + 1) * (size_t)cp->per_class < hi ? (ci + 1) * (size_t)cp->per_class : hi;
+            label = class_at(m, (int)ci);
+        }
+        df_guide g;
+        st = df_guide_init(&g, m, label, w);
+        if (st == DF_OK) st = df_sample(s, pred, sp, df_guided_predict, &g, (int)(a1 - a0), dim, a0, x + a0 * dim, on, on_ctx);
+        df_guide_free(&g);
+        a0 = a1;
+    }
+    return st;
 }
 
 /* Refuses the outputs and options that do not fit the kind of model, before any work. */
@@ -221,14 +308,14 @@ static df_status load_edit_inputs(const sample_args *a, const df_model *m, df_sa
             return df_fail(DF_ERR_ARG, "--strength must be in (0, 1] (got %g)", a->strength);
         if ((st = read_model_image(a->init, m, &e->init))) return st;
         sp->init = e->init;
-        sp->t_start = (int)(a->strength * m->schedule.T + 0.5) - 1;
+        sp->t_start = (int)(a->strength * df_model_schedule(m)->T + 0.5) - 1;
         if (sp->t_start < 0) sp->t_start = 0;
     }
     if (!a->inpaint != !a->mask) return df_fail(DF_ERR_ARG, "inpainting needs both --inpaint IMAGE and --mask MASK");
     if (a->inpaint) {
         if ((st = read_model_image(a->inpaint, m, &e->known)) || (st = read_model_image(a->mask, m, &e->mask)))
             return st;
-        for (size_t k = 0; k < m->dim; k++) e->mask[k] = e->mask[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
+        for (size_t k = 0; k < cli_model_shape(m).dim; k++) e->mask[k] = e->mask[k] > 0 ? 1.0f : 0.0f;  /* white (>127) keeps */
         sp->known = e->known;
         sp->mask = e->mask;
     }
@@ -258,9 +345,9 @@ static df_status start_trajectory(sample_progress *pr, const df_sample_params *s
 static df_status write_trajectory(const char *path, const sample_progress *pr, const df_model *m) {
     uint8_t *pix = NULL;
     int gw, gh;
-    df_status st = df_image_grid(pr->traj, pr->traj_n * pr->traj_cols, m->channels, m->height, m->width, pr->traj_cols,
+    df_status st = df_image_grid(pr->traj, pr->traj_n * pr->traj_cols, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, pr->traj_cols,
                                  2, &pix, &gw, &gh);
-    if (st == DF_OK) st = df_png_write(path, pix, gw, gh, m->channels);
+    if (st == DF_OK) st = df_png_write(path, pix, gw, gh, cli_model_shape(m).c);
     free(pix);
     return st;
 }
@@ -269,12 +356,12 @@ static df_status write_trajectory(const char *path, const sample_progress *pr, c
  * that can still be read, else the samples alone. */
 static df_status write_points_plot(const char *path, const df_model *m, const float *x, int n) {
     df_points data;
-    if (df_points_open(m->data, &data) != DF_OK) return df_plot_scatter(path, x, 0, x, n, "samples");
+    if (df_points_open(df_model_data(m), &data) != DF_OK) return df_plot_scatter(path, x, 0, x, n, "samples");
     df_status st = DF_OK;
     float *d = malloc(sizeof(float) * 2 * (size_t)n);
     if (d) {
-        df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d);
-        st = df_plot_scatter(path, d, n, x, n, m->data);
+        df_points_draw(&data, 0x5eed, 0xfffffff0u, n, d, NULL);
+        st = df_plot_scatter(path, d, n, x, n, df_model_data(m));
     }
     free(d);
     df_points_free(&data);
@@ -290,14 +377,14 @@ static df_status read_noise(const char *path, const df_model *m, int n_flag, flo
     int64_t sh[8];
     df_status st = df_npy_read_f32(path, &nd, sh, x);
     if (st != DF_OK) return st;
-    const int images = m->kind == DF_NET_UNET;
-    const int ok = images ? nd == 4 && sh[1] == m->channels && sh[2] == m->height && sh[3] == m->width
+    const int images = df_model_kind(m) == DF_NET_UNET;
+    const int ok = images ? nd == 4 && sh[1] == cli_model_shape(m).c && sh[2] == cli_model_shape(m).h && sh[3] == cli_model_shape(m).w
                           : nd == 2 && sh[1] == 2;
     if (!ok || sh[0] < 1 || sh[0] > 10000000) {
         df_free(*x);
         *x = NULL;
         return images ? df_fail(DF_ERR_ARG, "--noise %s: want float32 N x %d x %d x %d for this model", path,
-                                m->channels, m->height, m->width)
+                                cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w)
                       : df_fail(DF_ERR_ARG, "--noise %s: want float32 N x 2 for a 2-D model", path);
     }
     if (n_flag && n_flag != sh[0]) {
@@ -310,21 +397,22 @@ static df_status read_noise(const char *path, const df_model *m, int n_flag, flo
 }
 
 /* Samples a->n points or images from m with sp and writes them and the extra pictures. */
-static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_params *sp, int n_flag) {
-    int images = m->kind == DF_NET_UNET, n = a->n;
-    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_ANCESTRAL ? 50 : 1, NULL, 0, 0, 0, m->dim};
+static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_params *sp, const class_plan *cp,
+                                int n_flag) {
+    int images = df_model_kind(m) == DF_NET_UNET, n = a->n;
+    sample_progress pr = {df_time(), sp->sampler == DF_SAMPLER_ANCESTRAL ? 50 : 1, NULL, 0, 0, 0, cli_model_shape(m).dim};
     df_status st = DF_OK;
     float *x = NULL;
     if (a->noise) {
         st = read_noise(a->noise, m, n_flag, &x, &n);
         sp->x_T_given = 1;
-    } else if (!(x = df_alloc(sizeof(float) * (size_t)n * m->dim, "samples"))) {
+    } else if (!(x = df_alloc(sizeof(float) * (size_t)n * cli_model_shape(m).dim, "samples"))) {
         st = DF_ERR_NOMEM;
     }
-    if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, m->dim);
+    if (st == DF_OK && a->trajectory) st = start_trajectory(&pr, sp, n, cli_model_shape(m).dim);
     if (st == DF_OK && a->trajectory && a->noise) /* column 0 is the given x_T */
         for (int j = 0; j < pr.traj_n; j++)
-            memcpy(pr.traj + (size_t)j * pr.traj_cols * m->dim, x + (size_t)j * m->dim, sizeof(float) * m->dim);
+            memcpy(pr.traj + (size_t)j * pr.traj_cols * cli_model_shape(m).dim, x + (size_t)j * cli_model_shape(m).dim, sizeof(float) * cli_model_shape(m).dim);
     /* under mpirun each rank draws its share of the samples, by global index (the same samples
      * as one process draws), and rank 0 gathers and writes them */
     const int ranks = df_dist_size(), root = df_dist_rank() == 0;
@@ -334,12 +422,11 @@ static df_status draw_and_write(const sample_args *a, df_model *m, df_sample_par
     if (st == DF_OK && ranks > 1 && a->trajectory)
         st = df_fail(DF_ERR_ARG, "--trajectory runs in one process only (not under mpirun)");
     if (st == DF_OK)
-        st = df_sample(&m->schedule, m->diff.pred, sp, df_model_predict, m, (int)(hi - lo), m->dim, lo,
-                       x + lo * m->dim, root ? on_step : NULL, &pr);
+        st = sample_share(m, sp, cp, a->guidance, lo, hi, x, root ? on_step : NULL, &pr);
     st = cli_agree("sample", st);
-    if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * m->dim, root ? x : NULL, (size_t)n, m->dim);
+    if (st == DF_OK && ranks > 1) df_dist_gather_f32(x + lo * cli_model_shape(m).dim, root ? x : NULL, (size_t)n, cli_model_shape(m).dim);
     if (st == DF_OK && root)
-        st = images ? write_images(a->out, x, n, m->channels, m->height, m->width) : df_csv_write_points(a->out, x, n);
+        st = images ? write_images(a->out, x, n, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, a->cols ? a->cols : cp->all ? cp->per_class : 0) : df_csv_write_points(a->out, x, n);
     if (st == DF_OK && root && a->trajectory) st = write_trajectory(a->trajectory, &pr, m);
     if (st == DF_OK && root && a->plot && !images) st = write_points_plot(a->plot, m, x, n);
     if (st == DF_OK && root) fprintf(stderr, "wrote %d samples to %s%s\n", n, a->out, ranks > 1 ? " (gathered from every rank)" : "");
@@ -361,18 +448,23 @@ int cmd_sample(int argc, char **argv) {
     df_status st = sampler_params(&a, &sp, &prec);
     if (st != DF_OK) return cli_error("sample", st);
 
-    df_model m;
+    df_model *m = NULL;
     df_diffusers_info dinfo;
-    if ((st = cli_open_model("sample", &a.model, a.batch ? a.batch : 64, &m, &dinfo))) return cli_error("sample", st);
-    df_model_set_precision(&m, prec);
+    /* a guided pass runs the conditional and the null half of a batch together */
+    const int guided = a.guidance != 1, batch = a.batch ? a.batch : 64;
+    if ((st = cli_open_model("sample", &a.model, guided ? 2 * batch : batch, &m, &dinfo))) return cli_error("sample", st);
+    df_model_set_precision(m, prec);
     edit_inputs e = {NULL, NULL, NULL};
     const int n_flag = a.n;
-    st = model_defaults(&a, &m, &dinfo, &sp);
-    if (st == DF_OK) st = check_for_model(&a, m.kind == DF_NET_UNET);
-    if (st == DF_OK) st = load_edit_inputs(&a, &m, &sp, &e);
+    class_plan cp;
+    st = plan_classes(&a, m, &cp);
+    if (st == DF_OK) st = model_defaults(&a, m, &dinfo, &sp);
+    if (st == DF_OK && guided) sp.batch = batch;
+    if (st == DF_OK) st = check_for_model(&a, df_model_kind(m) == DF_NET_UNET);
+    if (st == DF_OK) st = load_edit_inputs(&a, m, &sp, &e);
     if (st == DF_OK && a.noise && sp.init) st = df_fail(DF_ERR_ARG, "--noise and --init exclude each other");
-    if (st == DF_OK) st = draw_and_write(&a, &m, &sp, n_flag);
+    if (st == DF_OK) st = draw_and_write(&a, m, &sp, &cp, n_flag);
     edit_inputs_free(&e);
-    df_model_free(&m);
+    df_model_free(m);
     return st == DF_OK ? 0 : cli_error("sample", st);
 }

@@ -2,6 +2,7 @@
  * the library's (df_train); this file picks the defaults by data, feeds the batches, draws the
  * sample pictures and the loss curve, and turns SIGINT/SIGTERM into a clean stop with a checkpoint. */
 #include "cli.h"
+#include <math.h>
 #include "dist.h"
 #include <limits.h>
 #include <signal.h>
@@ -22,9 +23,9 @@ typedef struct {
     const char *out_dir;
 } toy_ctx;
 
-static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
+static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     toy_ctx *c = ctx;
-    df_points_draw(c->points, seed, (uint32_t)step, n, x0);
+    df_points_draw(c->points, seed, (uint32_t)step, n, x0, labels);
 }
 
 /* samples.png: n_plot samples of the EMA weights (the note's ancestral sampler), blue, over fresh data, grey. */
@@ -38,10 +39,10 @@ static df_status toy_snapshot(void *ctx, df_model *m, long step) {
         df_sample_params sp;
         df_sample_params_init(&sp);
         sp.seed = 1234;
-        sp.batch = m->max_batch;
-        m->use_ema = 1;
-        df_points_draw(c->points, m->seed ^ 0x5eedull, 0xfffffff0u, n, data);
-        st = df_sample(&m->schedule, m->diff.pred, &sp, df_model_predict, m, n, m->dim, 0, x, NULL, NULL);
+        sp.batch = df_model_max_batch(m);
+        df_model_set_use_ema(m, 1);
+        df_points_draw(c->points, df_model_seed(m) ^ 0x5eedull, 0xfffffff0u, n, data, NULL);
+        st = df_sample(df_model_schedule(m), df_model_diffusion(m)->pred, &sp, df_model_predict, m, n, cli_model_shape(m).dim, 0, x, NULL, NULL);
     }
     if (st == DF_OK) {
         char path[4096], title[400];
@@ -78,7 +79,7 @@ static void make_perm(image_ctx *c, uint64_t seed, long epoch) {
     c->perm_epoch = epoch;
 }
 
-static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
+static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels) {
     image_ctx *c = ctx;
     for (int j = 0; j < n; j++) {
         long k = (step - 1) * (long)c->batch + j;
@@ -88,6 +89,7 @@ static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
         c->flip[j] = c->hflip ? (uint8_t)df_rand_below(seed, DF_STREAM_DATA, (uint32_t)step, 2, (uint32_t)j, 2) : 0;
     }
     df_dataset_batch(c->ds, c->idx, c->flip, n, x0);
+    for (int j = 0; labels && j < n; j++) labels[j] = c->ds->labels[c->idx[j]];
 }
 
 /* samples.png: a grid of EMA samples, DDIM 50 steps with x0 clipping, the same seed every time so
@@ -95,7 +97,7 @@ static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0) {
 static df_status image_snapshot(void *ctx, df_model *m, long step) {
     image_ctx *c = ctx;
     size_t n = (size_t)c->n_grid;
-    float *x = df_alloc(sizeof(float) * n * m->dim, "sample grid");
+    float *x = df_alloc(sizeof(float) * n * cli_model_shape(m).dim, "sample grid");
     if (!x) return DF_ERR_NOMEM;
     df_sample_params sp;
     df_sample_params_init(&sp);
@@ -103,18 +105,18 @@ static df_status image_snapshot(void *ctx, df_model *m, long step) {
     sp.steps = 50;
     sp.clip_x0 = 1;
     sp.seed = 1234;
-    sp.batch = m->max_batch;
-    m->use_ema = 1;
-    df_status st = df_sample(&m->schedule, m->diff.pred, &sp, df_model_predict, m, (int)n, m->dim, 0, x, NULL, NULL);
+    sp.batch = df_model_max_batch(m);
+    df_model_set_use_ema(m, 1);
+    df_status st = df_sample(df_model_schedule(m), df_model_diffusion(m)->pred, &sp, df_model_predict, m, (int)n, cli_model_shape(m).dim, 0, x, NULL, NULL);
     uint8_t *pix = NULL;
     int gw, gh;
     int cols = 1;
     while (cols * cols < (int)n) cols++;
-    if (st == DF_OK) st = df_image_grid(x, (int)n, m->channels, m->height, m->width, cols, 2, &pix, &gw, &gh);
+    if (st == DF_OK) st = df_image_grid(x, (int)n, cli_model_shape(m).c, cli_model_shape(m).h, cli_model_shape(m).w, cols, 2, &pix, &gw, &gh);
     if (st == DF_OK) {
         char path[4096];
         snprintf(path, sizeof path, "%s/samples.png", c->out_dir);
-        st = df_png_write(path, pix, gw, gh, m->channels);
+        st = df_png_write(path, pix, gw, gh, cli_model_shape(m).c);
     }
     free(pix);
     df_free(x);
@@ -180,9 +182,10 @@ static df_status plot_loss_curve(const char *dir) {
 typedef struct {
     const char *data, *out, *preset, *schedule, *pred, *loss, *var, *mult, *attn_res, *precision, *device;
     long steps, ckpt_every, snapshot_every;
-    double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout;
+    double minutes, lr, ema, warmup, grad_clip, weight_decay, beta_start, beta_end, dropout, cond_drop;
     int batch, timesteps, seed, threads, resume, hidden, layers, n_plot, n_grid, nan_skip, flip;
-    int base_channels, res_blocks, groups, image_size;
+    int base_channels, res_blocks, groups, image_size, classes;
+    int mlp_classes; /* --classes on 2-D data: the class embeddings of the MLP */
     int images; /* --data names an image dataset (else 2-D points) */
 } train_args;
 
@@ -195,11 +198,13 @@ static void train_args_init(train_args *a) {
     a->var = "posterior";
     a->precision = "fp32";
     a->ckpt_every = 1000;
+    a->lr = a->ema = NAN; /* not given: the defaults of the data (choose_defaults) */
     a->warmup = -1;
     a->grad_clip = 1.0;
     a->beta_start = 1e-4;
     a->beta_end = 0.02;
     a->dropout = -1;
+    a->cond_drop = 0.1;
     a->timesteps = 1000;
     a->hidden = 128;
     a->layers = 3;
@@ -242,7 +247,7 @@ static int parse_train_args(int argc, char **argv, train_args *a) {
         {"warmup", ARG_DOUBLE, &a->warmup, "learning-rate warm-up steps (2-D 100, images 200, ddpm-cifar10 1000)"},
         {"grad-clip", ARG_DOUBLE, &a->grad_clip, "clip the gradient norm to this (0 = off, default 1)"},
         {"weight-decay", ARG_DOUBLE, &a->weight_decay, "AdamW decoupled weight decay (default 0)"},
-        {"ema", ARG_DOUBLE, &a->ema, "EMA decay of the weights, with warm-up (2-D 0.995, images 0.999)"},
+        {"ema", ARG_DOUBLE, &a->ema, "EMA decay of the weights, with warm-up (2-D 0.995, images 0.999; 0: no averaging)"},
         {"schedule", ARG_STRING, &a->schedule, "noise schedule: linear|cosine|exponential|quadratic|sigmoid"},
         {"timesteps", ARG_INT, &a->timesteps, "diffusion steps T (default 1000)"},
         {"beta-start", ARG_DOUBLE, &a->beta_start, "first beta (default 1e-4)"},
@@ -251,6 +256,10 @@ static int parse_train_args(int argc, char **argv, train_args *a) {
         {"loss", ARG_STRING, &a->loss, "simple (unweighted MSE) or vlb (the note's KL weights)"},
         {"var", ARG_STRING, &a->var, "reverse variance: posterior (the note's sigma_q^2) or beta"},
         {"flip", ARG_FLAG, &a->flip, "images: random horizontal flips"},
+        {"classes", ARG_FLAG, &a->classes, "images: class-conditional on the data's labels (K classes: K + 1 class "
+                                           "embeddings, the null class last), for classifier-free guidance"},
+        {"cond-drop", ARG_DOUBLE, &a->cond_drop, "with --classes: probability that a label is replaced by the null "
+                                                 "class in training (default 0.1)"},
         {"base-channels", ARG_INT, &a->base_channels, "U-Net: channels of the first level (overrides the preset)"},
         {"mult", ARG_STRING, &a->mult, "U-Net: channel multipliers per level, e.g. 1,2,2"},
         {"res-blocks", ARG_INT, &a->res_blocks, "U-Net: residual blocks per level"},
@@ -289,8 +298,8 @@ static df_status choose_defaults(train_args *a) {
     int big = images && strcmp(a->preset, "ddpm-cifar10") == 0;
     if (!a->out) a->out = images ? "runs/images" : "runs/toy";
     if (!a->batch) a->batch = images ? 64 : 256;
-    if (a->lr == 0) a->lr = big ? 2e-4 : 1e-3;
-    if (a->ema == 0) a->ema = images ? 0.999 : 0.995;
+    if (isnan(a->lr)) a->lr = big ? 2e-4 : 1e-3;
+    if (isnan(a->ema)) a->ema = images ? 0.999 : 0.995;
     if (a->warmup < 0) a->warmup = big ? 1000 : images ? 200 : 100;
     if (a->steps == 0 && a->minutes == 0 && !images) a->steps = 4000;
     return DF_OK;
@@ -313,6 +322,11 @@ static df_status diffusion_config(const train_args *a, df_diffusion_config *dc, 
 static df_status check_train_args(const train_args *a) {
     if (a->steps <= 0 && a->minutes <= 0) return df_fail(DF_ERR_ARG, "give --steps N or --minutes M");
     if (!a->images && a->preset) return df_fail(DF_ERR_ARG, "--preset is for image data (got --data %s)", a->data);
+    if (!(a->cond_drop >= 0 && a->cond_drop <= 1))
+        return df_fail(DF_ERR_ARG, "--cond-drop must be in [0, 1] (got %g)", a->cond_drop);
+    if (!(a->lr > 0 && a->lr <= 1)) return df_fail(DF_ERR_ARG, "--lr must be in (0, 1] (got %g)", a->lr);
+    if (!(a->ema >= 0 && a->ema < 1))
+        return df_fail(DF_ERR_ARG, "--ema must be in [0, 1) (got %g; 0 keeps no average: EMA = the weights)", a->ema);
     const int ranks = df_dist_size();
     if (a->batch % ranks)
         return df_fail(DF_ERR_ARG, "--batch %d is not divisible by the %d processes (mpirun -np %d): each takes "
@@ -373,28 +387,69 @@ static df_status unet_config(const train_args *a, df_unet_config *uc) {
 
 /* The network: the checkpoint's when resuming (its U-Net configuration into *uc), else a new
  * U-Net from *uc or a new MLP. */
-static df_status open_model(const train_args *a, const df_diffusion_config *dc, df_unet_config *uc, df_model *m) {
-    memset(m, 0, sizeof *m);
+static df_status open_model(const train_args *a, const df_diffusion_config *dc, df_unet_config *uc, df_model **out) {
     const int batch = a->batch / df_dist_size();  /* this process's share (check_train_args: it divides) */
     if (a->resume) {
-        df_status st = df_train_load_checkpoint(a->out, batch, m);
-        if (st == DF_OK && a->images != (m->kind == DF_NET_UNET))
+        df_model *m;
+        df_status st = df_train_load_checkpoint(a->out, batch, &m);
+        if (st != DF_OK) return st;
+        if (a->images != (df_model_kind(m) == DF_NET_UNET)) {
             st = df_fail(DF_ERR_ARG, "the checkpoint in %s is a %s model but --data %s is %s", a->out,
-                         m->kind == DF_NET_UNET ? "image" : "2-D", a->data, a->images ? "images" : "2-D points");
-        if (st == DF_OK) *uc = m->unet;
-        return st;
+                         df_model_kind(m) == DF_NET_UNET ? "image" : "2-D", a->data, a->images ? "images" : "2-D points");
+            df_model_free(m);
+            return st;
+        }
+        if (a->images) *uc = *df_model_unet_config(m);
+        *out = m;
+        return DF_OK;
     }
-    if (a->images) return df_model_new_unet(uc, dc, batch, 1, (uint64_t)a->seed, m);
+    if (a->images) return df_model_new_unet(uc, dc, batch, 1, (uint64_t)a->seed, out);
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     mc.hidden = a->hidden;
     mc.layers = a->layers;
-    return df_model_new_mlp(&mc, dc, batch, 1, (uint64_t)a->seed, m);
+    mc.classes = a->mlp_classes;
+    return df_model_new_mlp(&mc, dc, batch, 1, (uint64_t)a->seed, out);
 }
 
 /* The training data, at the network's image size for images. */
 static df_status open_data(const train_args *a, const df_unet_config *uc, df_dataset *ds, df_points *points) {
     return a->images ? df_dataset_load(a->data, uc->in_channels, uc->sample_size, ds) : df_points_open(a->data, points);
+}
+
+/* --classes: K classes of the data and the null class, K + 1 embeddings. */
+static df_status set_classes(const df_dataset *ds, df_unet_config *uc) {
+    if (ds->n_classes < 2)
+        return df_fail(DF_ERR_ARG, "--classes needs labelled data with at least 2 classes; %s has %s", ds->name,
+                       ds->n_classes ? "one class" : "no labels");
+    for (int i = 0; i < ds->n; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes)
+            return df_fail(DF_ERR_FORMAT, "%s: image %d has no label in 0..%d", ds->name, i, ds->n_classes - 1);
+    uc->num_class_embeds = ds->n_classes + 1;
+    return df_unet_config_validate(uc);
+}
+
+/* --classes on 2-D data: the components of a toy set (8gaussians' modes, the two moons). */
+static df_status set_point_classes(const df_points *p, train_args *a) {
+    const int k = p->is_file ? 0 : df_toy_classes(p->kind);
+    if (k < 2) return df_fail(DF_ERR_ARG, "--classes needs labelled data; %s has no classes (toy:8gaussians and toy:moons have)", p->name);
+    a->mlp_classes = k + 1;
+    return DF_OK;
+}
+
+/* A resumed conditional model goes on with data of its classes. */
+static df_status check_classes(const df_model *m, const df_dataset *ds, const df_points *p) {
+    const int k = df_model_num_classes(m);
+    if (k == 0) return DF_OK;
+    if (df_model_kind(m) == DF_NET_MLP) {
+        const int want = p->is_file ? 0 : df_toy_classes(p->kind);
+        if (want + 1 != k) return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, p->name, want);
+        return DF_OK;
+    }
+    if (ds->n_classes + 1 != k)
+        return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, ds->name,
+                       ds->n_classes);
+    return DF_OK;
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -411,13 +466,14 @@ static void fill_train_opts(const train_args *a, const df_model *m, toy_ctx *tc,
     o->opt.grad_clip = a->grad_clip;
     o->opt.weight_decay = a->weight_decay;
     o->ema_decay = a->ema;
-    o->seed = a->resume ? m->seed : (uint64_t)a->seed;  /* a resumed run keeps its data order */
+    o->seed = a->resume ? df_model_seed(m) : (uint64_t)a->seed;  /* a resumed run keeps its data order */
     o->out_dir = a->out;
     o->ckpt_every = a->ckpt_every;
     o->snapshot_every = a->snapshot_every;
     o->report_every = a->images ? 5 : (a->steps > 0 && a->steps < 200 ? 1 : 50);
     o->stop = &stop_requested;
     o->nan_skip = a->nan_skip;
+    o->cond_drop = a->cond_drop;
     o->batch_fn = a->images ? image_batch : toy_batch;
     o->batch_ctx = a->images ? (void *)ic : (void *)tc;
     o->progress = on_progress;
@@ -484,24 +540,34 @@ int cmd_train(int argc, char **argv) {
     if (st == DF_OK && a.images) st = unet_config(&a, &uc);
     if (st != DF_OK) return cli_error("train", st);
 
-    df_model m;
+    df_model *m = NULL;
     df_dataset ds;
     df_points points;
     memset(&ds, 0, sizeof ds);
     memset(&points, 0, sizeof points);
-    st = open_model(&a, &dc, &uc, &m);
-    if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+    if (a.resume) {  /* the checkpoint's network decides the image size, then the data */
+        st = open_model(&a, &dc, &uc, &m);
+        if (st == DF_OK) st = open_data(&a, &uc, &ds, &points);
+        if (st == DF_OK) st = check_classes(m, &ds, &points);
+    } else {         /* the data decides the class count, then the network */
+        st = open_data(&a, &uc, &ds, &points);
+        if (st == DF_OK && a.classes) st = a.images ? set_classes(&ds, &uc) : set_point_classes(&points, &a);
+        if (st == DF_OK) st = open_model(&a, &dc, &uc, &m);
+    }
     st = cli_agree("train", st);
     if (st == DF_OK) {
-        if (a.resume && df_dist_rank() == 0) fprintf(stderr, "resuming %s at step %ld\n", a.out, m.step);
-        df_model_set_precision(&m, prec);  /* a run-time choice: --resume takes this command line's */
-        snprintf(m.data, sizeof m.data, "%s", a.data);
-        st = run_training(&a, &m, &ds, &points);
+        if (a.resume && df_dist_rank() == 0) fprintf(stderr, "resuming %s at step %ld\n", a.out, df_model_step(m));
+        df_model_set_precision(m, prec);  /* a run-time choice: --resume takes this command line's */
+        df_model_set_data(m, a.data);
+        if (!a.resume && df_model_num_classes(m) > 0 && ds.class_names) st = df_model_set_class_names(m, ds.class_names);
+    }
+    if (st == DF_OK) {
+        st = run_training(&a, m, &ds, &points);
     }
     if (st == DF_OK && df_dist_rank() == 0)
         fprintf(stderr, "wrote %s/model.safetensors, %s/samples.png, %s/loss.csv, %s/loss.png\n", a.out, a.out, a.out,
                 a.out);
-    df_model_free(&m);
+    df_model_free(m);
     df_points_free(&points);
     df_dataset_free(&ds);
     return st == DF_OK ? 0 : cli_error("train", st);

@@ -11,7 +11,7 @@
  *  - Randomness is counter-based (Philox4x32-10): a value depends on (seed, stream, counters),
  *    never on thread scheduling or batch size.
  *  - Arguments: inputs first, outputs last (a function that builds or reads an object takes it
- *    last: df_model_load(path, ..., m)); a function that acts on an object it is given takes that
+ *    last: df_model_load(path, ..., &m)); a function that acts on an object it is given takes that
  *    object first (df_train(m, ...), df_model_save(m, path, ...)). Optional outputs may be NULL.
  *  - Memory the library returns is freed with df_free; objects with a _free function with that.
  */
@@ -122,6 +122,7 @@ enum {
     DF_STREAM_DROPOUT,         /* dropout masks */
     DF_STREAM_DATA,            /* fresh toy data, flips */
     DF_STREAM_SAMPLE_KNOWN,    /* inpainting: noise of the known region */
+    DF_STREAM_COND_DROP,       /* training: which labels become the null class */
     DF_STREAM_USER = 64,       /* first stream free for callers */
 };
 
@@ -367,6 +368,8 @@ typedef struct {
     int hidden;    /* width of every hidden layer, default 128 */
     int layers;    /* number of hidden layers (>= 1), default 3 */
     int temb_dim;  /* width of the sinusoidal time embedding (even, >= 4), default 64 */
+    int classes;   /* class embeddings added to the time embedding (the null class included); 0:
+                    * unconditional, the default */
 } df_mlp_config;
 
 /* Defaults: {dim 2, hidden 128, layers 3, temb_dim 64}. */
@@ -384,6 +387,9 @@ typedef struct {
     float dropout;
     int attention_head_dim;                                    /* 0 = one head over all channels (diffusers null) */
     int freq_shift, flip_sin_to_cos;                           /* time embedding: 1, 0 for DDPM */
+    int num_class_embeds;                                      /* 0: unconditional; K+1 for K classes and the
+                                                                * null class (diffusers' num_class_embeds,
+                                                                * class_embed_type null) */
 } df_unet_config;
 
 /* Fills *c with a named preset: "fmnist-small" (1x28x28, 32,64,64, attention at 7; the same network
@@ -435,44 +441,96 @@ typedef struct {
 
 DF_API void df_diffusion_config_init(df_diffusion_config *d);
 
-typedef struct df_model {
-    df_net_kind kind;
-    df_mlp_config mlp;
-    df_unet_config unet;
-    char unet_config_json[4096];   /* U-Net: its diffusers config.json text */
-    df_diffusion_config diff;
-    df_schedule schedule;          /* derived from diff.schedule */
-    void *net;                     /* df_mlp * or df_unet * */
-    const df_param_table *table;
-    size_t n_floats;               /* floats in each block (table->total) */
-    float *params, *ema;           /* one block each */
-    float *grads, *adam_m, *adam_v;/* training only: one block each */
-    size_t dim;                    /* floats per sample */
-    int channels, height, width;   /* images; 2-D points: 2, 1, 1 */
-    int max_batch, training;
-    long step;                     /* optimiser steps that made these weights */
-    uint64_t seed;                 /* training seed */
-    double ema_decay;
-    char data[300];                /* training data spec */
-    int use_ema;                   /* df_model_predict uses the EMA weights */
-    int dropout_step;              /* counter for dropout masks in training */
-    long dropout_first;            /* training: index of the batch's sample 0 in the global batch (its
-                                    * dropout masks are those of that sample; 0 in a one-process run) */
-} df_model;
+typedef struct df_model df_model;  /* opaque: src/model/model_impl.h; the accessors below */
+
+/* Every function that makes a model (df_model_new_*, df_model_load, df_model_open,
+ * df_diffusers_load, df_train_load_checkpoint) sets *m to a new model on DF_OK and to NULL on
+ * failure; the caller frees it with df_model_free. max_batch bounds the n of every later forward,
+ * backward and predict (the activations are planned for it once, here); training = 1 also
+ * allocates the gradient block and the AdamW moments. */
 
 /* Builds a new MLP model with freshly initialised weights (EMA = weights). */
 DF_API df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                                  int training, uint64_t seed, df_model *m);
+                                  int training, uint64_t seed, df_model **m);
 /* Builds a new U-Net model with freshly initialised weights (EMA = weights). */
 DF_API df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                                   int training, uint64_t seed, df_model *m);
+                                   int training, uint64_t seed, df_model **m);
+/* Frees a model and everything it holds; NULL is a no-op. */
 DF_API void df_model_free(df_model *m);
 
-/* Network forward/backward on the raw weights (training) or the chosen weights (predict). */
-DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training);
+/* What a model is. The pointers returned are views into m, valid until df_model_free. */
+DF_API df_net_kind df_model_kind(const df_model *m);
+DF_API const df_diffusion_config *df_model_diffusion(const df_model *m);
+DF_API const df_schedule *df_model_schedule(const df_model *m);
+/* The network's configuration: the U-Net's (NULL for an MLP model) or the MLP's (NULL for a U-Net). */
+DF_API const df_unet_config *df_model_unet_config(const df_model *m);
+DF_API const df_mlp_config *df_model_mlp_config(const df_model *m);
+/* Floats per sample, and its shape through any non-NULL pointer: images C, H, W; 2-D points 2, 1, 1. */
+DF_API size_t df_model_sample_shape(const df_model *m, int *channels, int *height, int *width);
+DF_API int df_model_max_batch(const df_model *m);
+/* Where the weights came from: optimiser steps taken, the training seed, the EMA decay, and the
+ * training data spec ("" when not known, as for a diffusers folder). */
+DF_API long df_model_step(const df_model *m);
+DF_API uint64_t df_model_seed(const df_model *m);
+DF_API double df_model_ema_decay(const df_model *m);
+DF_API const char *df_model_data(const df_model *m);
+/* Records the training data spec (written to checkpoints as "train.data"; cut at 299 bytes). */
+DF_API void df_model_set_data(df_model *m, const char *spec);
+/* Which weights df_model_predict uses: the EMA weights (on = 1: the default of every new or loaded
+ * model) or the raw ones (on = 0). */
+DF_API void df_model_set_use_ema(df_model *m, int on);
+DF_API int df_model_use_ema(const df_model *m);
+/* The parameter blocks, each laid out by df_model_param_table: the raw weights (ema = 0) or the EMA
+ * weights (ema = 1), and the gradients (NULL unless the model was made for training). */
+DF_API const df_param_table *df_model_param_table(const df_model *m);
+DF_API float *df_model_weights(const df_model *m, int ema);
+DF_API float *df_model_grads(const df_model *m);
+
+/* Network forward/backward on the weights given (df_model_weights), for n <= max_batch samples. */
+/* labels: n class indices for a conditional model (NULL: the null class), NULL otherwise. */
+DF_API void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, const int *labels,
+                             float *out, int training);
 DF_API void df_model_backward(df_model *m, const float *params, float *grads, int n, const float *dout);
-/* df_predict_fn for the samplers: ctx is a df_model *, uses ema if m->use_ema. */
+/* df_predict_fn for the samplers: ctx is a df_model *; the EMA weights unless df_model_set_use_ema(m, 0). */
 DF_API df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out);
+/* Class conditioning (a U-Net with num_class_embeds > 0, Ho & Salimans 2022). df_model_num_classes
+ * is num_class_embeds (0: unconditional): a model trained here on K classes has K + 1, the null
+ * class ("no class", the label that training dropped with probability --cond-drop) at index K. A
+ * conditional diffusers folder made elsewhere has no known null class (df_model_null_class -1) until
+ * one is named; df_model_predict on a conditional model predicts for the null class (DF_ERR_ARG
+ * while it is not known). */
+DF_API int df_model_num_classes(const df_model *m);
+DF_API int df_model_null_class(const df_model *m);
+/* DF_ERR_ARG for an unconditional model or j outside 0..num_classes-1. */
+DF_API df_status df_model_set_null_class(df_model *m, int j);
+/* The classes' names, one per line in class order (the null class has none), or NULL: what the
+ * training data named them (an image folder's subfolders, Fashion-MNIST's and CIFAR-10's own).
+ * Kept in checkpoints ("cond.class_names"; the null class as "cond.null_class"). The setter wants one line per class. */
+DF_API const char *df_model_class_names(const df_model *m);
+DF_API df_status df_model_set_class_names(df_model *m, const char *names);
+/* The index of the class called `name`, or -1. */
+DF_API int df_model_class_index(const df_model *m, const char *name);
+
+/* Classifier-free guidance: a df_predict_fn (ctx = the df_guide) that predicts for one class,
+ *   out = pred(x, null) + scale * (pred(x, label) - pred(x, null)),
+ * both halves in one network batch (so at most max_batch / 2 samples a pass; scale = 1 is the
+ * conditional prediction alone, one pass). Guiding the raw output of any parameterisation is
+ * guiding eps: eps, x0, v and the posterior mean are each a * x_t + b * eps with the same a, b for
+ * both halves, so the combination of the outputs is the output of the combined eps. The buffers
+ * are allocated here, once. */
+typedef struct {
+    df_model *model;
+    int label;
+    double scale;
+    float *x2, *out2;   /* 2 halves of max_batch / 2 samples */
+    int *t2, *y2;
+} df_guide;
+/* DF_ERR_ARG for an unconditional model, a label outside 0..num_classes-1 or equal to the null
+ * class, an unknown null class (when scale != 1), a non-finite or negative scale, or max_batch < 2. */
+DF_API df_status df_guide_init(df_guide *g, df_model *m, int label, double scale);
+DF_API void df_guide_free(df_guide *g);
+DF_API df_status df_guided_predict(void *ctx, int n, const int *t, const float *x, float *out);
+
 /* Precision of the network's matrix products from now on (forward, backward, predict); a new or
  * loaded model starts in fp32. Not stored in checkpoints. The U-Net honours it; the 2-D MLP
  * ignores it (always fp32: its products are tiny). */
@@ -483,7 +541,7 @@ DF_API void df_model_set_precision(df_model *m, df_precision p);
 DF_API df_status df_model_save(const df_model *m, const char *path, int with_state);
 /* Loads a checkpoint written by df_model_save, validating every tensor's presence and shape.
  * training = 1 also allocates gradients and AdamW moments, and loads the moments when present. */
-DF_API df_status df_model_load(const char *path, int max_batch, int training, df_model *m);
+DF_API df_status df_model_load(const char *path, int max_batch, int training, df_model **m);
 /* Number of parameters (padding excluded) and of named tensors of a model. */
 DF_API size_t df_model_param_count(const df_model *m);
 DF_API int df_model_tensor_count(const df_model *m);
@@ -503,8 +561,9 @@ DF_API void df_model_describe(const df_model *m, char *buf, size_t cap);
  * gradients are summed over the processes, and all apply the same update; only rank 0 writes files
  * and calls progress and snapshot. The run is the one-process run up to float summation order. */
 
-/* Fills x0 (n x dim) with the training examples of step `step` (1-based). */
-typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0);
+/* Fills x0 (n x dim) with the training examples of step `step` (1-based), and labels (n class
+ * indices) when it is not NULL: a class-conditional model is training. */
+typedef void (*df_batch_fn)(void *ctx, uint64_t seed, long step, int n, float *x0, int *labels);
 
 typedef struct {
     long step, total_steps;     /* total_steps 0 when only a time budget is set */
@@ -528,6 +587,8 @@ typedef struct {
     long report_every;          /* progress every N steps (and at the end) */
     volatile sig_atomic_t *stop;/* set (by a signal handler) to stop cleanly with a checkpoint */
     int nan_skip;               /* skip up to this many isolated non-finite steps instead of stopping */
+    double cond_drop;           /* a conditional model: each label becomes the null class with this
+                                 * probability (classifier-free guidance's joint training) */
     df_batch_fn batch_fn;
     void *batch_ctx;
     void (*progress)(void *ctx, const df_train_progress *p);
@@ -546,7 +607,7 @@ DF_API void df_train_opts_init(df_train_opts *o);
 DF_API df_status df_train(df_model *m, const df_train_opts *o, int resume);
 
 /* Loads out_dir/checkpoint.safetensors into m (training = 1) and its AdamW state for resuming. */
-DF_API df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m);
+DF_API df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model **m);
 
 /* ---------------------------------------------------------------- image datasets */
 /* Image datasets held in memory as 8-bit pixels (IDX / MNIST-style, CIFAR-10 binary, a folder
@@ -585,6 +646,8 @@ typedef struct {
     uint8_t *pixels;         /* N*C*H*W, CHW order per image, 0..255 */
     int *labels;             /* N entries, -1 if unknown */
     int n_classes;           /* 0 if unknown */
+    char *class_names;       /* the classes' names, one per line (an image folder's subfolders, or the
+                              * data set's own), or NULL */
     char name[256];          /* e.g. "fashion-mnist:train" */
 } df_dataset;
 
@@ -644,9 +707,14 @@ DF_API void df_points_free(df_points *p);
 
 /* Point `index` of the toy distribution under `seed` (uses streams DF_STREAM_DATA/a). */
 DF_API void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, float xy[2]);
+/* The component that point drew from: the mode of 8gaussians (0..7), the moon of moons (0, 1);
+ * -1 for the sets without components (df_toy_classes 0). */
+DF_API int df_toy_label(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index);
+DF_API int df_toy_classes(df_toy_kind kind);
 
-/* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly. */
-DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy);
+/* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly;
+ * labels (when not NULL) gets each point's df_toy_label (-1 for files). */
+DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy, int *labels);
 
 /* Reads a CSV of x,y rows (an optional header line, '#' comments and blank lines allowed).
  * Errors name the file and line. *pts is malloc'ed (n x 2). */
@@ -768,9 +836,9 @@ DF_API void df_diffusers_info_init(df_diffusers_info *info);
  *    legacy attention names query/key/value/proj_attn stand for to_q/to_k/to_v/to_out.0.
  *    DF_ERR_FORMAT names a missing tensor or a tensor the network does not use; DF_ERR_SHAPE a
  *    wrong shape; DF_ERR_NAN non-finite weights.
- * DF_ERR_IO names a missing or unreadable file. On failure *m is left empty (df_model_free is safe). */
+ * DF_ERR_IO names a missing or unreadable file. On failure *m is NULL. */
 /* *info (may be NULL) gets the scheduler's clipping settings. */
-DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model **m, df_diffusers_info *info);
 
 /* The two config readers of df_diffusers_load, on their own (same checks, same messages):
  * a UNet2DModel config.json file -> *c, and a scheduler_config.json file -> *d (loss "simple") and
@@ -795,7 +863,7 @@ DF_API df_status df_diffusers_save(const df_model *m, const char *dir, int use_e
  * df_model_load (a diffuse checkpoint). Same contract as those two. */
 /* *info (may be NULL) is filled as df_diffusers_load fills it; a checkpoint has no scheduler, so
  * it gets df_diffusers_info_init's values (has_scheduler 0), as a diffusers folder without one does. */
-DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info);
+DF_API df_status df_model_open(const char *path, int max_batch, int training, df_model **m, df_diffusers_info *info);
 
 /* ---------------------------------------------------------------- the variational bound */
 /* Measuring a model: the variational bound of Ho et al. 2020 (section 3.3) on held-out data,

@@ -43,6 +43,8 @@ expect_fail "DIFFUSE_MODEL missing" "cannot open|No such file" env DIFFUSE_MODEL
 # a 0 is never quietly read as the default. (Where 0 means something, --help says what.)
 R="$T/refused"
 expect_fail "train --batch 0" "--batch must be in 1\.\.1048576 \(got 0\)" "$BIN" train --data toy:8gaussians --batch 0 --out "$R"
+expect_fail "train --lr 0" "--lr must be in \(0, 1\] \(got 0\)" "$BIN" train --data toy:8gaussians --steps 2 --lr 0 --out "$R"
+expect_fail "train --ema 1" "--ema must be in \[0, 1\) \(got 1;" "$BIN" train --data toy:8gaussians --steps 2 --ema 1 --out "$R"
 expect_fail "train --steps 0" "--steps must be at least 1 \(got 0\)" "$BIN" train --steps 0 --out "$R"
 expect_fail "train --timesteps 1" "--timesteps must be at least 2 \(got 1\)" "$BIN" train --timesteps 1 --out "$R"
 expect_fail "train --hidden 0" "--hidden must be in 1\.\.65536 \(got 0\)" "$BIN" train --hidden 0 --out "$R"

@@ -27,6 +27,7 @@
 #define _XOPEN_SOURCE 700
 #include "check.h"
 #include "common.h"
+#include "model_impl.h" /* white-box checks of the loaded model */
 #include "mlp.h"
 #include "params.h"
 #include "unet.h"
@@ -246,12 +247,13 @@ static void make_model_folder(const fixture *fx, char *dir, const char *name, co
 }
 
 /* Loads dir, runs the fixture's batch, returns max|ours - ref| / max|ref| (or 1e30 on failure). */
-static double forward_error(const fixture *fx, const char *dir, df_model *m) {
-    df_status st = df_diffusers_load(dir, fx->n, 0, m, NULL);
+static double forward_error(const fixture *fx, const char *dir, df_model **mp) {
+    df_status st = df_diffusers_load(dir, fx->n, 0, mp, NULL);
+    df_model *m = *mp;
     CHECK(st == DF_OK, "load %s: %s", dir, df_last_error());
     if (st != DF_OK) return 1e30;
     float *out = malloc(fx->out_numel * sizeof(float));
-    df_model_forward(m, m->params, fx->n, fx->x, fx->t, out, 0);
+    df_model_forward(m, df_model_weights(m, 0), fx->n, fx->x, fx->t, NULL, out, 0);
     double maxdiff = 0, maxref = 0;
     for (size_t i = 0; i < fx->out_numel; i++) {
         double d = fabs((double)out[i] - fx->out[i]);
@@ -265,15 +267,15 @@ static double forward_error(const fixture *fx, const char *dir, df_model *m) {
 /* The loaded weights equal the fixture's, rounded by `round` (NULL: unrounded), bit for bit. */
 static void check_weights_exact(const fixture *fx, const df_model *m, float (*round)(float), const char *what) {
     size_t bad = 0;
-    for (int k = 0; k < m->table->count; k++) {
-        const df_param_info *p = &m->table->info[k];
+    for (int k = 0; k < df_model_param_table(m)->count; k++) {
+        const df_param_info *p = &df_model_param_table(m)->info[k];
         char name[256];
         snprintf(name, sizeof name, "param/%s", p->name);
         float *ref = malloc(p->numel * sizeof(float));
         df_st_get_f32(&fx->f, name, p->ndim, p->shape, ref);
         for (size_t i = 0; i < p->numel; i++) {
             float want = round ? round(ref[i]) : ref[i];
-            if (memcmp(&want, &m->params[p->offset + i], 4) != 0 || memcmp(&want, &m->ema[p->offset + i], 4) != 0) bad++;
+            if (memcmp(&want, &df_model_weights(m, 0)[p->offset + i], 4) != 0 || memcmp(&want, &df_model_weights(m, 1)[p->offset + i], 4) != 0) bad++;
         }
         free(ref);
     }
@@ -290,7 +292,7 @@ static void test_fixture_folders(void) {
         fixture fx;
         if (!fixture_open(fixtures[fi], &fx)) continue;
         char dir[1024], name[64];
-        df_model m;
+        df_model *m = NULL;
         printf("%s\n", fixtures[fi]);
         struct {
             const char *tag;
@@ -309,15 +311,15 @@ static void test_fixture_folders(void) {
             double err = forward_error(&fx, dir, &m);
             printf("  %-12s out rel err %.3g (tol %g)\n", cases[c].tag, err, cases[c].tol);
             CHECK(err <= cases[c].tol, "%s %s: out rel err %g > %g", fixtures[fi], cases[c].tag, err, cases[c].tol);
-            if (m.table) {
-                check_weights_exact(&fx, &m, cases[c].round, name);
+            if (m) {
+                check_weights_exact(&fx, m, cases[c].round, name);
                 /* no scheduler in a model folder: the DDPM paper's settings */
-                const df_schedule_params *sp = &m.diff.schedule;
+                const df_schedule_params *sp = &df_model_diffusion(m)->schedule;
                 CHECK(sp->kind == DF_SCHEDULE_LINEAR && sp->T == 1000 && sp->beta_start == 1e-4 && sp->beta_end == 0.02 &&
-                          m.diff.pred == DF_PRED_EPS && m.diff.var == DF_VAR_BETA && m.use_ema == 1,
+                          df_model_diffusion(m)->pred == DF_PRED_EPS && df_model_diffusion(m)->var == DF_VAR_BETA && df_model_use_ema(m),
                       "%s: default diffusion settings", name);
             }
-            df_model_free(&m);
+            df_model_free(m);
         }
         fixture_close(&fx);
     }
@@ -363,11 +365,11 @@ static void test_round_trip(void) {
         d.schedule.kind = cases[ci].kind, d.schedule.T = cases[ci].T;
         d.schedule.beta_start = cases[ci].b0, d.schedule.beta_end = cases[ci].b1;
         d.pred = cases[ci].pred, d.var = cases[ci].var;
-        df_model m, back;
+        df_model *m = NULL, *back = NULL;
         st = df_model_new_unet(&c, &d, 2, 0, 42 + ci, &m);
         CHECK(st == DF_OK, "new unet: %s", df_last_error());
         if (st != DF_OK) continue;
-        for (size_t i = 0; i < m.n_floats; i++) m.ema[i] = m.params[i] * 0.75f + 1e-3f;  /* EMA distinct from raw */
+        for (size_t i = 0; i < m->n_floats; i++) df_model_weights(m, 1)[i] = df_model_weights(m, 0)[i] * 0.75f + 1e-3f;  /* EMA distinct from raw */
         char dir[1024], path[1024], name[64];
         df_diffusers_info info, got;
         df_diffusers_info_init(&info);
@@ -376,22 +378,22 @@ static void test_round_trip(void) {
         for (int use_ema = 0; use_ema <= 1; use_ema++) {
             snprintf(name, sizeof name, "rt%zu_%d", ci, use_ema);
             path_of(dir, tmp_root, name);  /* not created: save makes it */
-            st = df_diffusers_save(&m, dir, use_ema, &info);
+            st = df_diffusers_save(m, dir, use_ema, &info);
             CHECK(st == DF_OK, "%s: save: %s", name, df_last_error());
             st = df_diffusers_load(dir, 2, 0, &back, &got);
             CHECK(st == DF_OK, "%s: load: %s", name, df_last_error());
             if (st != DF_OK) continue;
-            CHECK(bits_equal(back.params, use_ema ? m.ema : m.params, m.table), "%s: weights bit-identical", name);
-            CHECK(bits_equal(back.ema, back.params, m.table), "%s: EMA = loaded weights", name);
-            CHECK(same_diffusion(&back.diff, &m.diff), "%s: diffusion settings survive (%s T=%d %s %s)", name,
-                  df_schedule_name(back.diff.schedule.kind), back.diff.schedule.T, df_pred_name(back.diff.pred),
-                  df_var_name(back.diff.var));
-            CHECK(strcmp(back.unet_config_json, m.unet_config_json) == 0, "%s: network config survives:\n%s\n%s", name,
-                  back.unet_config_json, m.unet_config_json);
+            CHECK(bits_equal(df_model_weights(back, 0), use_ema ? df_model_weights(m, 1) : df_model_weights(m, 0), df_model_param_table(m)), "%s: weights bit-identical", name);
+            CHECK(bits_equal(df_model_weights(back, 1), df_model_weights(back, 0), df_model_param_table(m)), "%s: EMA = loaded weights", name);
+            CHECK(same_diffusion(df_model_diffusion(back), df_model_diffusion(m)), "%s: diffusion settings survive (%s T=%d %s %s)", name,
+                  df_schedule_name(df_model_diffusion(back)->schedule.kind), df_model_diffusion(back)->schedule.T, df_pred_name(df_model_diffusion(back)->pred),
+                  df_var_name(df_model_diffusion(back)->var));
+            CHECK(strcmp(back->unet_config_json, m->unet_config_json) == 0, "%s: network config survives:\n%s\n%s", name,
+                  back->unet_config_json, m->unet_config_json);
             CHECK(got.has_scheduler && strcmp(got.scheduler, "DDPMScheduler") == 0 && got.clip_sample == info.clip_sample &&
                       got.clip_sample_range == info.clip_sample_range,
                   "%s: clipping survives (%d %g)", name, got.clip_sample, got.clip_sample_range);
-            df_model_free(&back);
+            df_model_free(back);
             /* what diffusers itself reads: model_index.json and the weights' dtype and metadata */
             df_json *j = NULL;
             path_of(path, dir, "model_index.json");
@@ -408,13 +410,13 @@ static void test_round_trip(void) {
             df_st_file wf;
             path_of(path, dir, "unet/diffusion_pytorch_model.safetensors");
             st = df_st_read(path, &wf);
-            int all_f32 = st == DF_OK && wf.n_tensors == m.table->count;
+            int all_f32 = st == DF_OK && wf.n_tensors == df_model_param_table(m)->count;
             for (int k = 0; st == DF_OK && k < wf.n_tensors; k++) all_f32 &= wf.tensors[k].dtype == DF_DTYPE_F32;
             const char *fmt = st == DF_OK ? df_st_meta(&wf, "format") : NULL;
-            CHECK(all_f32 && fmt && strcmp(fmt, "pt") == 0, "%s: %d F32 tensors with format pt", name, m.table->count);
+            CHECK(all_f32 && fmt && strcmp(fmt, "pt") == 0, "%s: %d F32 tensors with format pt", name, df_model_param_table(m)->count);
             df_st_free(&wf);
         }
-        df_model_free(&m);
+        df_model_free(m);
     }
     fixture_close(&fx);
 }
@@ -433,7 +435,7 @@ static void expect_save_refused(df_model *m, const char *name, df_status want, c
 static void test_save_refusals(void) {
     df_unet_config c;
     df_diffusion_config d;
-    df_model m;
+    df_model *m = NULL;
     df_unet_preset("fmnist-small", &c);
     c.sample_size = 8, c.block_out_channels[0] = 8, c.block_out_channels[1] = 16, c.block_out_channels[2] = 16;
     c.norm_num_groups = 4, c.n_levels = 2, c.n_attn = 0;
@@ -442,22 +444,22 @@ static void test_save_refusals(void) {
     df_status st = df_model_new_unet(&c, &d, 1, 0, 1, &m);
     CHECK(st == DF_OK, "new: %s", df_last_error());
     if (st == DF_OK) {
-        expect_save_refused(&m, "refuse_mean", DF_ERR_UNSUPPORTED, "mean parameterisation");
-        m.diff.pred = DF_PRED_EPS;
-        m.diff.schedule.kind = DF_SCHEDULE_EXPONENTIAL;
-        expect_save_refused(&m, "refuse_exp", DF_ERR_UNSUPPORTED, "exponential schedule");
-        m.diff.schedule.kind = DF_SCHEDULE_COSINE;
-        m.diff.schedule.cosine_s = 0.01;
-        expect_save_refused(&m, "refuse_cos", DF_ERR_UNSUPPORTED, "s = 0.01");
-        df_model_free(&m);
+        expect_save_refused(m, "refuse_mean", DF_ERR_UNSUPPORTED, "mean parameterisation");
+        m->diff.pred = DF_PRED_EPS;
+        m->diff.schedule.kind = DF_SCHEDULE_EXPONENTIAL;
+        expect_save_refused(m, "refuse_exp", DF_ERR_UNSUPPORTED, "exponential schedule");
+        m->diff.schedule.kind = DF_SCHEDULE_COSINE;
+        m->diff.schedule.cosine_s = 0.01;
+        expect_save_refused(m, "refuse_cos", DF_ERR_UNSUPPORTED, "s = 0.01");
+        df_model_free(m);
     }
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     df_diffusion_config_init(&d);
     st = df_model_new_mlp(&mc, &d, 1, 0, 1, &m);
     CHECK(st == DF_OK, "new mlp: %s", df_last_error());
-    if (st == DF_OK) expect_save_refused(&m, "refuse_mlp", DF_ERR_ARG, "MLP");
-    df_model_free(&m);
+    if (st == DF_OK) expect_save_refused(m, "refuse_mlp", DF_ERR_ARG, "MLP");
+    df_model_free(m);
 }
 
 /* df_model_open: a directory is a diffusers folder, a file a diffuse checkpoint. */
@@ -467,18 +469,18 @@ static void test_model_open(void) {
     char dir[1024], ck[1024];
     weights_opts o = {.legacy = 0, .dtype = DF_DTYPE_F32};
     make_model_folder(&fx, dir, "open_dir", fx.config, &o);
-    df_model m, m2;
+    df_model *m = NULL, *m2 = NULL;
     df_status st = df_model_open(dir, 1, 0, &m, NULL);
-    CHECK(st == DF_OK && m.kind == DF_NET_UNET, "open a folder: %s", df_last_error());
+    CHECK(st == DF_OK && df_model_kind(m) == DF_NET_UNET, "open a folder: %s", df_last_error());
     if (st != DF_OK) goto done;
     path_of(ck, tmp_root, "open.safetensors");
-    st = df_model_save(&m, ck, 0);
+    st = df_model_save(m, ck, 0);
     CHECK(st == DF_OK, "save checkpoint: %s", df_last_error());
     st = df_model_open(ck, 1, 0, &m2, NULL);
-    CHECK(st == DF_OK && m2.kind == DF_NET_UNET && bits_equal(m2.params, m.params, m.table), "open a checkpoint: %s",
+    CHECK(st == DF_OK && df_model_kind(m2) == DF_NET_UNET && bits_equal(df_model_weights(m2, 0), df_model_weights(m, 0), df_model_param_table(m)), "open a checkpoint: %s",
           df_last_error());
-    if (st == DF_OK) df_model_free(&m2);
-    df_model_free(&m);
+    if (st == DF_OK) df_model_free(m2);
+    df_model_free(m);
 done:
     fixture_close(&fx);
 }
@@ -486,15 +488,14 @@ done:
 /* ---------------------------------------------------------------- (d) refusals */
 
 static void expect_load_fail(const char *dir, const char *what, df_status want, const char *part1, const char *part2) {
-    df_model m;
-    memset(&m, 0x5a, sizeof m);
+    df_model *m = (df_model *)&m;  /* not NULL: the load must set it */
     df_status st = df_diffusers_load(dir, 1, 0, &m, NULL);
     const char *msg = df_last_error();
     CHECK(st == want && has(msg, part1) && has(msg, part2), "%s: got %s (want %s), message: %s", what,
           df_status_name(st), df_status_name(want), msg);
     printf("  refused %-28s %s: %s\n", what, df_status_name(st), msg);
-    CHECK(m.params == NULL && m.net == NULL, "%s: a failed load leaves the model empty", what);
-    if (st == DF_OK) df_model_free(&m);
+    CHECK(st == DF_OK || m == NULL, "%s: a failed load gives no model", what);
+    df_model_free(m);
 }
 
 /* The fixture's config text with `find` replaced by `repl` (which must be found). */
@@ -769,12 +770,12 @@ static int make_cli_data(const char *dir) {
 static void test_cli_data(void) {
     fixture fx;
     if (!fixture_open(fixtures[0], &fx)) return;
-    df_model m;
+    df_model *m = NULL;
     double err = forward_error(&fx, CLI_DATA, &m);
     printf("%s: out rel err %.3g (tol %g, F16 weights)\n", CLI_DATA, err, F16_TOL);
     CHECK(err <= F16_TOL, "%s (regenerate with test_diffusers --make-data): rel err %g", CLI_DATA, err);
-    if (m.table) check_weights_exact(&fx, &m, round_f16, CLI_DATA);
-    df_model_free(&m);
+    if (m) check_weights_exact(&fx, m, round_f16, CLI_DATA);
+    df_model_free(m);
     fixture_close(&fx);
 }
 

@@ -106,21 +106,21 @@ static void test_batch_independence(void) {
     fill_uniform(x, (size_t)n * 2, 1, -3.0f, 3.0f);
     fill_t(t, n, 1);
     check_set_threads(2);
-    df_mlp_forward(m, params, n, x, t, out);
+    df_mlp_forward(m, params, n, x, t, NULL, out);
     check_set_threads(1);
-    df_mlp_forward(m, params, n, x, t, out1);
+    df_mlp_forward(m, params, n, x, t, NULL, out1);
     check_set_threads(2);
     /* Exact equality: every row runs the same instructions on the same values (mlp.c). */
     CHECK(memcmp(out, out1, sizeof out) == 0, "forward differs between 1 and 2 threads");
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        df_mlp_forward(m, params, 1, x + 2 * i, t + i, row);
+        df_mlp_forward(m, params, 1, x + 2 * i, t + i, NULL, row);
         bad += memcmp(row, out + 2 * i, sizeof row) != 0;
     }
     CHECK(bad == 0, "%d of %d rows differ between n=1 and the batched forward", bad, n);
     /* Rows are independent: changing row 5 changes no other row. */
     x[10] += 0.5f;
-    df_mlp_forward(m, params, n, x, t, out1);
+    df_mlp_forward(m, params, n, x, t, NULL, out1);
     for (int i = 0; i < n; i++)
         if (i != 5) bad += memcmp(out1 + 2 * i, out + 2 * i, 2 * sizeof(float)) != 0;
     CHECK(bad == 0 && memcmp(out1 + 10, out + 10, 2 * sizeof(float)) != 0, "row 5 leaks into other rows");
@@ -184,7 +184,7 @@ static void test_forward_reference(void) {
     fill_uniform(x, (size_t)n * 2, 4, -3.0f, 3.0f);
     fill_t(t, n, 4);
     t[0] = 0, t[1] = 999;  /* both ends of the 0-based index range of T = 1000 */
-    df_mlp_forward(m, params, n, x, t, out);
+    df_mlp_forward(m, params, n, x, t, NULL, out);
     /* Tolerance: float accumulation over ~200 terms per layer and the float embedding
      * (sin of arguments up to 1000 rad, whose float rounding alone is ~3e-5 rad) against double:
      * errors of a few 1e-6 relative to the output scale; 1e-4 leaves room but catches any
@@ -227,7 +227,7 @@ static void test_backward_properties(void) {
         memset(g2 + p->offset, 0, p->numel * sizeof *g2);
     }
     memset(dx1, 0, sizeof dx1), memset(dx2, 0, sizeof dx2);
-    df_mlp_forward(m, params, n, x, t, out);
+    df_mlp_forward(m, params, n, x, t, NULL, out);
     check_set_threads(1);
     df_mlp_backward_input(m, params, g1, n, dout, dx1);
     check_set_threads(2);
@@ -272,9 +272,13 @@ static void test_backward_properties(void) {
 
 /* ---------------------------------------------------------------- gradients */
 
+/* The labels of a conditional network's gradient check: sample i is of class i mod 3 (classes >= 4
+ * leaves the rows above 2 unused, their gradient 0). */
+static const int check_labels[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+
 /* L = sum(out * R), in double from the float outputs. */
 static double loss_of(df_mlp *m, const float *params, int n, const float *x, const int *t, const float *R, float *out) {
-    df_mlp_forward(m, params, n, x, t, out);
+    df_mlp_forward(m, params, n, x, t, m->cfg.classes ? check_labels : NULL, out);
     double L = 0;
     for (int i = 0; i < n * m->cfg.dim; i++) L += (double)out[i] * (double)R[i];
     return L;
@@ -385,10 +389,11 @@ int main(void) {
         {2, 128, 3, 64},  /* the default network */
         {3, 13, 1, 6},    /* one layer (no hidden.*), odd widths: vector-loop tails */
         {1, 5, 2, 4},     /* dim 1, the smallest embedding */
+        {2, 16, 3, 8, 4}, /* class-conditional: 4 class embeddings added to the time embedding */
     };
     for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
-        printf("gradient check (4th-order central differences, h %.2g): dim %d hidden %d layers %d temb %d\n",
-               fd.h, configs[k].dim, configs[k].hidden, configs[k].layers, configs[k].temb_dim);
+        printf("gradient check (4th-order central differences, h %.2g): dim %d hidden %d layers %d temb %d classes %d\n",
+               fd.h, configs[k].dim, configs[k].hidden, configs[k].layers, configs[k].temb_dim, configs[k].classes);
         check_grads(&configs[k], 6, fd);
     }
     return check_exit_code("test_mlp_grad");

@@ -216,7 +216,7 @@ static void model_config_claims_huge_network(const char *dir) {
     for (size_t k = 0; k < sizeof meta / sizeof meta[0]; k++) df_st_writer_meta(wr, meta[k][0], meta[k][1]);
     CHECK(df_st_writer_write(wr, path) == DF_OK, "write %s: %s", path, df_last_error());
     df_st_writer_free(wr);
-    df_model m;
+    df_model *m = NULL;
     df_status st = df_model_load(path, 16, 1, &m);
     CHECK(st == DF_ERR_FORMAT && strstr(df_last_error(), "describes 271124267010 parameters but the file holds 4"),
           "huge config, 4 values: status %d, %s", st, df_last_error());
@@ -229,15 +229,15 @@ static void model_too_large_for_memory(void) {
     df_diffusion_config_init(&d);
     CHECK(df_unet_preset("fmnist-small", &c) == DF_OK, "preset");
     setenv("DIFFUSE_MEMORY_MB", "120", 1);
-    df_model m;
+    df_model *m = NULL;
     df_status st = df_model_new_unet(&c, &d, 64, 1, 0, &m);
     CHECK(st == DF_ERR_NOMEM && strstr(df_last_error(), "the U-Net at batch 64 for training (1.6 M parameters) needs") &&
               strstr(df_last_error(), "GiB of memory but only 0.12 GiB is available"),
           "120 MB for a batch of 64: status %d, %s", st, df_last_error());
-    if (st == DF_OK) df_model_free(&m);
+    if (st == DF_OK) df_model_free(m);
     st = df_model_new_unet(&c, &d, 1, 0, 0, &m);  /* one image for sampling fits */
     CHECK(st == DF_OK, "120 MB for one image: %s", df_last_error());
-    if (st == DF_OK) df_model_free(&m);
+    if (st == DF_OK) df_model_free(m);
     unsetenv("DIFFUSE_MEMORY_MB");
 }
 

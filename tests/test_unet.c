@@ -7,6 +7,7 @@
  * (bf16 changes the U-Net's output a little, fp32 comes back bit for bit, the MLP ignores it). The
  * PyTorch comparison (in both precisions) is test_unet_torch.c. */
 #include "check.h"
+#include "model_impl.h" /* the model's U-Net, for random weights */
 #include "common.h"
 #include "ops.h"
 #include "unet.h"
@@ -268,6 +269,7 @@ static void gradient_check(df_unet_config c, const char *what) {
     const int t_index[2] = {3, 917};
     const uint64_t dseed = 99;
     const uint32_t dstep = 5;
+    const int classes[2] = {2, 0}, *y = c.num_class_embeds ? classes : NULL;  /* row 1 unused: its gradient is 0 */
     df_unet *u = NULL;
     CHECK(df_unet_new(&c, n, 1, &u) == DF_OK, "new: %s", df_last_error());
     if (!u) return;
@@ -278,7 +280,7 @@ static void gradient_check(df_unet_config c, const char *what) {
     random_params(u, p, 11);
     df_randn(12, DF_STREAM_USER, 1, 0, x, nx);
     df_randn(12, DF_STREAM_USER, 2, 0, r, ny);
-    df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+    df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
     df_unet_backward(u, p, g, n, r);
 
     const df_param_table *t = df_unet_params(u);
@@ -305,10 +307,10 @@ static void gradient_check(df_unet_config c, const char *what) {
             size_t idx = info->offset + picks[s];
             float keep = p[idx];
             p[idx] = keep + (float)h;
-            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
             double lp = weighted_sum(out, r, ny);
             p[idx] = keep - (float)h;
-            df_unet_forward(u, p, n, x, t_index, out, 1, dseed, dstep);
+            df_unet_forward(u, p, n, x, t_index, y, out, 1, dseed, dstep);
             double lm = weighted_sum(out, r, ny);
             p[idx] = keep;
             double fd = (lp - lm) / ((double)(keep + (float)h) - (double)(keep - (float)h));
@@ -350,8 +352,8 @@ static void test_batch_and_plans(void) {
     float *other = malloc(n * oimg * sizeof(float));
     random_params(inf, p, 21);
     df_randn(22, DF_STREAM_USER, 0, 0, x, n * img);
-    df_unet_forward(inf, p, n, x, t_index, batched, 0, 0, 0);
-    for (int k = 0; k < n; k++) df_unet_forward(inf, p, 1, x + k * img, t_index + k, single + k * oimg, 0, 0, 0);
+    df_unet_forward(inf, p, n, x, t_index, NULL, batched, 0, 0, 0);
+    for (int k = 0; k < n; k++) df_unet_forward(inf, p, 1, x + k * img, t_index + k, NULL, single + k * oimg, 0, 0, 0);
     /* Every op treats images independently in the same order of operations, so the rows agree to the
      * last bit; allow 1e-6 relative in case a BLAS kernel blocks differently for another batch size. */
     double d = max_rel_diff(batched, single, n * oimg);
@@ -359,14 +361,14 @@ static void test_batch_and_plans(void) {
     CHECK(d <= 1e-6, "batched vs single forward: %g", d);
     /* The same network on the training plan (eval forward, then training forward with dropout off
      * is covered by fmnist below): identical arithmetic, so identical bits. */
-    df_unet_forward(trn, p, n, x, t_index, other, 0, 0, 0);
+    df_unet_forward(trn, p, n, x, t_index, NULL, other, 0, 0, 0);
     CHECK(memcmp(other, batched, n * oimg * sizeof(float)) == 0, "training plan eval forward differs from inference plan");
     /* A training forward applies dropout: different from eval, but a function of (seed, step). */
-    df_unet_forward(trn, p, n, x, t_index, other, 1, 5, 1);
+    df_unet_forward(trn, p, n, x, t_index, NULL, other, 1, 5, 1);
     CHECK(max_rel_diff(other, batched, n * oimg) > 1e-3, "dropout changes the output");
-    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 1);
+    df_unet_forward(trn, p, n, x, t_index, NULL, single, 1, 5, 1);
     CHECK(memcmp(other, single, n * oimg * sizeof(float)) == 0, "dropout is a function of seed and step");
-    df_unet_forward(trn, p, n, x, t_index, single, 1, 5, 2);
+    df_unet_forward(trn, p, n, x, t_index, NULL, single, 1, 5, 2);
     CHECK(memcmp(other, single, n * oimg * sizeof(float)) != 0, "another step, another mask");
     free(p), free(x), free(batched), free(single), free(other);
     df_unet_free(inf);
@@ -386,7 +388,7 @@ static void test_accumulate(void) {
     random_params(u, p, 31);
     df_randn(32, DF_STREAM_USER, 0, 0, x, nx);
     df_randn(32, DF_STREAM_USER, 1, 0, dout, ny);
-    df_unet_forward(u, p, n, x, t_index, out, 1, 0, 0);
+    df_unet_forward(u, p, n, x, t_index, NULL, out, 1, 0, 0);
     df_unet_backward(u, p, g1, n, dout);
     df_unet_backward(u, p, g2, n, dout);
     df_unet_backward(u, p, g2, n, dout);
@@ -419,8 +421,8 @@ static void test_fmnist_plans(void) {
     float *out = malloc(nx * sizeof(float)), *out2 = malloc(nx * sizeof(float));
     random_params(u, p, 41);
     df_randn(42, DF_STREAM_USER, 0, 0, x, nx);
-    df_unet_forward(u, p, 1, x, t_index, out, 1, 0, 0);
-    df_unet_forward(inf, p, 1, x, t_index, out2, 0, 0, 0);
+    df_unet_forward(u, p, 1, x, t_index, NULL, out, 1, 0, 0);
+    df_unet_forward(inf, p, 1, x, t_index, NULL, out2, 0, 0, 0);
     double mx = 0.0;
     for (size_t i = 0; i < nx; i++) mx = fmax(mx, fabs(out[i]));
     CHECK(mx > 0.1 && isfinite(mx), "fmnist-small output is non-trivial (max %g)", mx);
@@ -466,16 +468,16 @@ static void test_packed_plan(void) {
         for (int n = B; n >= B - 1; n--) {
             const char *pn = prec ? "bf16" : "fp32";
             memset(g1, 0, nf * sizeof(float)), memset(g2, 0, nf * sizeof(float)), memset(g3, 0, nf * sizeof(float));
-            df_unet_forward(pk, p, n, x, t_index, o1, 1, 63, (uint32_t)n);
-            df_unet_forward(ref, p, n, x, t_index, o2, 1, 63, (uint32_t)n);
+            df_unet_forward(pk, p, n, x, t_index, NULL, o1, 1, 63, (uint32_t)n);
+            df_unet_forward(ref, p, n, x, t_index, NULL, o2, 1, 63, (uint32_t)n);
             CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: training forward, packed vs unshared", pn, n);
             df_unet_backward(pk, p, g1, n, dout);
             df_unet_backward(ref, p, g2, n, dout);
             CHECK(memcmp(g1, g2, nf * sizeof(float)) == 0, "%s n=%d: gradients, packed vs unshared", pn, n);
             df_unet_backward(pk, p, g3, n, dout);  /* re-runs the forward first */
             CHECK(memcmp(g1, g3, nf * sizeof(float)) == 0, "%s n=%d: a second backward gives the same gradients", pn, n);
-            df_unet_forward(pk, p, n, x, t_index, o1, 0, 0, 0);
-            df_unet_forward(ref, p, n, x, t_index, o2, 0, 0, 0);
+            df_unet_forward(pk, p, n, x, t_index, NULL, o1, 0, 0, 0);
+            df_unet_forward(ref, p, n, x, t_index, NULL, o2, 0, 0, 0);
             CHECK(memcmp(o1, o2, n * oimg * sizeof(float)) == 0, "%s n=%d: eval forward, packed vs unshared", pn, n);
         }
     }
@@ -531,39 +533,96 @@ static void test_model_precision(void) {
     c.out_channels = c.in_channels;  /* a denoiser */
     df_diffusion_config dc;
     df_diffusion_config_init(&dc);
-    df_model m;
+    df_model *m;
     CHECK(df_model_new_unet(&c, &dc, 2, 0, 5, &m) == DF_OK, "new model: %s", df_last_error());
-    random_params(m.net, m.ema, 51);  /* predict uses the EMA weights; DDPM's zero init would give 0 */
+    random_params(m->net, m->ema, 51);  /* predict uses the EMA weights; DDPM's zero init would give 0 */
     const int n = 2, t[2] = {3, 700};
-    float *x = malloc(n * m.dim * sizeof(float)), *a = malloc(n * m.dim * sizeof(float));
-    float *b = malloc(n * m.dim * sizeof(float)), *a2 = malloc(n * m.dim * sizeof(float));
-    df_randn(52, DF_STREAM_USER, 0, 0, x, n * m.dim);
-    CHECK(df_model_predict(&m, n, t, x, a) == DF_OK, "predict fp32");
-    df_model_set_precision(&m, DF_PRECISION_BF16);
-    CHECK(df_model_predict(&m, n, t, x, b) == DF_OK, "predict bf16");
-    df_model_set_precision(&m, DF_PRECISION_FP32);
-    CHECK(df_model_predict(&m, n, t, x, a2) == DF_OK, "predict fp32 again");
+    float *x = malloc(n * m->dim * sizeof(float)), *a = malloc(n * m->dim * sizeof(float));
+    float *b = malloc(n * m->dim * sizeof(float)), *a2 = malloc(n * m->dim * sizeof(float));
+    df_randn(52, DF_STREAM_USER, 0, 0, x, n * m->dim);
+    CHECK(df_model_predict(m, n, t, x, a) == DF_OK, "predict fp32");
+    df_model_set_precision(m, DF_PRECISION_BF16);
+    CHECK(df_model_predict(m, n, t, x, b) == DF_OK, "predict bf16");
+    df_model_set_precision(m, DF_PRECISION_FP32);
+    CHECK(df_model_predict(m, n, t, x, a2) == DF_OK, "predict fp32 again");
     double diff = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n * m.dim; i++) diff = fmax(diff, fabs((double)b[i] - a[i])), scale = fmax(scale, fabs(a[i]));
+    for (size_t i = 0; i < n * m->dim; i++) diff = fmax(diff, fabs((double)b[i] - a[i])), scale = fmax(scale, fabs(a[i]));
     /* bf16 noise of ~20 products: measured 9.0e-3 of the largest output here (test_unet_torch up to
      * 8e-3); fp32 noise would be ~1e-6 */
     printf("model precision: bf16 vs fp32 prediction max|diff| %.3g of max|out| %.3g (rel %.3g)\n", diff, scale,
            diff / scale);
     CHECK(scale > 0.1 && diff > 1e-5 * scale && diff < 3e-2 * scale, "bf16 prediction: diff %g, scale %g", diff, scale);
-    CHECK(memcmp(a, a2, n * m.dim * sizeof(float)) == 0, "back to fp32 gives the fp32 prediction bit for bit");
+    CHECK(memcmp(a, a2, n * m->dim * sizeof(float)) == 0, "back to fp32 gives the fp32 prediction bit for bit");
     free(x), free(a), free(b), free(a2);
-    df_model_free(&m);
+    df_model_free(m);
 
     df_mlp_config mc;
     df_mlp_config_init(&mc);
     CHECK(df_model_new_mlp(&mc, &dc, 4, 0, 6, &m) == DF_OK, "new mlp: %s", df_last_error());
     float xm[8] = {0.1f, -0.3f, 1.2f, 0.5f, -2.0f, 0.0f, 0.7f, 0.9f}, ym[8], ym2[8];
     const int tm[4] = {0, 10, 500, 999};
-    CHECK(df_model_predict(&m, 4, tm, xm, ym) == DF_OK, "mlp predict");
-    df_model_set_precision(&m, DF_PRECISION_BF16);
-    CHECK(df_model_predict(&m, 4, tm, xm, ym2) == DF_OK, "mlp predict (bf16 set)");
+    CHECK(df_model_predict(m, 4, tm, xm, ym) == DF_OK, "mlp predict");
+    df_model_set_precision(m, DF_PRECISION_BF16);
+    CHECK(df_model_predict(m, 4, tm, xm, ym2) == DF_OK, "mlp predict (bf16 set)");
     CHECK(memcmp(ym, ym2, sizeof ym) == 0, "the MLP ignores the precision (always fp32)");
-    df_model_free(&m);
+    df_model_free(m);
+}
+
+/* Classifier-free guidance: the combination of a conditional and a null prediction, each of them the
+ * network's own forward with that label; scale 1 and 0 give those two exactly. */
+static void test_guidance(void) {
+    df_unet_config c = tiny_config();
+    c.out_channels = c.in_channels;
+    c.num_class_embeds = 4;  /* 3 classes and the null class 3 */
+    df_diffusion_config dc;
+    df_diffusion_config_init(&dc);
+    df_model *m;
+    CHECK(df_model_new_unet(&c, &dc, 4, 0, 7, &m) == DF_OK, "new conditional model: %s", df_last_error());
+    if (!m) return;
+    CHECK(df_model_num_classes(m) == 4 && df_model_null_class(m) == 3, "classes %d, null %d", df_model_num_classes(m),
+          df_model_null_class(m));
+    random_params(m->net, m->ema, 71);
+    const int n = 3, t[3] = {5, 400, 999}, y1[3] = {1, 1, 1}, ynull[3] = {3, 3, 3};
+    const size_t nd = (size_t)n * m->dim;
+    float *x = malloc(nd * sizeof(float)), *cond = malloc(nd * sizeof(float)), *null = malloc(nd * sizeof(float));
+    float *got = malloc(nd * sizeof(float)), *pred = malloc(nd * sizeof(float));
+    df_randn(72, DF_STREAM_USER, 0, 0, x, nd);
+    df_model_forward(m, m->ema, n, x, t, y1, cond, 0);
+    df_model_forward(m, m->ema, n, x, t, ynull, null, 0);
+    double moved = 0;
+    for (size_t i = 0; i < nd; i++) moved = fmax(moved, fabs((double)cond[i] - null[i]));
+    CHECK(moved > 1e-3, "the class changes the prediction (max |cond - null| %g)", moved);
+    CHECK(df_model_predict(m, n, t, x, pred) == DF_OK && memcmp(pred, null, nd * sizeof(float)) == 0,
+          "df_model_predict of a conditional model is the null-class prediction");
+    const double scales[3] = {1.0, 0.0, 3.0};
+    for (int k = 0; k < 3; k++) {
+        df_guide g;
+        CHECK(df_guide_init(&g, m, 1, scales[k]) == DF_OK, "guide init: %s", df_last_error());
+        /* max_batch 4: a guided pass holds 2 samples and their null twins, so n = 3 takes two passes */
+        CHECK(df_guided_predict(&g, n, t, x, got) == DF_OK, "guided predict");
+        double err = 0, scale = 0;
+        for (size_t i = 0; i < nd; i++) {
+            const double want = (double)null[i] + scales[k] * ((double)cond[i] - null[i]);
+            err = fmax(err, fabs(got[i] - want)), scale = fmax(scale, fabs(want));
+        }
+        printf("guidance %g: max|guided - (null + w (cond - null))| = %.3g of %.3g\n", scales[k], err, scale);
+        /* batched differently (2 + 1 against 3): the same sums up to float rounding, ~1e-6 */
+        CHECK(err <= 1e-5 * scale, "guidance %g: error %g", scales[k], err);
+        df_guide_free(&g);
+    }
+    df_guide g;
+    EXPECT_STATUS(df_guide_init(&g, m, 3, 2.0), DF_ERR_ARG, "class 3 is out of range", "0..2");
+    EXPECT_STATUS(df_guide_init(&g, m, 1, NAN), DF_ERR_ARG, "guidance scale", "finite");
+    EXPECT_STATUS(df_model_set_null_class(m, 4), DF_ERR_ARG, "null class 4", "0..3");
+    free(x), free(cond), free(null), free(got), free(pred);
+    df_model_free(m);
+
+    df_unet_config u = tiny_config();
+    u.out_channels = u.in_channels;
+    CHECK(df_model_new_unet(&u, &dc, 4, 0, 7, &m) == DF_OK, "new model");
+    EXPECT_STATUS(df_guide_init(&g, m, 0, 2.0), DF_ERR_ARG, "not class-conditional", "");
+    EXPECT_STATUS(df_model_set_null_class(m, 0), DF_ERR_ARG, "not class-conditional", "");
+    df_model_free(m);
 }
 
 int main(void) {
@@ -578,11 +637,15 @@ int main(void) {
     c.dropout = 0.2f;
     c.attention_head_dim = 4;  /* 4 heads of 4 channels at 16 channels */
     TIMED(gradient_check(c, "tiny (dropout 0.2, 4 heads)"));
+    c = tiny_config();
+    c.num_class_embeds = 3;
+    TIMED(gradient_check(c, "tiny (3 class embeddings)"));
     TIMED(test_batch_and_plans());
     TIMED(test_accumulate());
     TIMED(test_packed_plan());
     TIMED(test_conv_backward_split());
     TIMED(test_fmnist_plans());
     TIMED(test_model_precision());
+    TIMED(test_guidance());
     return check_exit_code("test_unet");
 }

@@ -145,7 +145,7 @@ static void check_fixture(const char *path, const run_mode *mode) {
     int *t_index = malloc((size_t)n * sizeof(int));
     for (int i = 0; i < n; i++) t_index[i] = (int)t[i];
     float *out = malloc(ny * sizeof(float)), *dout = malloc(ny * sizeof(float));
-    df_unet_forward(u, params, n, x, t_index, out, 1, 0, 0);
+    df_unet_forward(u, params, n, x, t_index, NULL, out, 1, 0, 0);
     double maxdiff, maxref, loss = 0.0;
     diff_stats(out, ref_out, ny, &maxdiff, &maxref);
     printf("  out: max|diff| %.3g, max|ref| %.3g, rel %.3g (tol %g)\n", maxdiff, maxref, maxdiff / maxref,

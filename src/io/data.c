@@ -356,8 +356,9 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-/* Lists the image files of dir, sorted bytewise. *names is malloc'd (free_names). */
-static df_status folder_list(const char *dir, char ***names_out, int *n_out) {
+/* Lists the image files of dir (subdirs = 0) or its subfolders (subdirs = 1), sorted bytewise, each
+ * name prefixed with `prefix`. *names is malloc'd (free_names); none found is not an error here. */
+static df_status dir_list(const char *dir, int subdirs, const char *prefix, char ***names_out, int *n_out) {
     *names_out = NULL;
     *n_out = 0;
     DIR *d = opendir(dir);
@@ -368,8 +369,8 @@ static df_status folder_list(const char *dir, char ***names_out, int *n_out) {
     struct dirent *e;
     char path[DATA_PATH_MAX];
     while ((e = readdir(d)) != NULL) {
-        if (!has_image_extension(e->d_name)) continue;
-        if (path_join(path, dir, e->d_name) != DF_OK || !file_exists(path)) continue;
+        if (e->d_name[0] == '.' || (!subdirs && !has_image_extension(e->d_name))) continue;
+        if (path_join(path, dir, e->d_name) != DF_OK || !(subdirs ? dir_exists(path) : file_exists(path))) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **grown = realloc(names, sizeof *names * (size_t)cap);
@@ -379,14 +380,15 @@ static df_status folder_list(const char *dir, char ***names_out, int *n_out) {
             }
             names = grown;
         }
-        if (!(names[n] = strdup(e->d_name))) {
+        const size_t len = strlen(prefix) + strlen(e->d_name) + 1;
+        if ((names[n] = malloc(len))) snprintf(names[n], len, "%s%s", prefix, e->d_name);
+        if (!names[n]) {
             st = df_fail(DF_ERR_NOMEM, "%s: out of memory listing the directory", dir);
             break;
         }
         n++;
     }
     closedir(d);
-    if (st == DF_OK && n == 0) st = df_fail(DF_ERR_FORMAT, "%s: no .png, .jpg or .jpeg files", dir);
     if (st != DF_OK) {
         free_names(names, n);
         return st;
@@ -474,13 +476,58 @@ static df_status resize_crop(const uint8_t *src, int w, int h, int c, int s, uin
     return DF_OK;
 }
 
+/* The images of dir: its own files (labels -1), or else, as torchvision's ImageFolder, one
+ * subfolder per class (sorted names; names[i] = "class/file", labels[i] the class index, and
+ * ds->class_names the names, one per line). */
+static df_status folder_files(const char *dir, df_dataset *ds, char ***names_out, int *n_out, int **labels_out) {
+    char **names = NULL, **classes = NULL;
+    int n = 0, k = 0, *labels = NULL;
+    df_status st = dir_list(dir, 0, "", &names, &n);
+    if (st == DF_OK && n == 0) st = dir_list(dir, 1, "", &classes, &k);
+    if (st == DF_OK && n == 0 && k == 0) st = df_fail(DF_ERR_FORMAT, "%s: no .png, .jpg or .jpeg files, and no class subfolders", dir);
+    if (st == DF_OK && n == 0 && k == 1)
+        st = df_fail(DF_ERR_FORMAT, "%s: one class subfolder (%s); a labelled folder needs at least 2", dir, classes[0]);
+    size_t names_len = 0;
+    for (int c = 0; st == DF_OK && c < k; c++) {
+        char sub[DATA_PATH_MAX], prefix[DATA_PATH_MAX];
+        char **files;
+        int m;
+        if ((st = path_join(sub, dir, classes[c]))) break;
+        snprintf(prefix, sizeof prefix, "%s/", classes[c]);
+        if ((st = dir_list(sub, 0, prefix, &files, &m))) break;
+        if (m == 0) st = df_fail(DF_ERR_FORMAT, "%s: class '%s' has no .png, .jpg or .jpeg files", dir, classes[c]);
+        char **grown = st == DF_OK ? realloc(names, sizeof *names * (size_t)(n + m)) : NULL;
+        int *lgrown = st == DF_OK ? realloc(labels, sizeof *labels * (size_t)(n + m)) : NULL;
+        if (grown) names = grown;
+        if (lgrown) labels = lgrown;
+        if (st == DF_OK && (!grown || !lgrown)) st = df_fail(DF_ERR_NOMEM, "%s: out of memory listing the classes", dir);
+        for (int i = 0; st == DF_OK && i < m; i++) names[n + i] = files[i], labels[n + i] = c;
+        if (st == DF_OK) n += m, free(files);
+        else free_names(files, m);
+        names_len += strlen(classes[c]) + 1;
+    }
+    if (st == DF_OK && k > 0) {
+        if (!(ds->class_names = malloc(names_len + 1))) st = df_fail(DF_ERR_NOMEM, "%s: out of memory", dir);
+        for (int c = 0, at = 0; st == DF_OK && c < k; c++) at += sprintf(ds->class_names + at, "%s%s", c ? "\n" : "", classes[c]);
+        ds->n_classes = k;
+    }
+    free_names(classes, k);
+    if (st != DF_OK) {
+        free_names(names, n);
+        free(labels);
+        return st;
+    }
+    *names_out = names, *n_out = n, *labels_out = labels;
+    return DF_OK;
+}
+
 static df_status folder_load(const char *dir, int want_c, int want_size, df_dataset *ds) {
     if (want_c < 0 || want_c > 4)
         return df_fail(DF_ERR_ARG, "%s: image folders can give 1 to 4 channels, not %d", dir, want_c);
     if (want_size < 0) return df_fail(DF_ERR_ARG, "%s: image size %d is negative", dir, want_size);
     char **names;
-    int n;
-    df_status st = folder_list(dir, &names, &n);
+    int n, *labels;
+    df_status st = folder_files(dir, ds, &names, &n, &labels);
     if (st != DF_OK) return st;
     char path[DATA_PATH_MAX];
     int c = want_c, s = want_size;
@@ -503,7 +550,6 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
     ds->n = n;
     ds->c = c;
     ds->h = ds->w = s;
-    ds->n_classes = 0;
     ds->pixels = df_alloc(image_bytes * n, "dataset pixels");
     ds->labels = df_alloc(sizeof(int) * n, "dataset labels");
     if (!ds->pixels || !ds->labels) {
@@ -512,7 +558,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
     }
     for (int i = 0; i < n && st == DF_OK; i++) {
         int w, h, comp;
-        ds->labels[i] = -1;
+        ds->labels[i] = labels ? labels[i] : -1;
         st = path_join(path, dir, names[i]);
         if (st != DF_OK) break;
         if (!stbi_info(path, &w, &h, &comp)) {
@@ -534,6 +580,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
     }
 done:
     free_names(names, n);
+    free(labels);
     return st;
 }
 
@@ -619,11 +666,19 @@ static df_status dataset_load_spec(const char *spec, int want_c, int want_size, 
         return df_fail(DF_ERR_IO, "%s: no such directory (install Debian's dataset-fashion-mnist package, or "
                        "point mnist:DIR at the IDX files)", DF_FASHION_MNIST_DIR);
     dataset_set_name(ds, p.name);
+    /* the published class names, in label order */
+    static const char fashion[] = "T-shirt/top\nTrouser\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot";
+    static const char cifar[] = "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck";
     switch (p.form) {
     case DF_DATASET_FASHION_MNIST:
-        return idx_load_dir("fashion-mnist", DF_FASHION_MNIST_DIR, p.test, want_c, want_size, ds);
+        st = idx_load_dir("fashion-mnist", DF_FASHION_MNIST_DIR, p.test, want_c, want_size, ds);
+        if (st == DF_OK && ds->n_classes == 10 && !(ds->class_names = strdup(fashion))) st = DF_ERR_NOMEM;
+        return st;
     case DF_DATASET_MNIST: return idx_load_dir("IDX", p.dir, p.test, want_c, want_size, ds);
-    case DF_DATASET_CIFAR10: return cifar_load_dir(p.dir, p.test, want_c, want_size, ds);
+    case DF_DATASET_CIFAR10:
+        st = cifar_load_dir(p.dir, p.test, want_c, want_size, ds);
+        if (st == DF_OK && !(ds->class_names = strdup(cifar))) st = DF_ERR_NOMEM;
+        return st;
     case DF_DATASET_FOLDER: return folder_load(p.dir, want_c, want_size, ds);
     case DF_DATASET_NONE: break;
     }
@@ -651,6 +706,7 @@ void df_dataset_free(df_dataset *ds) {
     if (!ds) return;
     df_free(ds->pixels);
     df_free(ds->labels);
+    free(ds->class_names);
     memset(ds, 0, sizeof *ds);
 }
 

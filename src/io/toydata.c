@@ -45,8 +45,20 @@ void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index, f
     }
 }
 
-void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy) {
+int df_toy_classes(df_toy_kind kind) { return kind == DF_TOY_8GAUSSIANS ? 8 : kind == DF_TOY_MOONS ? 2 : 0; }
+
+/* The same uniforms df_toy_point draws, so the label is the component of that very point. */
+int df_toy_label(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index) {
+    float u[4];
+    df_randu(seed, DF_STREAM_DATA, a, index, u, 4);
+    if (kind == DF_TOY_8GAUSSIANS) return (int)(u[0] * 8) & 7;
+    if (kind == DF_TOY_MOONS) return u[1] < 0.5 ? 0 : 1;
+    return -1;
+}
+
+void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy, int *labels) {
     for (int j = 0; j < n; j++) {
+        if (labels) labels[j] = p->is_file ? -1 : df_toy_label(p->kind, seed, step, (uint32_t)j);
         if (p->is_file) {
             uint32_t r = df_rand_below(seed, DF_STREAM_TRAIN_DATA, step, 0, (uint32_t)j, (uint32_t)p->n);
             xy[2 * j] = p->points[2 * r];

@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
+#include "model_impl.h"
 #include "mlp.h"
 #include "params.h"
 #include "unet.h"
@@ -435,13 +436,29 @@ static df_status weights_path(const char *dir, char *path) {
 
 /* ---------------------------------------------------------------- loading */
 
-df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+/* A conditional folder's null class: "diffuse_null_class" when diffuse wrote it, else not known. */
+static df_status read_null_class(const char *config, df_model *m) {
+    df_json *j;
+    df_status st = json_read_file(config, &j);
+    if (st != DF_OK) return st;
+    const df_json *v = df_json_get(j, "diffuse_null_class");
+    m->null_class = -1;
+    if (v && !(json_is_int(v) && v->number >= 0 && v->number < m->n_classes))
+        st = df_fail(DF_ERR_FORMAT, "%s: diffuse_null_class must be a class index in 0..%d", config, m->n_classes - 1);
+    else if (v)
+        st = df_model_set_null_class(m, (int)v->number);
+    df_json_free(j);
+    return st;
+}
+
+df_status df_diffusers_load(const char *dir, int max_batch, int training, df_model **out, df_diffusers_info *info) {
     char unet_dir[PATH_CAP], config[PATH_CAP], sched[PATH_CAP], index[PATH_CAP], weights[PATH_CAP];
     df_diffusers_info inf;
     df_diffusion_config d;
     df_unet_config c;
     df_status st;
-    memset(m, 0, sizeof *m);
+    df_model *m;
+    *out = NULL;
     df_diffusers_info_init(&inf);
     if (info) *info = inf;
     if (!is_dir(dir))
@@ -467,17 +484,22 @@ df_status df_diffusers_load(const char *dir, int max_batch, int training, df_mod
         scheduler_defaults(&d);
     }
     if ((st = weights_path(unet_dir, weights))) return st;
-    if ((st = df_model_new_unet(&c, &d, max_batch, training, 0, m))) return in_file(config, st);
+    if ((st = df_model_new_unet(&c, &d, max_batch, training, 0, &m))) return in_file(config, st);
     if ((st = weights_read(m, weights))) {
         df_model_free(m);
         return st;
     }
     m->use_ema = 1;
+    if (m->n_classes > 0 && (st = read_null_class(config, m))) {
+        df_model_free(m);
+        return st;
+    }
     if (info) *info = inf;
+    *out = m;
     return DF_OK;
 }
 
-df_status df_model_open(const char *path, int max_batch, int training, df_model *m, df_diffusers_info *info) {
+df_status df_model_open(const char *path, int max_batch, int training, df_model **m, df_diffusers_info *info) {
     if (is_dir(path)) return df_diffusers_load(path, max_batch, training, m, info);
     if (info) df_diffusers_info_init(info);
     return df_model_load(path, max_batch, training, m);
@@ -561,7 +583,11 @@ df_status df_diffusers_save(const df_model *m, const char *dir, int use_ema, con
     size_t n = df_unet_config_to_json(&m->unet, body, sizeof body);
     if (n >= sizeof body) return df_fail(DF_ERR_ARG, "U-Net config too large to export");
     ASSERT(body[0] == '{');
-    snprintf(unet, sizeof unet, "{\"_diffusers_version\": \"" DIFFUSERS_VERSION "\", %s\n", body + 1);
+    /* a conditional model trained here names its null class (diffusers ignores the extra key, with a
+     * warning); a folder made elsewhere has none, and guidance then needs --null-class */
+    char null_key[48] = "";
+    if (m->n_classes > 0 && m->null_class >= 0) snprintf(null_key, sizeof null_key, "\"diffuse_null_class\": %d, ", m->null_class);
+    snprintf(unet, sizeof unet, "{\"_diffusers_version\": \"" DIFFUSERS_VERSION "\", %s%s\n", null_key, body + 1);
     if ((st = path_join(unet_dir, dir, "unet")) || (st = path_join(sched_dir, dir, "scheduler"))) return st;
     if ((st = df_mkdirs(unet_dir)) || (st = df_mkdirs(sched_dir))) return st;
     if ((st = path_join(path, unet_dir, WEIGHTS_FILE)) || (st = weights_write(m, use_ema ? m->ema : m->params, path)))

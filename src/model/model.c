@@ -1,5 +1,6 @@
 /* model.c: a network plus its diffusion settings; checkpoints in safetensors. See model.h. */
 #include "common.h"
+#include "model_impl.h"
 #include "mlp.h"
 #include "params.h"
 #include "safetensors.h"
@@ -29,8 +30,8 @@ static df_status alloc_blocks(df_model *m) {
 
 /* Parameters of an MLP config (mlp.h lists the tensors). */
 static double mlp_param_count(const df_mlp_config *c) {
-    double D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers;
-    return H * D + H + L * H * E + (L - 1) * (H * H + H) + D * H + D;
+    double D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers, K = c->classes;
+    return H * D + H + L * H * E + K * E + (L - 1) * (H * H + H) + D * H + D;
 }
 
 static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, int training) {
@@ -53,6 +54,10 @@ static df_status build_mlp(df_model *m, const df_mlp_config *c, int max_batch, i
     m->height = m->width = 1;
     m->max_batch = max_batch;
     m->training = training;
+    m->n_classes = c->classes;
+    m->null_class = -1;
+    if (m->n_classes > 0 && !(m->null_labels = df_calloc((size_t)max_batch * sizeof(int), "class labels")))
+        return DF_ERR_NOMEM;
     return alloc_blocks(m);
 }
 
@@ -71,6 +76,10 @@ static df_status build_unet(df_model *m, const df_unet_config *c, int max_batch,
     m->dim = (size_t)c->in_channels * c->sample_size * c->sample_size;
     m->max_batch = max_batch;
     m->training = training;
+    m->n_classes = c->num_class_embeds;
+    m->null_class = -1;
+    if (m->n_classes > 0 && !(m->null_labels = df_calloc((size_t)max_batch * sizeof(int), "class labels")))
+        return DF_ERR_NOMEM;
     if (c->out_channels != c->in_channels)
         return df_fail(DF_ERR_UNSUPPORTED, "a denoiser needs out_channels == in_channels (got %d and %d)", c->out_channels,
                        c->in_channels);
@@ -86,7 +95,7 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     if (st == DF_OK)
         st = kind == DF_NET_UNET ? build_unet(m, net_config, max_batch, training) : build_mlp(m, net_config, max_batch, training);
     if (st != DF_OK) {
-        df_model_free(m);
+        df_model_release(m);
         return st;
     }
     m->seed = seed;
@@ -94,20 +103,51 @@ static df_status new_model(df_model *m, df_net_kind kind, const void *net_config
     else df_mlp_init(m->net, m->params, seed);
     memcpy(m->ema, m->params, m->n_floats * sizeof(float));
     m->use_ema = 1;
+    if (m->n_classes > 0) df_model_set_null_class(m, m->n_classes - 1);  /* trained here: K classes, then null */
+    return DF_OK;
+}
+
+/* The one allocation of a model's struct: *out is the model on DF_OK, NULL otherwise. */
+static df_status box_model(df_model **out, df_model **m) {
+    *out = NULL;
+    *m = df_alloc(sizeof **m, "the model");
+    if (!*m) return DF_ERR_NOMEM;
+    memset(*m, 0, sizeof **m);
+    return DF_OK;
+}
+
+/* Hands a filled model to the caller, or frees the box of one that failed (its contents are
+ * already released by the failing constructor). */
+static df_status unbox_model(df_status st, df_model *m, df_model **out) {
+    if (st != DF_OK) {
+        df_free(m);
+        return st;
+    }
+    *out = m;
     return DF_OK;
 }
 
 df_status df_model_new_unet(const df_unet_config *c, const df_diffusion_config *d, int max_batch,
-                            int training, uint64_t seed, df_model *m) {
-    return new_model(m, DF_NET_UNET, c, d, max_batch, training, seed);
+                            int training, uint64_t seed, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(new_model(m, DF_NET_UNET, c, d, max_batch, training, seed), m, out);
 }
 
 df_status df_model_new_mlp(const df_mlp_config *c, const df_diffusion_config *d, int max_batch,
-                           int training, uint64_t seed, df_model *m) {
-    return new_model(m, DF_NET_MLP, c, d, max_batch, training, seed);
+                           int training, uint64_t seed, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(new_model(m, DF_NET_MLP, c, d, max_batch, training, seed), m, out);
 }
 
 void df_model_free(df_model *m) {
+    if (!m) return;
+    df_model_release(m);
+    df_free(m);
+}
+
+void df_model_release(df_model *m) {
     if (m->net && m->kind == DF_NET_MLP) df_mlp_free(m->net);
     if (m->net && m->kind == DF_NET_UNET) df_unet_free(m->net);
     df_free(m->params);
@@ -115,17 +155,25 @@ void df_model_free(df_model *m) {
     df_free(m->grads);
     df_free(m->adam_m);
     df_free(m->adam_v);
+    df_free(m->null_labels);
+    free(m->class_names);
     df_schedule_free(&m->schedule);
     memset(m, 0, sizeof *m);
 }
 
-void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, float *out, int training) {
+void df_model_forward(df_model *m, const float *params, int n, const float *x, const int *t, const int *labels,
+                      float *out, int training) {
     ASSERT(n <= m->max_batch);
+    if (m->n_classes > 0 && !labels) {
+        ASSERT(m->null_class >= 0);  /* df_model_predict refuses a model without a known null class */
+        labels = m->null_labels;
+    }
+    if (m->n_classes == 0) labels = NULL;
     switch (m->kind) {
-    case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, out); break;
+    case DF_NET_MLP: df_mlp_forward(m->net, params, n, x, t, labels, out); break;
     case DF_NET_UNET:
         ((df_unet *)m->net)->dropout_first = (uint64_t)m->dropout_first;
-        df_unet_forward(m->net, params, n, x, t, out, training, m->seed, (uint32_t)m->dropout_step);
+        df_unet_forward(m->net, params, n, x, t, labels, out, training, m->seed, (uint32_t)m->dropout_step);
         break;
     default: ASSERT(0);
     }
@@ -139,13 +187,62 @@ void df_model_backward(df_model *m, const float *params, float *grads, int n, co
     }
 }
 
+/* A conditional model's unconditional prediction needs its null class. */
+static df_status check_null_class(const df_model *m) {
+    if (m->n_classes > 0 && m->null_class < 0)
+        return df_fail(DF_ERR_ARG, "this class-conditional model (%d class embeddings) has no known null class: name "
+                       "the index that means \"no class\" (--null-class J)", m->n_classes);
+    return DF_OK;
+}
+
 df_status df_model_predict(void *ctx, int n, const int *t, const float *x, float *out) {
     df_model *m = ctx;
     const float *w = m->use_ema ? m->ema : m->params;
+    df_status st = check_null_class(m);
+    if (st != DF_OK) return st;
     for (int b0 = 0; b0 < n; b0 += m->max_batch) {
         int nb = n - b0 < m->max_batch ? n - b0 : m->max_batch;
-        df_model_forward(m, w, nb, x + (size_t)b0 * m->dim, t + b0, out + (size_t)b0 * m->dim, 0);
+        df_model_forward(m, w, nb, x + (size_t)b0 * m->dim, t + b0, NULL, out + (size_t)b0 * m->dim, 0);
     }
+    return DF_OK;
+}
+
+int df_model_num_classes(const df_model *m) { return m->n_classes; }
+
+const char *df_model_class_names(const df_model *m) { return m->class_names; }
+
+df_status df_model_set_class_names(df_model *m, const char *names) {
+    if (m->n_classes == 0) return df_fail(DF_ERR_ARG, "the model is not class-conditional: it has no class names");
+    int lines = 1;
+    for (const char *p = names; *p; p++) lines += *p == '\n';
+    const int want = m->null_class >= 0 ? m->n_classes - 1 : m->n_classes;
+    if (lines != want) return df_fail(DF_ERR_ARG, "%d class names for a model of %d classes", lines, want);
+    char *copy = strdup(names);
+    if (!copy) return df_fail(DF_ERR_NOMEM, "out of memory for the class names");
+    free(m->class_names);
+    m->class_names = copy;
+    return DF_OK;
+}
+
+int df_model_class_index(const df_model *m, const char *name) {
+    const char *p = m->class_names;
+    const size_t len = strlen(name);
+    for (int i = 0; p; i++) {
+        const char *end = strchr(p, '\n');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, name, n) == 0) return i;
+        p = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+int df_model_null_class(const df_model *m) { return m->null_class; }
+
+df_status df_model_set_null_class(df_model *m, int j) {
+    if (m->n_classes == 0) return df_fail(DF_ERR_ARG, "the model is not class-conditional: it has no null class");
+    if (j < 0 || j >= m->n_classes)
+        return df_fail(DF_ERR_ARG, "null class %d is out of range: the model has class embeddings 0..%d", j, m->n_classes - 1);
+    m->null_class = j;
+    for (int i = 0; i < m->max_batch; i++) m->null_labels[i] = j;
     return DF_OK;
 }
 
@@ -198,9 +295,12 @@ df_status df_model_save(const df_model *m, const char *path, int with_state) {
         meta_int(w, "mlp.hidden", m->mlp.hidden);
         meta_int(w, "mlp.layers", m->mlp.layers);
         meta_int(w, "mlp.temb_dim", m->mlp.temb_dim);
+        if (m->n_classes > 0) meta_int(w, "mlp.classes", m->n_classes);
     } else {
         df_st_writer_meta(w, "unet.config", m->unet_config_json);
     }
+    if (m->n_classes > 0 && m->null_class >= 0) meta_int(w, "cond.null_class", m->null_class);
+    if (m->n_classes > 0 && m->class_names) df_st_writer_meta(w, "cond.class_names", m->class_names);
     const df_schedule_params *sp = &m->diff.schedule;
     df_st_writer_meta(w, "diffusion.schedule", df_schedule_name(sp->kind));
     meta_int(w, "diffusion.timesteps", sp->T);
@@ -323,8 +423,8 @@ static df_status check_param_count(const df_st_file *f, double want) {
     return DF_OK;
 }
 
-df_status df_model_load(const char *path, int max_batch, int training, df_model *m) {
-    memset(m, 0, sizeof *m);
+/* Fills m from a checkpoint; on failure m is left released. */
+static df_status load_model(const char *path, int max_batch, int training, df_model *m) {
     df_st_file f;
     df_status st = df_st_read(path, &f);
     if (st != DF_OK) return st;
@@ -344,6 +444,10 @@ df_status df_model_load(const char *path, int max_batch, int training, df_model 
         c.layers = (int)v;
         if ((st = get_meta_long(&f, "mlp.temb_dim", 2, 1 << 16, &v))) goto done;
         c.temb_dim = (int)v;
+        if (df_st_meta(&f, "mlp.classes")) {
+            if ((st = get_meta_long(&f, "mlp.classes", 2, 1000000, &v))) goto done;
+            c.classes = (int)v;
+        }
         if ((st = check_param_count(&f, mlp_param_count(&c)))) goto done;
         if ((st = build_mlp(m, &c, max_batch, training))) goto done;
     } else if (strcmp(net, "unet") == 0) {
@@ -367,14 +471,28 @@ df_status df_model_load(const char *path, int max_batch, int training, df_model 
     m->seed = (uint64_t)v;
     if ((st = get_meta_double(&f, "train.ema_decay", &m->ema_decay))) goto done;
     if ((s = df_st_meta(&f, "train.data"))) snprintf(m->data, sizeof m->data, "%s", s);
+    if (m->n_classes > 0 && df_st_meta(&f, "cond.null_class")) {
+        if ((st = get_meta_long(&f, "cond.null_class", 0, m->n_classes - 1, &v))) goto done;
+        df_model_set_null_class(m, (int)v);
+    }
+    if (m->n_classes > 0 && (s = df_st_meta(&f, "cond.class_names")) && (st = df_model_set_class_names(m, s))) {
+        st = in_file(&f, st);
+        goto done;
+    }
     m->use_ema = 1;
 done:
     df_st_free(&f);
     if (st != DF_OK) {
         df_schedule_free(&m->schedule);
-        if (m->table) df_model_free(m);
+        if (m->table) df_model_release(m);
     }
     return st;
+}
+
+df_status df_model_load(const char *path, int max_batch, int training, df_model **out) {
+    df_model *m;
+    df_status st = box_model(out, &m);
+    return st ? st : unbox_model(load_model(path, max_batch, training, m), m, out);
 }
 
 void df_model_describe(const df_model *m, char *buf, size_t cap) {
@@ -397,3 +515,30 @@ int df_model_tensor_count(const df_model *m) { return m->table->count; }
 df_status df_unet_config_counts(const df_unet_config *c, size_t *params, int *tensors) {
     return df_unet_count_params(c, params, tensors);
 }
+
+/* ---------------------------------------------------------------- accessors */
+
+df_net_kind df_model_kind(const df_model *m) { return m->kind; }
+const df_diffusion_config *df_model_diffusion(const df_model *m) { return &m->diff; }
+const df_schedule *df_model_schedule(const df_model *m) { return &m->schedule; }
+const df_unet_config *df_model_unet_config(const df_model *m) { return m->kind == DF_NET_UNET ? &m->unet : NULL; }
+const df_mlp_config *df_model_mlp_config(const df_model *m) { return m->kind == DF_NET_MLP ? &m->mlp : NULL; }
+
+size_t df_model_sample_shape(const df_model *m, int *channels, int *height, int *width) {
+    if (channels) *channels = m->channels;
+    if (height) *height = m->height;
+    if (width) *width = m->width;
+    return m->dim;
+}
+
+int df_model_max_batch(const df_model *m) { return m->max_batch; }
+long df_model_step(const df_model *m) { return m->step; }
+uint64_t df_model_seed(const df_model *m) { return m->seed; }
+double df_model_ema_decay(const df_model *m) { return m->ema_decay; }
+const char *df_model_data(const df_model *m) { return m->data; }
+void df_model_set_data(df_model *m, const char *spec) { snprintf(m->data, sizeof m->data, "%s", spec); }
+void df_model_set_use_ema(df_model *m, int on) { m->use_ema = on != 0; }
+int df_model_use_ema(const df_model *m) { return m->use_ema; }
+const df_param_table *df_model_param_table(const df_model *m) { return m->table; }
+float *df_model_weights(const df_model *m, int ema) { return ema ? m->ema : m->params; }
+float *df_model_grads(const df_model *m) { return m->grads; }

@@ -34,6 +34,7 @@ void df_mlp_config_init(df_mlp_config *c) {
     c->hidden = 128;
     c->layers = 3;
     c->temb_dim = 64;
+    c->classes = 0;
 }
 
 static df_status mlp_config_check(const df_mlp_config *c, int max_batch) {
@@ -47,6 +48,8 @@ static df_status mlp_config_check(const df_mlp_config *c, int max_batch) {
     if (c->temb_dim < 4 || c->temb_dim % 2 != 0 || c->temb_dim > DF_MLP_MAX_WIDTH)
         return df_fail(DF_ERR_ARG, "mlp: time-embedding width must be even and in [4, %d], got %d",
                        DF_MLP_MAX_WIDTH, c->temb_dim);
+    if (c->classes < 0 || c->classes == 1 || c->classes > 1000000)
+        return df_fail(DF_ERR_ARG, "mlp: classes must be 0 (unconditional) or in [2, 1000000], got %d", c->classes);
     if (max_batch < 1 || max_batch > DF_MLP_MAX_BATCH)
         return df_fail(DF_ERR_ARG, "mlp: max batch must be in [1, %d], got %d", DF_MLP_MAX_BATCH, max_batch);
     return DF_OK;
@@ -66,6 +69,10 @@ static void mlp_register(df_mlp *m) {
         shape[0] = c->hidden, shape[1] = c->temb_dim;
         snprintf(name, sizeof name, "temb.%d.weight", l);
         m->off_temb_w[l] = df_param_table_add(&m->table, name, 2, shape);
+    }
+    if (c->classes > 0) {
+        shape[0] = c->classes, shape[1] = c->temb_dim;
+        m->off_class = df_param_table_add(&m->table, "class_emb.weight", 2, shape);
     }
     for (int l = 1; l < c->layers; l++) {
         shape[0] = c->hidden, shape[1] = c->hidden;
@@ -110,7 +117,8 @@ df_status df_mlp_new(const df_mlp_config *c, int max_batch, df_mlp **out) {
     size_t off_h = off_z + pad16(L * N * H);
     size_t off_ga = off_h + pad16(L * N * H);
     size_t off_gb = off_ga + pad16(N * H);
-    size_t off_wt = off_gb + pad16(N * H);
+    size_t off_de = off_gb + pad16(N * H);
+    size_t off_wt = off_de + pad16(c->classes > 0 ? N * E : 0);
     size_t wt = 0;
     for (int l = 0; l < c->layers; l++) {
         m->off_wt_w[l] = wt;
@@ -122,7 +130,8 @@ df_status df_mlp_new(const df_mlp_config *c, int max_batch, df_mlp **out) {
     wt += pad16(H * D);
     m->acts_floats = off_wt + wt;
     m->acts = df_alloc(m->acts_floats * sizeof(float), "mlp activation arena");
-    if (!m->acts) {
+    if (c->classes > 0) m->y = df_alloc(N * sizeof(int), "mlp labels");
+    if (!m->acts || (c->classes > 0 && !m->y)) {
         df_mlp_free(m);
         return DF_ERR_NOMEM;
     }
@@ -133,6 +142,7 @@ df_status df_mlp_new(const df_mlp_config *c, int max_batch, df_mlp **out) {
     m->h = m->acts + off_h;
     m->grad_a = m->acts + off_ga;
     m->grad_b = m->acts + off_gb;
+    m->de = m->acts + off_de;
     m->wt = m->acts + off_wt;
     mlp_fill_freq(m->freq, c->temb_dim / 2);
     *out = m;
@@ -142,6 +152,7 @@ df_status df_mlp_new(const df_mlp_config *c, int max_batch, df_mlp **out) {
 void df_mlp_free(df_mlp *m) {
     if (!m) return;
     df_free(m->acts);
+    df_free(m->y);
     df_param_table_free(&m->table);
     df_free(m);
 }
@@ -183,6 +194,10 @@ void df_mlp_init(const df_mlp *m, float *params, uint64_t seed) {
     for (int l = 0; l < c->layers; l++) {
         snprintf(name, sizeof name, "temb.%d.weight", l);
         mlp_init_tensor(m, params, seed, name, c->temb_dim, 1.0f);
+    }
+    if (c->classes > 0) { /* nn.Embedding: N(0, 1), the scale of the sinusoids it is added to */
+        const df_param_info *p = df_param_table_find(&m->table, "class_emb.weight");
+        df_randn(seed, DF_STREAM_INIT, (uint32_t)(p - m->table.info), 0, params + p->offset, p->numel);
     }
     for (int l = 1; l < c->layers; l++) {
         snprintf(name, sizeof name, "hidden.%d.weight", l);
@@ -274,7 +289,7 @@ static void mlp_input_grad(float *dinp, const float *dz, const float *w, int n, 
 /* ---------------------------------------------------------------- forward */
 
 /* One sample through the whole network; all inputs and weights already in the arena. */
-static void mlp_forward_one(df_mlp *m, const float *params, int i, int t, float *out_i) {
+static void mlp_forward_one(df_mlp *m, const float *params, int i, int t, const int *labels, float *out_i) {
     const df_mlp_config *c = &m->cfg;
     const int D = c->dim, H = c->hidden, E = c->temb_dim, half = E / 2;
     const size_t N = (size_t)m->max_batch;
@@ -283,6 +298,10 @@ static void mlp_forward_one(df_mlp *m, const float *params, int i, int t, float 
         const float arg = (float)t * m->freq[j];
         ei[j] = sinf(arg);
         ei[half + j] = cosf(arg);
+    }
+    if (labels) {
+        const float *row = params + m->off_class + (size_t)labels[i] * E;
+        for (int j = 0; j < E; j++) ei[j] += row[j];
     }
     const float *in = m->x + (size_t)i * D;
     for (int l = 0; l < c->layers; l++) {
@@ -299,9 +318,13 @@ static void mlp_forward_one(df_mlp *m, const float *params, int i, int t, float 
     mlp_axpy_rows(out_i, in, m->wt + m->off_wt_out, H, D);
 }
 
-void df_mlp_forward(df_mlp *m, const float *params, int n, const float *x, const int *t_index, float *out) {
+void df_mlp_forward(df_mlp *m, const float *params, int n, const float *x, const int *t_index, const int *labels,
+                    float *out) {
     const df_mlp_config *c = &m->cfg;
     ASSERT(n >= 1 && n <= m->max_batch);
+    ASSERT((c->classes > 0) == (labels != NULL));
+    for (int i = 0; labels && i < n; i++) ASSERT(labels[i] >= 0 && labels[i] < c->classes);
+    if (labels) memcpy(m->y, labels, (size_t)n * sizeof *labels);
     const int D = c->dim, H = c->hidden, E = c->temb_dim;
     /* Transposed weights: O(params) work, negligible beside the O(n * params) of the batch. */
     for (int l = 0; l < c->layers; l++) {
@@ -314,7 +337,7 @@ void df_mlp_forward(df_mlp *m, const float *params, int n, const float *x, const
     memcpy(m->x, x, (size_t)n * D * sizeof *x);
     m->n_last = n;
 #pragma omp parallel for schedule(static) if ((size_t)n * m->table.total >= MLP_PARALLEL_MIN_WORK)
-    for (int i = 0; i < n; i++) mlp_forward_one(m, params, i, t_index[i], out + (size_t)i * D);
+    for (int i = 0; i < n; i++) mlp_forward_one(m, params, i, t_index[i], labels, out + (size_t)i * D);
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -348,6 +371,8 @@ void df_mlp_backward_input(df_mlp *m, const float *params, float *grads, int n, 
             mlp_weight_grad(grads + off_w, grads + off_b, g, inp, n, in, H);
             mlp_weight_grad(grads + m->off_temb_w[l], NULL, g, m->e, n, E, H);
         }
+        /* de (n,E) = sum_l dz_l U_l: every layer reads the embedding */
+        if (grads && c->classes > 0) mlp_input_grad(m->de, g, params + m->off_temb_w[l], n, E, H, l != L - 1);
         if (l > 0) {
             mlp_input_grad(g_prev, g, params + off_w, n, in, H, 0);
             float *tmp = g;
@@ -355,6 +380,12 @@ void df_mlp_backward_input(df_mlp *m, const float *params, float *grads, int n, 
         } else if (dx) {
             mlp_input_grad(dx, g, params + off_w, n, in, H, 1);
         }
+    }
+    /* the class rows take de as it is (an addition), in sample order */
+    for (int i = 0; grads && c->classes > 0 && i < n; i++) {
+        float *row = grads + m->off_class + (size_t)m->y[i] * E;
+        const float *d = m->de + (size_t)i * E;
+        for (int j = 0; j < E; j++) row[j] += d[j];
     }
 }
 

@@ -13,6 +13,8 @@
  *   hidden.{l}.weight (hidden,hidden), hidden.{l}.bias (hidden) for l = 1 .. layers-1,
  *   out.weight (dim,hidden), out.bias (dim).
  * Layer l is numbered from 0 (the input layer), so hidden.{l} and temb.{l} of the same layer share l.
+ * A class-conditional MLP (classes > 0) adds row y of class_emb.weight (classes,temb_dim) to e,
+ * y the sample's class or the null class (labels of df_mlp_forward).
  *
  * What it is not: a training loop, a loss, or thread-safe. A df_mlp owns one activation arena,
  * so two threads must not run forward/backward on the same df_mlp at once. It does not use
@@ -35,6 +37,9 @@ typedef struct df_mlp {
     /* Offsets (floats) of the tensors in the parameter block, filled by df_mlp_new. */
     size_t off_inp_w, off_inp_b, off_out_w, off_out_b;
     size_t off_temb_w[DF_MLP_MAX_LAYERS];
+    size_t off_class;        /* class_emb.weight (classes, temb_dim), when conditional */
+    int *y;                  /* the last forward's labels (classes > 0) */
+    float *de;               /* (N,temb_dim) backward: dL/d(embedding), for the class rows */
     size_t off_hid_w[DF_MLP_MAX_LAYERS], off_hid_b[DF_MLP_MAX_LAYERS];  /* entry 0 unused: layer 0 is inp */
     /* Views into acts; N = max_batch. */
     float *freq;             /* (temb_dim/2) embedding frequencies */
@@ -67,7 +72,8 @@ void df_mlp_init(const df_mlp *m, float *params, uint64_t seed);
  * Caches the activations in the arena for the next backward (invalidating the previous ones).
  * Each row of out depends only on its own row of x and t_index, bit for bit: the result does
  * not depend on n, on the position in the batch or on the number of threads. */
-void df_mlp_forward(df_mlp *m, const float *params, int n, const float *x, const int *t_index, float *out);
+void df_mlp_forward(df_mlp *m, const float *params, int n, const float *x, const int *t_index, const int *labels,
+                    float *out);
 
 /* grads (same layout as params) += dL/dparams, given dout (n,dim) = dL/dout of the last forward,
  * which must have been run with the same params and n. Padding in grads is left untouched.

@@ -155,6 +155,11 @@ static df_status unet_build(df_unet *u) {
              &u->temb_param[TEMB_B1]);
     reg_conv(&b, "time_embedding.linear_2", u->temb_dim, u->temb_dim, 0, INIT_UNIFORM, &u->temb_param[TEMB_W2],
              &u->temb_param[TEMB_B2]);
+    if (c->num_class_embeds > 0) {  /* nn.Embedding(K, temb_dim), after time_embedding as in diffusers */
+        const int64_t shape[2] = {c->num_class_embeds, u->temb_dim};
+        u->class_param = df_param_table_add(&u->table, "class_embedding.weight", 2, shape);
+        u->param_init[u->table.count - 1] = INIT_NORMAL;
+    }
 
     for (int i = 0; i < nl; i++) {
         int cout = c->block_out_channels[i], attn = level_has_attention(c, i);
@@ -258,6 +263,7 @@ void df_unet_free(df_unet *u) {
     df_free(u->act);
     df_free(u->grad);
     df_free(u->last_t);
+    df_free(u->last_y);
     df_free(u->nodes);
     df_free(u->param_init);
     df_free(u->param_fan_in);
@@ -290,6 +296,9 @@ void df_unet_init(const df_unet *u, float *params, uint64_t seed) {
             for (size_t e = 0; e < t->numel; e++) p[e] = (2.0f * p[e] - 1.0f) * bound;
             break;
         }
+        case INIT_NORMAL: /* nn.Embedding: N(0, 1) */
+            df_randn(seed, DF_STREAM_INIT, (uint32_t)k, 0, p, t->numel);
+            break;
         default:
             ASSERT(0);
         }
@@ -311,7 +320,7 @@ static float *work_ws(const df_unet_node *nd, int fw, int k, size_t need) {
     return fw ? nd->fw[k] : nd->bw[k];
 }
 
-static void time_embedding_forward(df_unet *u, const float *params, int n, const int *t_index) {
+static void time_embedding_forward(df_unet *u, const float *params, int n, const int *t_index, const int *labels) {
     int c0 = u->config.block_out_channels[0], td = u->temb_dim;
     ASSERT(df_linear_scratch_floats(n, c0, td) <= u->temb_ws_floats && df_linear_scratch_floats(n, td, td) <= u->temb_ws_floats);
     /* diffusers Timesteps(C0, flip_sin_to_cos, freq_shift) -> TimestepEmbedding(C0, 4 C0) */
@@ -321,6 +330,15 @@ static void time_embedding_forward(df_unet *u, const float *params, int n, const
     df_silu_forward(u->s1, u->l1, (size_t)n * td);
     df_linear_forward(u->temb, u->s1, params + u->temb_param[TEMB_W2], params + u->temb_param[TEMB_B2], n, td, td,
                       u->precision, u->temb_ws);
+    /* a conditional network: emb = time_embedding(t) + class_embedding(y) (UNet2DModel.forward) */
+    const int K = u->config.num_class_embeds;
+    ASSERT((K > 0) == (labels != NULL));
+    for (int i = 0; i < n && K > 0; i++) {
+        ASSERT(labels[i] >= 0 && labels[i] < K);
+        const float *e = params + u->class_param + (size_t)labels[i] * td;
+        float *row = u->temb + (size_t)i * td;
+        for (int k = 0; k < td; k++) row[k] += e[k];
+    }
     /* Every resnet projects SiLU(temb) (diffusers ResnetBlock2D, Ho et al.'s nonlinearity(temb)). */
     df_silu_forward(u->stemb, u->temb, (size_t)n * td);
 }
@@ -456,7 +474,7 @@ static void node_forward(df_unet *u, df_unet_node *nd, const float *params, int 
     }
 }
 
-void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, float *out,
+void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, const int *labels, float *out,
                      int training, uint64_t dropout_seed, uint32_t dropout_step) {
     ASSERT(n >= 1 && n <= u->max_batch);
     ASSERT(!training || u->training);  /* a training forward needs the training memory plan */
@@ -469,7 +487,8 @@ void df_unet_forward(df_unet *u, const float *params, int n, const float *x, con
     u->backward_done = 0;
     last->y = out;
     if (u->training) memcpy(u->last_t, t_index, (size_t)n * sizeof(int));  /* for a second backward */
-    time_embedding_forward(u, params, n, t_index);
+    if (u->last_y) memcpy(u->last_y, labels, (size_t)n * sizeof(int));        /* for backward */
+    time_embedding_forward(u, params, n, t_index, labels);
     if (u->training) {
         /* backward needs the input of conv_in; the caller's buffer may change before then (copied
          * after the time embedding: the copy's lifetime starts at conv_in) */
@@ -489,7 +508,7 @@ void df_unet_forward(df_unet *u, const float *params, int n, const float *x, con
 static void forward_again(df_unet *u, const float *params) {
     df_unet_node *first = &u->nodes[0];
     const int n = u->last_n;
-    time_embedding_forward(u, params, n, u->last_t);
+    time_embedding_forward(u, params, n, u->last_t, u->last_y);
     first->x = first->kept[IN_X];
     for (int i = 0; i < u->n_nodes; i++) node_forward(u, &u->nodes[i], params, n, 1);
 }
@@ -675,6 +694,12 @@ static void time_embedding_backward(df_unet *u, const float *params, float *grad
     ASSERT(df_linear_scratch_floats(n, c0, td) <= u->temb_bws_floats && df_linear_scratch_floats(n, td, td) <= u->temb_bws_floats);
     zero(u->dtemb, m);
     df_silu_backward(u->dtemb, u->dstemb, u->temb, m);
+    /* the class rows take dtemb as it is (an addition); in sample order: the same sum every run */
+    for (int i = 0; i < n && u->config.num_class_embeds > 0; i++) {
+        float *g = grads + u->class_param + (size_t)u->last_y[i] * td;
+        const float *d = u->dtemb + (size_t)i * td;
+        for (int k = 0; k < td; k++) g[k] += d[k];
+    }
     zero(u->ds1, m);
     df_linear_backward(u->ds1, grads + tp[TEMB_W2], grads + tp[TEMB_B2], u->dtemb, u->s1, params + tp[TEMB_W2], n, td,
                        td, u->precision, u->temb_bws);

@@ -78,6 +78,7 @@ typedef struct df_unet {
                                    may change between calls: the scratch covers both */
     int temb_dim;               /* 4 * block_out_channels[0] */
     size_t temb_param[4];       /* time_embedding.linear_1.{weight,bias}, linear_2.{weight,bias} */
+    size_t class_param;         /* class_embedding.weight (num_class_embeds, temb_dim), when conditional */
     /* time embedding activations: emb (N,C0), l1/s1/temb/stemb (N,temb_dim) */
     float *emb, *l1, *s1, *temb, *stemb;
     float *dstemb, *dtemb, *ds1, *dl1;
@@ -91,6 +92,7 @@ typedef struct df_unet {
     /* state of the last forward, for backward */
     int last_n, last_training;
     int *last_t;                /* its time steps (training plan), for a second backward */
+    int *last_y;                /* its class labels (conditional training plan) */
     int backward_done;          /* backward ran since: another re-runs the forward first */
     uint64_t dropout_seed;
     uint32_t dropout_step;
@@ -115,11 +117,13 @@ const df_param_table *df_unet_params(const df_unet *u);
  * Padding between tensors is zeroed. */
 void df_unet_init(const df_unet *u, float *params, uint64_t seed);
 
-/* out (n,out,S,S) = network(x (n,in,S,S), t_index (n)), 1 <= n <= max_batch.
+/* out (n,out,S,S) = network(x (n,in,S,S), t_index (n), labels (n)), 1 <= n <= max_batch.
+ * labels: NULL for an unconditional network; for one with num_class_embeds K, n class indices in
+ * 0..K-1, whose embedding rows are added to the time embedding (diffusers' UNet2DModel).
  * training=1 (needs a model built with training) applies dropout, element masks keyed
  * (dropout_seed, a = dropout_step, b = resnet number), and keeps what backward needs.
  * Every call overwrites the previous call's activations. */
-void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, float *out,
+void df_unet_forward(df_unet *u, const float *params, int n, const float *x, const int *t_index, const int *labels, float *out,
                      int training, uint64_t dropout_seed, uint32_t dropout_step);
 
 /* Tests only: 0 gives every buffer of later plans its own memory (no sharing between lifetimes), the

@@ -78,6 +78,9 @@ df_status df_unet_config_validate(const df_unet_config *c) {
             return df_fail(DF_ERR_ARG, "unet: attention resolution %d is not the size of any level (sample %d, %d levels)",
                            c->attn_resolutions[a], c->sample_size, c->n_levels);
     }
+    if (c->num_class_embeds < 0 || c->num_class_embeds == 1 || c->num_class_embeds > 1000000)
+        return df_fail(DF_ERR_ARG, "unet: num_class_embeds %d must be 0 (unconditional) or in 2..1000000",
+                       c->num_class_embeds);
     if (c->attention_head_dim < 0)
         return df_fail(DF_ERR_ARG, "unet: attention_head_dim %d must be >= 0 (0 = one head)", c->attention_head_dim);
     if (c->attention_head_dim > 0) {
@@ -151,8 +154,9 @@ static const config_key unet_keys[] = {
     {"act_fn", KEY_ONLY, "\"silu\"", "\"silu\""},
     {"resnet_time_scale_shift", KEY_ONLY, "\"default\"", "\"default\""},
     {"add_attention", KEY_ONLY, "true", "true"},
-    {"class_embed_type", KEY_ONLY, "null", "null"},
-    {"num_class_embeds", KEY_ONLY, "null", "null"},
+    {"class_embed_type", KEY_ONLY, "null", "null"},  /* with num_class_embeds: nn.Embedding(K, 4 C0) */
+    {"num_class_embeds", KEY_NET, "null", NULL},
+    {"diffuse_null_class", KEY_INFO, NULL, NULL},     /* ours: the null class of a model trained here */
 };
 #define N_UNET_KEYS ((int)(sizeof unet_keys / sizeof *unet_keys))
 
@@ -326,6 +330,9 @@ df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config 
     }
     c->flip_sin_to_cos = v->boolean;
     /* null (or absent, as in some 2022 files) = one head over all channels */
+    v = df_json_get(j, "num_class_embeds");
+    c->num_class_embeds = 0;
+    if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "num_class_embeds", &c->num_class_embeds))) return st;
     v = df_json_get(j, "attention_head_dim");
     if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "attention_head_dim", &c->attention_head_dim)))
         goto done;
@@ -364,7 +371,9 @@ size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap) {
         snprintf(list[1] + l1, sizeof list[1] - l1, "%s\"%s\"", sep, attn_down ? "AttnDownBlock2D" : "DownBlock2D");
         snprintf(list[2] + l2, sizeof list[2] - l2, "%s\"%s\"", sep, attn_up ? "AttnUpBlock2D" : "UpBlock2D");
     }
-    char head[32];
+    char head[32], classes[32];
+    if (c->num_class_embeds > 0) snprintf(classes, sizeof classes, "%d", c->num_class_embeds);
+    else snprintf(classes, sizeof classes, "null");
     if (c->attention_head_dim > 0) snprintf(head, sizeof head, "%d", c->attention_head_dim);
     else snprintf(head, sizeof head, "null");
     int len = snprintf(buf, cap,
@@ -372,11 +381,11 @@ size_t df_unet_config_to_json(const df_unet_config *c, char *buf, size_t cap) {
         "\"attention_head_dim\": %s, \"block_out_channels\": [%s], \"center_input_sample\": false, "
         "\"class_embed_type\": null, \"down_block_types\": [%s], \"downsample_padding\": 0, \"dropout\": %s, "
         "\"flip_sin_to_cos\": %s, \"freq_shift\": %d, \"in_channels\": %d, \"layers_per_block\": %d, "
-        "\"mid_block_scale_factor\": 1, \"norm_eps\": %s, \"norm_num_groups\": %d, \"num_class_embeds\": null, "
+        "\"mid_block_scale_factor\": 1, \"norm_eps\": %s, \"norm_num_groups\": %d, \"num_class_embeds\": %s, "
         "\"out_channels\": %d, \"resnet_time_scale_shift\": \"default\", \"sample_size\": %d, "
         "\"time_embedding_type\": \"positional\", \"up_block_types\": [%s]}",
         head, list[0], list[1], drop, c->flip_sin_to_cos ? "true" : "false", c->freq_shift, c->in_channels,
-        c->layers_per_block, eps, c->norm_num_groups, c->out_channels, c->sample_size, list[2]);
+        c->layers_per_block, eps, c->norm_num_groups, classes, c->out_channels, c->sample_size, list[2]);
     n = len < 0 ? 0 : (size_t)len;
     return n;
 }

@@ -33,7 +33,7 @@ enum { RES_H1 = 0 };  /* resnet: conv1's output + the time projection; mean/rstd
 enum { IN_X = 0 };    /* conv_in: copy of the input (training) */
 
 /* How df_unet_init fills a tensor. */
-enum { INIT_UNIFORM, INIT_ZERO, INIT_ONE };
+enum { INIT_UNIFORM, INIT_ZERO, INIT_ONE, INIT_NORMAL };
 
 /* Work buffers of each node kind (df_unet_node.fw for forward, .bw for backward): everything its
  * forward and backward touch besides x, skip, y, the kept tensors and the gradients dx, dskip, dy.

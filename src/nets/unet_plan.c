@@ -660,6 +660,11 @@ df_status df_unet_plan_arena(df_unet *u) {
         st = DF_ERR_NOMEM;
         goto fail_free;
     }
+    if (u->training && u->config.num_class_embeds > 0 &&
+        !(u->last_y = df_calloc((size_t)max_batch * sizeof(int), "unet class labels"))) {
+        st = DF_ERR_NOMEM;
+        goto fail_free;
+    }
     /* Placing pass: the same walk hands out the pointers. */
     const int recorded = P.n;
     P.placing = 1;

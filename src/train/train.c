@@ -1,5 +1,6 @@
 /* train.c: see train.h. */
 #include "common.h"
+#include "model_impl.h"
 #include "dist.h"
 #include "mlp.h"
 #include "params.h"
@@ -27,15 +28,17 @@ void df_train_opts_init(df_train_opts *o) {
 typedef struct {
     float *xall, *x0, *eps, *xt, *target, *out, *dout;
     int *t;
+    int *yall, *y;      /* a conditional model's labels: the global batch, and this rank's share */
     int global, lo, n;
 } batch_buffers;
 
 static void free_buffers(batch_buffers *b) {
     df_free(b->xall); df_free(b->eps); df_free(b->xt); df_free(b->target); df_free(b->out); df_free(b->dout);
     df_free(b->t);
+    df_free(b->yall);
 }
 
-static df_status alloc_buffers(batch_buffers *b, int global, int lo, int n, size_t dim) {
+static df_status alloc_buffers(batch_buffers *b, int global, int lo, int n, size_t dim, int conditional) {
     size_t bytes = sizeof(float) * (size_t)n * dim;
     memset(b, 0, sizeof *b);
     b->global = global, b->lo = lo, b->n = n;
@@ -43,9 +46,11 @@ static df_status alloc_buffers(batch_buffers *b, int global, int lo, int n, size
         !(b->eps = df_alloc(bytes, "training batch")) ||
         !(b->xt = df_alloc(bytes, "training batch")) || !(b->target = df_alloc(bytes, "training batch")) ||
         !(b->out = df_alloc(bytes, "training batch")) || !(b->dout = df_alloc(bytes, "training batch")) ||
-        !(b->t = df_alloc(sizeof(int) * (size_t)n, "training batch")))
+        !(b->t = df_alloc(sizeof(int) * (size_t)n, "training batch")) ||
+        (conditional && !(b->yall = df_alloc(sizeof(int) * (size_t)global, "training labels"))))
         return DF_ERR_NOMEM;
     b->x0 = b->xall + (size_t)lo * dim;
+    b->y = b->yall ? b->yall + lo : NULL;
     return DF_OK;
 }
 
@@ -55,10 +60,14 @@ static df_status alloc_buffers(batch_buffers *b, int global, int lo, int n, size
 static void make_batch(df_model *m, const df_train_opts *o, long step, batch_buffers *b) {
     const df_schedule *s = &m->schedule;
     size_t dim = m->dim;
-    o->batch_fn(o->batch_ctx, o->seed, step, b->global, b->xall);
+    o->batch_fn(o->batch_ctx, o->seed, step, b->global, b->xall, b->yall);
     for (int i = 0; i < b->n; i++) {
         const int j = b->lo + i;  /* the global index */
         size_t off = (size_t)i * dim;
+        /* the label dropped to the null class with probability cond_drop (24-bit resolution) */
+        if (b->y && df_rand_below(o->seed, DF_STREAM_COND_DROP, (uint32_t)step, (uint32_t)(step >> 32), (uint32_t)j,
+                                  1u << 24) < o->cond_drop * (1u << 24))
+            b->y[i] = m->null_class;
         b->t[i] = (int)df_rand_below(o->seed, DF_STREAM_TRAIN_T, (uint32_t)step, (uint32_t)(step >> 32), (uint32_t)j, (uint32_t)s->T);
         df_randn(o->seed, DF_STREAM_TRAIN_EPS, (uint32_t)step, (uint32_t)j, b->eps + off, dim);
         df_q_sample(s, b->t[i], b->x0 + off, b->eps + off, b->xt + off, dim);
@@ -168,7 +177,10 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
     m->dropout_first = (long)rank * local;
 
     batch_buffers b;
-    st = alloc_buffers(&b, o->batch, rank * local, local, m->dim);
+    st = alloc_buffers(&b, o->batch, rank * local, local, m->dim, m->n_classes > 0);
+    if (st == DF_OK && m->n_classes > 0 && (m->null_class < 0 || !(o->cond_drop >= 0 && o->cond_drop <= 1)))
+        st = df_fail(DF_ERR_ARG, "a conditional model trains with a null class and a label drop probability in [0, 1] "
+                     "(null class %d, drop %g)", m->null_class, o->cond_drop);
     FILE *log = NULL;
     if (st == DF_OK && root) {
         log = open_loss_log(o->out_dir, m->step, resume);
@@ -210,7 +222,7 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
         long step = m->step + 1;
         make_batch(m, o, step, &b);
         m->dropout_step = (int)step;
-        df_model_forward(m, m->params, local, b.xt, b.t, b.out, 1);
+        df_model_forward(m, m->params, local, b.xt, b.t, b.y, b.out, 1);
         double loss = df_loss(&m->schedule, m->diff.pred, m->diff.loss, m->diff.var, local, m->dim, b.t, b.out, b.target, b.dout);
         if (ranks > 1) {  /* the global mean: the ranks' means of equal shares, averaged */
             df_dist_allreduce_sum_f64(&loss, 1);
@@ -284,7 +296,7 @@ done:
     return st;
 }
 
-df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model *m) {
+df_status df_train_load_checkpoint(const char *out_dir, int max_batch, df_model **m) {
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", out_dir);
     return df_model_load(path, max_batch, 1, m);
