@@ -2,6 +2,7 @@
  * for image models and nats per point for 2-D models, with the per-timestep terms as CSV and a plot.
  * What it is not: a sample-quality metric (no FID); the bound measures likelihood only. */
 #include "cli.h"
+#include "dist.h"
 #include <math.h>
 #include <string.h>
 
@@ -240,6 +241,46 @@ static void fill_bound_params(const eval_args *a, const df_model *m, eval_progre
     p->progress_ctx = pr;
 }
 
+/* Under mpirun: rank r evaluates its share of the samples, keyed by their global index (the same
+ * noise as one process draws for them), and the shares are put together on every rank. The
+ * per-sample terms come back exactly (each rank adds zeros elsewhere); the per-t sums are summed in
+ * another order than one process sums them, so the per-t means can differ in the last bits. */
+static df_status bound_eval_shared(const df_schedule *s, df_bound_params *p, df_model *m, int n, size_t dim,
+                                   const float *x0, df_bound_result *r) {
+    const int ranks = df_dist_size();
+    if (ranks == 1) return df_bound_eval(s, p, df_model_predict, m, n, dim, x0, r);
+    if (n < ranks) return df_fail(DF_ERR_ARG, "%d samples cannot be shared by %d processes", n, ranks);
+    const size_t lo = df_dist_share_lo((size_t)n, df_dist_rank()), hi = df_dist_share_lo((size_t)n, df_dist_rank() + 1);
+    df_bound_result part;
+    p->first_index = lo;
+    if (df_dist_rank() != 0) p->progress = NULL;
+    df_status st = df_bound_eval(s, p, df_model_predict, m, (int)(hi - lo), dim, x0 + lo * dim, &part);
+    st = cli_agree("eval", st);
+    if (st == DF_OK) st = df_bound_result_new(s, p, n, dim, r);
+    st = cli_agree("eval", st);
+    if (st != DF_OK) {
+        df_bound_result_free(&part);
+        df_bound_result_free(r);
+        return st;
+    }
+    const size_t k = hi - lo;
+    memcpy(r->total + lo, part.total, k * sizeof(double));
+    memcpy(r->prior + lo, part.prior, k * sizeof(double));
+    memcpy(r->decoder + lo, part.decoder, k * sizeof(double));
+    memcpy(r->kl + lo, part.kl, k * sizeof(double));
+    memcpy(r->t_sum, part.t_sum, (size_t)r->n_t * sizeof(double));
+    memcpy(r->t_sq, part.t_sq, (size_t)r->n_t * sizeof(double));
+    df_bound_result_free(&part);
+    df_dist_allreduce_sum_f64(r->total, (size_t)n);
+    df_dist_allreduce_sum_f64(r->prior, (size_t)n);
+    df_dist_allreduce_sum_f64(r->decoder, (size_t)n);
+    df_dist_allreduce_sum_f64(r->kl, (size_t)n);
+    df_dist_allreduce_sum_f64(r->t_sum, (size_t)r->n_t);
+    df_dist_allreduce_sum_f64(r->t_sq, (size_t)r->n_t);
+    df_bound_summarize(r);
+    return DF_OK;
+}
+
 /* Evaluates the bound of m on n samples x0 and prints it, with the CSV and the plot if asked. */
 static df_status evaluate(const eval_args *a, df_model *m, int n, const float *x0) {
     int images = df_model_kind(m) == DF_NET_UNET;
@@ -247,11 +288,11 @@ static df_status evaluate(const eval_args *a, df_model *m, int n, const float *x
     df_bound_params p;
     fill_bound_params(a, m, &pr, &p);
     int evals = (a->K ? a->K : df_model_schedule(m)->T - 1) + 1;
-    fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points", evals,
+    if (df_dist_rank() == 0) fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points", evals,
             (long)n * evals);
     df_bound_result r = {0};
-    df_status st = df_bound_eval(df_model_schedule(m), &p, df_model_predict, m, n, cli_model_shape(m).dim, x0, &r);
-    if (st == DF_OK) {
+    df_status st = bound_eval_shared(df_model_schedule(m), &p, m, n, cli_model_shape(m).dim, x0, &r);
+    if (st == DF_OK && df_dist_rank() == 0) {
         print_result(a->model, a->raw, a->data, m, &r, images, p.clip_x0, p.seed);
         double sc = images ? 1.0 / ((double)r.dim * log(2.0)) : 1.0;
         if (a->csv) st = write_csv(a->csv, &r, sc, images ? "bits_per_dim" : "nats_per_point");

@@ -930,6 +930,7 @@ typedef struct {
     double *kl;               /* n: sum over k of t_weight[k] * L_{t_eval[k]-1} */
     double *t_mean, *t_se;    /* n_t: mean over samples of L_{t-1} at t_eval[k] (unscaled) and its
                                  standard error */
+    double *t_sum, *t_sq;     /* n_t: the sums over samples behind them, of L_{t-1} and of its square */
     double mean, se;          /* mean of total over samples and its standard error (NaN if n < 2) */
     double prior_mean, decoder_mean, kl_mean, decoder_se;
     void *block;              /* the one allocation behind the arrays */
@@ -945,6 +946,13 @@ typedef struct {
 DF_API df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predict_fn fn, void *ctx, int n,
                         size_t dim, const float *x0, df_bound_result *r);
 DF_API void df_bound_result_free(df_bound_result *r);
+/* For an evaluation split over processes (each evaluates a share with first_index set, and the
+ * shares are put together): df_bound_result_new gives a zeroed result for n samples, whose
+ * per-sample arrays (total, prior, decoder, kl) and t_sum, t_sq the caller fills; df_bound_summarize
+ * then computes every mean and standard error from them, as df_bound_eval does. */
+DF_API df_status df_bound_result_new(const df_schedule *s, const df_bound_params *p, int n, size_t dim,
+                                     df_bound_result *r);
+DF_API void df_bound_summarize(df_bound_result *r);
 
 /* The subset of K timesteps in 2..T (1 <= K <= T-1) that stands for all T-1 KL terms: K strata whose
  * starts rise geometrically, lo(k) = round(2 ((T+1)/2)^(k/K)) (then made at least one t wide and

@@ -71,6 +71,25 @@ check "sample -np 3: the same 101 samples as one process" cmp -s "$T/s1.csv" "$T
 run 2 sample --model "$T/t1/model.safetensors" --n 7 --sampler dpm++2m --steps 8 --threads 1 --out "$T/d2.csv" >/dev/null 2>&1
 check "sample dpm++2m -np 2: the same samples" cmp -s "$T/d1.csv" "$T/d2.csv"
 
+# eval splits its samples over the ranks (noise keyed by the global sample index): the same
+# bits/dim as one process. The per-sample terms come back exactly, so the printed total agrees to
+# every digit; the per-t means of --csv are sums in another order: relative 1e-12 at most.
+E=(eval --model "$(dirname "$BIN")/../models/fmnist-small.safetensors" --data fashion-mnist:test --n 5
+   --timesteps-subset 6 --threads 1)
+"$BIN" "${E[@]}" --csv "$T/e1.csv" >"$T/e1.txt" 2>/dev/null
+run 2 "${E[@]}" --csv "$T/e2.csv" >"$T/e2.txt" 2>/dev/null
+run 3 "${E[@]}" --csv "$T/e3.csv" >"$T/e3.txt" 2>/dev/null
+b1=$(grep "bits/dim = " "$T/e1.txt")
+check "eval -np 2 and -np 3: the same bits/dim as one process ($b1)" \
+    bash -c "[ -n '$b1' ] && grep -qF '$b1' '$T/e2.txt' && grep -qF '$b1' '$T/e3.txt'"
+check "eval -np 3: the per-t terms as one process (CSV within 1e-9 relative)" \
+    bash -c "paste -d, '$T/e1.csv' '$T/e3.csv' | awk -F, 'NR > 1 { for (k = 2; k <= 4; k++) { a = \$k; b = \$(k + 4);
+        d = a - b; if (d < 0) d = -d; s = a < 0 ? -a : a; if (d > 1e-9 * s + 1e-300) bad = 1 } } END { exit bad || NR < 6 }'"
+run 3 eval --model "$(dirname "$BIN")/../models/fmnist-small.safetensors" --data fashion-mnist:test --n 2 \
+    --threads 1 >/dev/null 2>"$T/err"
+rc=$?
+check "eval: 2 samples on 3 processes refused (rc $rc)" bash -c "[ $rc -ne 0 ] && grep -q '2 samples cannot be shared by 3 processes' '$T/err'"
+
 # Ranks that run different commands (here: another seed on rank 1) are refused before any work,
 # the differing rank naming both command lines.
 "$MPIRUN" --oversubscribe -np 1 "$BIN" train "${toy[@]}" --batch 12 --steps 2 --seed 1 --out "$T/dis" : \

@@ -144,13 +144,14 @@ static df_status check_inputs(const df_schedule *s, const df_bound_params *p, in
 }
 
 /* Carves the result's arrays out of one allocation. */
-static df_status result_new(const df_schedule *s, const df_bound_params *p, int n, size_t dim, df_bound_result *r) {
+df_status df_bound_result_new(const df_schedule *s, const df_bound_params *p, int n, size_t dim, df_bound_result *r) {
+    memset(r, 0, sizeof *r);
     r->n = n;
     r->dim = dim;
     r->T = s->T;
     r->estimate = p->K > 0 && p->K < s->T - 1;
     r->n_t = r->estimate ? p->K : s->T - 1;
-    size_t nd = 4 * (size_t)n + 3 * (size_t)r->n_t;
+    size_t nd = 4 * (size_t)n + 5 * (size_t)r->n_t;
     r->block = df_calloc(sizeof(double) * nd + sizeof(int) * (size_t)r->n_t, "bound result");
     if (!r->block) return DF_ERR_NOMEM;
     double *d = r->block;
@@ -161,6 +162,8 @@ static df_status result_new(const df_schedule *s, const df_bound_params *p, int 
     r->t_mean = d + 4 * (size_t)n;
     r->t_se = r->t_mean + r->n_t;
     r->t_weight = r->t_se + r->n_t;
+    r->t_sum = r->t_weight + r->n_t;
+    r->t_sq = r->t_sum + r->n_t;
     r->t_eval = (int *)(d + nd);
     df_bound_timesteps(s->T, r->n_t, r->t_eval, r->t_weight);
     return DF_OK;
@@ -224,7 +227,7 @@ static void make_inputs(const df_schedule *s, const df_bound_params *p, const df
 
 /* Each item's term from the network output (in parallel), then accumulated in item order. */
 static void score_batch(const df_schedule *s, const df_bound_params *p, df_bound_result *r, const float *x0,
-                        long first, int nb, work_buffers *w, double *t_sq) {
+                        long first, int nb, work_buffers *w) {
     int n = r->n;
     size_t dim = r->dim;
     #pragma omp parallel for schedule(static) if (nb > 1)
@@ -244,8 +247,8 @@ static void score_batch(const df_schedule *s, const df_bound_params *p, df_bound
             r->decoder[j] = v;
         } else {
             r->kl[j] += r->t_weight[slot - 1] * v;
-            r->t_mean[slot - 1] += v;
-            t_sq[slot - 1] += v * v;
+            r->t_sum[slot - 1] += v;
+            r->t_sq[slot - 1] += v * v;
         }
     }
 }
@@ -257,15 +260,19 @@ static df_status check_output(const float *out, size_t count, const int *t_index
     return DF_OK;
 }
 
-/* Per-sample totals and the summaries, once every item is in. t_sq: per-t sums of squares. */
-static void finish(const df_schedule *s, df_bound_result *r, const float *x0, const double *t_sq) {
-    int n = r->n;
-    for (int j = 0; j < n; j++) {
+/* Per-sample totals, once every item is in. */
+static void finish(const df_schedule *s, df_bound_result *r, const float *x0) {
+    for (int j = 0; j < r->n; j++) {
         r->prior[j] = prior_term(s, x0 + (size_t)j * r->dim, r->dim);
         r->total[j] = r->prior[j] + r->decoder[j] + r->kl[j];
     }
+    df_bound_summarize(r);
+}
+
+void df_bound_summarize(df_bound_result *r) {
+    const int n = r->n;
     for (int k = 0; k < r->n_t; k++) {
-        double m = r->t_mean[k] / n, var = n > 1 ? (t_sq[k] - n * m * m) / (n - 1) : NAN;
+        double m = r->t_sum[k] / n, var = n > 1 ? (r->t_sq[k] - n * m * m) / (n - 1) : NAN;
         r->t_mean[k] = m;
         r->t_se[k] = n > 1 ? sqrt(fmax(var, 0.0) / n) : NAN;
     }
@@ -280,10 +287,9 @@ df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predi
     memset(r, 0, sizeof *r);
     df_status st = check_inputs(s, p, n, dim, x0);
     if (st) return st;
-    if ((st = result_new(s, p, n, dim, r))) return st;
+    if ((st = df_bound_result_new(s, p, n, dim, r))) return st;
     work_buffers w = {0};
-    double *t_sq = df_calloc(sizeof(double) * (size_t)r->n_t, "bound sums of squares");
-    if (!t_sq || (st = work_new(p->batch, dim, &w))) {
+    if ((st = work_new(p->batch, dim, &w))) {
         st = DF_ERR_NOMEM;
         goto fail;
     }
@@ -293,19 +299,17 @@ df_status df_bound_eval(const df_schedule *s, const df_bound_params *p, df_predi
         make_inputs(s, p, r, x0, first, nb, &w);
         if ((st = fn(ctx, nb, w.t_index, w.xt, w.out))) goto fail;
         if ((st = check_output(w.out, (size_t)nb * dim, w.t_index, dim))) goto fail;
-        score_batch(s, p, r, x0, first, nb, &w, t_sq);
+        score_batch(s, p, r, x0, first, nb, &w);
         if (p->progress && p->progress(p->progress_ctx, first + nb, total)) {
             st = df_fail(DF_ERR_INTERRUPTED, "bound: stopped after %ld of %ld network evaluations", first + nb, total);
             goto fail;
         }
     }
-    finish(s, r, x0, t_sq);
+    finish(s, r, x0);
     df_free(w.block);
-    df_free(t_sq);
     return DF_OK;
 fail:
     df_free(w.block);
-    df_free(t_sq);
     df_bound_result_free(r);
     return st;
 }
