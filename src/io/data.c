@@ -393,7 +393,7 @@ static df_status dir_list(const char *dir, int subdirs, const char *prefix, char
         free_names(names, n);
         return st;
     }
-    qsort(names, (size_t)n, sizeof *names, compare_names);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, compare_names);  /* names is NULL when n is 0 */
     *names_out = names;
     *n_out = n;
     return DF_OK;
