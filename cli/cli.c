@@ -178,7 +178,7 @@ df_status cli_open_model(const char *cmd, const char **path, int max_batch, df_m
     int fallback = !*path;
     if (fallback && !(*path = cli_default_model())) return DF_ERR_ARG;
     df_status st = df_model_open(*path, max_batch, 0, m, info);
-    if (st == DF_OK && fallback) fprintf(stderr, "%s: no --model given, using %s\n", cmd, *path);
+    if (st == DF_OK && fallback && df_dist_rank() == 0) fprintf(stderr, "%s: no --model given, using %s\n", cmd, *path);
     return st;
 }
 

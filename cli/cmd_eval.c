@@ -223,6 +223,7 @@ static df_status check_for_model(const eval_args *a, const df_model *m) {
     if (a->K > df_model_schedule(m)->T - 1)
         return df_fail(DF_ERR_ARG, "--timesteps-subset must be in 0..%d (T - 1 for this model), got %d",
                        df_model_schedule(m)->T - 1, a->K);
+    if (df_dist_rank() != 0) return DF_OK;  /* under mpirun rank 0 alone writes */
     if ((a->csv && (st = check_writable(a->csv))) || (a->plot && (st = check_writable(a->plot)))) return st;
     return DF_OK;
 }
@@ -288,8 +289,12 @@ static df_status evaluate(const eval_args *a, df_model *m, int n, const float *x
     df_bound_params p;
     fill_bound_params(a, m, &pr, &p);
     int evals = (a->K ? a->K : df_model_schedule(m)->T - 1) + 1;
-    if (df_dist_rank() == 0) fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations\n", n, images ? "images" : "points", evals,
-            (long)n * evals);
+    if (df_dist_rank() == 0) {
+        fprintf(stderr, "eval: %d %s x %d timesteps = %ld network evaluations", n, images ? "images" : "points", evals,
+                (long)n * evals);
+        if (df_dist_size() > 1) fprintf(stderr, " over %d processes (the progress is rank 0's share)", df_dist_size());
+        fprintf(stderr, "\n");
+    }
     df_bound_result r = {0};
     df_status st = bound_eval_shared(df_model_schedule(m), &p, m, n, cli_model_shape(m).dim, x0, &r);
     if (st == DF_OK && df_dist_rank() == 0) {
@@ -317,15 +322,20 @@ int cmd_eval(int argc, char **argv) {
     if (st != DF_OK) return cli_error("eval", st);
 
     df_model *m = NULL;
-    if ((st = cli_open_model("eval", &a.model, a.batch ? a.batch : 64, &m, NULL))) return cli_error("eval", st);
-    df_model_set_precision(m, prec);
-    df_model_set_use_ema(m, !a.raw);
     float *x0 = NULL;
     int n = a.n;
-    st = check_for_model(&a, m);
+    st = cli_open_model("eval", &a.model, a.batch ? a.batch : 64, &m, NULL);
+    if (st == DF_OK) {
+        df_model_set_precision(m, prec);
+        df_model_set_use_ema(m, !a.raw);
+        st = check_for_model(&a, m);
+    }
     if (st == DF_OK)
         st = df_model_kind(m) == DF_NET_UNET ? load_images(a.data, m, &n, &x0) : load_points(a.data, (uint64_t)a.seed, &n, &x0);
     if (st == DF_OK && n < 1) st = df_fail(DF_ERR_ARG, "%s holds no samples", a.data);
+    /* under mpirun: a rank that could not open the model or read the data must not leave the others
+     * waiting in the evaluation's collectives */
+    st = cli_agree("eval", st);
     if (st == DF_OK) st = evaluate(&a, m, n, x0);
     df_free(x0);
     df_model_free(m);

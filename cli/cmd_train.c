@@ -10,11 +10,17 @@
 #include <string.h>
 
 static volatile sig_atomic_t stop_requested;
+static int exit_together; /* a multi-process run stopped by a signal: see df_dist_exit_together */
 
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
 }
+
+/* Under mpirun, Ctrl-C reaches mpirun, which sends SIGTERM to every rank and SIGKILL a grace period
+ * later (odls_base_sigkill_timeout, 1 s by default). The checkpoint is written first; the final
+ * sample picture would outlast the grace, so a stopped multi-process run skips it. */
+static int skip_final_picture(void) { return stop_requested && df_dist_size() > 1; }
 
 /* ---------------------------------------------------------------- 2-D points */
 typedef struct {
@@ -31,6 +37,7 @@ static void toy_batch(void *ctx, uint64_t seed, long step, int n, float *x0, int
 /* samples.png: n_plot samples of the EMA weights (the note's ancestral sampler), blue, over fresh data, grey. */
 static df_status toy_snapshot(void *ctx, df_model *m, long step) {
     toy_ctx *c = ctx;
+    if (skip_final_picture()) return DF_OK;
     int n = c->n_plot;
     float *data = malloc(sizeof(float) * 2 * (size_t)n), *x = malloc(sizeof(float) * 2 * (size_t)n);
     df_status st = DF_OK;
@@ -96,6 +103,7 @@ static void image_batch(void *ctx, uint64_t seed, long step, int n, float *x0, i
  * that grids of one run can be compared. */
 static df_status image_snapshot(void *ctx, df_model *m, long step) {
     image_ctx *c = ctx;
+    if (skip_final_picture()) return DF_OK;
     size_t n = (size_t)c->n_grid;
     float *x = df_alloc(sizeof(float) * n * cli_model_shape(m).dim, "sample grid");
     if (!x) return DF_ERR_NOMEM;
@@ -126,6 +134,7 @@ static df_status image_snapshot(void *ctx, df_model *m, long step) {
 /* ---------------------------------------------------------------- progress and loss curve */
 typedef struct {
     int images;
+    size_t n_floats; /* the parameters: the gradient's size */
 } progress_ctx;
 
 static void on_progress(void *ctx, const df_train_progress *p) {
@@ -134,6 +143,13 @@ static void on_progress(void *ctx, const df_train_progress *p) {
     snprintf(extra, sizeof extra, "loss %.4f %.2f it/s %.1f %s/s", p->loss_avg, p->steps_per_s, p->examples_per_s,
              c->images ? "img" : "pts");
     cli_progress_bar("train", p->step, p->total_steps, p->elapsed, p->final ? 0 : p->eta, extra, p->final);
+    /* the communication cost of a data-parallel run, once at the end */
+    if (!p->final || p->allreduce_ms <= 0) return;
+    char share[48] = "";
+    if (p->steps_per_s > 0) snprintf(share, sizeof share, " (%.1f%% of a step)", 0.1 * p->allreduce_ms * p->steps_per_s);
+    fprintf(stderr, "gradient all-reduce: %.3f ms a step%s, %zu floats (%.2f MB) over %d processes; before it "
+            "%.3f ms waiting for the slowest rank\n", p->allreduce_ms, share, c->n_floats, 4e-6 * (double)c->n_floats,
+            df_dist_size(), p->wait_ms);
 }
 
 /* loss.png from loss.csv: the raw loss and an exponential moving average. */
@@ -487,7 +503,7 @@ static void fill_train_opts(const train_args *a, const df_model *m, toy_ctx *tc,
 static df_status run_training(const train_args *a, df_model *m, df_dataset *ds, df_points *points) {
     toy_ctx tc = {points, a->n_plot, a->out};
     image_ctx ic = {ds, a->batch, a->flip, a->n_grid, NULL, NULL, NULL, -1, a->out};
-    progress_ctx pc = {a->images};
+    progress_ctx pc = {a->images, df_model_param_count(m)};
     df_status st = DF_OK;
     if (a->images) {
         ic.perm = malloc(sizeof(int) * (size_t)ds->n);
@@ -512,6 +528,10 @@ static df_status run_training(const train_args *a, df_model *m, df_dataset *ds, 
             fprintf(stderr, "\n");
         }
         st = df_train(m, &o, a->resume);
+        /* stopped by a signal: the ranks leave together, before mpirun's SIGKILL (dist.h). Every rank
+         * is here (cli_agree), so the choice is one; a run that ended well (a signal after its last
+         * step) ends MPI as usual */
+        exit_together = df_dist_size() > 1 && df_dist_max_int(stop_requested && st != DF_OK);
     }
     if (root && (st == DF_OK || st == DF_ERR_INTERRUPTED)) {
         df_status st2 = plot_loss_curve(a->out);
@@ -570,5 +590,7 @@ int cmd_train(int argc, char **argv) {
     df_model_free(m);
     df_points_free(&points);
     df_dataset_free(&ds);
-    return st == DF_OK ? 0 : cli_error("train", st);
+    rc = st == DF_OK ? 0 : cli_error("train", st);
+    if (exit_together) df_dist_exit_together(rc);
+    return rc;
 }

@@ -572,6 +572,9 @@ typedef struct {
     double elapsed, eta;        /* seconds; eta < 0 when unknown */
     double steps_per_s, examples_per_s;
     int final;                  /* 1 on the last report */
+    double allreduce_ms, wait_ms; /* data-parallel: mean wall time per step so far of the gradient
+                                 * all-reduce, and of the wait for the slowest rank before it (a
+                                 * barrier); 0 in one process */
 } df_train_progress;
 
 typedef struct {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 uint64_t df_dist_hash(const void *p, size_t bytes, uint64_t h) {
     const unsigned char *c = p;
@@ -48,6 +49,14 @@ void df_dist_finalize(void) {
     MPI_Finalize();
 }
 
+void df_dist_exit_together(int code) {
+    if (!started) exit(code);
+    /* every rank done (rank 0's files written) before any leaves: see dist.h */
+    MPI_Barrier(MPI_COMM_WORLD);
+    fflush(NULL);
+    _exit(code);  /* at once: exit handlers would widen the gap that mpirun's SIGKILL falls into */
+}
+
 int df_dist_rank(void) { return rank_; }
 int df_dist_size(void) { return size_; }
 
@@ -70,6 +79,10 @@ void df_dist_allreduce_sum_f64(double *x, size_t n) {
     if (size_ == 1) return;
     for (size_t i = 0; i < n; i += PIECE)
         MPI_Allreduce(MPI_IN_PLACE, x + i, (int)(n - i < PIECE ? n - i : PIECE), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+void df_dist_barrier(void) {
+    if (size_ > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
 
 int df_dist_max_int(int v) {
@@ -135,11 +148,13 @@ void df_dist_gather_f32(const float *mine, float *all, size_t n, size_t item) {
 int df_dist_built_with_mpi(void) { return 0; }
 int df_dist_init(int *argc, char ***argv) { (void)argc; (void)argv; return 0; }
 void df_dist_finalize(void) {}
+void df_dist_exit_together(int code) { exit(code); }
 int df_dist_rank(void) { return 0; }
 int df_dist_size(void) { return 1; }
 int df_dist_local_size(void) { return 1; }
 void df_dist_allreduce_sum_f32(float *x, size_t n) { (void)x; (void)n; }
 void df_dist_allreduce_sum_f64(double *x, size_t n) { (void)x; (void)n; }
+void df_dist_barrier(void) {}
 int df_dist_max_int(int v) { return v; }
 void df_dist_bcast(void *buf, size_t bytes, int root) { (void)buf; (void)bytes; (void)root; }
 int df_dist_same_u64(uint64_t v) { (void)v; return 1; }

@@ -23,6 +23,15 @@ int df_dist_built_with_mpi(void);
 int df_dist_init(int *argc, char ***argv);
 /* Ends MPI if df_dist_init started it. */
 void df_dist_finalize(void);
+/* Ends this process with status `code` once every rank has called it, without MPI_Finalize: for a
+ * run stopped by a signal. mpirun's Ctrl-C (Open MPI 4.1) sends SIGTERM to every rank, sleeps the
+ * grace (odls_base_sigkill_timeout, 1 s by default) and sends SIGKILL to all; a rank's exit cuts
+ * that sleep short (its SIGCHLD interrupts sleep()), so a rank that leaves early gets the others
+ * killed: all leave together, after a barrier, at once (_exit). MPI_Finalize is skipped because
+ * mpirun's PMIx server, ending the job, no longer answers it: it would wait about 2 s. A rank that
+ * exits non-zero without it is reported by mpirun as any failed rank is (the same message and
+ * status). Every rank must call it (callers decide on a reduced flag). Without MPI: exit(code). */
+void df_dist_exit_together(int code);
 /* This process's rank (0-based) and the number of processes; 0 and 1 without MPI. */
 int df_dist_rank(void);
 int df_dist_size(void);
@@ -31,6 +40,9 @@ int df_dist_local_size(void);
 /* In-place sum over all ranks of n floats / doubles (any n: split into int-sized pieces). */
 void df_dist_allreduce_sum_f32(float *x, size_t n);
 void df_dist_allreduce_sum_f64(double *x, size_t n);
+/* Returns when every rank has called it (a timing aid: the wait for the slowest rank, apart from
+ * the transfer of the collective after it). */
+void df_dist_barrier(void);
 /* The largest of v over all ranks (for flags: any rank's stop request, any rank's failure). */
 int df_dist_max_int(int v);
 /* Copies root's bytes into buf on every other rank. */

@@ -151,6 +151,12 @@ static void remove_stale_temporaries(const char *dir) {
     closedir(d);
 }
 
+/* The gradient all-reduce's mean cost per step so far, into the progress report. */
+static void comm_report(df_train_progress *pr, double comm_s, double wait_s, long steps) {
+    pr->allreduce_ms = steps ? 1e3 * comm_s / steps : 0;
+    pr->wait_ms = steps ? 1e3 * wait_s / steps : 0;
+}
+
 df_status df_train(df_model *m, const df_train_opts *o, int resume) {
     /* Data-parallel (src/dist/): rank r of P takes samples [r B/P, (r+1) B/P) of every global batch
      * of B; the gradients are summed over the ranks, and every rank applies the same update. One
@@ -189,8 +195,8 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
     if (ranks > 1 && df_dist_max_int(st != DF_OK) && st == DF_OK) st = df_fail(DF_ERR_NOMEM, "another rank failed");
     if (st != DF_OK) goto done;
 
-    double t0 = df_time(), last_report = t0, loss_sum = 0;
-    long first = m->step, loss_count = 0, skipped = 0;
+    double t0 = df_time(), last_report = t0, loss_sum = 0, comm_s = 0, wait_s = 0;
+    long first = m->step, loss_count = 0, skipped = 0, comm_steps = 0;
     df_train_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.total_steps = o->steps;
@@ -216,6 +222,7 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
             if (st == DF_OK && stopping) st = df_fail(DF_ERR_INTERRUPTED, "stopped at step %ld; checkpoint written to %s", m->step, o->out_dir);
             pr.final = 1;
             pr.elapsed = elapsed;
+            comm_report(&pr, comm_s, wait_s, comm_steps);
             if (o->progress && root) o->progress(o->progress_ctx, &pr);
             break;
         }
@@ -234,7 +241,15 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
             df_model_backward(m, m->params, m->grads, local, b.dout);
             if (ranks > 1) {
                 /* each rank's gradient is its share's mean: their sum over P is the global batch's */
+                /* timed apart (allreduce_ms, wait_ms): the barrier takes the wait for the slowest
+                 * rank, which the all-reduce would otherwise include, at the cost of one latency */
+                const double c0 = df_time();
+                df_dist_barrier();
+                const double c1 = df_time();
                 df_dist_allreduce_sum_f32(m->grads, m->n_floats);
+                wait_s += c1 - c0;
+                comm_s += df_time() - c1;
+                comm_steps++;
                 const float p = (float)ranks;
                 for (size_t i = 0; i < m->n_floats; i++) m->grads[i] /= p;
             }
@@ -271,6 +286,7 @@ df_status df_train(df_model *m, const df_train_opts *o, int resume) {
             double left_steps = o->steps > 0 ? (o->steps - step) / pr.steps_per_s : 1e300;
             double left_time = o->minutes > 0 ? 60 * o->minutes - pr.elapsed : 1e300;
             pr.eta = fmin(left_steps, left_time);
+            comm_report(&pr, comm_s, wait_s, comm_steps);
             if (o->progress && root) o->progress(o->progress_ctx, &pr);
             loss_sum = 0;
             loss_count = 0;
