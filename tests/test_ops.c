@@ -21,6 +21,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "conv3x3.h"
+#include "winograd.h"
 #include "ops.h"
 #include <stdint.h>
 #include <string.h>
@@ -130,9 +131,11 @@ typedef enum { OP_CONV, OP_LINEAR, OP_GROUPNORM, OP_SILU, OP_ADD, OP_CHANNEL_BIA
 /* F_BF16: the fast path runs in bf16 (df_gemm_bf16 on whatever the CPU offers); F_BF16_FALLBACK also
  * forces df_gemm_bf16's portable fallback and switches the direct 3x3 kernel off, so machines
  * without AVX512_BF16 are covered here too. F_NO_DIRECT: 3x3 stride-1 pad-1 convs take im2col + GEMM
- * instead of the direct kernel (conv3x3.h), so both paths of such a shape stay tested. F_PER_IMAGE:
- * convs with small outputs (<= 64 positions, batched by default) run image by image. */
-enum { F_NO_BIAS = 1, F_INPLACE = 2, F_BF16 = 4, F_BF16_FALLBACK = 8 | 4, F_NO_DIRECT = 16, F_PER_IMAGE = 32 };
+ * instead of the direct kernel (conv3x3.h) or Winograd, so every path of such a shape stays tested. F_PER_IMAGE:
+ * convs with small outputs (<= 64 positions, batched by default) run image by image. F_NO_WINO: the
+ * levels below AVX-512 run the direct kernel where they would run Winograd (winograd.h). */
+enum { F_NO_BIAS = 1, F_INPLACE = 2, F_BF16 = 4, F_BF16_FALLBACK = 8 | 4, F_NO_DIRECT = 16, F_PER_IMAGE = 32,
+       F_NO_WINO = 64 };
 
 typedef struct {
     op_kind op;
@@ -168,19 +171,19 @@ static const op_case CASES[] = {
      * outputs (13), an odd channel count (bf16 pairs), widths below, at and above one 48-wide tile
      * (a tile then spans several rows, or a row several tiles), one-row images, the U-Net's sizes;
      * and the same shapes on im2col + GEMM */
-    {OP_CONV, "direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 8->8 28x28", 2, 8, 28, 28, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS | F_PER_IMAGE},
-    {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 8->8 28x28", 2, 8, 28, 28, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 64->32 4x4 batch 9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
     /* fp32 dW with dout channels last: a partial 48-output block (40), and 48 + a partial vector (56) */
-    {OP_CONV, "direct conv 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 12->56 16x16", 1, 12, 16, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct conv 16->1 (1-output tile)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct conv 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 12->56 16x16", 1, 12, 16, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 3->16 (dX im2col)", 2, 3, 6, 6, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct conv 16->1 (1-output tile)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
     /* direct dW: slices with >= 512 positions of the padded width (3-output strips, then 2 or 1) */
-    {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
-    {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
+    {OP_CONV, "direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "direct dW 8->8 16x16 batch 11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE | F_NO_WINO},
     {OP_CONV, "im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
     /* per image, the small shapes that run batched by default (3x3 s1/s2 and 1x1) */
     {OP_CONV, "per-image conv 3x3 s1 ic3 7x7", 2, 3, 7, 7, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_PER_IMAGE},
@@ -198,6 +201,19 @@ static const op_case CASES[] = {
     {OP_CONV, "batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, 0},
     {OP_CONV, "im2col conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_DIRECT | F_PER_IMAGE},
     /* lanes (16 images per vector): 7x7 and 8x8 from 8 images, 4x4 at any batch; partial groups and strips */
+    /* Winograd F(2x2, 3x3) at the levels below AVX-512 (elsewhere these run the direct and lanes
+     * kernels): odd and even planes (the tiles past the image), rows of one tile, channels that fill
+     * no register tile, batches of several groups (and a last group short) */
+    {OP_CONV, "winograd conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 8->8 28x28", 2, 8, 28, 28, 8, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 16->24 5x50 b3", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 11->8 1x9 no bias", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS},
+    {OP_CONV, "winograd conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 13->9 2x3 b37", 37, 13, 2, 3, 9, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd dW 16->1 6x6 (dX direct)", 2, 16, 6, 6, 1, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd dW 12->3 28x28 b5", 5, 12, 28, 28, 3, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
+    {OP_CONV, "winograd conv 24->16 7x7 b23", 23, 24, 7, 7, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "lanes conv 9->13 7x7 b19", 19, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
     {OP_CONV, "lanes conv 16->8 8x8 b8 no bias", 8, 16, 8, 8, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_NO_BIAS},
     {OP_CONV, "lanes conv 24->16 3x5 b2", 2, 24, 3, 5, 16, 3, 1, {1, 1, 1, 1}, 0, 0, 0},
@@ -236,10 +252,10 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 conv 1x1 32->64 14x14", 2, 32, 14, 14, 64, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
     {OP_CONV, "bf16 conv 3x3 s1 p1 batch 11", 11, 3, 5, 5, 4, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 conv 3x3 s1 p1 no bias", 1, 5, 4, 6, 3, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS},
-    {OP_CONV, "bf16 direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct conv 16->24 5x50", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct conv 11->8 1x9", 2, 11, 1, 9, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_BIAS | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct conv 64->32 4x4 b9", 9, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
     {OP_CONV, "bf16 batched conv 3x3 64->32 4x4", 5, 64, 4, 4, 32, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 9->13 7x7 b19", 19, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 lanes conv 16->24 4x4 b49 (dW too)", 49, 16, 4, 4, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
@@ -251,11 +267,14 @@ static const op_case CASES[] = {
     {OP_CONV, "bf16 conv 16->8 14x14 b16 (lanes dW)", 16, 16, 14, 14, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 conv 8->11 9x18 b13 (lanes dW)", 13, 8, 9, 18, 11, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 batched conv 1x1 3x5 b4", 4, 24, 3, 5, 40, 1, 1, {0, 0, 0, 0}, 0, 0, F_BF16},
-    {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct dW 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
-    {OP_CONV, "bf16 direct dW 12->56 15x16", 1, 12, 15, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE},
+    {OP_CONV, "bf16 direct dW 5->13 20x24", 2, 5, 20, 24, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct dW 8->8 16x16 b11", 11, 8, 16, 16, 8, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct dW 7->5 31x17", 1, 7, 31, 17, 5, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct dW 8->40 9x11 b3", 3, 8, 9, 11, 40, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 direct dW 12->56 15x16", 1, 12, 15, 16, 56, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_PER_IMAGE | F_NO_WINO},
+    {OP_CONV, "bf16 winograd conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 winograd conv 16->24 5x50 b3", 3, 16, 5, 50, 24, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
+    {OP_CONV, "bf16 winograd conv 24->16 7x7 b23", 23, 24, 7, 7, 16, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16},
     {OP_CONV, "bf16 im2col conv 9->13 7x7", 2, 9, 7, 7, 13, 3, 1, {1, 1, 1, 1}, 0, 0, F_BF16 | F_NO_DIRECT | F_PER_IMAGE},
     {OP_LINEAR, "bf16 linear 4x32->64", 4, 32, 1, 1, 64, 0, 0, {0}, 0, 0, F_BF16},
     {OP_LINEAR, "bf16 linear 40x384->300", 40, 384, 1, 1, 300, 0, 0, {0}, 0, 0, F_BF16},
@@ -860,7 +879,11 @@ static void check_inplace(harness *t) {
 static void run_case(const op_case *c) {
     harness t;
     if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK) df_gemm_bf16_force_fallback(1);
-    if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK || (c->flags & F_NO_DIRECT)) df_conv3x3_force_off(1);
+    if ((c->flags & F_BF16_FALLBACK) == F_BF16_FALLBACK || (c->flags & F_NO_DIRECT)) {
+        df_conv3x3_force_off(1);
+        df_wino_force_off(1);
+    }
+    if (c->flags & F_NO_WINO) df_wino_force_off(1);
     if (c->flags & F_PER_IMAGE) df_conv2d_force_per_image(1);
     harness_init(&t, c);
     check_forward(&t);
@@ -874,6 +897,7 @@ static void run_case(const op_case *c) {
     harness_free(&t);
     df_gemm_bf16_force_fallback(0);
     df_conv3x3_force_off(0);
+    df_wino_force_off(0);
     df_conv2d_force_per_image(0);
 }
 

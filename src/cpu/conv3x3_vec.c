@@ -2,9 +2,12 @@
  * df_conv3x3_image; conv3x3.h) at the levels below AVX-512 that have a vector FMA:
  *   avx2   8 floats, 4 rows x 3 vectors (12 accumulators of 16 ymm), vfmadd231ps
  *   neon   4 floats, 8 rows x 3 vectors (24 accumulators of 32 q registers), fmla
- * from one portable template (conv3x3_vec_tmpl.h) on GCC's vector extensions. It serves the
- * U-Net's forward 3x3 convs, their dX (the same conv with the flipped weights) and, from 16 output
- * channels, their dW (dout in blocks of 8 channels, the AVX-512 fp32 dW's order), in fp32 and DF_C3_BF16R
+ * from one portable template (conv3x3_vec_tmpl.h) on GCC's vector extensions. Since Winograd
+ * (winograd.h) took the 3x3 convs with 8 channels or more in and out at these levels (1.7-2.2x
+ * faster), it serves the U-Net's image convs (1 or 3 channels on one side) and runs wherever
+ * Winograd is switched off (df_wino_force_off): forward 3x3 convs, their dX (the same conv with
+ * the flipped weights) and, from 16 output channels, their dW (dout in blocks of 8 channels, the
+ * AVX-512 fp32 dW's order), in fp32 and DF_C3_BF16R
  * (inputs and weights rounded to bf16, fp32 multiply-adds). The lanes and stride-2 kernels stay
  * AVX-512 only; at these levels those convs take im2col + GEMM (ops_conv.c).
  * dW tiles: avx2 1 vector of outputs x 9 taps (9 accumulators), neon 2 x 9.

@@ -2,10 +2,12 @@
  * apply" predicate, in the planner and in the kernels alike, so the two can never disagree.
  *
  * What runs at each level (docs/performance.md has the figures):
- *   generic     portable C: the GEMM on 4-wide vectors of GCC's vector extensions (gemm_vec.c),
- *               convolutions as im2col + GEMM
- *   avx2        the same GEMM on 8-wide AVX2 + FMA vectors; the direct 3x3 stride-1 convolution's
- *               per-image forward, dX and dW (conv3x3_vec.c); the other convs as im2col + GEMM
+ *   generic     portable C: the GEMM on 4-wide vectors of GCC's vector extensions (gemm_vec.c), the
+ *               3x3 stride-1 convs from 8 channels by Winograd F(2x2, 3x3) (winograd.c), the other
+ *               convs as im2col + GEMM
+ *   avx2        the same GEMM and Winograd on 8-wide AVX2 + FMA vectors; the direct 3x3 stride-1
+ *               convolution (conv3x3_vec.c) where a side has fewer than 8 channels; the other
+ *               convs as im2col + GEMM
  *   neon        the same on 4-wide NEON vectors with NEON's 32 registers (larger tiles)
  *   avx512      the AVX-512 GEMM (gemm_f32_avx512.c) and the direct 3x3 convolution (conv3x3.c);
  *               --precision bf16 rounds the inputs to bf16 when it packs them and multiplies in fp32
