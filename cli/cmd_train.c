@@ -445,10 +445,13 @@ static df_status set_classes(const df_dataset *ds, df_unet_config *uc) {
     return df_unet_config_validate(uc);
 }
 
-/* --classes on 2-D data: the components of a toy set (8gaussians' modes, the two moons). */
+/* --classes on 2-D data: the components of a toy set (8gaussians' modes, the two moons), or a
+ * CSV file's label column (x,y,label). */
 static df_status set_point_classes(const df_points *p, train_args *a) {
-    const int k = p->is_file ? 0 : df_toy_classes(p->kind);
-    if (k < 2) return df_fail(DF_ERR_ARG, "--classes needs labelled data; %s has no classes (toy:8gaussians and toy:moons have)", p->name);
+    const int k = df_points_classes(p);
+    if (k < 2)
+        return df_fail(DF_ERR_ARG, "--classes needs labelled data; %s has no classes (toy:8gaussians and toy:moons "
+                       "have, and a CSV file with a label column x,y,label)", p->name);
     a->mlp_classes = k + 1;
     return DF_OK;
 }
@@ -458,7 +461,7 @@ static df_status check_classes(const df_model *m, const df_dataset *ds, const df
     const int k = df_model_num_classes(m);
     if (k == 0) return DF_OK;
     if (df_model_kind(m) == DF_NET_MLP) {
-        const int want = p->is_file ? 0 : df_toy_classes(p->kind);
+        const int want = df_points_classes(p);
         if (want + 1 != k) return df_fail(DF_ERR_ARG, "the checkpoint is conditional on %d classes but %s has %d", k - 1, p->name, want);
         return DF_OK;
     }

@@ -701,6 +701,8 @@ typedef struct {
     float *points;      /* is_file: n x 2 */
     int n;
     char name[300];     /* "toy:8gaussians" or "csv:PATH" */
+    int *labels;        /* is_file with a label column: n class indices in 0..classes-1; else NULL */
+    int classes;        /* the file's classes (the largest label + 1), 0 without labels */
 } df_points;
 
 /* Parses "toy:NAME" or "csv:PATH" (a path ending in .csv also works). DF_ERR_ARG for an unknown toy,
@@ -714,14 +716,21 @@ DF_API void df_toy_point(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t i
  * -1 for the sets without components (df_toy_classes 0). */
 DF_API int df_toy_label(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index);
 DF_API int df_toy_classes(df_toy_kind kind);
+/* The classes of 2-D data: a toy set's df_toy_classes, a file's label column's; 0 without. */
+DF_API int df_points_classes(const df_points *p);
 
 /* Draws n training points for (step, j) pairs: toys draw fresh points, files pick rows uniformly;
- * labels (when not NULL) gets each point's df_toy_label (-1 for files). */
+ * labels (when not NULL) gets each point's class: df_toy_label, or the file's label column (-1
+ * for a file without one). */
 DF_API void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy, int *labels);
 
 /* Reads a CSV of x,y rows (an optional header line, '#' comments and blank lines allowed).
- * Errors name the file and line. *pts is malloc'ed (n x 2). */
+ * Errors name the file and line. *pts is malloc'ed (n x 2). Further columns are ignored. */
 DF_API df_status df_csv_read_points(const char *path, float **pts, int *n);
+/* The same, with the third column as a class label when the first row has one: then every row
+ * must have an integer label in 0..65535, and every class 0..K-1 (K = the largest + 1, at least 2)
+ * must occur; *labels is malloc'ed (n), or NULL when the file has no label column. */
+DF_API df_status df_csv_read_labelled_points(const char *path, float **pts, int **labels, int *n);
 /* Writes "x,y" rows with a header, atomically. */
 DF_API df_status df_csv_write_points(const char *path, const float *pts, int n);
 

@@ -68,6 +68,25 @@ check "toy class 2 samples around the mode (0, 2): mean $mean" \
 expect_fail "--classes on unlabelled 2-D data" "toy:swissroll has no classes" \
     "$BIN" train --data toy:swissroll --classes --steps 2 --out "$T/t"
 
+# a CSV file's label column: two clusters, (-2, 0) labelled 0 and (2, 1) labelled 1
+awk 'BEGIN {print "x,y,label"; srand(7); for (i = 0; i < 400; i++) {k = i % 2;
+    printf "%.4f,%.4f,%d\n", (k ? 2 : -2) + 0.2 * (rand() - 0.5), k + 0.2 * (rand() - 0.5), k}}' > "$T/lab.csv"
+"$BIN" train --data "csv:$T/lab.csv" --classes --steps 400 --plot-n 50 --seed 3 --threads 2 --out "$T/csv" 2>/dev/null
+"$BIN" sample --model "$T/csv/model.safetensors" --class 1 --guidance 2 --n 200 --sampler ddim --steps 20 \
+    --out "$T/csv1.csv" 2>/dev/null
+mean=$(awk -F, 'NR > 1 {n++; x += $1; y += $2} END {printf "%.3f %.3f", x / n, y / n}' "$T/csv1.csv")
+check "csv label 1 samples around its cluster (2, 1): mean $mean" \
+    awk -v m="$mean" 'BEGIN {split(m, v, " "); exit !(v[1] > 1.6 && v[1] < 2.4 && v[2] > 0.6 && v[2] < 1.4)}'
+printf 'x,y,label\n0,0,0\n1,1\n' > "$T/mixed.csv"
+expect_fail "a csv row without the label the first row has" "mixed.csv:3: expected 'x,y,label'" \
+    "$BIN" train --data "csv:$T/mixed.csv" --classes --steps 2 --out "$T/t"
+printf '0,0,0\n1,1,2\n' > "$T/gap.csv"
+expect_fail "a csv label column with a class missing" "class 1 has no points" \
+    "$BIN" train --data "csv:$T/gap.csv" --classes --steps 2 --out "$T/t"
+printf '0,0\n1,1\n' > "$T/nolab.csv"
+expect_fail "--classes on a csv without labels" "has no classes" \
+    "$BIN" train --data "csv:$T/nolab.csv" --classes --steps 2 --out "$T/t"
+
 expect_fail "class out of range" "class 10 is out of range: the model's classes are 0\.\.9" \
     "$BIN" sample --model "$M" --class 10 --out "$T/x.png"
 expect_fail "class not a number or name" "--class must be a class index, a class name of the model or 'all' \(got 'x'\)" \

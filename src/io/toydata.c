@@ -58,9 +58,10 @@ int df_toy_label(df_toy_kind kind, uint64_t seed, uint32_t a, uint32_t index) {
 
 void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, float *xy, int *labels) {
     for (int j = 0; j < n; j++) {
-        if (labels) labels[j] = p->is_file ? -1 : df_toy_label(p->kind, seed, step, (uint32_t)j);
+        if (labels && !p->is_file) labels[j] = df_toy_label(p->kind, seed, step, (uint32_t)j);
         if (p->is_file) {
             uint32_t r = df_rand_below(seed, DF_STREAM_TRAIN_DATA, step, 0, (uint32_t)j, (uint32_t)p->n);
+            if (labels) labels[j] = p->labels ? p->labels[r] : -1;
             xy[2 * j] = p->points[2 * r];
             xy[2 * j + 1] = p->points[2 * r + 1];
         } else {
@@ -71,8 +72,49 @@ void df_points_draw(const df_points *p, uint64_t seed, uint32_t step, int n, flo
 }
 
 df_status df_csv_read_points(const char *path, float **pts, int *n) {
+    return df_csv_read_labelled_points(path, pts, NULL, n);
+}
+
+/* A label column: an integer in 0..65535 after x,y (only whitespace after it). 1 on success. */
+static int parse_label(const char *s, int *label) {
+    while (*s == ' ' || *s == '\t') s++;
+    if (*s != ',') return 0;
+    s++;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || errno == ERANGE || v < 0 || v > 65535) return 0;
+    while (isspace((unsigned char)*end)) end++;
+    if (*end != 0) return 0;
+    *label = (int)v;
+    return 1;
+}
+
+/* Every class 0..K-1 of the labels occurs, K >= 2; *classes = K. */
+static df_status check_label_classes(const char *path, const int *labels, size_t n, int *classes) {
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] + 1 > k) k = labels[i] + 1;
+    if (k < 2) return df_fail(DF_ERR_FORMAT, "%s: the label column holds one class; conditioning needs two or more", path);
+    unsigned char *seen = calloc((size_t)k, 1);
+    if (!seen) return df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
+    for (size_t i = 0; i < n; i++) seen[labels[i]] = 1;
+    int missing = -1;
+    for (int c = 0; c < k && missing < 0; c++)
+        if (!seen[c]) missing = c;
+    free(seen);
+    if (missing >= 0)
+        return df_fail(DF_ERR_FORMAT, "%s: labels go up to %d but class %d has no points (classes are 0..K-1)", path,
+                       k - 1, missing);
+    *classes = k;
+    return DF_OK;
+}
+
+df_status df_csv_read_labelled_points(const char *path, float **pts, int **labels, int *n) {
     *pts = NULL;
     *n = 0;
+    if (labels) *labels = NULL;
+    int *lab = NULL, has_labels = -1; /* -1: not known until the first row */
     FILE *f = fopen(path, "r");
     if (!f) return df_fail(DF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     size_t cap = 1024, count = 0;
@@ -103,7 +145,18 @@ df_status df_csv_read_points(const char *path, float **pts, int *n) {
         if (ok) {
             ok = end2 != sep + 1;
             while (ok && isspace((unsigned char)*end2)) end2++;
-            ok = ok && (*end2 == 0 || *end2 == ',');  /* extra columns (e.g. a label) are ignored */
+            ok = ok && (*end2 == 0 || *end2 == ',');  /* extra columns are ignored, or a label read */
+        }
+        int label = -1;
+        if (ok && labels) {
+            const int row_has = *end2 == ',' && parse_label(end2, &label);
+            if (has_labels < 0) has_labels = row_has;
+            if (row_has != has_labels) {
+                st = df_fail(DF_ERR_FORMAT, "%s:%d: %s", path, lineno,
+                             has_labels ? "expected 'x,y,label' with an integer label in 0..65535 (the first row has one)"
+                                        : "a label here, but the first row has none");
+                break;
+            }
         }
         if (!ok) {
             if (count == 0 && isalpha((unsigned char)*s)) continue;  /* a header line */
@@ -115,17 +168,21 @@ df_status df_csv_read_points(const char *path, float **pts, int *n) {
             st = df_fail(DF_ERR_FORMAT, "%s:%d: non-finite or out-of-range value", path, lineno);
             break;
         }
-        if (count == cap) {
-            float *nb = realloc(buf, cap * 4 * sizeof(float));
-            if (!nb) {
+        if (count == cap || (has_labels == 1 && !lab)) {
+            const size_t ncap = count == cap ? cap * 2 : cap;
+            float *nb = count == cap ? realloc(buf, ncap * 2 * sizeof(float)) : buf;
+            int *nl = has_labels == 1 ? realloc(lab, ncap * sizeof(int)) : NULL;
+            if (nb) buf = nb;
+            if (nl) lab = nl;
+            if (!nb || (has_labels == 1 && !nl)) {
                 st = df_fail(DF_ERR_NOMEM, "out of memory reading %s", path);
                 break;
             }
-            buf = nb;
-            cap *= 2;
+            cap = ncap;
         }
         buf[2 * count] = (float)x;
         buf[2 * count + 1] = (float)y;
+        if (has_labels == 1) lab[count] = label;
         count++;
         if (count > 100000000) {
             st = df_fail(DF_ERR_FORMAT, "%s: more than 1e8 points", path);
@@ -135,11 +192,15 @@ df_status df_csv_read_points(const char *path, float **pts, int *n) {
     if (st == DF_OK && ferror(f)) st = df_fail(DF_ERR_IO, "error reading %s", path);
     fclose(f);
     if (st == DF_OK && count == 0) st = df_fail(DF_ERR_FORMAT, "%s: no points found", path);
+    int classes = 0;
+    if (st == DF_OK && lab) st = check_label_classes(path, lab, count, &classes);
     if (st != DF_OK) {
         free(buf);
+        free(lab);
         return st;
     }
     *pts = buf;
+    if (labels) *labels = lab;
     *n = (int)count;
     return DF_OK;
 }
@@ -169,10 +230,17 @@ df_status df_points_open(const char *spec, df_points *p) {
     if (path == spec && !(len > 4 && strcmp(path + len - 4, ".csv") == 0))
         return df_fail(DF_ERR_ARG, "unknown 2-D data '%s' (use toy:NAME or csv:FILE)", spec);
     p->is_file = 1;
-    return df_csv_read_points(path, &p->points, &p->n);
+    df_status st = df_csv_read_labelled_points(path, &p->points, &p->labels, &p->n);
+    if (st == DF_OK && p->labels)
+        for (int i = 0; i < p->n; i++)
+            if (p->labels[i] + 1 > p->classes) p->classes = p->labels[i] + 1;
+    return st;
 }
 
+int df_points_classes(const df_points *p) { return p->is_file ? p->classes : df_toy_classes(p->kind); }
+
 void df_points_free(df_points *p) {
+    free(p->labels);
     free(p->points);
     memset(p, 0, sizeof *p);
 }
