@@ -10,6 +10,8 @@
  *   train:  one full training step: q_sample of a random batch, forward, simple MSE loss, backward,
  *           gradient norm, AdamW and EMA (what the training loop does per step);
  *   sample: one network evaluation (forward, training=0), what a sampler step costs;
+ *   guided (--guided, instead): classifier-free guidance's step (df_guided_predict, scale 3) against
+ *           the conditional step alone (scale 1), on a 10-class copy of the preset;
  * after a warm-up, repeated --steps times, and prints the min and median seconds, images/s,
  * GFLOP/s (df_unet_forward_flops; training counts 3x forward, the convention of torch_ddpm.py) and
  * the share of the 234 GFLOP/s FMA peak of this 2-core Zen 4, plus the peak RSS (getrusage).
@@ -387,6 +389,58 @@ static int run_ours(const bench_opts *o, const df_unet_config *c, const df_datas
     return 0;
 }
 
+/* --guided: what classifier-free guidance costs a sampler step. A conditional copy of the preset
+ * (10 classes and the null class) as a df_model; df_guided_predict at scale 1 (the conditional
+ * prediction alone: one pass of `batch`) against scale 3 (both halves in one pass of 2 x batch,
+ * then the combination), alternated `rounds` times, each side's best median kept. */
+static int run_guided(const bench_opts *o, df_unet_config c, df_precision prec) {
+    c.num_class_embeds = 11;
+    df_diffusion_config d;
+    df_diffusion_config_init(&d);
+    df_model *m = NULL;
+    df_guide g1, g3;
+    const int n = o->batch;
+    if (df_model_new_unet(&c, &d, 2 * n, 0, 1, &m) != DF_OK || df_model_set_null_class(m, 10) != DF_OK ||
+        df_guide_init(&g1, m, 3, 1.0) != DF_OK || df_guide_init(&g3, m, 3, 3.0) != DF_OK) {
+        fprintf(stderr, "bench_unet: --guided setup: %s\n", df_last_error());
+        df_model_free(m);
+        return 1;
+    }
+    df_model_set_precision(m, prec);
+    const size_t dim = (size_t)c.in_channels * c.sample_size * c.sample_size;
+    float *x = df_alloc(sizeof(float) * n * dim, "x"), *out = df_alloc(sizeof(float) * n * dim, "out");
+    int *t = malloc(sizeof(int) * (size_t)n);
+    double *times = malloc(sizeof(double) * (size_t)o->steps), best[2] = {INFINITY, INFINITY};
+    if (!x || !out || !t || !times) return 1;
+    df_randn(4, 0, 0, 0, x, (size_t)n * dim);
+    for (int j = 0; j < n; j++) t[j] = 500;
+    for (int r = 0; r < o->rounds; r++)
+        for (int side = 0; side < 2; side++) {
+            df_guide *g = side ? &g3 : &g1;
+            for (int i = 0; i < o->warmup; i++) df_guided_predict(g, n, t, x, out);
+            for (int i = 0; i < o->steps; i++) {
+                const double t0 = df_time();
+                df_guided_predict(g, n, t, x, out);
+                times[i] = df_time() - t0;
+            }
+            best[side] = fmin(best[side], median(times, o->steps));
+        }
+    printf("{\"impl\": \"diffuse\", \"phase\": \"guided\", \"precision\": \"%s\", \"preset\": \"%s\", "
+           "\"batch\": %d, \"threads\": %d, \"conditional_s_median\": %.5f, \"guided_s_median\": %.5f, "
+           "\"ratio\": %.3f}\n", df_precision_name(prec), o->preset, n, o->threads, best[0], best[1], best[1] / best[0]);
+    printf("%s %s, batch %d, %d threads: a conditional step %.2f ms, a guided step (scale 3, both halves in one "
+           "batch) %.2f ms: %.3fx\n", o->preset, df_precision_name(prec), n, o->threads, 1e3 * best[0], 1e3 * best[1],
+           best[1] / best[0]);
+    free(times);
+    free(t);
+    df_free(x);
+    df_free(out);
+    df_guide_free(&g1);
+    df_guide_free(&g3);
+    df_model_free(m);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the orchestration
  * The PyTorch peer, --peaks, --matrix and --sweep: built on the measurement above (bench_opts,
  * resize_config, PEAK_GFLOPS), used by main below. */
@@ -400,7 +454,9 @@ static void usage(void) {
                     "       bench_unet --matrix [--quick] [--no-torch] [--rounds R] [--profile] [--data SPEC]\n"
                     "                  [--preset P] [--threads T] [--precision fp32|bf16|both] [--batch B]\n"
                     "       bench_unet --sweep [--quick] [--torch] [--threads T] [--precision fp32|bf16|both]\n"
-                    "       bench_unet --peaks [--quick] [--threads T]\n");
+                    "       bench_unet --peaks [--quick] [--threads T]\n"
+                    "       bench_unet --guided [--preset P] [--batch B] [--threads T] [--steps S] [--rounds R]\n"
+                    "                  [--precision fp32|bf16|both]\n");
 }
 
 int main(int argc, char **argv) {
@@ -435,6 +491,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--matrix")) mode = 1;
         else if (!strcmp(a, "--sweep")) mode = 2;
         else if (!strcmp(a, "--peaks")) mode = 3;
+        else if (!strcmp(a, "--guided")) mode = 4;
         else if (!strcmp(a, "--precision") && v) {
             i++;
             set_prec = 1;
@@ -484,6 +541,11 @@ int main(int argc, char **argv) {
     omp_set_num_threads(o.threads);
 #endif
     openblas_set_num_threads(o.threads);
+    if (mode == 4) {
+        int rc = 0;
+        for (int p = 0; p < o.n_prec && !rc; p++) rc = run_guided(&o, c, o.prec[p]);
+        return rc;
+    }
     df_dataset ds = {0}, *dsp = NULL;
     if (o.data) {
         df_status st = !strcmp(o.data, "synthetic") ? synthetic_dataset(&ds, 1024, c.in_channels, c.sample_size)
