@@ -16,6 +16,7 @@
 typedef struct {
     const char *features, *weights;
     int n, batch, threads, no_cache;
+    int class_rows;     /* --class-rows P: A's image j asked for class j / P (sample --class all) */
     int features_given; /* --features was on the command line */
 } fid_args;
 
@@ -241,6 +242,45 @@ static df_status side_stats(df_featnet *net, const fid_input *in, long n, const 
     return st;
 }
 
+/* --class-rows P: the fraction of A's first n images that the feature network classifies as the
+ * class they were drawn for (image j: class j / P, as `sample --class all --n P` orders them), per
+ * class and in all, printed before the FID. Not cached: the logits are one small pass. */
+static df_status class_accuracy(df_featnet *net, const fid_input *in, long n, const fid_args *a) {
+    const df_featnet_info *info = df_featnet_get_info(net);
+    const int k = info->n_classes, p = a->class_rows;
+    if (k < 2) return df_fail(DF_ERR_ARG, "--class-rows: the feature network %s has no class logits", a->features);
+    if (n % p) return df_fail(DF_ERR_ARG, "--class-rows %d: A's %ld images are not whole rows of %d", p, n, p);
+    if (n / p > k) return df_fail(DF_ERR_ARG, "--class-rows %d: A's %ld images are %ld rows, more than the %d classes "
+                                  "of %s", p, n, n / p, k, a->features);
+    const size_t idim = (size_t)in->c * in->h * in->w;
+    float *feats = df_alloc(sizeof(float) * (size_t)a->batch * info->dim, "features");
+    float *logits = df_alloc(sizeof(float) * (size_t)a->batch * k, "logits");
+    float *buf = df_alloc(sizeof(float) * (size_t)a->batch * idim, "image batch");
+    long *right = calloc((size_t)k, sizeof(long)), total = 0;
+    df_status st = feats && logits && buf && right ? DF_OK : DF_ERR_NOMEM;
+    for (long i0 = 0; i0 < n && st == DF_OK; i0 += a->batch) {
+        const int m = (int)(n - i0 < a->batch ? n - i0 : a->batch);
+        st = df_featnet_forward(net, m, in->c, in->h, in->w, input_batch(in, i0, m, buf), feats, logits);
+        for (int j = 0; j < m && st == DF_OK; j++) {
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                if (logits[(size_t)j * k + c] > logits[(size_t)j * k + best]) best = c;
+            const long asked = (i0 + j) / p;
+            if (best == asked) right[asked]++, total++;
+        }
+    }
+    if (st == DF_OK) {
+        printf("classified as asked: %.1f%% of %ld (", 100.0 * total / n, n);
+        for (long c = 0; c < n / p; c++) printf("%s%ld: %.0f%%", c ? ", " : "", c, 100.0 * right[c] / p);
+        printf(")\n");
+    }
+    df_free(feats);
+    df_free(logits);
+    df_free(buf);
+    free(right);
+    return st;
+}
+
 /* ---------------------------------------------------------------- the command */
 
 /* Splits argv[2..] into the two inputs (arguments that are neither a flag nor a flag's value) and the
@@ -323,6 +363,7 @@ static df_status run_fid(const char *const *spec, fid_args *a) {
     memset(s, 0, sizeof s);
     int cached[2] = {0, 0};
     if (st == DF_OK) printf("features: %s (%s), weights %s\n", a->features, df_featnet_get_info(net)->desc, weights);
+    if (st == DF_OK && a->class_rows) st = class_accuracy(net, &in[0], a->n > 0 ? n : in[0].n, a);
     for (int k = 0; k < 2 && st == DF_OK; k++) {
         long nk = a->n > 0 ? n : in[k].n;
         st = side_stats(net, &in[k], nk, a, weights, k ? "features B" : "features A", &s[k], &cached[k]);
@@ -342,7 +383,7 @@ static df_status run_fid(const char *const *spec, fid_args *a) {
 }
 
 int cmd_fid(int argc, char **argv) {
-    fid_args a = {"fmnist", NULL, 0, 0, 0, 0, 0};
+    fid_args a = {"fmnist", NULL, 0, 0, 0, 0, 0, 0};
     arg_spec specs[] = {
         {"features", ARG_STRING, &a.features, "feature network: fmnist (default; 1x28x28 images) or inception"},
         {"weights", ARG_STRING, &a.weights,
@@ -351,12 +392,16 @@ int cmd_fid(int argc, char **argv) {
         {"batch", ARG_INT, &a.batch, "images per network call (default 256; inception 16)"},
         {"threads", ARG_INT, &a.threads, "threads (default 0: all cores)"},
         {"no-cache", ARG_FLAG, &a.no_cache, "neither read nor write the statistics cache"},
+        {"class-rows", ARG_INT, &a.class_rows,
+         "A is rows of P images per class (sample --class all --n P): also print the fraction classified as asked"},
         {NULL, 0, NULL, NULL, 0},
     };
     static const cli_range ranges[] = {
-        {"n", 2, 100000000}, {"batch", 1, 65536}, {"threads", 0, CLI_MAX_THREADS}, {NULL, 0, 0}};
+        {"n", 2, 100000000}, {"batch", 1, 65536}, {"threads", 0, CLI_MAX_THREADS}, {"class-rows", 1, 100000000},
+        {NULL, 0, 0}};
     const char *usage =
-        "usage: diffuse fid A B [--features fmnist|inception] [--weights FILE] [--n N] [--batch B] [--threads T]\n\n"
+        "usage: diffuse fid A B [--features fmnist|inception] [--weights FILE] [--n N] [--batch B] [--threads T]\n"
+        "                       [--class-rows P]\n\n"
         "The Frechet distance between the images A and B in a feature network's space; prints the network,\n"
         "each side's images and then 'FID: X'. A and B are each a .npy (float32 N x C x H x W in [-1,1], or\n"
         "uint8 N x H x W x C as `diffuse sample --out x.npy` writes), an image folder, or a dataset\n"
