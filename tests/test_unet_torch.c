@@ -3,7 +3,9 @@
  * Each tests/fixtures/unet_*.safetensors (written by tools/make_unet_fixtures.py, a plain-PyTorch
  * UNet2DModel with diffusers' names) holds a diffusers config (metadata "config"), every parameter
  * ("param/<name>"), an input batch x, t, a target, and the reference out, loss = mean((out -
- * target)^2) and every gradient ("grad/<name>"), computed in float64 from the float32 inputs. We
+ * target)^2) and every gradient ("grad/<name>"), computed in float64 from the float32 inputs, and a
+ * conditional fixture (num_class_embeds) its class labels ("labels"; tiny_cond: 3 classes and the
+ * null one, class_embedding.weight added to the time embedding as diffusers does). We
  * build the network from the config, load the parameters by name, run forward and backward in
  * float32, and compare everything, printing the worst difference of each tensor.
  *
@@ -108,6 +110,9 @@ static void check_fixture(const char *path, const run_mode *mode) {
     float *x = get_any(&f, "x", &nx, &xi), *t = get_any(&f, "t", &nt, NULL);
     float *target = get_any(&f, "target", &ntarget, NULL), *ref_out = get_any(&f, "out", &ny, NULL);
     float *ref_loss = get_any(&f, "loss", NULL, NULL);
+    size_t nlab = 0;
+    float *lab = c.num_class_embeds ? get_any(&f, "labels", &nlab, NULL) : NULL; /* a conditional fixture's */
+    CHECK(!c.num_class_embeds || lab, "%s: a conditional fixture has labels", path);
     CHECK(x && t && target && ref_out && ref_loss, "%s: x, t, target, out and loss present", path);
     if (!(x && t && target && ref_out && ref_loss)) goto free_io;
     int n = (int)xi->shape[0];
@@ -142,10 +147,12 @@ static void check_fixture(const char *path, const run_mode *mode) {
     }
     if (!loaded) goto free_model;
 
-    int *t_index = malloc((size_t)n * sizeof(int));
+    int *t_index = malloc((size_t)n * sizeof(int)), *labels = lab ? malloc((size_t)n * sizeof(int)) : NULL;
     for (int i = 0; i < n; i++) t_index[i] = (int)t[i];
+    CHECK(!lab || nlab == (size_t)n, "%s: %zu labels for %d images", path, nlab, n);
+    for (int i = 0; labels && i < n; i++) labels[i] = (int)lab[i];
     float *out = malloc(ny * sizeof(float)), *dout = malloc(ny * sizeof(float));
-    df_unet_forward(u, params, n, x, t_index, NULL, out, 1, 0, 0);
+    df_unet_forward(u, params, n, x, t_index, labels, out, 1, 0, 0);
     double maxdiff, maxref, loss = 0.0;
     diff_stats(out, ref_out, ny, &maxdiff, &maxref);
     printf("  out: max|diff| %.3g, max|ref| %.3g, rel %.3g (tol %g)\n", maxdiff, maxref, maxdiff / maxref,
@@ -186,11 +193,11 @@ static void check_fixture(const char *path, const run_mode *mode) {
     }
     printf("  worst gradient: %s, %.3g of the largest gradient %.3g (tol %g)\n", worst_name, worst, gmax,
            mode->grad_tol);
-    free(t_index), free(out), free(dout);
+    free(t_index), free(labels), free(out), free(dout);
 free_model:
     free(params), free(grads), free(ref_g);
 free_io:
-    free(x), free(t), free(target), free(ref_out), free(ref_loss);
+    free(x), free(t), free(target), free(ref_out), free(ref_loss), free(lab);
 done:
     df_gemm_bf16_force_fallback(0);
     df_unet_free(u);
@@ -212,7 +219,7 @@ int main(void) {
     if (d) closedir(d);
     /* fixed order, so the log reads the same every run */
     qsort(paths, (size_t)found, sizeof paths[0], (int (*)(const void *, const void *))strcmp);
-    CHECK(found >= 3, "found %d unet fixtures in tests/fixtures, want 3 (tools/make_unet_fixtures.py)", found);
+    CHECK(found >= 4, "found %d unet fixtures in tests/fixtures, want 4 (tools/make_unet_fixtures.py)", found);
     for (size_t m = 0; m < sizeof MODES / sizeof MODES[0]; m++)
         for (int i = 0; i < found; i++) check_fixture(paths[i], &MODES[m]);
     return check_exit_code("test_unet_torch");

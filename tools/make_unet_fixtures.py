@@ -249,7 +249,9 @@ class UNet2DModel(nn.Module):
         # Only the options diffuse supports; anything else must stay at the DDPM default.
         assert cfg["act_fn"] == "silu" and cfg["time_embedding_type"] == "positional"
         assert cfg["resnet_time_scale_shift"] == "default" and cfg["downsample_padding"] == 0
-        assert cfg["class_embed_type"] is None and cfg["num_class_embeds"] is None
+        # class conditioning as diffusers with class_embed_type None: an embedding of num_class_embeds
+        # rows added to the time embedding
+        assert cfg["class_embed_type"] is None
         assert not cfg["center_input_sample"] and cfg["add_attention"]
         boc = cfg["block_out_channels"]
         n_lvl = len(boc)
@@ -260,6 +262,8 @@ class UNet2DModel(nn.Module):
         temb_ch = boc[0] * 4
         self.conv_in = nn.Conv2d(cfg["in_channels"], boc[0], 3, 1, 1)
         self.time_embedding = TimestepEmbedding(boc[0], temb_ch)
+        if cfg["num_class_embeds"] is not None:
+            self.class_embedding = nn.Embedding(cfg["num_class_embeds"], temb_ch)
         self.down_blocks = nn.ModuleList()
         cout = boc[0]
         for i, kind in enumerate(cfg["down_block_types"]):
@@ -284,12 +288,15 @@ class UNet2DModel(nn.Module):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(boc[0], cfg["out_channels"], 3, 1, 1)
 
-    def forward(self, x, t, acts=None):
-        """x (B,Cin,H,W), t (B) integer timesteps; acts, if a dict, receives intermediate activations."""
+    def forward(self, x, t, acts=None, labels=None):
+        """x (B,Cin,H,W), t (B) integer timesteps, labels (B) class indices of a conditional model; acts, if a
+        dict, receives intermediate activations."""
         rec = (lambda k, v: acts.__setitem__(k, v)) if acts is not None else (lambda k, v: None)
         t_proj = timestep_embedding(t, self.cfg["block_out_channels"][0], self.cfg["flip_sin_to_cos"],
                                     self.cfg["freq_shift"]).to(x.dtype)
         temb = self.time_embedding(t_proj)
+        if labels is not None:
+            temb = temb + self.class_embedding(labels).to(x.dtype)
         rec("t_proj", t_proj)
         rec("temb", temb)
         h = self.conv_in(x)
@@ -369,11 +376,11 @@ def randomise_(model, gen):
                 p.copy_(0.2 * torch.randn(p.shape, generator=gen, dtype=torch.float32))
 
 
-def run(model, x, t, target, dtype):
+def run(model, x, t, target, dtype, labels=None):
     model = model.to(dtype)
     model.zero_grad(set_to_none=True)
     acts = {}
-    out = model(x.to(dtype), t, acts)
+    out = model(x.to(dtype), t, acts, labels)
     loss = torch.mean((out - target.to(dtype)) ** 2)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
@@ -384,7 +391,7 @@ def max_abs_diff(a, b):
     return float((a.double() - b.double()).abs().max())
 
 
-def make_fixture(outdir, name, cfg, batch, timesteps, seed):
+def make_fixture(outdir, name, cfg, batch, timesteps, seed, labels=None):
     gen = torch.Generator().manual_seed(seed)
     model = UNet2DModel(cfg)
     randomise_(model, gen)
@@ -393,16 +400,20 @@ def make_fixture(outdir, name, cfg, batch, timesteps, seed):
     target = torch.randn((batch, cfg["out_channels"], s, s), generator=gen, dtype=torch.float32)
     t = torch.tensor(timesteps, dtype=torch.int64)
     assert len(timesteps) == batch
+    lab = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
+    assert (labels is None) == (cfg["num_class_embeds"] is None) and (lab is None or len(labels) == batch)
 
     # float32 run first (a guide for tolerances), then the float64 reference that is stored.
     params32 = {k: v.clone() for k, v in model.state_dict().items()}
-    out32, loss32, grads32, _ = run(model, x, t, target, torch.float32)
-    out, loss, grads, acts = run(model, x, t, target, torch.float64)
+    out32, loss32, grads32, _ = run(model, x, t, target, torch.float32, lab)
+    out, loss, grads, acts = run(model, x, t, target, torch.float64, lab)
     for k, v in model.state_dict().items():  # the float64 run started from the same float32 values
         assert torch.equal(v.float(), params32[k])
 
     tensors = [("x", x.numpy()), ("t", t.float().numpy()), ("target", target.numpy()),
                ("out", out.float().numpy()), ("loss", loss.float().reshape(1).numpy())]
+    if lab is not None:
+        tensors.append(("labels", lab.float().numpy()))
     names = [n for n, _ in model.named_parameters()]
     tensors += [("param/" + n, params32[n].numpy()) for n in names]
     tensors += [("grad/" + n, grads[n].float().numpy()) for n in names]
@@ -495,6 +506,12 @@ FIXTURES = [
           up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
           norm_num_groups=8, attention_head_dim=4),
      3, [0, 500, 999], 1003),
+    # class-conditional: 3 classes and the null class (index 3), labels with the null one among them
+    ("tiny_cond",
+     dict(in_channels=1, out_channels=1, sample_size=8, block_out_channels=[8, 16], layers_per_block=1,
+          down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+          norm_num_groups=4, attention_head_dim=None, num_class_embeds=4),
+     3, [10, 500, 999], 1004, [2, 0, 3]),
 ]
 
 
@@ -504,8 +521,8 @@ def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "tests", "fixtures")
     os.makedirs(outdir, exist_ok=True)
     check_ddpm_cifar10_layout()
-    for name, over, batch, ts, seed in FIXTURES:
-        path = make_fixture(outdir, name, unet_config(**over), batch, ts, seed)
+    for name, over, batch, ts, seed, *labels in FIXTURES:
+        path = make_fixture(outdir, name, unet_config(**over), batch, ts, seed, labels[0] if labels else None)
         assert os.path.getsize(path) < 1_000_000, path
 
 
