@@ -122,31 +122,19 @@ void cli_progress_bar(const char *what, long done, long total, double elapsed, d
 #define SHIPPED_MODEL "fmnist-small.safetensors"
 
 const char *cli_default_model(void) {
-    static char path[4200];
     const char *env = getenv("DIFFUSE_MODEL");
     if (env && *env) return env;
-    /* next to the executable first: an installed tree (bin/, models/) works wherever it is moved */
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        snprintf(path, sizeof path, "%s/../models/" SHIPPED_MODEL, exe);
-        if (access(path, R_OK) == 0) return path;
-    }
-#ifdef DIFFUSE_SOURCE_MODELS
-    snprintf(path, sizeof path, "%s/" SHIPPED_MODEL, DIFFUSE_SOURCE_MODELS);
-    if (access(path, R_OK) == 0) return path;
-    df_fail(DF_ERR_ARG, "no --model given, and the shipped model " SHIPPED_MODEL " is neither in ../models next to "
-            "the executable nor in " DIFFUSE_SOURCE_MODELS ": give --model or set DIFFUSE_MODEL");
-#else
-    df_fail(DF_ERR_ARG, "no --model given, and the shipped model " SHIPPED_MODEL " is not in ../models next to the "
-            "executable: give --model or set DIFFUSE_MODEL");
-#endif
+    const char *path = cli_shipped_file(SHIPPED_MODEL);
+    if (path) return path;
+    /* the same search, with the way out named */
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", df_last_error());
+    df_fail(DF_ERR_ARG, "no --model given, and the shipped model %s: give --model or set DIFFUSE_MODEL", msg);
     return NULL;
 }
 
+/* A file shipped in models/: next to the executable first (an installed tree, bin/ and models/,
+ * works wherever it is moved), then in the source tree the build came from. */
 const char *cli_shipped_file(const char *name) {
     static char path[4200];
     char exe[4096];
