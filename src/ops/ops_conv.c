@@ -922,16 +922,11 @@ void df_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
         conv_wino_run(dinp, dout, w, 1, NULL, NULL, s, &px, !s->dinp_set, scratch);
         dinp = NULL;
     }
-    if (dw && conv_wino_dw(s)) {
-        conv_dw_wino(dw, dout, inp, s, scratch);
-        dw = NULL;
-        if (!dinp && db) {
-            conv_bias_backward(db, dout, s);
-            db = NULL;
-        }
-    }
-    if (dw && conv_lanes_dw(s)) {
-        conv_dw_lanes(dw, dout, inp, s, scratch);
+    /* dW by Winograd or on the lanes kernel; db with it when nothing else is left */
+    const int dw_wino = dw && conv_wino_dw(s), dw_lanes = dw && !dw_wino && conv_lanes_dw(s);
+    if (dw_wino) conv_dw_wino(dw, dout, inp, s, scratch);
+    if (dw_lanes) conv_dw_lanes(dw, dout, inp, s, scratch);
+    if (dw_wino || dw_lanes) {
         dw = NULL;
         if (!dinp && db) {
             conv_bias_backward(db, dout, s);
