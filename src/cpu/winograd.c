@@ -26,6 +26,16 @@ typedef struct {
 /* pw rounded up to the vector: the phase planes' row steps (winograd_tmpl.h, phases). */
 static int df_wino_pwv(const df_wino_plan *p, int vw) { return (p->pw + vw - 1) / vw * vw; }
 
+/* Two vectors' floats picked by constant indices (0..2 VW - 1; a comma list, the VT_ masks below):
+ * __builtin_shufflevector (clang, GCC 12 on), else GCC's __builtin_shuffle with a mask vector of
+ * type vi. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define WINO_SHUFFLE_(vi, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define WINO_SHUFFLE_(vi, a, b, ...) __builtin_shuffle(a, b, (vi){__VA_ARGS__})
+#endif
+#define WINO_SHUFFLE(vi, a, b, mask) WINO_SHUFFLE_(vi, a, b, mask)
+
 static inline float df_bf16r_float(float f) {
     uint32_t u = df_bf16r_bits(df_f32_bits(f));
     memcpy(&f, &u, sizeof f);
@@ -42,10 +52,10 @@ static inline float df_bf16r_float(float f) {
 #define VT_DCT 2
 #define VT_MADD(acc, a, b) ((acc) + (a) * (b))
 #define VT_BCAST(x) ((VF){(x), (x), (x), (x)})
-#define VT_ZIPLO {0, 4, 1, 5}
-#define VT_ZIPHI {2, 6, 3, 7}
-#define VT_EVENS {0, 2, 4, 6}
-#define VT_ODDS {1, 3, 5, 7}
+#define VT_ZIPLO 0, 4, 1, 5
+#define VT_ZIPHI 2, 6, 3, 7
+#define VT_EVENS 0, 2, 4, 6
+#define VT_ODDS 1, 3, 5, 7
 #include "winograd_tmpl.h"
 
 /* ---------------------------------------------------------------- avx2 */
@@ -60,10 +70,10 @@ static inline float df_bf16r_float(float f) {
 #define VT_DCT 2
 #define VT_MADD(acc, a, b) ((VF)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(acc)))
 #define VT_BCAST(x) ((VF)_mm256_set1_ps(x))
-#define VT_ZIPLO {0, 8, 1, 9, 2, 10, 3, 11}
-#define VT_ZIPHI {4, 12, 5, 13, 6, 14, 7, 15}
-#define VT_EVENS {0, 2, 4, 6, 8, 10, 12, 14}
-#define VT_ODDS {1, 3, 5, 7, 9, 11, 13, 15}
+#define VT_ZIPLO 0, 8, 1, 9, 2, 10, 3, 11
+#define VT_ZIPHI 4, 12, 5, 13, 6, 14, 7, 15
+#define VT_EVENS 0, 2, 4, 6, 8, 10, 12, 14
+#define VT_ODDS 1, 3, 5, 7, 9, 11, 13, 15
 #include "winograd_tmpl.h"
 #define AVX2_KERNELS (&avx2_kernels)
 #else
@@ -82,10 +92,10 @@ static inline float df_bf16r_float(float f) {
 #define VT_DCT 4
 #define VT_MADD(acc, a, b) ((VF)vfmaq_f32((float32x4_t)(acc), (float32x4_t)(a), (float32x4_t)(b)))
 #define VT_BCAST(x) ((VF)vdupq_n_f32(x))
-#define VT_ZIPLO {0, 4, 1, 5}
-#define VT_ZIPHI {2, 6, 3, 7}
-#define VT_EVENS {0, 2, 4, 6}
-#define VT_ODDS {1, 3, 5, 7}
+#define VT_ZIPLO 0, 4, 1, 5
+#define VT_ZIPHI 2, 6, 3, 7
+#define VT_EVENS 0, 2, 4, 6
+#define VT_ODDS 1, 3, 5, 7
 #include "winograd_tmpl.h"
 #define NEON_KERNELS (&neon_kernels)
 #else

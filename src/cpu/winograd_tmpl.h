@@ -5,8 +5,8 @@
  *               VT_RT output channels x VT_CT vectors of tile slots (forward, dX)
  *   VT_DRC, VT_DCT  dW's register tile: VT_DRC input channels x VT_DCT vectors of output channels
  *   VT_MADD(acc, a, b)  acc + a b with one rounding       VT_BCAST(x)   x in every lane
- *   VT_ZIPLO, VT_ZIPHI  __builtin_shuffle masks interleaving the low and high halves of two vectors
- *   VT_EVENS, VT_ODDS   masks taking the even and the odd floats of two vectors
+ *   VT_ZIPLO, VT_ZIPHI  WINO_SHUFFLE index lists interleaving the low and high halves of two vectors
+ *   VT_EVENS, VT_ODDS   index lists taking the even and the odd floats of two vectors
  * and the template #undefs them at its end. */
 
 typedef float VT_NAME(vf) __attribute__((vector_size(VT_VW * 4)));
@@ -54,7 +54,6 @@ VT_TARGET static void VT_NAME(row_tmp_init)(float *tmp, const df_wino_plan *p) {
 VT_TARGET static void VT_NAME(phases)(float *ph, const float *x, float *tmp, const df_wino_plan *p, int round) {
     const int h = p->h, w = p->w, pw = p->pw, th = p->th, ne = w / 2, no = (w + 1) / 2;
     const int in_place = h * w - 2 * df_wino_pwv(p, VT_VW); /* rows starting at or before it read in place */
-    const VT_NAME(vi) evens = VT_EVENS, odds = VT_ODDS;
     for (int a = 0; a < 2; a++)
         for (int i = 0; i <= th; i++) {
             const int r = 2 * i + a - 1; /* the image row of plane row i */
@@ -73,8 +72,8 @@ VT_TARGET static void VT_NAME(phases)(float *ph, const float *x, float *tmp, con
             even[0] = 0.0f;
             for (int k0 = 0; k0 < pw; k0 += VT_VW) {
                 const VF v0 = VT_NAME(load)(src + 2 * k0), v1 = VT_NAME(load)(src + 2 * k0 + VT_VW);
-                VT_NAME(store)(odd + k0, __builtin_shuffle(v0, v1, evens));
-                VT_NAME(store)(even + 1 + k0, __builtin_shuffle(v0, v1, odds));
+                VT_NAME(store)(odd + k0, WINO_SHUFFLE(VT_NAME(vi), v0, v1, VT_EVENS));
+                VT_NAME(store)(even + 1 + k0, WINO_SHUFFLE(VT_NAME(vi), v0, v1, VT_ODDS));
             }
             for (int k = no; k < pw; k++) odd[k] = 0.0f;
             for (int k = ne + 1; k < pw; k++) even[k] = 0.0f;
@@ -226,7 +225,6 @@ VT_TARGET static void VT_NAME(product_tile)(float *m, const float *u, const floa
 VT_TARGET static void VT_NAME(output_transform)(float *y, const float *m, size_t xi_stride, float *rows, float bias,
                                                 int has_cb, float cbias, const float *res, int accumulate,
                                                 const df_wino_plan *p) {
-    const VT_NAME(vi) lo = VT_ZIPLO, hi = VT_ZIPHI;
     float *even = rows, *odd = rows + 2 * p->qv;
     for (int q0 = 0; q0 < p->qv; q0 += VT_VW) {
         VF t0[4], t1[4];
@@ -241,10 +239,10 @@ VT_TARGET static void VT_NAME(output_transform)(float *y, const float *m, size_t
         /* A^T (M A): the rows; y_ab the output (2 ty + a, 2 tx + b) of each tile */
         const VF y00 = t0[0] + t0[1] + t0[2], y01 = t1[0] + t1[1] + t1[2];
         const VF y10 = t0[1] - t0[2] - t0[3], y11 = t1[1] - t1[2] - t1[3];
-        VT_NAME(store)(even + 2 * q0, __builtin_shuffle(y00, y01, lo));
-        VT_NAME(store)(even + 2 * q0 + VT_VW, __builtin_shuffle(y00, y01, hi));
-        VT_NAME(store)(odd + 2 * q0, __builtin_shuffle(y10, y11, lo));
-        VT_NAME(store)(odd + 2 * q0 + VT_VW, __builtin_shuffle(y10, y11, hi));
+        VT_NAME(store)(even + 2 * q0, WINO_SHUFFLE(VT_NAME(vi), y00, y01, VT_ZIPLO));
+        VT_NAME(store)(even + 2 * q0 + VT_VW, WINO_SHUFFLE(VT_NAME(vi), y00, y01, VT_ZIPHI));
+        VT_NAME(store)(odd + 2 * q0, WINO_SHUFFLE(VT_NAME(vi), y10, y11, VT_ZIPLO));
+        VT_NAME(store)(odd + 2 * q0 + VT_VW, WINO_SHUFFLE(VT_NAME(vi), y10, y11, VT_ZIPHI));
     }
     const int h = p->h, w = p->w, rw = 2 * p->pw;
     for (int oy = 0; oy < h; oy++) {
