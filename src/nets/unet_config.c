@@ -332,7 +332,7 @@ df_status df_unet_config_from_json(const char *text, size_t len, df_unet_config 
     /* null (or absent, as in some 2022 files) = one head over all channels */
     v = df_json_get(j, "num_class_embeds");
     c->num_class_embeds = 0;
-    if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "num_class_embeds", &c->num_class_embeds))) return st;
+    if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "num_class_embeds", &c->num_class_embeds))) goto done;
     v = df_json_get(j, "attention_head_dim");
     if (v && v->type != DF_JSON_NULL && (st = json_int_field(j, "attention_head_dim", &c->attention_head_dim)))
         goto done;
