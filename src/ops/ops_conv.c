@@ -697,11 +697,7 @@ static void conv_wino_run(float *y, const float *x, const float *w, int flip, co
     df_wino_pack_weights(u, w, p, flip, round);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        float *work = base + (size_t)omp_get_thread_num() * per_thread;
-#else
-        float *work = base;
-#endif
+        float *work = thread_cols(base, per_thread);
         float *normed = work + work_floats;
         const float *src[WINO_MAX_GROUP];
 #pragma omp for schedule(dynamic)
@@ -744,11 +740,7 @@ static void conv_dw_wino(float *dw, const float *dout, const float *inp, const d
     ASSERT(d.g <= WINO_MAX_GROUP);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        float *work = base + (size_t)omp_get_thread_num() * per_thread;
-#else
-        float *work = base;
-#endif
+        float *work = thread_cols(base, per_thread);
         const float *xs[WINO_MAX_GROUP], *gs[WINO_MAX_GROUP];
 #pragma omp for schedule(dynamic)
         for (int c = 0; c < slices; c++) {
