@@ -150,7 +150,7 @@ typedef enum { DF_LOSS_SIMPLE, DF_LOSS_VLB, DF_LOSS_COUNT } df_loss_kind;
  * beta = beta_t (diffusers "fixed_large"). */
 typedef enum { DF_VAR_POSTERIOR, DF_VAR_BETA, DF_VAR_COUNT } df_var_kind;
 
-typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_DPMPP_2M, DF_SAMPLER_COUNT } df_sampler_kind;
+typedef enum { DF_SAMPLER_ANCESTRAL, DF_SAMPLER_DDIM, DF_SAMPLER_DPMPP_2M, DF_SAMPLER_UNIPC, DF_SAMPLER_COUNT } df_sampler_kind;
 
 /* Precision of the U-Net's matrix products (convolutions, linears, attention): fp32, or bf16 (both
  * inputs of each product rounded to bfloat16, sums in fp32; weights, optimiser state, norms, softmax
@@ -249,16 +249,18 @@ typedef df_status (*df_predict_fn)(void *ctx, int n, const int *t_index, const f
 typedef int (*df_step_fn)(void *ctx, int step, int nsteps, int t_index, const float *x, int n, size_t dim);
 
 typedef struct {
-    df_sampler_kind sampler;  /* ancestral (the note's algorithm, default), DDIM, or DPM-Solver++(2M) */
-    int steps;                /* DDIM, DPM++: number of steps S (default 50); ancestral always uses T */
+    df_sampler_kind sampler;  /* ancestral (the note's algorithm, default), DDIM, DPM-Solver++(2M), UniPC */
+    int steps;                /* DDIM, DPM++, UniPC: number of steps S (default 50); ancestral always uses T */
     double eta;               /* DDIM: 0 = deterministic, 1 = DDPM-like noise */
-    /* DDIM, DPM++: the S step indices, ascending, each in 0..T-1 (NULL: the sampler's own spacing:
-     * DDIM k T / S, as DDIM's code; DPM++ round(linspace(0, T-1, S+1))[1..S], as diffusers'
-     * DPMSolverMultistepScheduler with timestep_spacing "linspace"). */
+    /* DDIM, DPM++, UniPC: the S step indices, ascending, each in 0..T-1 (NULL: the sampler's own
+     * spacing: DDIM k T / S, as DDIM's code; DPM++ and UniPC round(linspace(0, T-1, S+1))[1..S],
+     * rounded half to even, as diffusers' schedulers with timestep_spacing "linspace"). */
     const int *timesteps;
     /* DPM++ (Lu et al. 2022, the data-prediction solver): order 2 (default: second-order
      * multistep, first order on the first and the last step, the final sigma zero, as diffusers'
-     * defaults), or 1 (every step first order: DDIM with eta 0 on the same timesteps). */
+     * defaults), or 1 (every step first order: DDIM with eta 0 on the same timesteps).
+     * UniPC (Zhao et al. 2023, bh2, data prediction): the same predictor, and after every step but
+     * the last the UniC corrector of the step's order, as diffusers' UniPCMultistepScheduler. */
     int order;
     /* x holds x_T on entry (diffuse sample --noise), instead of x_T drawn from the seed. */
     int x_T_given;

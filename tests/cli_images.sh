@@ -49,6 +49,10 @@ check "predict output size" test "$(stat -c %s "$T/y.npy")" -eq $((128 + 2*784*4
 check "dpm++2m from a given x_T" test -s "$T/n1.npy"
 check "given x_T: the seed does not matter" cmp -s "$T/n1.npy" "$T/n2.npy"
 check "given x_T: N = 2 samples" grep -aq "'shape': (2, 28, 28, 1)" "$T/n1.npy"
+"$BIN" sample --model "$M" --noise "$T/x.npy" --sampler unipc --steps 5 --seed 3 --out "$T/u1.npy" 2>/dev/null
+check "unipc from a given x_T" test -s "$T/u1.npy"
+"$BIN" sample --model "$M" --noise "$T/x.npy" --sampler unipc --steps 5 --seed 4 --out "$T/u2.npy" 2>/dev/null
+check "unipc from a given x_T: the seed does not matter" cmp -s "$T/u1.npy" "$T/u2.npy"
 "$BIN" sample --model "$M" --noise "$T/x.npy" --n 3 --out "$T/n3.npy" 2>"$T/n3.err"
 check "--noise with a disagreeing --n refused" test $? -ne 0 -a ! -e "$T/n3.npy"
 check "... naming both" grep -q "holds 2 samples but --n is 3" "$T/n3.err"

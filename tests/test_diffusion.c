@@ -393,6 +393,17 @@ static void test_dpmpp(void) {
     for (int j = 0; j < 500 * 2; j++) worst = fmax(worst, fabs((double)x[j] - y[j]) / (1 + fabs((double)y[j])));
     printf("  dpm++ order 1 vs DDIM eta 0 on 7 given timesteps: max rel diff %.2e\n", worst);
     CHECK(worst < 1e-5, "first-order DPM-Solver++ should be DDIM eta 0: %g", worst);
+    /* diffusers' spacing rounds half to even, as NumPy does: at S = 6, linspace(0, 999, 7) has
+     * 166.5, 499.5 and 832.5, which become 166, 500 and 832 */
+    int ts6[6] = {166, 333, 500, 666, 832, 999};
+    sp.sampler = DF_SAMPLER_DPMPP_2M;
+    sp.order = 2;
+    sp.steps = 6;
+    sp.timesteps = NULL;
+    df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 100, 2, 0, x, NULL, NULL);
+    sp.timesteps = ts6;
+    df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 100, 2, 0, y, NULL, NULL);
+    CHECK(memcmp(x, y, sizeof(float) * 200) == 0, "dpm++2m 6 steps: timesteps round(linspace(0, 999, 7)) half to even");
     /* (c) the NumPy reference */
     int nd;
     int64_t shape[8];
@@ -420,11 +431,61 @@ static void test_dpmpp(void) {
         CHECK(0, "fixtures/dpmpp2m_gauss.npy: want (3, 2, N, 2)");
     }
     df_free(ref);
+    /* (d) UniPC (DPM++'s predictor plus the UniC corrector) against the NumPy reference, which
+     * solves for the corrector's coefficients at any order */
+    ref = NULL;
+    CHECK(df_npy_read_f32("fixtures/unipc_gauss.npy", &nd, shape, &ref) == DF_OK, "fixture: %s", df_last_error());
+    const struct { int steps; df_pred pred; } ucases[] = {{10, DF_PRED_EPS}, {3, DF_PRED_V}, {6, DF_PRED_X0}};
+    if (ref && nd == 4 && shape[0] == 3 && shape[1] == 2 && shape[3] == 2) {
+        const int n = (int)shape[2];
+        for (int c = 0; c < 3; c++) {
+            df_sample_params_init(&sp);
+            sp.sampler = DF_SAMPLER_UNIPC;
+            sp.steps = ucases[c].steps;
+            sp.x_T_given = 1;
+            o.pred = ucases[c].pred;
+            const float *xT = ref + (size_t)c * 2 * n * 2, *want = xT + n * 2;
+            memcpy(x, xT, sizeof(float) * n * 2);
+            memcpy(y, xT, sizeof(float) * n * 2);
+            CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
+            sp.sampler = DF_SAMPLER_DPMPP_2M;
+            df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, y, NULL, NULL);
+            double err = 0, moved = 0;
+            for (int j = 0; j < n * 2; j++) {
+                err = fmax(err, fabs((double)x[j] - want[j]));
+                moved = fmax(moved, fabs((double)x[j] - y[j]));
+            }
+            printf("  unipc %d steps pred %s from given x_T vs NumPy: max abs diff %.2e (tol 1e-5); vs dpm++2m %.2e\n",
+                   ucases[c].steps, df_pred_name(o.pred), err, moved);
+            CHECK(err < 1e-5, "unipc vs tools/dpm_reference.py: %g", err);
+            CHECK(moved > 1e-4, "the corrector changes the result (%g from dpm++2m)", moved);
+        }
+    } else {
+        CHECK(0, "fixtures/unipc_gauss.npy: want (3, 2, N, 2)");
+    }
+    df_free(ref);
+    o.pred = DF_PRED_EPS;
+    df_sample_params_init(&sp);
+    sp.sampler = DF_SAMPLER_UNIPC;
+    sp.steps = 20;
+    sp.seed = 5;
+    sp.batch = 1000;
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, N, 2, 0, x, NULL, NULL) == DF_OK, "unipc");
+    for (int k = 0; k < 2; k++) {
+        double m, v, sd = o.sd[k], want_v = sd * sd * (ab1 * sd * sd) / (ab1 * sd * sd + 1 - ab1);
+        moments(x, N, k, &m, &v);
+        printf("  unipc 20 steps dim %d: mean %.4f (want %.2f) var %.4f (want %.4f)\n", k, m, o.m[k], v, want_v);
+        CHECK(fabs(m - o.m[k]) < 4 * sd / sqrt(N), "unipc mean %g vs %g", m, o.m[k]);
+        CHECK(fabs(v - want_v) < 4 * want_v * sqrt(2.0 / N) + 0.02 * want_v, "unipc var %g vs %g", v, want_v);
+    }
     /* bad input */
     df_sample_params_init(&sp);
     sp.sampler = DF_SAMPLER_DPMPP_2M;
     sp.order = 3;
     CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 4, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "order 3");
+    sp.sampler = DF_SAMPLER_UNIPC;
+    CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 4, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "unipc order 3");
+    sp.sampler = DF_SAMPLER_DPMPP_2M;
     int bad[2] = {500, 400};
     sp.order = 2, sp.steps = 2, sp.timesteps = bad;
     CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 4, 2, 0, x, NULL, NULL) == DF_ERR_ARG, "descending");

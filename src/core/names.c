@@ -6,7 +6,7 @@ static const char *schedule_names[] = {"linear", "cosine", "exponential", "quadr
 static const char *pred_names[] = {"eps", "x0", "mean", "v"};
 static const char *loss_names[] = {"simple", "vlb"};
 static const char *var_names[] = {"posterior", "beta"};
-static const char *sampler_names[] = {"ancestral", "ddim", "dpm++2m"};
+static const char *sampler_names[] = {"ancestral", "ddim", "dpm++2m", "unipc"};
 static const char *precision_names[] = {"fp32", "bf16"};
 
 static df_status lookup(const char *what, const char **names, int count, const char *s, int *out) {

@@ -1,5 +1,5 @@
-/* sampler.c: the note's ancestral sampler, DDIM (Song et al. 2021) and DPM-Solver++(2M) (Lu et al.
- * 2022), driven by any network seen through df_predict_fn. Noise for sample j at step i comes from the Philox counter (j, i), so a
+/* sampler.c: the note's ancestral sampler, DDIM (Song et al. 2021), DPM-Solver++(2M) (Lu et al.
+ * 2022) and UniPC (Zhao et al. 2023), driven by any network seen through df_predict_fn. Noise for sample j at step i comes from the Philox counter (j, i), so a
  * sample does not depend on the batch it was drawn in or on the thread count. */
 #include "common.h"
 #include <math.h>
@@ -109,35 +109,69 @@ static vp_point vp_at(const df_schedule *s, int i) {
     return v;
 }
 
+/* The network's outputs at index i, turned in place into data predictions x0 (clipped when
+ * p->clip_x0 is set, as thresholding would): what DPM-Solver++ and UniPC work on. */
+static void outputs_to_x0(const df_schedule *s, df_pred pred, const df_sample_params *p, int i, size_t count,
+                          const float *x, float *out) {
+    for (size_t q = 0; q < count; q++) {
+        float x0f;
+        df_pred_convert(s, i, pred, DF_PRED_X0, &x[q], &out[q], &x0f, 1);
+        out[q] = p->clip_x0 ? (float)clampd(x0f, p->clip_min, p->clip_max) : x0f;
+    }
+}
+
 /* One DPM-Solver++ step from index i to i_prev (diffusers' dpm_solver_first_order_update and
  * multistep_dpm_solver_second_order_update, solver_type "midpoint"), on the data predictions:
  *   h = lambda_next - lambda_i,  x_next = (sigma_next / sigma_i) x - alpha_next (e^-h - 1) D,
  * first order D = x0_i; second order, with the previous step's index i_last and prediction x0_last,
- * r = (lambda_i - lambda_last) / h and D = x0_i + (x0_i - x0_last) / (2 r). x0 is stored in
- * x0_hist (n x dim) for the next step; clipping (p->clip_x0) applies to it, as thresholding would. */
-static void dpmpp_step(const df_schedule *s, df_pred pred, const df_sample_params *p, int i, int i_prev, int i_last,
-                       int second, int n, size_t dim, float *x, const float *out, float *x0_hist) {
+ * r = (lambda_i - lambda_last) / h and D = x0_i + (x0_i - x0_last) / (2 r). It is also UniPC's
+ * predictor: with B(h) = e^h - 1 ("bh2"), UniP-2's rho_p = 1/2 gives this same D. */
+static void dpmpp_step(const df_schedule *s, int i, int i_prev, int i_last, int second, size_t count, float *x,
+                       const float *x0, const float *x0_last) {
     const vp_point cur = vp_at(s, i), next = vp_at(s, i_prev);
     const double h = next.lambda - cur.lambda, em1 = isinf(h) ? -1.0 : expm1(-h);
     const double ratio = next.sigma / cur.sigma;
     const double r = second ? (cur.lambda - vp_at(s, i_last).lambda) / h : 1.0;
-    for (int j = 0; j < n; j++) {
-        float *xj = x + (size_t)j * dim, *hj = x0_hist + (size_t)j * dim;
-        const float *oj = out + (size_t)j * dim;
-        for (size_t k = 0; k < dim; k++) {
-            float x0f;
-            df_pred_convert(s, i, pred, DF_PRED_X0, &xj[k], &oj[k], &x0f, 1);
-            double x0 = p->clip_x0 ? clampd(x0f, p->clip_min, p->clip_max) : x0f;
-            double d = second ? x0 + (x0 - hj[k]) / (2.0 * r) : x0;
-            xj[k] = (float)(ratio * xj[k] - next.alpha * em1 * d);
-            hj[k] = (float)x0;
-        }
+    for (size_t q = 0; q < count; q++) {
+        double d = second ? x0[q] + ((double)x0[q] - x0_last[q]) / (2.0 * r) : x0[q];
+        x[q] = (float)(ratio * x[q] - next.alpha * em1 * d);
     }
 }
 
-/* diffusers' "linspace" spacing: round(linspace(0, T - 1, S + 1)), without its first entry (0). */
+/* UniC, UniPC's corrector (Zhao et al. 2023, B(h) = e^h - 1, "bh2"; diffusers'
+ * multistep_uni_c_bh_update with predict_x0). Once the network has seen x at index i, redo the
+ * step that reached it, from x_last at i_s0, using the new data prediction x0_t as well:
+ *   x = (sigma_t / sigma_s0) x_last - alpha_t (e^-h - 1) (m0 + rho_1 D1 + rho_2 (x0_t - m0)),
+ * with m0 the prediction at i_s0, D1 = (m1 - m0) / r1 from the one at i_s1, r1 = (lambda_s1 -
+ * lambda_s0) / h, and (rho_1, rho_2) solving [[1, 1], [r1, 1]] rho = b (order 2), or rho_2 = 1/2
+ * (order 1: the trapezoidal rule). The network is not run again: x0_t stays the prediction at the
+ * uncorrected x, so UniPC costs what DPM++ does; the corrected x feeds the next predictor step. */
+static void unic_correct(const df_schedule *s, int i, int i_s0, int i_s1, int order, size_t count, float *x,
+                         const float *x_last, const float *x0_t, const float *m0, const float *m1) {
+    const vp_point t = vp_at(s, i), s0 = vp_at(s, i_s0);
+    const double h = t.lambda - s0.lambda, hh = -h, em1 = expm1(hh), ratio = t.sigma / s0.sigma;
+    double rho_1 = 0.0, rho_2 = 0.5, r1 = 1.0;
+    if (order == 2) {
+        r1 = (vp_at(s, i_s1).lambda - s0.lambda) / h;
+        /* h phi_2 and h phi_3 in diffusers' recursion; b_k = k! h phi_{k+1} / B(h) */
+        const double phi2 = em1 / hh - 1.0, phi3 = phi2 / hh - 0.5;
+        const double b1 = phi2 / em1, b2 = 2.0 * phi3 / em1;
+        rho_1 = (b1 - b2) / (1.0 - r1);
+        rho_2 = b1 - rho_1;
+    }
+    for (size_t q = 0; q < count; q++) {
+        const double d1 = order == 2 ? ((double)m1[q] - m0[q]) / r1 : 0.0;
+        const double res = rho_1 * d1 + rho_2 * ((double)x0_t[q] - m0[q]);
+        x[q] = (float)(ratio * x_last[q] - t.alpha * em1 * (m0[q] + res));
+    }
+}
+
+/* diffusers' "linspace" spacing: round(linspace(0, T - 1, S + 1)), without its first entry (0).
+ * As NumPy computes it: k * ((T - 1) / S) with the last entry exactly T - 1, rounded half to even
+ * (rint), so that ties such as 166.5 at S = 6 go where diffusers sends them. */
 static void dpmpp_timesteps(int T, int S, int *seq) {
-    for (int k = 0; k < S; k++) seq[k] = (int)floor((double)(k + 1) * (T - 1) / S + 0.5);
+    const double step = (double)(T - 1) / S;
+    for (int k = 0; k < S; k++) seq[k] = k + 1 == S ? T - 1 : (int)rint((k + 1) * step);
 }
 
 /* Inpainting: hold the known region to q(x_r | known) after the step that reached index r
@@ -161,13 +195,14 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
                     size_t dim, uint64_t first_index, float *x, df_step_fn step_fn, void *step_ctx) {
     if (n <= 0) return df_fail(DF_ERR_ARG, "number of samples must be positive (got %d)", n);
     if (p->batch <= 0) return df_fail(DF_ERR_ARG, "sampling batch must be positive (got %d)", p->batch);
-    const int strided = p->sampler == DF_SAMPLER_DDIM || p->sampler == DF_SAMPLER_DPMPP_2M;
+    const int multistep = p->sampler == DF_SAMPLER_DPMPP_2M || p->sampler == DF_SAMPLER_UNIPC;
+    const int strided = p->sampler == DF_SAMPLER_DDIM || multistep;
     int nsteps = strided ? p->steps : s->T;
     if (strided && (p->steps < 1 || p->steps > s->T))
         return df_fail(DF_ERR_ARG, "%s steps must be in 1..%d (got %d)", df_sampler_name(p->sampler), s->T, p->steps);
     if (p->sampler == DF_SAMPLER_DDIM && !(p->eta >= 0)) return df_fail(DF_ERR_ARG, "DDIM eta must be >= 0");
-    if (p->sampler == DF_SAMPLER_DPMPP_2M && p->order != 1 && p->order != 2)
-        return df_fail(DF_ERR_ARG, "DPM-Solver++ order must be 1 or 2 (got %d)", p->order);
+    if (multistep && p->order != 1 && p->order != 2)
+        return df_fail(DF_ERR_ARG, "%s order must be 1 or 2 (got %d)", df_sampler_name(p->sampler), p->order);
     if (p->timesteps)
         for (int k = 0; k < nsteps; k++)
             if (p->timesteps[k] < 0 || p->timesteps[k] >= s->T || (k > 0 && p->timesteps[k] <= p->timesteps[k - 1]))
@@ -180,18 +215,20 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
     int batch = p->batch < n ? p->batch : n;
 
     df_status st = DF_ERR_NOMEM;
-    float *x0_hist = NULL;
+    float *hist[3] = {NULL, NULL, NULL};  /* multistep: m0, the last step's x0; UniPC: m1, x_last */
     float *out = df_alloc(sizeof(float) * (size_t)n * dim, "sampler network outputs");
     float *noise = df_alloc(sizeof(float) * dim, "sampler noise");
     int *tbuf = df_alloc(sizeof(int) * (size_t)batch, "sampler timesteps");
     int *seq = df_alloc(sizeof(int) * (size_t)nsteps, "sampler timestep sequence");
-    const int dpm = p->sampler == DF_SAMPLER_DPMPP_2M;
-    x0_hist = dpm ? df_alloc(sizeof(float) * (size_t)n * dim, "DPM-Solver++ history") : NULL;
-    if (!out || !noise || !tbuf || !seq || (dpm && !x0_hist)) goto free_buffers;
+    const int unipc = p->sampler == DF_SAMPLER_UNIPC, nhist = unipc ? 3 : multistep;
+    const size_t count = (size_t)n * dim;
+    for (int h = 0; h < nhist; h++)
+        if (!(hist[h] = df_alloc(sizeof(float) * count, "multistep sampler history"))) goto free_buffers;
+    if (!out || !noise || !tbuf || !seq) goto free_buffers;
 
     if (p->timesteps) memcpy(seq, p->timesteps, sizeof(int) * (size_t)nsteps);
     else if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
-    else if (dpm) dpmpp_timesteps(s->T, nsteps, seq);
+    else if (multistep) dpmpp_timesteps(s->T, nsteps, seq);
     else for (int k = 0; k < nsteps; k++) seq[k] = k;
     int k_first = nsteps - 1;  /* editing starts at the last step not above t_start */
     if (p->init)
@@ -210,11 +247,19 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
         if (st != DF_OK) goto free_buffers;
         if (p->sampler == DF_SAMPLER_DDIM) {
             ddim_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, n, dim, first_index, x, out, noise);
-        } else if (dpm) {
+        } else if (multistep) {
+            float *m0 = hist[0], *m1 = hist[1], *x_last = hist[2];
+            outputs_to_x0(s, pred, p, i, count, x, out);
+            /* UniPC corrects the step that reached i, at the order that step had */
+            if (unipc && k < k_first)
+                unic_correct(s, i, seq[k + 1], k + 2 <= k_first ? seq[k + 2] : -1, p->order == 2 && k + 1 < k_first ? 2 : 1,
+                             count, x, x_last, out, m0, m1);
+            if (unipc) memcpy(x_last, x, sizeof(float) * count);
             /* second order from the second step on, first order on the last (final sigma zero) */
             const int second = p->order == 2 && k < k_first && k > 0;
-            dpmpp_step(s, pred, p, i, k > 0 ? seq[k - 1] : -1, k < k_first ? seq[k + 1] : -1, second, n, dim, x, out,
-                       x0_hist);
+            dpmpp_step(s, i, k > 0 ? seq[k - 1] : -1, k < k_first ? seq[k + 1] : -1, second, count, x, out, m0);
+            if (unipc) hist[0] = m1, hist[1] = m0;  /* the older prediction moves back; m1's buffer takes the new */
+            memcpy(hist[0], out, sizeof(float) * count);
         } else {
             ancestral_step(s, pred, p, i, n, dim, first_index, x, out, noise);
         }
@@ -231,6 +276,6 @@ free_buffers:
     df_free(noise);
     df_free(tbuf);
     df_free(seq);
-    df_free(x0_hist);
+    for (int h = 0; h < 3; h++) df_free(hist[h]);
     return st;
 }
