@@ -254,7 +254,8 @@ typedef struct {
     double eta;               /* DDIM: 0 = deterministic, 1 = DDPM-like noise */
     /* DDIM, DPM++, UniPC: the S step indices, ascending, each in 0..T-1 (NULL: the sampler's own
      * spacing: DDIM k T / S, as DDIM's code; DPM++ and UniPC round(linspace(0, T-1, S+1))[1..S],
-     * rounded half to even, as diffusers' schedulers with timestep_spacing "linspace"). */
+     * rounded half to even, each index once (S = T runs 1..T-1), as diffusers' schedulers with
+     * timestep_spacing "linspace"). */
     const int *timesteps;
     /* DPM++ (Lu et al. 2022, the data-prediction solver): order 2 (default: second-order
      * multistep, first order on the first and the last step, the final sigma zero, as diffusers'

@@ -404,6 +404,24 @@ static void test_dpmpp(void) {
     sp.timesteps = ts6;
     df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 100, 2, 0, y, NULL, NULL);
     CHECK(memcmp(x, y, sizeof(float) * 200) == 0, "dpm++2m 6 steps: timesteps round(linspace(0, 999, 7)) half to even");
+    /* S = T: the spacing repeats index 500 once; kept once, S = 1000 is the 999 indices 1..999 */
+    static int ts999[999];
+    for (int k = 0; k < 999; k++) ts999[k] = k + 1;
+    for (int u = 0; u < 2; u++) {
+        sp.sampler = u ? DF_SAMPLER_UNIPC : DF_SAMPLER_DPMPP_2M;
+        sp.steps = 1000;
+        sp.timesteps = NULL;
+        CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 100, 2, 0, x, NULL, NULL) == DF_OK, "S = T");
+        sp.steps = 999;
+        sp.timesteps = ts999;
+        df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, 100, 2, 0, y, NULL, NULL);
+        int finite = 1;
+        for (int j = 0; j < 200; j++) finite &= isfinite(x[j]);
+        CHECK(finite && memcmp(x, y, sizeof(float) * 200) == 0, "%s at S = T: the 999 indices 1..999, each once",
+              df_sampler_name(sp.sampler));
+    }
+    sp.sampler = DF_SAMPLER_DPMPP_2M;
+    sp.timesteps = NULL;
     /* (c) the NumPy reference */
     int nd;
     int64_t shape[8];

@@ -169,9 +169,16 @@ static void unic_correct(const df_schedule *s, int i, int i_s0, int i_s1, int or
 /* diffusers' "linspace" spacing: round(linspace(0, T - 1, S + 1)), without its first entry (0).
  * As NumPy computes it: k * ((T - 1) / S) with the last entry exactly T - 1, rounded half to even
  * (rint), so that ties such as 166.5 at S = 6 go where diffusers sends them. */
-static void dpmpp_timesteps(int T, int S, int *seq) {
+static int dpmpp_timesteps(int T, int S, int *seq) {
     const double step = (double)(T - 1) / S;
     for (int k = 0; k < S; k++) seq[k] = k + 1 == S ? T - 1 : (int)rint((k + 1) * step);
+    /* At S = T the spacing is under one index and repeats one (500 at T = 1000). A step from an
+     * index to itself has h = 0, and the next second-order step divides by it: keep each index
+     * once, as diffusers does (np.unique), so S = T runs the T - 1 indices 1..T-1. */
+    int u = 0;
+    for (int k = 0; k < S; k++)
+        if (u == 0 || seq[k] != seq[u - 1]) seq[u++] = seq[k];
+    return u;
 }
 
 /* Inpainting: hold the known region to q(x_r | known) after the step that reached index r
@@ -228,7 +235,7 @@ df_status df_sample(const df_schedule *s, df_pred pred, const df_sample_params *
 
     if (p->timesteps) memcpy(seq, p->timesteps, sizeof(int) * (size_t)nsteps);
     else if (p->sampler == DF_SAMPLER_DDIM) df_ddim_timesteps(s->T, nsteps, seq);
-    else if (multistep) dpmpp_timesteps(s->T, nsteps, seq);
+    else if (multistep) nsteps = dpmpp_timesteps(s->T, nsteps, seq);
     else for (int k = 0; k < nsteps; k++) seq[k] = k;
     int k_first = nsteps - 1;  /* editing starts at the last step not above t_start */
     if (p->init)
