@@ -347,6 +347,56 @@ static void test_applications(void) {
     df_schedule_free(&s);
 }
 
+typedef struct {
+    int steps;
+    df_pred pred;
+} fixture_case;
+
+/* The sampler from each case's x_T in `path` (tools/dpm_reference.py: float32 (3, 2, N, 2), [c][0]
+ * x_T, [c][1] the reference x_0) against the reference, to 1e-5; UniPC must also differ from
+ * DPM++(2M), or its corrector did nothing. */
+static void check_against_fixture(const char *path, df_sampler_kind kind, const fixture_case cases[3],
+                                  const df_schedule *s) {
+    int nd;
+    int64_t shape[8];
+    float *ref = NULL;
+    CHECK(df_npy_read_f32(path, &nd, shape, &ref) == DF_OK, "fixture: %s", df_last_error());
+    if (!ref || nd != 4 || shape[0] != 3 || shape[1] != 2 || shape[3] != 2) {
+        CHECK(0, "%s: want (3, 2, N, 2)", path);
+        df_free(ref);
+        return;
+    }
+    const int n = (int)shape[2];
+    float *x = df_alloc(sizeof(float) * n * 2, "x"), *y = df_alloc(sizeof(float) * n * 2, "y");
+    for (int c = 0; c < 3; c++) {
+        gauss_oracle o = {s, cases[c].pred, {0.7, -1.2}, {0.5, 0.2}};
+        df_sample_params sp;
+        df_sample_params_init(&sp);
+        sp.steps = cases[c].steps;
+        sp.x_T_given = 1;
+        const float *xT = ref + (size_t)c * 2 * n * 2, *want = xT + n * 2;
+        memcpy(x, xT, sizeof(float) * n * 2);
+        memcpy(y, xT, sizeof(float) * n * 2);
+        sp.sampler = kind;
+        CHECK(df_sample(s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
+        sp.sampler = DF_SAMPLER_DPMPP_2M;
+        df_sample(s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, y, NULL, NULL);
+        double err = 0, moved = 0;
+        for (int j = 0; j < n * 2; j++) {
+            err = fmax(err, fabs((double)x[j] - want[j]));
+            moved = fmax(moved, fabs((double)x[j] - y[j]));
+        }
+        printf("  %s %d steps pred %s from given x_T vs NumPy: max abs diff %.2e (tol 1e-5)\n", df_sampler_name(kind),
+               sp.steps, df_pred_name(o.pred), err);
+        CHECK(err < 1e-5, "%s vs tools/dpm_reference.py: %g", df_sampler_name(kind), err);
+        if (kind == DF_SAMPLER_UNIPC)
+            CHECK(moved > 1e-4, "the corrector changes the result (%g from dpm++2m)", moved);
+    }
+    df_free(x);
+    df_free(y);
+    df_free(ref);
+}
+
 /* DPM-Solver++(2M): (a) with the oracle, 20 steps sample the data distribution (the solver follows
  * the probability-flow ODE, which maps N(0, I) onto the data exactly for Gaussian data); (b) order 1
  * is DDIM with eta 0 on the same timesteps; (c) from given x_T, it matches an independent NumPy
@@ -422,66 +472,12 @@ static void test_dpmpp(void) {
     }
     sp.sampler = DF_SAMPLER_DPMPP_2M;
     sp.timesteps = NULL;
-    /* (c) the NumPy reference */
-    int nd;
-    int64_t shape[8];
-    float *ref = NULL;
-    CHECK(df_npy_read_f32("fixtures/dpmpp2m_gauss.npy", &nd, shape, &ref) == DF_OK, "fixture: %s", df_last_error());
-    const struct { int steps; df_pred pred; } cases[] = {{10, DF_PRED_EPS}, {20, DF_PRED_V}, {5, DF_PRED_X0}};
-    if (ref && nd == 4 && shape[0] == 3 && shape[1] == 2 && shape[3] == 2) {
-        const int n = (int)shape[2];
-        for (int c = 0; c < 3; c++) {
-            df_sample_params_init(&sp);
-            sp.sampler = DF_SAMPLER_DPMPP_2M;
-            sp.steps = cases[c].steps;
-            sp.x_T_given = 1;
-            o.pred = cases[c].pred;
-            const float *xT = ref + (size_t)c * 2 * n * 2, *want = xT + n * 2;
-            memcpy(x, xT, sizeof(float) * n * 2);
-            CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
-            double err = 0;
-            for (int j = 0; j < n * 2; j++) err = fmax(err, fabs((double)x[j] - want[j]));
-            printf("  dpm++2m %d steps pred %s from given x_T vs NumPy: max abs diff %.2e (tol 1e-5)\n", sp.steps,
-                   df_pred_name(o.pred), err);
-            CHECK(err < 1e-5, "dpm++2m vs tools/dpm_reference.py: %g", err);
-        }
-    } else {
-        CHECK(0, "fixtures/dpmpp2m_gauss.npy: want (3, 2, N, 2)");
-    }
-    df_free(ref);
-    /* (d) UniPC (DPM++'s predictor plus the UniC corrector) against the NumPy reference, which
-     * solves for the corrector's coefficients at any order */
-    ref = NULL;
-    CHECK(df_npy_read_f32("fixtures/unipc_gauss.npy", &nd, shape, &ref) == DF_OK, "fixture: %s", df_last_error());
-    const struct { int steps; df_pred pred; } ucases[] = {{10, DF_PRED_EPS}, {3, DF_PRED_V}, {6, DF_PRED_X0}};
-    if (ref && nd == 4 && shape[0] == 3 && shape[1] == 2 && shape[3] == 2) {
-        const int n = (int)shape[2];
-        for (int c = 0; c < 3; c++) {
-            df_sample_params_init(&sp);
-            sp.sampler = DF_SAMPLER_UNIPC;
-            sp.steps = ucases[c].steps;
-            sp.x_T_given = 1;
-            o.pred = ucases[c].pred;
-            const float *xT = ref + (size_t)c * 2 * n * 2, *want = xT + n * 2;
-            memcpy(x, xT, sizeof(float) * n * 2);
-            memcpy(y, xT, sizeof(float) * n * 2);
-            CHECK(df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, x, NULL, NULL) == DF_OK, "sample");
-            sp.sampler = DF_SAMPLER_DPMPP_2M;
-            df_sample(&s, o.pred, &sp, gauss_oracle_predict, &o, n, 2, 0, y, NULL, NULL);
-            double err = 0, moved = 0;
-            for (int j = 0; j < n * 2; j++) {
-                err = fmax(err, fabs((double)x[j] - want[j]));
-                moved = fmax(moved, fabs((double)x[j] - y[j]));
-            }
-            printf("  unipc %d steps pred %s from given x_T vs NumPy: max abs diff %.2e (tol 1e-5); vs dpm++2m %.2e\n",
-                   ucases[c].steps, df_pred_name(o.pred), err, moved);
-            CHECK(err < 1e-5, "unipc vs tools/dpm_reference.py: %g", err);
-            CHECK(moved > 1e-4, "the corrector changes the result (%g from dpm++2m)", moved);
-        }
-    } else {
-        CHECK(0, "fixtures/unipc_gauss.npy: want (3, 2, N, 2)");
-    }
-    df_free(ref);
+    /* (c) DPM++(2M) and (d) UniPC (DPM++'s predictor plus the UniC corrector) against the NumPy
+     * reference, which solves for UniPC's coefficients at any order */
+    const fixture_case dcases[3] = {{10, DF_PRED_EPS}, {20, DF_PRED_V}, {5, DF_PRED_X0}};
+    const fixture_case ucases[3] = {{10, DF_PRED_EPS}, {3, DF_PRED_V}, {6, DF_PRED_X0}};
+    check_against_fixture("fixtures/dpmpp2m_gauss.npy", DF_SAMPLER_DPMPP_2M, dcases, &s);
+    check_against_fixture("fixtures/unipc_gauss.npy", DF_SAMPLER_UNIPC, ucases, &s);
     o.pred = DF_PRED_EPS;
     df_sample_params_init(&sp);
     sp.sampler = DF_SAMPLER_UNIPC;

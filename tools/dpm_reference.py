@@ -149,25 +149,23 @@ def unipc(x, steps, pred, ab_all, order=2):
     return x
 
 
+def write_fixture(name, cases, solver, rng, ab):
+    """x_T from rng and the solver's x_0 for each (steps, pred) case, as float32 (cases, 2, N, 2)."""
+    out = np.zeros((len(cases), 2, N, 2), np.float32)
+    for c, (steps, pred) in enumerate(cases):
+        xT = rng.standard_normal((N, 2)).astype(np.float32)
+        out[c, 0] = xT
+        out[c, 1] = solver(xT.astype(np.float64), steps, pred, ab)
+    path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", name)
+    np.save(path, out)
+    print("wrote", os.path.normpath(path), out.shape)
+
+
 def main():
     ab = schedule()
     rng = np.random.default_rng(1234)
-    out = np.zeros((len(CASES), 2, N, 2), np.float32)
-    for c, (steps, pred) in enumerate(CASES):
-        xT = rng.standard_normal((N, 2)).astype(np.float32)
-        out[c, 0] = xT
-        out[c, 1] = dpmpp_2m(xT.astype(np.float64), steps, pred, ab)
-    path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "dpmpp2m_gauss.npy")
-    np.save(path, out)
-    print("wrote", os.path.normpath(path), out.shape)
-    out = np.zeros((len(UNIPC_CASES), 2, N, 2), np.float32)
-    for c, (steps, pred) in enumerate(UNIPC_CASES):
-        xT = rng.standard_normal((N, 2)).astype(np.float32)
-        out[c, 0] = xT
-        out[c, 1] = unipc(xT.astype(np.float64), steps, pred, ab)
-    path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "unipc_gauss.npy")
-    np.save(path, out)
-    print("wrote", os.path.normpath(path), out.shape)
+    write_fixture("dpmpp2m_gauss.npy", CASES, dpmpp_2m, rng, ab)
+    write_fixture("unipc_gauss.npy", UNIPC_CASES, unipc, rng, ab)
 
 
 if __name__ == "__main__":
