@@ -7,7 +7,7 @@ the sigma parameterisation diffusers uses (sigma = sqrt((1 - alphabar) / alphaba
 code's VP form, so that the two are independent implementations of the same formulas.
 
 The "network" is the exact optimal denoiser for 2-D Gaussian data (tests/oracle.h), so no weights are
-involved. Writes tests/fixtures/dpmpp2m_gauss.npy: float32 (cases, 2, N, 2): [case][0] = x_T,
+involved (tools/sampler_model_reference.py runs the same solvers on the shipped U-Net, via x0_fn). Writes tests/fixtures/dpmpp2m_gauss.npy: float32 (cases, 2, N, 2): [case][0] = x_T,
 [case][1] = the sampled x_0, for the cases listed in CASES (steps, prediction type).
 
 UniPC (Zhao et al. 2023, "UniPC", Algorithms 2 and 3: the multistep UniP-p predictor and the UniC
@@ -55,7 +55,7 @@ def network(x, ab, pred):
     return x0.astype(np.float32).astype(np.float64)
 
 
-def dpmpp_2m(x, steps, pred, ab_all):
+def dpmpp_2m(x, steps, pred, ab_all, x0_fn=None):
     ts = np.linspace(0, T - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     sig = np.sqrt((1 - ab_all[ts]) / ab_all[ts])
     sig = np.append(sig, 0.0)  # final_sigmas_type "zero"
@@ -66,7 +66,7 @@ def dpmpp_2m(x, steps, pred, ab_all):
 
     prev_x0, prev_lambda = None, None
     for k, t in enumerate(ts):
-        x0 = network(x, ab_all[t], pred)
+        x0 = x0_fn(x, t) if x0_fn else network(x, ab_all[t], pred)
         a_s, s_s = alpha_sigma(sig[k])
         a_t, s_t = alpha_sigma(sig[k + 1])
         lam_s = np.log(a_s) - np.log(s_s)
@@ -101,7 +101,7 @@ def phi_coefficients(hh, order):
     return np.array(out), hphi, b_h
 
 
-def unipc(x, steps, pred, ab_all, order=2):
+def unipc(x, steps, pred, ab_all, order=2, x0_fn=None):
     ts = np.linspace(0, T - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     sig = np.append(np.sqrt((1 - ab_all[ts]) / ab_all[ts]), 0.0)
 
@@ -137,7 +137,7 @@ def unipc(x, steps, pred, ab_all, order=2):
 
     preds, ks, x_last, last_order = [], [], None, 0
     for k, t in enumerate(ts):
-        m = network(x, ab_all[t], pred)
+        m = x0_fn(x, t) if x0_fn else network(x, ab_all[t], pred)
         if k > 0:
             x = advance(x_last, k - 1, k, preds, ks, last_order, m_new=m)
             x = x.astype(np.float32).astype(np.float64)
