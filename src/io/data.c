@@ -347,6 +347,87 @@ static const char *stb_reason(void) {
     return r && r[0] ? r : "truncated, or not an image stb_image reads";
 }
 
+/* Debian's stb_image (2020) decodes a JPEG scan with whatever Huffman or quantisation table slot
+ * it names, defined or not: an undefined slot is uninitialised memory, and its decoder then reads
+ * garbage and can abort on an assertion (fuzz_image_folder found one). So before stb_image decodes
+ * a JPEG, walk its markers: every scan must name only tables the file defined before it. Returns 0
+ * if a scan does not; 1 otherwise (also for what is not a JPEG, or ends early: stb_image judges
+ * those). A DC scan that refines (Ah > 0) reads raw bits, and a progressive DC scan no AC table. */
+static int jpeg_tables_defined(const uint8_t *p, size_t n) {
+    if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return 1;
+    unsigned quant = 0, huff = 0; /* bit t: quant table t; bit 4 * class + t: Huffman table t */
+    int progressive = 0, ncomp = 0, tq[4] = {0};
+    size_t i = 2;
+    while (i + 4 <= n) {
+        if (p[i] != 0xFF || p[i + 1] == 0xFF) { /* stb_image skips bytes between markers, and fill bytes */
+            i++;
+            continue;
+        }
+        const int m = p[i + 1];
+        if (m == 0xD9) return 1;                                /* EOI */
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { /* markers without a length */
+            i += 2;
+            continue;
+        }
+        const size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len < 2 || i + 2 + len > n) return 1;
+        const uint8_t *q = p + i + 4;
+        const size_t ql = len - 2;
+        if (m == 0xDB) { /* DQT: (precision, slot) and 64 entries of 1 or 2 bytes each */
+            for (size_t k = 0; k < ql; k += 1 + 64 * (size_t)((q[k] >> 4) ? 2 : 1)) quant |= 1u << (q[k] & 3);
+        } else if (m == 0xC4) { /* DHT: (class, slot), 16 code counts, the symbols */
+            for (size_t k = 0; k + 17 <= ql;) {
+                size_t symbols = 0;
+                for (int b = 1; b <= 16; b++) symbols += q[k + b];
+                huff |= 1u << (4 * ((q[k] >> 4) & 1) + (q[k] & 3));
+                k += 17 + symbols;
+            }
+        } else if (m >= 0xC0 && m <= 0xC2) { /* SOF0-2: components (id, sampling, quant slot) */
+            progressive = m == 0xC2;
+            ncomp = ql >= 6 ? q[5] : 0;
+            for (int c = 0; c < ncomp && c < 4 && 8 + 3 * (size_t)c < ql; c++) tq[c] = q[8 + 3 * c] & 3;
+        } else if (m == 0xDA && ql >= 1) { /* SOS: (component, DC slot << 4 | AC slot) each, Ss, Se, Ah/Al */
+            const size_t ns = q[0];
+            if (ql < 4 + 2 * ns) return 1;
+            const int ss = q[1 + 2 * ns], ah = q[3 + 2 * ns] >> 4;
+            const int need_dc = !progressive || (ss == 0 && ah == 0), need_ac = !progressive || ss > 0;
+            for (int c = 0; c < ncomp && c < 4; c++)
+                if (!(quant >> tq[c] & 1)) return 0;
+            for (size_t j = 0; j < ns; j++) {
+                const int dc = q[2 + 2 * j] >> 4 & 3, ac = q[2 + 2 * j] & 3;
+                if ((need_dc && !(huff >> dc & 1)) || (need_ac && !(huff >> (4 + ac) & 1))) return 0;
+            }
+            /* the entropy-coded data runs to the next marker that is not a stuffed 0 or a restart */
+            for (i += 2 + len; i + 1 < n; i++)
+                if (p[i] == 0xFF && p[i + 1] != 0 && !(p[i + 1] >= 0xD0 && p[i + 1] <= 0xD7)) break;
+            continue;
+        }
+        i += 2 + len;
+    }
+    return 1;
+}
+
+/* jpeg_tables_defined on the file at path (read whole; folder images are capped in pixels). */
+static df_status check_jpeg_tables(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return df_fail(DF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t head[2] = {0, 0};
+    df_status st = DF_OK;
+    if (fread(head, 1, 2, f) == 2 && head[0] == 0xFF && head[1] == 0xD8 && fseek(f, 0, SEEK_END) == 0) {
+        const long size = ftell(f);
+        uint8_t *buf = size > 0 ? df_alloc((size_t)size, "JPEG file") : NULL;
+        if (size > 0 && !buf) st = DF_ERR_NOMEM;
+        else if (buf && (fseek(f, 0, SEEK_SET) != 0 || fread(buf, 1, (size_t)size, f) != (size_t)size))
+            st = df_fail(DF_ERR_IO, "%s: cannot read", path);
+        else if (buf && !jpeg_tables_defined(buf, (size_t)size))
+            st = df_fail(DF_ERR_FORMAT, "%s: corrupt JPEG: a scan uses a Huffman or quantisation table the file "
+                                        "never defines", path);
+        df_free(buf);
+    }
+    fclose(f);
+    return st;
+}
+
 static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -570,6 +651,7 @@ static df_status folder_load(const char *dir, int want_c, int want_size, df_data
                          path, w, h, (int)(FOLDER_MAX_IMAGE_BYTES / c >> 20));
             break;
         }
+        if ((st = check_jpeg_tables(path)) != DF_OK) break;
         uint8_t *img = stbi_load(path, &w, &h, &comp, c);
         if (!img) {
             st = df_fail(DF_ERR_FORMAT, "%s: cannot decode image: %s", path, stb_reason());
